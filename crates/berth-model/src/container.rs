@@ -1,0 +1,396 @@
+//! A task's container: what the user asked for ([`ContainerSpec`], fixed once the task is
+//! accepted) and what berth knows about it (the engine fields of [`Container`]).
+
+use crate::status::{ContainerStatus, HealthStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The name berth gives the awsvpc pause container. `~` is not allowed in user container
+/// names, so it can never clash with one.
+pub const PAUSE_CONTAINER_NAME: &str = "~pause";
+
+/// A container as the task definition describes it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Unique within its task.
+    pub name: String,
+    /// Image reference, as Docker's reference grammar accepts it.
+    pub image: String,
+    /// Replaces the image's `CMD`; empty keeps it.
+    pub command: Vec<String>,
+    /// Replaces the image's `ENTRYPOINT`; empty keeps it.
+    pub entry_point: Vec<String>,
+    /// CPU shares; 0 means absent (sent to Docker as the kernel's minimum, 2).
+    pub cpu: u64,
+    /// Hard memory limit in MiB.
+    pub memory: Option<u64>,
+    /// Soft memory limit in MiB.
+    pub memory_reservation: Option<u64>,
+    /// When an essential container stops, the whole task stops. Default true, as in ECS.
+    pub essential: bool,
+    /// Environment variables, by name.
+    pub environment: BTreeMap<String, String>,
+    /// Files of `KEY=value` lines, resolved from the local secret source.
+    pub environment_files: Vec<String>,
+    /// Environment variables whose values come from the local secret source.
+    pub secrets: Vec<Secret>,
+    /// Legacy Docker links to other containers of the task.
+    pub links: Vec<Link>,
+    /// Containers whose volumes this one mounts.
+    pub volumes_from: Vec<VolumeFrom>,
+    /// Task volumes mounted into this container.
+    pub mount_points: Vec<MountPoint>,
+    /// Ports published on the host.
+    pub port_mappings: Vec<PortMapping>,
+    /// Labels the user puts on the Docker container (never under `berth.`).
+    pub docker_labels: BTreeMap<String, String>,
+    /// Working directory inside the container.
+    pub working_directory: Option<String>,
+    /// User (name, uid, or uid:gid) to run as.
+    pub user: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when berth stops the container.
+    pub stop_timeout: Option<u64>,
+    /// Docker health check.
+    pub health_check: Option<HealthCheck>,
+    /// Containers that must reach a condition before this one starts.
+    pub depends_on: Vec<Dependency>,
+    /// Resource limits.
+    pub ulimits: Vec<Ulimit>,
+    /// Mount the root filesystem read-only.
+    pub readonly_root_filesystem: bool,
+    /// Extra `/etc/hosts` entries.
+    pub extra_hosts: Vec<ExtraHost>,
+    /// Container host name.
+    pub hostname: Option<String>,
+    /// DNS servers.
+    pub dns_servers: Vec<String>,
+    /// DNS search domains.
+    pub dns_search_domains: Vec<String>,
+    /// Linux-specific settings.
+    pub linux_parameters: LinuxParameters,
+    /// Run with every capability and every device.
+    pub privileged: bool,
+    /// Docker `--security-opt` values.
+    pub docker_security_options: Vec<String>,
+    /// Namespaced kernel parameters.
+    pub system_controls: BTreeMap<String, String>,
+    /// Docker log driver, when it is one berth honours.
+    pub log_configuration: Option<LogConfiguration>,
+    /// A container berth adds itself (the awsvpc pause container): planned like the others,
+    /// hidden from state changes.
+    pub internal: bool,
+}
+
+/// A secret or environment file reference, resolved from the local source at create.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Secret {
+    /// Environment variable to set.
+    pub name: String,
+    /// Key in the local secret source.
+    pub value_from: String,
+}
+
+/// A link to another container of the task, `name[:alias]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Link {
+    /// The linked container's name in the task.
+    pub name: String,
+    /// The host name the linking container sees it by (the name when absent).
+    pub alias: Option<String>,
+}
+
+/// Mount the volumes of another container of the task.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VolumeFrom {
+    /// The container whose volumes are mounted.
+    pub source_container: String,
+    /// Mount them read-only.
+    pub read_only: bool,
+}
+
+/// Mount a task volume.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MountPoint {
+    /// Name of a volume of the task.
+    pub source_volume: String,
+    /// Where it appears in the container (not judged by the host's path rules).
+    pub container_path: String,
+    /// Mount it read-only.
+    pub read_only: bool,
+}
+
+/// Transport protocol of a port mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (the default).
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// The lower-case name Docker uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// Publish a container port on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// Port on the host; 0 lets Docker pick one.
+    pub host_port: u16,
+    /// tcp or udp.
+    pub protocol: Protocol,
+}
+
+/// A port Docker actually bound, reported on RUNNING.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// Port on the host.
+    pub host_port: u16,
+    /// Host address it is bound to.
+    pub bind_ip: String,
+    /// tcp or udp.
+    pub protocol: Protocol,
+}
+
+/// Docker health check settings (seconds, as ECS gives them).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub command: Vec<String>,
+    /// Seconds between checks.
+    pub interval: Option<u64>,
+    /// Seconds a check may take.
+    pub timeout: Option<u64>,
+    /// Failures in a row before unhealthy.
+    pub retries: Option<u64>,
+    /// Seconds of grace after start.
+    pub start_period: Option<u64>,
+}
+
+/// When a dependency counts as met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DependencyCondition {
+    /// The dependency has started (RUNNING, or later having run).
+    Start,
+    /// The dependency has exited, with any code.
+    Complete,
+    /// The dependency has exited with code 0.
+    Success,
+    /// The dependency's health check reports healthy.
+    Healthy,
+}
+
+impl DependencyCondition {
+    /// The upper-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyCondition::Start => "START",
+            DependencyCondition::Complete => "COMPLETE",
+            DependencyCondition::Success => "SUCCESS",
+            DependencyCondition::Healthy => "HEALTHY",
+        }
+    }
+}
+
+impl fmt::Display for DependencyCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `dependsOn`: start only once another container meets a condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The container depended on.
+    pub container_name: String,
+    /// What it must reach.
+    pub condition: DependencyCondition,
+}
+
+/// A resource limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Limit name (`nofile`, ...).
+    pub name: String,
+    /// Soft limit.
+    pub soft_limit: i64,
+    /// Hard limit.
+    pub hard_limit: i64,
+}
+
+/// An extra `/etc/hosts` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExtraHost {
+    /// Host name.
+    pub hostname: String,
+    /// Its address.
+    pub ip_address: String,
+}
+
+/// `linuxParameters`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LinuxParameters {
+    /// Capabilities to add.
+    pub capabilities_add: Vec<String>,
+    /// Capabilities to drop.
+    pub capabilities_drop: Vec<String>,
+    /// Run an init process as PID 1.
+    pub init_process_enabled: bool,
+    /// tmpfs mounts.
+    pub tmpfs: Vec<Tmpfs>,
+    /// Host devices.
+    pub devices: Vec<Device>,
+    /// `/dev/shm` size in MiB.
+    pub shared_memory_size: Option<u64>,
+}
+
+/// A tmpfs mount.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub container_path: String,
+    /// Size in MiB.
+    pub size: u64,
+    /// Mount options.
+    pub mount_options: Vec<String>,
+}
+
+/// A host device exposed to the container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Device {
+    /// Path on the host.
+    pub host_path: String,
+    /// Path in the container (the host path when absent).
+    pub container_path: Option<String>,
+    /// `read`, `write`, `mknod`.
+    pub permissions: Vec<String>,
+}
+
+/// Log drivers berth passes to Docker; every other driver falls back to Docker's default.
+pub const HONOURED_LOG_DRIVERS: [&str; 5] = ["json-file", "local", "journald", "syslog", "none"];
+
+/// A log driver berth honours, with its options.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LogConfiguration {
+    /// One of [`HONOURED_LOG_DRIVERS`].
+    pub log_driver: String,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Why an operation on a container failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyError {
+    /// What failed, on what (never a credential).
+    pub message: String,
+    /// True when retrying cannot help (no such image, unauthorized, invalid settings).
+    pub permanent: bool,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A container of a task: its spec plus what the engine knows and has done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// What the task definition asked for.
+    pub spec: ContainerSpec,
+    /// The status berth drives the container to.
+    pub desired_status: ContainerStatus,
+    /// The status berth last observed; only rises.
+    pub known_status: ContainerStatus,
+    /// The highest status berth has issued an operation for.
+    pub applied_status: ContainerStatus,
+    /// The last failure of an operation, carried as the reason of its STOPPED change.
+    pub applying_error: Option<ApplyError>,
+    /// An explicit reason for the last status change ("removed outside berth", ...).
+    pub reason: Option<String>,
+    /// Exit code, once the container has exited.
+    pub known_exit_code: Option<i64>,
+    /// Ports Docker bound, read on RUNNING.
+    pub known_port_bindings: Vec<PortBinding>,
+    /// Last reported health.
+    pub health: HealthStatus,
+    /// Docker's id, durable right after create.
+    pub docker_id: Option<String>,
+    /// Docker's name, durable before create.
+    pub docker_name: Option<String>,
+    /// The highest status already appended to the change log.
+    pub sent_status: ContainerStatus,
+    /// True once the container has ever run: berth never starts it again.
+    pub has_run: bool,
+    /// An operation is in flight; the planner issues nothing more for this container.
+    pub in_flight: bool,
+    /// The outcome of an operation is unknown (timeout, restart): inspect before acting.
+    pub needs_inspect: bool,
+    /// Failed attempts at the current step.
+    pub failures: u32,
+    /// Do not retry before this time.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The Docker container has been removed (cleanup).
+    pub removed: bool,
+}
+
+impl Container {
+    /// A container that nothing has happened to yet.
+    pub fn new(spec: ContainerSpec) -> Container {
+        Container {
+            spec,
+            desired_status: ContainerStatus::Running,
+            known_status: ContainerStatus::None,
+            applied_status: ContainerStatus::None,
+            applying_error: None,
+            reason: None,
+            known_exit_code: None,
+            known_port_bindings: Vec::new(),
+            health: HealthStatus::Unknown,
+            docker_id: None,
+            docker_name: None,
+            sent_status: ContainerStatus::None,
+            has_run: false,
+            in_flight: false,
+            needs_inspect: false,
+            failures: 0,
+            retry_at: None,
+            removed: false,
+        }
+    }
+
+    /// The container's name in its task.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Known status has reached the desired one.
+    pub fn reached_desired(&self) -> bool {
+        self.known_status >= self.desired_status
+    }
+
+    /// Seconds berth waits between SIGTERM and SIGKILL when stopping it.
+    pub fn stop_timeout(&self, default_secs: u64) -> u64 {
+        self.spec.stop_timeout.unwrap_or(default_secs)
+    }
+
+    /// The reason its state changes carry: the applying error, else the explicit reason.
+    pub fn change_reason(&self) -> Option<String> {
+        self.applying_error.as_ref().map(|e| e.message.clone()).or_else(|| self.reason.clone())
+    }
+}

@@ -1,0 +1,26 @@
+//! berth's model: what a task is and what should happen to it. No I/O, no async.
+//!
+//! - [`status`]: container and task statuses, ordered as the state machine;
+//! - [`container`], [`volume`], [`task`]: the task model and its identity;
+//! - [`event`]: state changes, derived from known versus sent statuses;
+//! - [`input`]: task definitions in four JSON shapes, validated, with warnings;
+//! - [`graph`]: the dependency graph (links, volumesFrom, dependsOn, shared network);
+//! - [`plan`]: the pure planner, (desired, known, time) → next operations, and the
+//!   transitions that feed the outcome of each operation back into the task.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod container;
+pub mod event;
+pub mod graph;
+pub mod input;
+pub mod plan;
+pub mod status;
+pub mod task;
+pub mod volume;
+
+pub use container::{ApplyError, Container, ContainerSpec};
+pub use event::StateChange;
+pub use status::{ContainerStatus, HealthStatus, TaskStatus};
+pub use task::{Task, task_completed};
+pub use volume::{Volume, VolumeKind};

@@ -1,0 +1,278 @@
+//! A task: a group of containers with one desired status, plus its identity.
+
+use crate::container::Container;
+use crate::status::TaskStatus;
+use crate::volume::Volume;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a task's containers are networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Docker's default bridge (the default).
+    #[default]
+    Bridge,
+    /// The host's network stack.
+    Host,
+    /// No network.
+    None,
+    /// One network namespace shared by the task's containers, held by a pause container.
+    Awsvpc,
+}
+
+impl NetworkMode {
+    /// The lower-case name used in task definitions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+            NetworkMode::Awsvpc => "awsvpc",
+        }
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A task: containers and volumes, with a desired status berth drives them to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique on the host: given (seed payload shape) or `arn:berth:task/<32 hex>`.
+    pub arn: String,
+    /// Task definition family.
+    pub family: String,
+    /// Task definition version ("1" when the input gives none).
+    pub version: String,
+    /// How its containers are networked.
+    pub network_mode: NetworkMode,
+    /// Its containers, in definition order (an internal pause container first, if any).
+    pub containers: Vec<Container>,
+    /// Its volumes, by name.
+    pub volumes: Vec<Volume>,
+    /// The status berth drives the task to; only rises.
+    pub desired_status: TaskStatus,
+    /// The status derived from its containers; only rises.
+    pub known_status: TaskStatus,
+    /// When `known_status` last changed.
+    pub known_time: Option<DateTime<Utc>>,
+    /// The highest task status already appended to the change log.
+    pub sent_status: TaskStatus,
+    /// Why the task was stopped, when berth stopped it (essential exit, unmet dependency).
+    pub stop_reason: Option<String>,
+}
+
+/// The prefix of the arns berth generates.
+pub const GENERATED_ARN_PREFIX: &str = "arn:berth:task/";
+
+/// An arn for a task that came without one: `arn:berth:task/<32 lowercase hex>`, from 128
+/// random bits the caller supplies (the model does no I/O, randomness included).
+pub fn generated_arn(random: u128) -> String {
+    format!("{GENERATED_ARN_PREFIX}{random:032x}")
+}
+
+/// The last `/`-separated part of an arn, by which APIs also accept it.
+pub fn arn_last_part(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// A piece of a name berth derives for Docker (volume names, container names): every
+/// character outside `[A-Za-z0-9_.-]` replaced by `-`.
+pub fn docker_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' }).collect()
+}
+
+impl Task {
+    /// A task with nothing done yet, desired RUNNING.
+    pub fn new(arn: String, family: String, version: String, containers: Vec<Container>, volumes: Vec<Volume>) -> Task {
+        Task {
+            arn,
+            family,
+            version,
+            network_mode: NetworkMode::Bridge,
+            containers,
+            volumes,
+            desired_status: TaskStatus::Running,
+            known_status: TaskStatus::None,
+            known_time: None,
+            sent_status: TaskStatus::None,
+            stop_reason: None,
+        }
+    }
+
+    /// The container of this name.
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.spec.name == name)
+    }
+
+    /// The index of the container of this name.
+    pub fn container_index(&self, name: &str) -> Option<usize> {
+        self.containers.iter().position(|c| c.spec.name == name)
+    }
+
+    /// The volume of this name.
+    pub fn volume(&self, name: &str) -> Option<&Volume> {
+        self.volumes.iter().find(|v| v.name == name)
+    }
+
+    /// The Docker name of a volume berth makes for this task:
+    /// `berth-<task id>-<volume name>` for task-scoped ones, the volume's own name for
+    /// shared ones.
+    pub fn docker_volume_name(&self, volume: &Volume) -> String {
+        if volume.managed_by_task() {
+            format!("berth-{}-{}", docker_safe(arn_last_part(&self.arn)), docker_safe(&volume.name))
+        } else {
+            volume.name.clone()
+        }
+    }
+
+    /// The status its containers add up to. If an essential container is STOPPED, the task
+    /// is STOPPED; otherwise it is the lowest known status of its essential containers
+    /// (PULLED counting as NONE). Internal containers do not count: berth stops the task
+    /// when one of them stops (see the planner).
+    pub fn derived_status(&self) -> TaskStatus {
+        let essentials = self.containers.iter().filter(|c| c.spec.essential && !c.spec.internal);
+        let mut lowest: Option<TaskStatus> = None;
+        for c in essentials {
+            let s = c.known_status.task_status();
+            if s == TaskStatus::Stopped {
+                return TaskStatus::Stopped;
+            }
+            lowest = Some(lowest.map_or(s, |l| l.min(s)));
+        }
+        lowest.unwrap_or(TaskStatus::None)
+    }
+
+    /// Bring `known_status` up to the derived status (it never goes down); returns whether
+    /// it moved.
+    pub fn update_known_status(&mut self, now: DateTime<Utc>) -> bool {
+        let derived = self.derived_status();
+        if derived > self.known_status {
+            self.known_status = derived;
+            self.known_time = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Raise the desired status (it never goes down) and pass it on to every container;
+    /// returns whether it moved. A container's desired status only rises too.
+    pub fn raise_desired_status(&mut self, desired: TaskStatus) -> bool {
+        if desired <= self.desired_status {
+            return false;
+        }
+        self.desired_status = desired;
+        let want = desired.container_status();
+        for c in &mut self.containers {
+            if want > c.desired_status {
+                c.desired_status = want;
+            }
+        }
+        true
+    }
+}
+
+/// The task is at a steady state: it and every container have reached their desired status.
+pub fn task_completed(task: &Task) -> bool {
+    task.known_status >= task.desired_status && task.containers.iter().all(Container::reached_desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::ContainerSpec;
+    use crate::status::ContainerStatus;
+
+    fn container(name: &str, essential: bool, known: ContainerStatus) -> Container {
+        let mut c = Container::new(ContainerSpec {
+            name: name.into(),
+            image: "busybox".into(),
+            essential,
+            ..ContainerSpec::default()
+        });
+        c.known_status = known;
+        c
+    }
+
+    fn task(containers: Vec<Container>) -> Task {
+        Task::new("arn:berth:task/x".into(), "f".into(), "1".into(), containers, vec![])
+    }
+
+    #[test]
+    fn derived_status_is_lowest_essential_status() {
+        let t = task(vec![
+            container("a", true, ContainerStatus::Running),
+            container("b", true, ContainerStatus::Created),
+            container("c", false, ContainerStatus::None),
+        ]);
+        assert_eq!(t.derived_status(), TaskStatus::Created);
+    }
+
+    #[test]
+    fn pulled_essential_container_keeps_task_at_none() {
+        let t =
+            task(vec![container("a", true, ContainerStatus::Running), container("b", true, ContainerStatus::Pulled)]);
+        assert_eq!(t.derived_status(), TaskStatus::None);
+    }
+
+    #[test]
+    fn any_stopped_essential_container_stops_the_task() {
+        let t =
+            task(vec![container("a", true, ContainerStatus::Running), container("b", true, ContainerStatus::Stopped)]);
+        assert_eq!(t.derived_status(), TaskStatus::Stopped);
+    }
+
+    #[test]
+    fn stopped_non_essential_container_does_not_stop_the_task() {
+        let t =
+            task(vec![container("a", true, ContainerStatus::Running), container("b", false, ContainerStatus::Stopped)]);
+        assert_eq!(t.derived_status(), TaskStatus::Running);
+    }
+
+    #[test]
+    fn known_status_only_rises() {
+        let mut t = task(vec![container("a", true, ContainerStatus::Running)]);
+        let now = Utc::now();
+        assert!(t.update_known_status(now));
+        assert_eq!(t.known_status, TaskStatus::Running);
+        t.containers[0].known_status = ContainerStatus::Created;
+        assert!(!t.update_known_status(now));
+        assert_eq!(t.known_status, TaskStatus::Running);
+    }
+
+    #[test]
+    fn desired_status_only_rises_and_reaches_containers() {
+        let mut t = task(vec![container("a", true, ContainerStatus::None)]);
+        assert!(t.raise_desired_status(TaskStatus::Stopped));
+        assert_eq!(t.containers[0].desired_status, ContainerStatus::Stopped);
+        assert!(!t.raise_desired_status(TaskStatus::Running));
+        assert_eq!(t.desired_status, TaskStatus::Stopped);
+    }
+
+    #[test]
+    fn task_completed_needs_task_and_every_container() {
+        let mut t =
+            task(vec![container("a", true, ContainerStatus::Running), container("b", false, ContainerStatus::Created)]);
+        t.update_known_status(Utc::now());
+        assert!(!task_completed(&t), "b is not RUNNING yet");
+        t.containers[1].known_status = ContainerStatus::Running;
+        assert!(task_completed(&t));
+        t.raise_desired_status(TaskStatus::Stopped);
+        assert!(!task_completed(&t));
+    }
+
+    #[test]
+    fn generated_arns_and_docker_safe_names() {
+        let arn = generated_arn(0xabc);
+        assert_eq!(arn, "arn:berth:task/00000000000000000000000000000abc");
+        assert_eq!(arn_last_part(&arn), "00000000000000000000000000000abc");
+        assert_eq!(arn_last_part("plain"), "plain");
+        assert_eq!(docker_safe("a b/c:d_e.f-g~"), "a-b-c-d_e.f-g-");
+    }
+}
