@@ -11,6 +11,10 @@ use std::fmt;
 /// names, so it can never clash with one.
 pub const PAUSE_CONTAINER_NAME: &str = "~pause";
 
+/// The image of the awsvpc pause container: made by berth itself on the host (imported,
+/// never pulled), like the seed's emptyvolume image.
+pub const PAUSE_IMAGE: &str = "berth/pause:1";
+
 /// A container as the task definition describes it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ContainerSpec {
