@@ -1,5 +1,6 @@
 //! Task volumes, by name.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -64,12 +65,27 @@ pub struct Volume {
     pub removed: bool,
     /// An operation on the Docker volume is in flight.
     pub in_flight: bool,
+    /// Making the Docker volume failed: the task cannot run and stops with this reason.
+    pub error: Option<String>,
+    /// Failed removals so far (removal is retried with backoff until it succeeds).
+    pub failures: u32,
+    /// Do not retry the removal before this time.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl Volume {
     /// A volume nothing has happened to yet.
     pub fn new(name: impl Into<String>, kind: VolumeKind) -> Volume {
-        Volume { name: name.into(), kind, created: false, removed: false, in_flight: false }
+        Volume {
+            name: name.into(),
+            kind,
+            created: false,
+            removed: false,
+            in_flight: false,
+            error: None,
+            failures: 0,
+            retry_at: None,
+        }
     }
 
     /// berth makes the Docker volume before the containers: task-scoped volumes, and shared

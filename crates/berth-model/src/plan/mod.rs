@@ -1,1 +1,398 @@
-//! placeholder
+//! The planner: from a task (desired and known statuses, health, exit codes, failures so
+//! far) and the time, the next operations. Pure: no I/O, no clock, no randomness; the
+//! engine performs what it returns and feeds the outcomes back through [`apply`].
+//!
+//! The rules, in SPEC 3's words:
+//! - each container goes NONE → PULLED → CREATED → RUNNING → STOPPED; nothing new is
+//!   issued for a container with an operation in flight, so its transitions are serialized,
+//!   while containers of a task progress in parallel as far as their dependencies allow;
+//! - links: the target is created before the linking container is created and RUNNING
+//!   before it is started; volumesFrom: the source exists before the dependent is created;
+//!   dependsOn gates start (START = has run, COMPLETE = exited, SUCCESS = exited 0,
+//!   HEALTHY = reports healthy); under awsvpc the pause container is like a link;
+//! - a dependency that can no longer be met stops the task, with a reason;
+//! - if an essential container stops, the task stops; stopping goes in reverse
+//!   dependency order over every kind of edge;
+//! - a container that has ever run is never started again;
+//! - failures: see [`apply`]; a waiting retry shows as [`Plan::wake_at`];
+//! - a STOPPED task is cleaned up (containers, then task volumes, removed) after
+//!   [`PlanConfig::cleanup_wait`], then forgotten.
+
+mod apply;
+mod op;
+
+pub use apply::{Feedback, Observation, Outcome, apply};
+pub use op::{Action, Op, VolumeAction};
+
+use crate::container::{Container, DependencyCondition};
+use crate::graph::{DependencyGraph, EdgeKind};
+use crate::status::{ContainerStatus, HealthStatus, TaskStatus};
+use crate::task::Task;
+use crate::volume::VolumeKind;
+use chrono::{DateTime, Duration, Utc};
+use std::fmt::Write as _;
+
+/// The engine's default stop timeout in seconds (the seed's `DEFAULT_TIMEOUT_SECONDS`).
+pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 30;
+
+/// How failed pulls, creates and starts are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (3 by default).
+    pub attempts: u32,
+    /// Wait after the first failure.
+    pub initial_backoff: Duration,
+    /// Each further failure multiplies the wait by this.
+    pub multiplier: u32,
+    /// The wait never exceeds this.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::seconds(1),
+            multiplier: 2,
+            max_backoff: Duration::seconds(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `failures`-th failure in a row (1-based).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let mut wait = self.initial_backoff;
+        for _ in 1..failures {
+            wait = wait * self.multiplier as i32;
+            if wait >= self.max_backoff {
+                return self.max_backoff;
+            }
+        }
+        wait.min(self.max_backoff)
+    }
+}
+
+/// The settings the planner follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanConfig {
+    /// Retries of pull, create and start.
+    pub retry: RetryPolicy,
+    /// How long a STOPPED task's containers stay before cleanup (3 h by default).
+    pub cleanup_wait: Duration,
+    /// Stop timeout for containers without `stopTimeout`.
+    pub default_stop_timeout_secs: u64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            retry: RetryPolicy::default(),
+            cleanup_wait: Duration::hours(3),
+            default_stop_timeout_secs: DEFAULT_STOP_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// What to do next for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Operations that can start now, independent of each other. Bookkeeping operations
+    /// come alone or first; after applying them the engine plans again.
+    pub ops: Vec<Op>,
+    /// The earliest time something not yet possible becomes possible (a retry's backoff
+    /// ends, cleanup is due); plan again then, or on the next change.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+impl Plan {
+    /// Nothing to do now and nothing to wait for.
+    pub fn is_idle(&self) -> bool {
+        self.ops.is_empty() && self.wake_at.is_none()
+    }
+
+    /// One operation a line, in the order decided, for golden tests and `berth plan`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for op in &self.ops {
+            let _ = writeln!(out, "{op}");
+        }
+        if let Some(at) = self.wake_at {
+            let _ = writeln!(out, "wait until {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        out
+    }
+
+    fn wake(&mut self, at: DateTime<Utc>) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// The next operations for `task`, whose dependency graph is `graph`, at time `now`.
+pub fn plan(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, cfg: &PlanConfig) -> Plan {
+    let mut plan = Plan::default();
+    if task.desired_status < TaskStatus::Stopped {
+        if let Some(reason) = reason_to_stop(task, graph) {
+            plan.ops.push(Op::StopTask { reason });
+            return plan;
+        }
+        plan_volumes_up(task, &mut plan);
+        for &i in graph.start_order() {
+            plan_container_up(task, graph, i, now, cfg, &mut plan);
+        }
+    } else {
+        let mut all_stopped = true;
+        for &i in graph.start_order().iter().rev() {
+            all_stopped &= task.containers[i].known_status == ContainerStatus::Stopped;
+            plan_container_down(task, graph, i, now, cfg, &mut plan);
+        }
+        if all_stopped {
+            plan_cleanup(task, now, cfg, &mut plan);
+        }
+    }
+    // Bookkeeping first (a stable sort keeps the decided order otherwise).
+    plan.ops.sort_by_key(|op| !op.is_bookkeeping());
+    plan
+}
+
+/// Why a task that should run must stop instead: an essential container stopped, an
+/// internal one stopped, a volume berth cannot provide, or a dependency that can no longer
+/// be met.
+fn reason_to_stop(task: &Task, graph: &DependencyGraph) -> Option<String> {
+    for v in &task.volumes {
+        if let VolumeKind::Unsupported { kind } = &v.kind {
+            return Some(format!("volume \"{}\": {kind} is not supported by berth", v.name));
+        }
+        if let Some(err) = &v.error {
+            return Some(format!("volume \"{}\" could not be created: {err}", v.name));
+        }
+    }
+    for c in &task.containers {
+        if c.known_status != ContainerStatus::Stopped {
+            continue;
+        }
+        if c.spec.internal {
+            return Some(format!("internal container \"{}\" stopped", c.name()));
+        }
+        if c.spec.essential {
+            return Some(match (&c.applying_error, c.known_exit_code) {
+                (Some(err), _) => format!("essential container \"{}\" failed: {err}", c.name()),
+                (None, Some(code)) => format!("essential container \"{}\" exited with code {code}", c.name()),
+                (None, None) => match &c.reason {
+                    Some(r) => format!("essential container \"{}\" stopped: {r}", c.name()),
+                    None => format!("essential container \"{}\" stopped", c.name()),
+                },
+            });
+        }
+    }
+    for (i, c) in task.containers.iter().enumerate() {
+        if c.has_run || c.known_status == ContainerStatus::Stopped || c.desired_status < ContainerStatus::Running {
+            continue;
+        }
+        for e in graph.dependencies(i) {
+            let dep = &task.containers[e.to];
+            if let Some(why) = unmet_forever(c, dep, e.kind) {
+                return Some(format!(
+                    "{} of \"{}\" on \"{}\" can no longer be met: {why}",
+                    describe_edge(e.kind),
+                    c.name(),
+                    dep.name()
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn describe_edge(kind: EdgeKind) -> String {
+    match kind {
+        EdgeKind::DependsOn(cond) => format!("dependency ({cond})"),
+        other => other.field().to_string(),
+    }
+}
+
+/// Whether `dep` can never satisfy what `c` needs of it, and why. Only asked while `c` has
+/// not run.
+fn unmet_forever(c: &Container, dep: &Container, kind: EdgeKind) -> Option<String> {
+    if dep.known_status != ContainerStatus::Stopped {
+        return None;
+    }
+    let exited = || match (&dep.applying_error, dep.known_exit_code) {
+        (Some(err), _) => format!("it failed: {err}"),
+        (None, Some(code)) => format!("it exited with code {code}"),
+        (None, None) => "it stopped".to_string(),
+    };
+    match kind {
+        EdgeKind::Link | EdgeKind::Network => Some(exited()),
+        EdgeKind::VolumesFrom => (c.known_status < ContainerStatus::Created && dep.docker_id.is_none())
+            .then(|| "it was never created".into()),
+        EdgeKind::DependsOn(DependencyCondition::Start | DependencyCondition::Complete) => {
+            (!dep.has_run).then(|| format!("it never ran ({})", exited()))
+        }
+        EdgeKind::DependsOn(DependencyCondition::Success) => (dep.known_exit_code != Some(0)).then(exited),
+        EdgeKind::DependsOn(DependencyCondition::Healthy) => {
+            Some(format!("it stopped before it was healthy ({})", exited()))
+        }
+    }
+}
+
+fn plan_volumes_up(task: &Task, plan: &mut Plan) {
+    for v in &task.volumes {
+        if v.needs_create() && !v.created && !v.in_flight {
+            plan.ops.push(Op::Volume { volume: v.name.clone(), action: VolumeAction::Create });
+        }
+    }
+}
+
+/// What container `i` needs next on its way up to its desired status.
+fn plan_container_up(
+    task: &Task,
+    graph: &DependencyGraph,
+    i: usize,
+    now: DateTime<Utc>,
+    cfg: &PlanConfig,
+    plan: &mut Plan,
+) {
+    let c = &task.containers[i];
+    if c.desired_status == ContainerStatus::Stopped {
+        // The seed's payload can ask one container of a running task to stop.
+        return plan_container_down(task, graph, i, now, cfg, plan);
+    }
+    if c.in_flight || c.reached_desired() {
+        return;
+    }
+    let name = c.name();
+    if c.needs_inspect {
+        plan.ops.push(Op::container(name, Action::Inspect));
+        return;
+    }
+    if let Some(at) = c.retry_at.filter(|&at| at > now) {
+        plan.wake(at);
+        return;
+    }
+    let action = match c.known_status {
+        ContainerStatus::None => Action::Pull,
+        ContainerStatus::Pulled if may_create(task, graph, i) => Action::Create,
+        ContainerStatus::Created if !c.has_run && may_start(task, graph, i) => Action::Start,
+        _ => return,
+    };
+    plan.ops.push(Op::container(name, action));
+}
+
+/// Create gates: links and the pause container created, volumesFrom sources existing,
+/// mounted task volumes made.
+fn may_create(task: &Task, graph: &DependencyGraph, i: usize) -> bool {
+    let deps_ok = graph.dependencies(i).all(|e| {
+        let dep = &task.containers[e.to];
+        match e.kind {
+            EdgeKind::Link | EdgeKind::Network | EdgeKind::VolumesFrom => {
+                dep.known_status >= ContainerStatus::Created && dep.docker_id.is_some()
+            }
+            EdgeKind::DependsOn(_) => true,
+        }
+    });
+    deps_ok
+        && task.containers[i]
+            .spec
+            .mount_points
+            .iter()
+            .all(|m| task.volume(&m.source_volume).is_some_and(|v| !v.needs_create() || v.created))
+}
+
+/// Start gates: links and the pause container RUNNING, dependsOn conditions met.
+fn may_start(task: &Task, graph: &DependencyGraph, i: usize) -> bool {
+    graph.dependencies(i).all(|e| {
+        let dep = &task.containers[e.to];
+        match e.kind {
+            EdgeKind::Link | EdgeKind::Network => dep.known_status == ContainerStatus::Running,
+            EdgeKind::VolumesFrom => true,
+            EdgeKind::DependsOn(DependencyCondition::Start) => dep.has_run,
+            EdgeKind::DependsOn(DependencyCondition::Complete) => {
+                dep.has_run && dep.known_status == ContainerStatus::Stopped
+            }
+            EdgeKind::DependsOn(DependencyCondition::Success) => {
+                dep.known_status == ContainerStatus::Stopped && dep.known_exit_code == Some(0)
+            }
+            EdgeKind::DependsOn(DependencyCondition::Healthy) => {
+                dep.known_status == ContainerStatus::Running && dep.health == HealthStatus::Healthy
+            }
+        }
+    })
+}
+
+/// What container `i` needs on its way down to STOPPED. One that never ran is simply
+/// marked STOPPED; a running one is stopped once everything that needs it has stopped.
+fn plan_container_down(
+    task: &Task,
+    graph: &DependencyGraph,
+    i: usize,
+    now: DateTime<Utc>,
+    cfg: &PlanConfig,
+    plan: &mut Plan,
+) {
+    let c = &task.containers[i];
+    if c.in_flight || c.known_status == ContainerStatus::Stopped {
+        return;
+    }
+    let name = c.name();
+    if c.needs_inspect {
+        plan.ops.push(Op::container(name, Action::Inspect));
+        return;
+    }
+    if c.known_status < ContainerStatus::Running {
+        plan.ops.push(Op::MarkStopped { container: name.to_string(), reason: None });
+        return;
+    }
+    if let Some(at) = c.retry_at.filter(|&at| at > now) {
+        plan.wake(at);
+        return;
+    }
+    let dependents_stopped =
+        graph.dependents(i).all(|e| task.containers[e.from].known_status == ContainerStatus::Stopped);
+    if dependents_stopped {
+        let timeout_secs = c.stop_timeout(cfg.default_stop_timeout_secs);
+        plan.ops.push(Op::container(name, Action::Stop { timeout_secs }));
+    }
+}
+
+/// Remove a STOPPED task's containers once the wait is over, then its task volumes, then
+/// forget it.
+fn plan_cleanup(task: &Task, now: DateTime<Utc>, cfg: &PlanConfig, plan: &mut Plan) {
+    let due = task.known_time.map_or(now, |t| t + cfg.cleanup_wait);
+    if due > now {
+        plan.wake(due);
+        return;
+    }
+    let mut containers_left = false;
+    for c in &task.containers {
+        // Any container a create was issued for may exist, with or without a known id
+        // (Docker removes by name too, and "no such container" counts as removed).
+        if c.applied_status >= ContainerStatus::Created && !c.removed {
+            containers_left = true;
+            match c.retry_at.filter(|&at| at > now) {
+                Some(at) => plan.wake(at),
+                None if !c.in_flight => plan.ops.push(Op::container(c.name(), Action::Remove)),
+                None => {}
+            }
+        }
+    }
+    if containers_left {
+        return;
+    }
+    let mut volumes_left = false;
+    for v in &task.volumes {
+        if v.managed_by_task() && v.created && !v.removed {
+            volumes_left = true;
+            match v.retry_at.filter(|&at| at > now) {
+                Some(at) => plan.wake(at),
+                None if !v.in_flight => {
+                    plan.ops.push(Op::Volume { volume: v.name.clone(), action: VolumeAction::Remove })
+                }
+                None => {}
+            }
+        }
+    }
+    if !volumes_left && !task.containers.iter().any(|c| c.in_flight) {
+        plan.ops.push(Op::Forget);
+    }
+}

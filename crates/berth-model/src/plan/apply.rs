@@ -1,0 +1,257 @@
+//! Transitions: how what happened (an operation issued, its outcome, a Docker event)
+//! changes a task. The one place a container's engine fields move, so the engine and the
+//! simulations in tests share every rule:
+//!
+//! - a known status only rises; an event that would lower it is ignored;
+//! - a pull, create or start that fails transiently (timeout, connection, 5xx) is retried
+//!   after a backoff, [`RetryPolicy::attempts`](super::RetryPolicy) in all; a permanent
+//!   failure, or the last attempt, sets `applying_error` and moves the container to STOPPED;
+//! - an outcome that is unknown (a timeout: Docker may have done the work) counts as a
+//!   failed attempt and makes the container wait for an inspect before anything else;
+//! - stops and removals are never given up: they are retried with backoff until they
+//!   succeed, since giving up would leave a container behind.
+
+use super::{Action, Op, PlanConfig, VolumeAction};
+use crate::container::{ApplyError, Container, PortBinding};
+use crate::status::{ContainerStatus, HealthStatus, TaskStatus};
+use crate::task::Task;
+use chrono::{DateTime, Utc};
+
+/// What Docker says about a container (an event, or an inspect).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observation {
+    /// The status it shows; NONE when it says nothing about the status (`kill`, `oom`).
+    pub status: ContainerStatus,
+    /// Exit code, for an exited container.
+    pub exit_code: Option<i64>,
+    /// Health, when reported.
+    pub health: Option<HealthStatus>,
+    /// Bound ports, when read (on RUNNING).
+    pub port_bindings: Option<Vec<PortBinding>>,
+    /// It has run at some time (`State.StartedAt` later than the zero time, or a `die`).
+    pub has_run: bool,
+    /// Its Docker id, when the observation found it (by name after an unknown create).
+    pub docker_id: Option<String>,
+    /// Why it changed ("removed outside berth", "killed by signal 9", "out of memory").
+    pub reason: Option<String>,
+    /// Docker no longer has it.
+    pub removed: bool,
+}
+
+/// The outcome of an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It worked (Docker's "already done" answers count).
+    Ok,
+    /// A create worked: the new container's Docker id.
+    Created(String),
+    /// It failed; the error says whether retrying can help.
+    Failed(ApplyError),
+    /// Nobody knows: it timed out, and Docker may have done the work.
+    Unknown(String),
+    /// An inspect answered.
+    Inspected(Observation),
+}
+
+/// Something that happened to a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feedback {
+    /// The engine is about to perform this operation.
+    Issued(Op),
+    /// The operation ended (bookkeeping operations go straight here, without `Issued`).
+    Done(Op, Outcome),
+    /// Docker reported something about a container, outside any operation.
+    Observed {
+        /// The container's name in the task.
+        container: String,
+        /// What Docker said.
+        observation: Observation,
+    },
+}
+
+/// Apply what happened to `task`, then bring its known status up to date. Feedback about a
+/// container or volume the task does not have is ignored.
+pub fn apply(task: &mut Task, feedback: Feedback, now: DateTime<Utc>, cfg: &PlanConfig) {
+    match feedback {
+        Feedback::Issued(op) => issued(task, &op),
+        Feedback::Done(op, outcome) => done(task, op, outcome, now, cfg),
+        Feedback::Observed { container, observation } => {
+            if let Some(c) = container_mut(task, &container) {
+                observe(c, observation);
+            }
+        }
+    }
+    task.update_known_status(now);
+}
+
+fn container_mut<'t>(task: &'t mut Task, name: &str) -> Option<&'t mut Container> {
+    task.containers.iter_mut().find(|c| c.spec.name == name)
+}
+
+fn issued(task: &mut Task, op: &Op) {
+    match op {
+        Op::Container { container, action } => {
+            if let Some(c) = container_mut(task, container) {
+                c.in_flight = true;
+                if let Some(target) = action.target() {
+                    c.applied_status = c.applied_status.max(target);
+                }
+            }
+        }
+        Op::Volume { volume, .. } => {
+            if let Some(v) = task.volumes.iter_mut().find(|v| &v.name == volume) {
+                v.in_flight = true;
+            }
+        }
+        Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => {}
+    }
+}
+
+fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &PlanConfig) {
+    match op {
+        Op::Container { container, action } => {
+            if let Some(c) = container_mut(task, &container) {
+                c.in_flight = false;
+                container_done(c, action, outcome, now, cfg);
+            }
+        }
+        Op::Volume { volume, action } => {
+            if let Some(v) = task.volumes.iter_mut().find(|v| v.name == volume) {
+                v.in_flight = false;
+                match (action, outcome) {
+                    (VolumeAction::Create, Outcome::Failed(err)) => v.error = Some(err.message),
+                    (VolumeAction::Create, Outcome::Unknown(msg)) => v.error = Some(msg),
+                    (VolumeAction::Create, _) => v.created = true,
+                    (VolumeAction::Remove, Outcome::Failed(_) | Outcome::Unknown(_)) => {
+                        v.failures += 1;
+                        v.retry_at = Some(now + cfg.retry.backoff(v.failures));
+                    }
+                    (VolumeAction::Remove, _) => v.removed = true,
+                }
+            }
+        }
+        Op::MarkStopped { container, reason } => {
+            if let Some(c) = container_mut(task, &container) {
+                advance(c, ContainerStatus::Stopped);
+                if reason.is_some() {
+                    c.reason = reason;
+                }
+            }
+        }
+        Op::StopTask { reason } => {
+            if task.desired_status < TaskStatus::Stopped {
+                task.stop_reason = Some(reason);
+                task.raise_desired_status(TaskStatus::Stopped);
+            }
+        }
+        Op::Forget => {}
+    }
+}
+
+fn container_done(c: &mut Container, action: Action, outcome: Outcome, now: DateTime<Utc>, cfg: &PlanConfig) {
+    // A failure or timeout of a step that Docker's events already showed done is no failure.
+    let shown_done = action.target().is_some_and(|t| c.known_status >= t);
+    let outcome = match outcome {
+        Outcome::Failed(_) | Outcome::Unknown(_) if shown_done => Outcome::Ok,
+        other => other,
+    };
+    match outcome {
+        Outcome::Ok => {
+            match action {
+                Action::Remove => c.removed = true,
+                Action::Inspect => c.needs_inspect = false,
+                _ => {}
+            }
+            if let Some(target) = action.target() {
+                advance(c, target);
+            }
+            if action == Action::Start {
+                c.has_run = true;
+            }
+            c.failures = 0;
+            c.retry_at = None;
+        }
+        Outcome::Created(id) => {
+            c.docker_id = Some(id);
+            container_done(c, action, Outcome::Ok, now, cfg);
+        }
+        Outcome::Inspected(observation) => {
+            c.needs_inspect = false;
+            observe(c, observation);
+            give_up_if_exhausted(c, cfg);
+        }
+        Outcome::Failed(err) => failed(c, action, err, now, cfg),
+        Outcome::Unknown(message) => {
+            c.needs_inspect = true;
+            failed(c, action, ApplyError { message, permanent: false }, now, cfg);
+        }
+    }
+}
+
+/// A failed attempt: retry after a backoff, or give up (pull, create, start only).
+fn failed(c: &mut Container, action: Action, err: ApplyError, now: DateTime<Utc>, cfg: &PlanConfig) {
+    c.failures += 1;
+    c.retry_at = Some(now + cfg.retry.backoff(c.failures));
+    match action {
+        Action::Pull | Action::Create | Action::Start => {
+            if err.permanent {
+                c.failures = c.failures.max(cfg.retry.attempts);
+            }
+            c.applying_error = Some(err);
+            give_up_if_exhausted(c, cfg);
+        }
+        // Never given up: the retry goes on with the backoff (capped).
+        Action::Stop { .. } | Action::Remove | Action::Inspect => {}
+    }
+}
+
+/// After the last attempt (and once any unknown outcome has been inspected), the container
+/// is STOPPED with its applying error as the reason.
+fn give_up_if_exhausted(c: &mut Container, cfg: &PlanConfig) {
+    if c.failures >= cfg.retry.attempts && !c.needs_inspect && c.applying_error.is_some() {
+        c.retry_at = None;
+        advance(c, ContainerStatus::Stopped);
+    }
+}
+
+/// Raise the known status; a status below it is ignored. Progress clears the failures.
+fn advance(c: &mut Container, status: ContainerStatus) -> bool {
+    if status <= c.known_status {
+        return false;
+    }
+    c.known_status = status;
+    if status < ContainerStatus::Stopped {
+        c.failures = 0;
+        c.retry_at = None;
+        c.applying_error = None;
+    }
+    true
+}
+
+/// Fold what Docker said into the container.
+fn observe(c: &mut Container, o: Observation) {
+    if let (Some(id), None) = (&o.docker_id, &c.docker_id) {
+        c.docker_id = Some(id.clone());
+    }
+    c.has_run |= o.has_run || o.status == ContainerStatus::Running;
+    if o.removed {
+        c.removed = true;
+    }
+    let was_stopped = c.known_status == ContainerStatus::Stopped;
+    let moved = advance(c, o.status);
+    if o.reason.is_some() && !was_stopped {
+        c.reason = o.reason;
+    }
+    if moved && c.known_status == ContainerStatus::Stopped {
+        c.retry_at = None;
+    }
+    if o.exit_code.is_some() && c.known_status == ContainerStatus::Stopped && c.known_exit_code.is_none() {
+        c.known_exit_code = o.exit_code;
+    }
+    if let Some(h) = o.health {
+        c.health = h;
+    }
+    if let Some(ports) = o.port_bindings.filter(|_| c.known_status == ContainerStatus::Running) {
+        c.known_port_bindings = ports;
+    }
+}
