@@ -178,6 +178,24 @@ impl Task {
     }
 }
 
+impl Task {
+    /// The same arn submitted again is an update, not a new task: only its desired statuses
+    /// are taken, and only where they rise (task and per container). The containers and
+    /// settings of the running task stay as they are. Returns whether anything rose.
+    pub fn update_from(&mut self, incoming: &Task) -> bool {
+        let mut rose = self.raise_desired_status(incoming.desired_status);
+        for c in &mut self.containers {
+            if let Some(new) = incoming.container(&c.spec.name) {
+                if new.desired_status > c.desired_status {
+                    c.desired_status = new.desired_status;
+                    rose = true;
+                }
+            }
+        }
+        rose
+    }
+}
+
 /// The task is at a steady state: it and every container have reached their desired status.
 pub fn task_completed(task: &Task) -> bool {
     task.known_status >= task.desired_status && task.containers.iter().all(Container::reached_desired)
@@ -253,6 +271,21 @@ mod tests {
         assert_eq!(t.containers[0].desired_status, ContainerStatus::Stopped);
         assert!(!t.raise_desired_status(TaskStatus::Running));
         assert_eq!(t.desired_status, TaskStatus::Stopped);
+    }
+
+    #[test]
+    fn the_same_arn_again_is_an_update_that_only_raises_desired_statuses() {
+        let mut running = task(vec![container("a", true, ContainerStatus::Running)]);
+        let mut again = running.clone();
+        again.containers[0].spec.image = "other".into();
+        again.desired_status = TaskStatus::Created;
+        assert!(!running.update_from(&again), "a lower desired status changes nothing");
+        assert_eq!(running.desired_status, TaskStatus::Running);
+        assert_eq!(running.containers[0].spec.image, "busybox", "settings are not replaced");
+        again.raise_desired_status(TaskStatus::Stopped);
+        assert!(running.update_from(&again));
+        assert_eq!(running.desired_status, TaskStatus::Stopped);
+        assert_eq!(running.containers[0].desired_status, ContainerStatus::Stopped);
     }
 
     #[test]
