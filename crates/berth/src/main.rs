@@ -1,1 +1,29 @@
-fn main() {}
+//! berth: a container task engine for one host (command line).
+//!
+//! `main` only parses the command line and dispatches; each subcommand lives in its own
+//! file under [`commands`].
+
+mod commands;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "A container task engine for one host")]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -9,8 +9,29 @@
 //!
 //! Everything is checked before anything starts; an invalid task yields every error found,
 //! each naming its JSON path, and nothing else. `null` means absent.
+//!
+//! Decisions where the SPEC is silent (the rules of each part are documented with it:
+//! the reader, the ECS shapes, the seed payload, image references, validation):
+//! - a UTF-8 byte-order mark before the JSON is skipped;
+//! - the family is the input's own, else [`ParseOptions::family`], for every shape; with
+//!   neither, the input is refused;
+//! - under awsvpc, berth adds an internal pause container ([`PAUSE_CONTAINER_NAME`]) first in
+//!   the task, holding the shared network namespace and every port mapping of the task
+//!   (the user containers keep theirs in their spec, for reporting; publishing them is the
+//!   pause container's job).
 
-use crate::task::Task;
+mod ecs;
+mod image;
+mod reader;
+mod seed;
+mod validate;
+
+use crate::container::{Container, ContainerSpec, PAUSE_CONTAINER_NAME, PAUSE_IMAGE};
+use crate::status::{ContainerStatus, TaskStatus};
+use crate::task::{NetworkMode, Task, generated_arn};
+use crate::volume::Volume;
+use reader::{Field, Obj, Sink, describe};
+use serde_json::Value;
 use std::fmt;
 
 /// Largest input accepted, in bytes.
@@ -69,5 +90,183 @@ impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
         write!(f, "invalid task definition: {}", all.join("; "))
+    }
+}
+
+/// Read a task definition in any of the four shapes, check it, and build the task.
+///
+/// Shape detection: a top-level array is a bare `containerDefinitions` array; an object with
+/// `taskDefinition` is describe output; one with `containerDefinitions` is register input;
+/// one with `containers` is the seed payload. Anything else is refused with one error.
+pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(Rejected {
+            errors: vec![Issue {
+                path: String::new(),
+                message: format!("input is {} bytes, more than the limit of {MAX_INPUT_BYTES}", input.len()),
+            }],
+            warnings: Vec::new(),
+        });
+    }
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+    let value: Value = serde_json::from_slice(input).map_err(|e| Rejected {
+        errors: vec![Issue { path: String::new(), message: json_error_message(&e) }],
+        warnings: Vec::new(),
+    })?;
+    let mut s = Sink::default();
+    let draft = match &value {
+        Value::Array(_) => Some(ecs::read_bare(Field::new(String::new(), &value), &mut s)),
+        Value::Object(map) => {
+            let o = Obj::new(String::new(), map);
+            if map.contains_key("taskDefinition") {
+                Some(ecs::read_describe(o, &mut s))
+            } else if map.contains_key("containerDefinitions") {
+                Some(ecs::read_register(o, &mut s))
+            } else if map.contains_key("containers") {
+                Some(seed::read_seed(o, &mut s))
+            } else {
+                s.error(
+                    "",
+                    "not a task definition: expected an object with \"containerDefinitions\", \"taskDefinition\" \
+                     or \"containers\", or an array of container definitions",
+                );
+                None
+            }
+        }
+        other => {
+            s.error("", format!("not a task definition: expected an object or an array, found {}", describe(other)));
+            None
+        }
+    };
+    let Some(draft) = draft else {
+        return Err(Rejected { errors: s.errors, warnings: s.warnings });
+    };
+    validate::check_draft(&draft, &mut s);
+    let task = draft.into_task(opts, &mut s);
+    validate::check_graph(&task, &mut s);
+    if s.errors.is_empty() {
+        Ok(Accepted { task, warnings: s.warnings })
+    } else {
+        Err(Rejected { errors: s.errors, warnings: s.warnings })
+    }
+}
+
+/// serde_json's message with the place spelled out: `invalid JSON at line 31, column 20:
+/// expected `,` or `}``.
+fn json_error_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let what = full.strip_suffix(&suffix).unwrap_or(&full);
+    format!("invalid JSON at line {}, column {}: {what}", e.line(), e.column())
+}
+
+/// A task definition as read, before it becomes a [`Task`]: what the rules of
+/// [`validate`] look at, with the JSON path of each part.
+#[derive(Debug)]
+pub(crate) struct Draft {
+    /// The input's family, if it gives one.
+    pub family: Option<String>,
+    /// Where a family would be, for the error when there is none.
+    pub family_path: String,
+    /// `version` or `revision`.
+    pub version: Option<String>,
+    /// The seed payload's `arn`.
+    pub arn: Option<String>,
+    /// The task's network mode.
+    pub network_mode: NetworkMode,
+    /// The seed payload's `desiredStatus` (RUNNING otherwise).
+    pub desired_status: TaskStatus,
+    /// Where the container definitions are.
+    pub containers_path: String,
+    /// False when the container array could not be read as a whole (so the rules about
+    /// containers would only add noise).
+    pub containers_read: bool,
+    /// The containers read, in order.
+    pub containers: Vec<DraftContainer>,
+    /// The volumes read, in order.
+    pub volumes: Vec<DraftVolume>,
+}
+
+/// A container as read.
+#[derive(Debug)]
+pub(crate) struct DraftContainer {
+    /// Its JSON path.
+    pub path: String,
+    /// Its settings.
+    pub spec: ContainerSpec,
+    /// The seed payload's per-container `desiredStatus` (RUNNING otherwise).
+    pub desired_status: ContainerStatus,
+    /// The path of each entry of `spec.depends_on`, in the same order.
+    pub depends_on_paths: Vec<String>,
+}
+
+/// A volume as read.
+#[derive(Debug)]
+pub(crate) struct DraftVolume {
+    /// Its JSON path.
+    pub path: String,
+    /// The volume.
+    pub volume: Volume,
+}
+
+impl Draft {
+    /// Nothing read yet.
+    pub fn empty(family_path: &str, containers_path: &str) -> Draft {
+        Draft {
+            family: None,
+            family_path: family_path.to_string(),
+            version: None,
+            arn: None,
+            network_mode: NetworkMode::Bridge,
+            desired_status: TaskStatus::Running,
+            containers_path: containers_path.to_string(),
+            containers_read: true,
+            containers: Vec::new(),
+            volumes: Vec::new(),
+        }
+    }
+
+    /// The task: identity (arn given or generated, family, version), containers with their
+    /// desired statuses, volumes, network mode, and under awsvpc the pause container first.
+    fn into_task(self, opts: &ParseOptions, s: &mut Sink) -> Task {
+        let family = match (self.family, &opts.family) {
+            (Some(f), _) => f,
+            (None, Some(f)) => {
+                validate::check_name("", f, "family (given by the caller)", s);
+                f.clone()
+            }
+            (None, None) if self.family_path.is_empty() => {
+                s.error("", "a bare containerDefinitions array takes its family from the caller, and none was given");
+                String::new()
+            }
+            (None, None) => {
+                s.error(&self.family_path, "required field is missing");
+                String::new()
+            }
+        };
+        let arn = self.arn.unwrap_or_else(|| generated_arn(opts.arn_random));
+        let version = self.version.unwrap_or_else(|| "1".to_string());
+        let mut containers = Vec::with_capacity(self.containers.len() + 1);
+        if self.network_mode == NetworkMode::Awsvpc {
+            let port_mappings = self.containers.iter().flat_map(|c| c.spec.port_mappings.iter().cloned()).collect();
+            containers.push(Container::new(ContainerSpec {
+                name: PAUSE_CONTAINER_NAME.to_string(),
+                image: PAUSE_IMAGE.to_string(),
+                essential: true,
+                internal: true,
+                port_mappings,
+                ..ContainerSpec::default()
+            }));
+        }
+        for c in self.containers {
+            let mut container = Container::new(c.spec);
+            container.desired_status = c.desired_status;
+            containers.push(container);
+        }
+        let volumes = self.volumes.into_iter().map(|v| v.volume).collect();
+        let mut task = Task::new(arn, family, version, containers, volumes);
+        task.network_mode = self.network_mode;
+        task.raise_desired_status(self.desired_status);
+        task
     }
 }

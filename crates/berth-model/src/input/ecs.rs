@@ -1,0 +1,694 @@
+//! The three ECS shapes (register-task-definition input, describe-task-definition output,
+//! a bare `containerDefinitions` array), and the container and volume definitions that the
+//! seed payload shares with them.
+//!
+//! Decisions where ECS and the SPEC leave room:
+//! - `revision` is read in both object shapes (a describe output trimmed to its
+//!   `taskDefinition` still carries it) and becomes the task's version; it is also reported
+//!   as a read-only field berth does not otherwise act on.
+//! - `memory` or `memoryReservation` of 0 means no limit, as Docker reads it.
+//! - `cpu` is at most 262,144 shares (the kernel's maximum); sizes in MiB must fit Docker's
+//!   byte counts; seconds (stopTimeout, health check times) fit 32 bits. Health-check
+//!   times are not held to ECS's narrower ranges: Docker accepts them.
+//! - A health check's command starts with `CMD`, `CMD-SHELL` or `NONE`, as Docker requires.
+//! - Ulimit names are the ones ECS and Docker know; a soft limit above the hard limit is
+//!   refused (Docker would refuse it at create). -1 means unlimited.
+//! - An environment variable set twice: the last value wins, with a warning.
+//! - `autoprovision` is only allowed on a `shared` Docker volume, as in ECS.
+//! - A volume with `configuredAtLaunch: true` (an EBS volume) is an unsupported kind, like
+//!   `efsVolumeConfiguration`.
+
+use super::image::image_problem;
+use super::reader::{Field, Obj, Sink, index_path, key_path, quote};
+use super::validate::check_name;
+use super::{Draft, DraftContainer, DraftVolume, MAX_CONTAINERS, MAX_ENVIRONMENT};
+use crate::container::{
+    ContainerSpec, Dependency, DependencyCondition, Device, ExtraHost, HONOURED_LOG_DRIVERS, HealthCheck, Link,
+    LinuxParameters, LogConfiguration, MountPoint, PortMapping, Protocol, Secret, Tmpfs, Ulimit, VolumeFrom,
+};
+use crate::status::ContainerStatus;
+use crate::task::NetworkMode;
+use crate::volume::{DockerVolumeConfiguration, Volume, VolumeKind, VolumeScope};
+use std::collections::BTreeMap;
+
+/// Most CPU shares the kernel takes.
+const MAX_CPU_SHARES: u64 = 262_144;
+/// Largest size in MiB whose byte count fits Docker's signed 64-bit fields.
+const MAX_MIB: u64 = (i64::MAX as u64) >> 20;
+/// Largest number of seconds (or retries) accepted.
+const MAX_SECONDS: u64 = u32::MAX as u64;
+
+/// Task-level fields of the register and describe shapes that berth does not act on.
+const TASK_NOT_ACTED_ON: [&str; 12] = [
+    "executionRoleArn",
+    "taskRoleArn",
+    "requiresCompatibilities",
+    "placementConstraints",
+    "proxyConfiguration",
+    "runtimePlatform",
+    "ephemeralStorage",
+    "pidMode",
+    "ipcMode",
+    "inferenceAccelerators",
+    "tags",
+    "enableFaultInjection",
+];
+
+/// Fields only `describe-task-definition` output has, which berth ignores.
+const TASK_READ_ONLY: [&str; 7] = [
+    "taskDefinitionArn",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+];
+
+/// Container-level fields berth does not act on.
+const CONTAINER_NOT_ACTED_ON: [&str; 10] = [
+    "repositoryCredentials",
+    "resourceRequirements",
+    "startTimeout",
+    "pseudoTerminal",
+    "interactive",
+    "disableNetworking",
+    "credentialSpecs",
+    "firelensConfiguration",
+    "restartPolicy",
+    "versionConsistency",
+];
+
+/// Volume kinds berth accepts with a warning and refuses when the task runs.
+const UNSUPPORTED_VOLUME_KINDS: [&str; 2] = ["efsVolumeConfiguration", "fsxWindowsFileServerVolumeConfiguration"];
+
+/// Ulimit names Docker and ECS know.
+const ULIMIT_NAMES: [&str; 15] = [
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// How the container definitions of a shape differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// ECS: `environment` is `[{"name", "value"}]`; no `desiredStatus`.
+    Ecs,
+    /// The seed payload: `environment` is `{"KEY": "value"}`; `desiredStatus` allowed.
+    Seed,
+}
+
+/// Shape 1: the `register-task-definition --cli-input-json` object.
+pub(crate) fn read_register(o: Obj<'_>, s: &mut Sink) -> Draft {
+    read_task_definition(o, s)
+}
+
+/// Shape 2: `{"taskDefinition": {...}}`, possibly with a sibling `tags`.
+pub(crate) fn read_describe(mut root: Obj<'_>, s: &mut Sink) -> Draft {
+    root.not_acted_on("tags", s);
+    let inner = root.field("taskDefinition");
+    root.finish(s);
+    let mut unread = Draft::empty("taskDefinition.family", "taskDefinition.containerDefinitions");
+    unread.containers_read = false;
+    let Some(f) = inner else {
+        s.error("taskDefinition", "required field is missing");
+        return unread;
+    };
+    match f.object(s) {
+        Some(o) => read_task_definition(o, s),
+        None => unread,
+    }
+}
+
+/// Shape 3: a bare `containerDefinitions` array; the family comes from the caller.
+pub(crate) fn read_bare(f: Field<'_>, s: &mut Sink) -> Draft {
+    let mut d = Draft::empty("", "");
+    read_containers(Some(f), Flavor::Ecs, &mut d, s);
+    d
+}
+
+/// The task-level fields of shapes 1 and 2.
+fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
+    let mut d = Draft::empty(&o.path_of("family"), &o.path_of("containerDefinitions"));
+    if let Some(family) = o.non_empty_string("family", s) {
+        check_name(&o.path_of("family"), &family, "family", s);
+        d.family = Some(family);
+    }
+    if let Some(f) = o.field("revision") {
+        if let Some(rev) = f.unsigned(1, i64::MAX.unsigned_abs(), s) {
+            d.version = Some(rev.to_string());
+        }
+        s.warn(&f.path, "read-only field of describe-task-definition output; berth uses it only as the task's version");
+    }
+    d.network_mode = read_network_mode(&mut o, s);
+    let containers = o.field("containerDefinitions");
+    if containers.is_none() {
+        s.error(&o.path_of("containerDefinitions"), "required field is missing");
+        d.containers_read = false;
+    } else {
+        read_containers(containers, Flavor::Ecs, &mut d, s);
+    }
+    d.volumes = read_volumes(o.field("volumes"), s);
+    for key in ["cpu", "memory"] {
+        if let Some(f) = o.field(key) {
+            match f.value {
+                serde_json::Value::String(v) if v.is_empty() => {}
+                serde_json::Value::String(_) | serde_json::Value::Number(_) => {
+                    s.warn(&f.path, "task-level size, accepted but not enforced by berth")
+                }
+                _ => f.type_error("a string or a number", s),
+            }
+        }
+    }
+    for key in TASK_NOT_ACTED_ON {
+        o.not_acted_on(key, s);
+    }
+    for key in TASK_READ_ONLY {
+        o.ignored(key, "read-only field of describe-task-definition output, ignored", s);
+    }
+    o.finish(s);
+    d
+}
+
+/// `networkMode`: bridge (the default; also for `null`), host, none, awsvpc.
+pub(crate) fn read_network_mode(o: &mut Obj<'_>, s: &mut Sink) -> NetworkMode {
+    let Some(f) = o.field("networkMode") else { return NetworkMode::Bridge };
+    match f.string(s) {
+        Some("bridge") => NetworkMode::Bridge,
+        Some("host") => NetworkMode::Host,
+        Some("none") => NetworkMode::None,
+        Some("awsvpc") => NetworkMode::Awsvpc,
+        Some(other) => {
+            s.error(&f.path, format!("unknown network mode {} (expected bridge, host, none or awsvpc)", quote(other)));
+            NetworkMode::Bridge
+        }
+        None => NetworkMode::Bridge,
+    }
+}
+
+/// The container array of any shape, into `d.containers` (`d.containers_read` false when
+/// the array could not be read as a whole).
+pub(crate) fn read_containers(f: Option<Field<'_>>, flavor: Flavor, d: &mut Draft, s: &mut Sink) {
+    let Some(f) = f else {
+        s.error(&d.containers_path, "required field is missing");
+        d.containers_read = false;
+        return;
+    };
+    let serde_json::Value::Array(items) = f.value else {
+        f.type_error("an array", s);
+        d.containers_read = false;
+        return;
+    };
+    if items.len() > MAX_CONTAINERS {
+        s.error(&f.path, format!("{} containers, more than the limit of {MAX_CONTAINERS}", items.len()));
+        d.containers_read = false;
+        return;
+    }
+    for item in f.array(s) {
+        if let Some(c) = read_container(&item, flavor, s) {
+            d.containers.push(c);
+        }
+    }
+}
+
+/// One container definition.
+fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftContainer> {
+    let mut o = f.object(s)?;
+    let mut spec = ContainerSpec { essential: true, ..ContainerSpec::default() };
+    if let Some(name) = o.required_string("name", s) {
+        check_name(&o.path_of("name"), &name, "container name", s);
+        spec.name = name;
+    }
+    if let Some(image) = o.required_string("image", s) {
+        if let Some(why) = image_problem(&image) {
+            s.error(&o.path_of("image"), format!("{} is not a valid image reference ({why})", quote(&image)));
+        }
+        spec.image = image;
+    }
+    spec.command = o.strings("command", s);
+    spec.entry_point = o.strings("entryPoint", s);
+    spec.cpu = o.unsigned("cpu", 0, MAX_CPU_SHARES, s).unwrap_or(0);
+    spec.memory = o.unsigned("memory", 0, MAX_MIB, s).filter(|&m| m > 0);
+    spec.memory_reservation = o.unsigned("memoryReservation", 0, MAX_MIB, s).filter(|&m| m > 0);
+    spec.essential = o.boolean("essential", s).unwrap_or(true);
+    spec.environment = match flavor {
+        Flavor::Ecs => read_environment_list(&mut o, s),
+        Flavor::Seed => read_environment_map(&mut o, s),
+    };
+    spec.environment_files = o
+        .array("environmentFiles", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let value = e.required_string("value", s);
+            e.string("type", s);
+            e.finish(s);
+            value
+        })
+        .collect();
+    spec.secrets = o
+        .array("secrets", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let name = e.required_string("name", s);
+            let value_from = e.required_string("valueFrom", s);
+            e.finish(s);
+            Some(Secret { name: name?, value_from: value_from? })
+        })
+        .collect();
+    spec.links = o.array("links", s).iter().filter_map(|f| read_link(f, s)).collect();
+    spec.volumes_from = o
+        .array("volumesFrom", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let source = e.required_string("sourceContainer", s);
+            let read_only = e.boolean("readOnly", s).unwrap_or(false);
+            e.finish(s);
+            Some(VolumeFrom { source_container: source?, read_only })
+        })
+        .collect();
+    spec.mount_points = o
+        .array("mountPoints", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let source = e.required_string("sourceVolume", s);
+            let path = e.required_string("containerPath", s);
+            let read_only = e.boolean("readOnly", s).unwrap_or(false);
+            e.finish(s);
+            Some(MountPoint { source_volume: source?, container_path: path?, read_only })
+        })
+        .collect();
+    spec.port_mappings = o.array("portMappings", s).iter().filter_map(|f| read_port_mapping(f, s)).collect();
+    spec.docker_labels = o.string_map("dockerLabels", s);
+    for key in spec.docker_labels.keys() {
+        if key.starts_with("berth.") {
+            s.error(&key_path(&o.path_of("dockerLabels"), key), "labels under \"berth.\" are reserved for berth");
+        }
+    }
+    spec.working_directory = o.non_empty_string("workingDirectory", s);
+    spec.user = o.non_empty_string("user", s);
+    spec.hostname = o.non_empty_string("hostname", s);
+    spec.stop_timeout = o.unsigned("stopTimeout", 0, MAX_SECONDS, s);
+    spec.health_check = o.object("healthCheck", s).and_then(|h| read_health_check(h, s));
+    let mut depends_on_paths = Vec::new();
+    for f in o.array("dependsOn", s) {
+        if let Some(dep) = read_dependency(&f, s) {
+            spec.depends_on.push(dep);
+            depends_on_paths.push(f.path);
+        }
+    }
+    spec.ulimits = o.array("ulimits", s).iter().filter_map(|f| read_ulimit(f, s)).collect();
+    spec.readonly_root_filesystem = o.boolean("readonlyRootFilesystem", s).unwrap_or(false);
+    spec.extra_hosts = o
+        .array("extraHosts", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let hostname = e.required_string("hostname", s);
+            let ip_address = e.required_string("ipAddress", s);
+            e.finish(s);
+            Some(ExtraHost { hostname: hostname?, ip_address: ip_address? })
+        })
+        .collect();
+    spec.dns_servers = o.strings("dnsServers", s);
+    spec.dns_search_domains = o.strings("dnsSearchDomains", s);
+    spec.linux_parameters = o.object("linuxParameters", s).map(|l| read_linux_parameters(l, s)).unwrap_or_default();
+    spec.privileged = o.boolean("privileged", s).unwrap_or(false);
+    spec.docker_security_options = o.strings("dockerSecurityOptions", s);
+    for f in o.array("systemControls", s) {
+        let Some(mut e) = f.object(s) else { continue };
+        let namespace = e.required_string("namespace", s);
+        let value = e.required_string("value", s);
+        e.finish(s);
+        if let (Some(n), Some(v)) = (namespace, value) {
+            spec.system_controls.insert(n, v);
+        }
+    }
+    spec.log_configuration = o.object("logConfiguration", s).and_then(|l| read_log_configuration(l, s));
+    let mut desired_status = ContainerStatus::Running;
+    if flavor == Flavor::Seed
+        && let Some(f) = o.field("desiredStatus")
+    {
+        match f.string(s) {
+            Some("RUNNING") => {}
+            Some("STOPPED") => desired_status = ContainerStatus::Stopped,
+            Some(other) => s.error(&f.path, format!("expected \"RUNNING\" or \"STOPPED\", found {}", quote(other))),
+            None => {}
+        }
+    }
+    for key in CONTAINER_NOT_ACTED_ON {
+        o.not_acted_on(key, s);
+    }
+    let path = o.path.clone();
+    o.finish(s);
+    Some(DraftContainer { path, spec, desired_status, depends_on_paths })
+}
+
+/// ECS `environment`: `[{"name": ..., "value": ...}]`, a `null` or absent value being "".
+fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let Some(f) = o.field("environment") else { return env };
+    if let serde_json::Value::Array(items) = f.value
+        && items.len() > MAX_ENVIRONMENT
+    {
+        s.error(&f.path, format!("{} entries, more than the limit of {MAX_ENVIRONMENT}", items.len()));
+        return env;
+    }
+    for item in f.array(s) {
+        let Some(mut e) = item.object(s) else { continue };
+        let name = e.required_string("name", s);
+        let value = e.string("value", s).unwrap_or_default();
+        let name_path = e.path_of("name");
+        e.finish(s);
+        if let Some(name) = name
+            && env_name_ok(&name_path, &name, s)
+            && env.insert(name, value).is_some()
+        {
+            s.warn(&name_path, "set more than once; the last value wins");
+        }
+    }
+    env
+}
+
+/// Seed `environment`: `{"KEY": "value"}`.
+fn read_environment_map(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
+    let Some(f) = o.field("environment") else { return BTreeMap::new() };
+    if let serde_json::Value::Object(map) = f.value
+        && map.len() > MAX_ENVIRONMENT
+    {
+        s.error(&f.path, format!("{} entries, more than the limit of {MAX_ENVIRONMENT}", map.len()));
+        return BTreeMap::new();
+    }
+    let mut env = f.string_map(s);
+    env.retain(|name, _| env_name_ok(&key_path(&f.path, name), name, s));
+    env
+}
+
+/// An environment variable name Docker can pass on: not empty, no `=`, no NUL.
+fn env_name_ok(path: &str, name: &str, s: &mut Sink) -> bool {
+    let ok = !name.is_empty() && !name.contains(['=', '\0']);
+    if !ok {
+        s.error(path, format!("{} is not a valid environment variable name", quote(name)));
+    }
+    ok
+}
+
+/// A `links` entry, `name[:alias]`.
+fn read_link(f: &Field<'_>, s: &mut Sink) -> Option<Link> {
+    let text = f.string(s)?;
+    let (name, alias) = match text.split_once(':') {
+        Some((name, alias)) => (name, Some(alias)),
+        None => (text, None),
+    };
+    if name.is_empty() || alias.is_some_and(|a| a.is_empty() || a.contains(':')) {
+        s.error(&f.path, format!("{} is not a link: expected name or name:alias", quote(text)));
+        return None;
+    }
+    Some(Link { name: name.to_string(), alias: alias.map(str::to_string) })
+}
+
+/// A `portMappings` entry.
+fn read_port_mapping(f: &Field<'_>, s: &mut Sink) -> Option<PortMapping> {
+    let mut e = f.object(s)?;
+    let container_port = e.unsigned("containerPort", 1, 65535, s);
+    let host_port = e.unsigned("hostPort", 0, 65535, s).unwrap_or(0);
+    let protocol = match e.field("protocol") {
+        None => Some(Protocol::Tcp),
+        Some(p) => match p.string(s) {
+            Some("tcp") => Some(Protocol::Tcp),
+            Some("udp") => Some(Protocol::Udp),
+            Some(other) => {
+                s.error(&p.path, format!("expected \"tcp\" or \"udp\", found {}", quote(other)));
+                None
+            }
+            None => None,
+        },
+    };
+    let range_only = !e.has("containerPort") && e.has_content("containerPortRange");
+    if !e.has("containerPort") && !range_only {
+        s.error(&e.path_of("containerPort"), "required field is missing");
+    }
+    for key in ["name", "appProtocol", "containerPortRange"] {
+        e.not_acted_on(key, s);
+    }
+    e.finish(s);
+    Some(PortMapping {
+        container_port: u16::try_from(container_port?).ok()?,
+        host_port: u16::try_from(host_port).ok()?,
+        protocol: protocol?,
+    })
+}
+
+/// `healthCheck`.
+fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> Option<HealthCheck> {
+    let command = o.strings("command", s);
+    let command_path = o.path_of("command");
+    let check = HealthCheck {
+        interval: o.unsigned("interval", 0, MAX_SECONDS, s),
+        timeout: o.unsigned("timeout", 0, MAX_SECONDS, s),
+        retries: o.unsigned("retries", 0, MAX_SECONDS, s),
+        start_period: o.unsigned("startPeriod", 0, MAX_SECONDS, s),
+        command,
+    };
+    let ok = match check.command.first().map(String::as_str) {
+        Some("CMD" | "CMD-SHELL" | "NONE") => true,
+        Some(other) => {
+            s.error(
+                &index_path(&command_path, 0),
+                format!("expected \"CMD\", \"CMD-SHELL\" or \"NONE\", found {}", quote(other)),
+            );
+            false
+        }
+        None => {
+            if !o.has_content("command") {
+                s.error(&command_path, "required field is missing");
+            }
+            false
+        }
+    };
+    o.finish(s);
+    ok.then_some(check)
+}
+
+/// A `dependsOn` entry.
+fn read_dependency(f: &Field<'_>, s: &mut Sink) -> Option<Dependency> {
+    let mut e = f.object(s)?;
+    let name = e.required_string("containerName", s);
+    let condition_path = e.path_of("condition");
+    let condition = match e.required_string("condition", s).as_deref() {
+        Some("START") => Some(DependencyCondition::Start),
+        Some("COMPLETE") => Some(DependencyCondition::Complete),
+        Some("SUCCESS") => Some(DependencyCondition::Success),
+        Some("HEALTHY") => Some(DependencyCondition::Healthy),
+        Some(other) => {
+            s.error(
+                &condition_path,
+                format!("unknown condition {} (expected START, COMPLETE, SUCCESS or HEALTHY)", quote(other)),
+            );
+            None
+        }
+        None => None,
+    };
+    e.finish(s);
+    Some(Dependency { container_name: name?, condition: condition? })
+}
+
+/// A `ulimits` entry.
+fn read_ulimit(f: &Field<'_>, s: &mut Sink) -> Option<Ulimit> {
+    let mut e = f.object(s)?;
+    let name_path = e.path_of("name");
+    let name = e.required_string("name", s);
+    if let Some(n) = &name
+        && !ULIMIT_NAMES.contains(&n.as_str())
+    {
+        s.error(&name_path, format!("unknown ulimit {}", quote(n)));
+    }
+    let limit = |e: &mut Obj<'_>, key: &str, s: &mut Sink| {
+        let v = e.field(key).and_then(|f| f.integer(-1, i64::MAX, s));
+        if !e.has(key) {
+            s.error(&e.path_of(key), "required field is missing");
+        }
+        v
+    };
+    let soft = limit(&mut e, "softLimit", s);
+    let hard = limit(&mut e, "hardLimit", s);
+    if let (Some(soft), Some(hard)) = (soft, hard) {
+        let unlimited = |v: i64| if v < 0 { i64::MAX } else { v };
+        if unlimited(soft) > unlimited(hard) {
+            s.error(&e.path, format!("softLimit {soft} is above hardLimit {hard}"));
+        }
+    }
+    e.finish(s);
+    Some(Ulimit { name: name?, soft_limit: soft?, hard_limit: hard? })
+}
+
+/// `linuxParameters`.
+fn read_linux_parameters(mut o: Obj<'_>, s: &mut Sink) -> LinuxParameters {
+    let mut lp = LinuxParameters::default();
+    if let Some(mut caps) = o.object("capabilities", s) {
+        lp.capabilities_add = caps.strings("add", s);
+        lp.capabilities_drop = caps.strings("drop", s);
+        caps.finish(s);
+    }
+    lp.init_process_enabled = o.boolean("initProcessEnabled", s).unwrap_or(false);
+    lp.shared_memory_size = o.unsigned("sharedMemorySize", 0, MAX_MIB, s);
+    lp.tmpfs = o
+        .array("tmpfs", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let path = e.required_string("containerPath", s);
+            let size = e.unsigned("size", 1, MAX_MIB, s);
+            if !e.has("size") {
+                s.error(&e.path_of("size"), "required field is missing");
+            }
+            let mount_options = e.strings("mountOptions", s);
+            e.finish(s);
+            Some(Tmpfs { container_path: path?, size: size?, mount_options })
+        })
+        .collect();
+    lp.devices = o
+        .array("devices", s)
+        .iter()
+        .filter_map(|f| {
+            let mut e = f.object(s)?;
+            let host_path = e.required_string("hostPath", s);
+            let container_path = e.non_empty_string("containerPath", s);
+            let permissions_path = e.path_of("permissions");
+            let permissions = e.strings("permissions", s);
+            for (i, p) in permissions.iter().enumerate() {
+                if !matches!(p.as_str(), "read" | "write" | "mknod") {
+                    s.error(
+                        &index_path(&permissions_path, i),
+                        format!("expected \"read\", \"write\" or \"mknod\", found {}", quote(p)),
+                    );
+                }
+            }
+            e.finish(s);
+            Some(Device { host_path: host_path?, container_path, permissions })
+        })
+        .collect();
+    o.not_acted_on("maxSwap", s);
+    o.not_acted_on("swappiness", s);
+    o.finish(s);
+    lp
+}
+
+/// `logConfiguration`: kept for the drivers berth honours, otherwise a warning and `None`
+/// (Docker's default driver is used).
+fn read_log_configuration(mut o: Obj<'_>, s: &mut Sink) -> Option<LogConfiguration> {
+    let driver_path = o.path_of("logDriver");
+    let driver = o.required_string("logDriver", s);
+    let options = o.string_map("options", s);
+    o.ignored("secretOptions", "log driver secrets are not acted on by berth", s);
+    o.finish(s);
+    let driver = driver?;
+    if HONOURED_LOG_DRIVERS.contains(&driver.as_str()) {
+        Some(LogConfiguration { log_driver: driver, options })
+    } else {
+        s.warn(
+            &driver_path,
+            format!("log driver {} is not supported by berth; Docker's default log driver is used", quote(&driver)),
+        );
+        None
+    }
+}
+
+/// The task's volumes (every shape).
+pub(crate) fn read_volumes(f: Option<Field<'_>>, s: &mut Sink) -> Vec<DraftVolume> {
+    let Some(f) = f else { return Vec::new() };
+    f.array(s).iter().filter_map(|f| read_volume(f, s)).collect()
+}
+
+/// One task volume.
+fn read_volume(f: &Field<'_>, s: &mut Sink) -> Option<DraftVolume> {
+    let mut o = f.object(s)?;
+    let name = o.required_string("name", s).unwrap_or_default();
+    if !name.is_empty() {
+        check_name(&o.path_of("name"), &name, "volume name", s);
+    }
+    let mut kinds: Vec<&str> = ["host", "dockerVolumeConfiguration"]
+        .into_iter()
+        .chain(UNSUPPORTED_VOLUME_KINDS)
+        .filter(|k| o.has_content(k))
+        .collect();
+    let host_path = o.object("host", s).and_then(|mut host| {
+        let path = host.non_empty_string("sourcePath", s);
+        host.finish(s);
+        path
+    });
+    let docker = o.object("dockerVolumeConfiguration", s).and_then(|cfg| read_docker_volume(cfg, s));
+    for k in UNSUPPORTED_VOLUME_KINDS {
+        o.ignored(k, "volume kind not supported by berth; the task will be refused when it runs", s);
+    }
+    if let Some(f) = o.field("configuredAtLaunch")
+        && f.boolean(s) == Some(true)
+    {
+        s.warn(
+            &f.path,
+            "volumes configured at launch are not supported by berth; the task will be refused when it runs",
+        );
+        kinds.push("configuredAtLaunch");
+    }
+    if kinds.len() > 1 {
+        s.error(&o.path, format!("a volume has one kind, and this one has {}", kinds.join(", ")));
+    }
+    let kind = match kinds.first().copied() {
+        Some("host") => host_path.map_or(VolumeKind::Empty, |source_path| VolumeKind::Host { source_path }),
+        Some("dockerVolumeConfiguration") | None => docker.map_or(VolumeKind::Empty, VolumeKind::Docker),
+        Some(other) => VolumeKind::Unsupported { kind: other.to_string() },
+    };
+    let path = o.path.clone();
+    o.finish(s);
+    Some(DraftVolume { path, volume: Volume::new(name, kind) })
+}
+
+/// `dockerVolumeConfiguration`.
+fn read_docker_volume(mut o: Obj<'_>, s: &mut Sink) -> Option<DockerVolumeConfiguration> {
+    let mut ok = true;
+    let scope = match o.field("scope") {
+        None => VolumeScope::Task,
+        Some(f) => match f.string(s) {
+            Some("task") => VolumeScope::Task,
+            Some("shared") => VolumeScope::Shared,
+            Some(other) => {
+                s.error(&f.path, format!("expected \"task\" or \"shared\", found {}", quote(other)));
+                ok = false;
+                VolumeScope::Task
+            }
+            None => {
+                ok = false;
+                VolumeScope::Task
+            }
+        },
+    };
+    let autoprovision_path = o.path_of("autoprovision");
+    let autoprovision = o.boolean("autoprovision", s).unwrap_or(false);
+    if autoprovision && scope == VolumeScope::Task {
+        s.error(&autoprovision_path, "only allowed with scope \"shared\"");
+    }
+    let cfg = DockerVolumeConfiguration {
+        scope,
+        autoprovision,
+        driver: o.non_empty_string("driver", s),
+        driver_opts: o.string_map("driverOpts", s),
+        labels: o.string_map("labels", s),
+    };
+    o.finish(s);
+    ok.then_some(cfg)
+}

@@ -1,0 +1,24 @@
+//! berth's subcommands, one file each. To add one: a module here with a `clap::Args`
+//! struct and a `run` method, a variant in [`Command`], and its arm in [`Command::run`].
+
+pub mod validate;
+
+use clap::Subcommand;
+use std::process::ExitCode;
+
+/// A subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check task definition files without running anything: prints each file's errors
+    /// and warnings; exits 0 when every file is valid, 1 otherwise.
+    Validate(validate::Validate),
+}
+
+impl Command {
+    /// Run the subcommand; the exit code says how it went.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Validate(cmd) => cmd.run(),
+        }
+    }
+}
