@@ -141,7 +141,7 @@ impl World {
             creates: BTreeMap::new(),
             starts: BTreeMap::new(),
             violations: Vec::new(),
-            trace: Vec::new(),
+            trace: vec!["t=0s".to_string()],
             forgotten: false,
             changes: Vec::new(),
         }
@@ -186,9 +186,8 @@ impl World {
             }
             let plan = plan::plan(&self.task, &self.graph, self.now, &self.cfg);
             if !plan.ops.is_empty() {
-                self.trace.push(format!("t={}s", self.t()));
                 for op in plan.ops {
-                    self.trace.push(format!("  {op}"));
+                    self.trace.push(format!("  do {op}"));
                     self.perform(op);
                 }
                 continue;
@@ -217,7 +216,10 @@ impl World {
             };
             match next {
                 Some(at) => {
-                    self.now = self.now.max(at);
+                    if at > self.now {
+                        self.now = at;
+                        self.trace.push(format!("t={}s", self.t()));
+                    }
                     self.world_tick();
                 }
                 None => return true,
@@ -462,7 +464,9 @@ impl World {
                 self.events.push((name.to_string(), die(143), false));
             }
         }
-        Outcome::Ok
+        // As the engine does: a stop's outcome is the inspect that follows it, which
+        // carries the exit code.
+        Outcome::Inspected(self.inspect(name))
     }
 
     /// Docker containers of this task that still exist.
@@ -495,4 +499,29 @@ impl World {
 
 fn die(code: i64) -> Observation {
     Observation { status: ContainerStatus::Stopped, exit_code: Some(code), has_run: true, ..Default::default() }
+}
+
+/// The task-definition corpus, `shared/ecs-taskdefs`, found beside an ancestor of this
+/// crate (in CI the checkout sits next to `shared/`). Never copied into the project; a
+/// missing corpus fails the test rather than skipping it.
+pub fn corpus_dir() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared/ecs-taskdefs"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("no shared/ecs-taskdefs beside any ancestor of {}", here.display()))
+}
+
+/// The corpus file whose name starts with `NN-`.
+pub fn corpus_file(number: &str) -> (String, Vec<u8>) {
+    let dir = corpus_dir();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let path = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{number}-"))))
+        .unwrap_or_else(|| panic!("no corpus file {number}-*"));
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (stem, bytes)
 }

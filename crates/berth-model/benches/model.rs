@@ -1,0 +1,127 @@
+//! Validating and planning, measured: the whole task-definition corpus per second, and the
+//! planner's decisions per second over 10,000 tasks of 3 containers.
+//!
+//! `cargo bench -p berth-model --bench model` (results go in BENCHMARKS.md).
+
+use berth_model::container::{ContainerSpec, Dependency, DependencyCondition, Link};
+use berth_model::graph::DependencyGraph;
+use berth_model::input::{ParseOptions, parse};
+use berth_model::plan::{PlanConfig, plan};
+use berth_model::{Container, ContainerStatus, Task, TaskStatus};
+use chrono::{TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::path::PathBuf;
+
+/// The corpus sits in `shared/` beside the checkout, as in CI.
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ecs-taskdefs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (stem, bytes)
+        })
+        .collect()
+}
+
+fn bench_corpus(c: &mut Criterion) {
+    let files = corpus();
+    assert_eq!(files.len(), 30, "the whole corpus");
+    let mut group = c.benchmark_group("validate");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("whole corpus (30 files)", |b| {
+        b.iter(|| {
+            let mut accepted = 0;
+            for (stem, bytes) in &files {
+                let opts = ParseOptions { family: Some(stem.clone()), arn_random: 7 };
+                if let Ok(a) = parse(black_box(bytes), &opts) {
+                    let g = DependencyGraph::build(&a.task).ok();
+                    accepted += usize::from(g.is_some());
+                }
+            }
+            assert_eq!(accepted, 20);
+        })
+    });
+    group.finish();
+}
+
+/// Task `i` of 3 containers (`c` links to `b`, `b` depends on `a` starting), with its
+/// containers spread over every status so the plans are varied.
+fn task(i: u32) -> Task {
+    let mut b = ContainerSpec { name: "b".into(), image: "busybox".into(), essential: true, ..Default::default() };
+    b.depends_on.push(Dependency { container_name: "a".into(), condition: DependencyCondition::Start });
+    let mut c = ContainerSpec { name: "c".into(), image: "busybox".into(), essential: false, ..Default::default() };
+    c.links.push(Link { name: "b".into(), alias: None });
+    let a = ContainerSpec { name: "a".into(), image: "busybox".into(), essential: true, ..Default::default() };
+    let mut t = Task::new(
+        format!("arn:berth:task/{i:032x}"),
+        "bench".into(),
+        "1".into(),
+        vec![a, b, c].into_iter().map(Container::new).collect(),
+        vec![],
+    );
+    for (k, container) in t.containers.iter_mut().enumerate() {
+        let status = ContainerStatus::ALL[((i as usize) + k) % 4];
+        container.known_status = status;
+        if status >= ContainerStatus::Created {
+            container.docker_id = Some(format!("{i}-{k}"));
+            container.applied_status = status;
+        }
+        container.has_run = status >= ContainerStatus::Running;
+    }
+    if i % 5 == 0 {
+        t.raise_desired_status(TaskStatus::Stopped);
+    }
+    t
+}
+
+fn bench_planner(c: &mut Criterion) {
+    let tasks: Vec<(Task, DependencyGraph)> = (0..10_000)
+        .map(|i| {
+            let t = task(i);
+            let g = DependencyGraph::build(&t).unwrap_or_else(|e| panic!("{e:?}"));
+            (t, g)
+        })
+        .collect();
+    let cfg = PlanConfig::default();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now);
+    let mut group = c.benchmark_group("plan");
+    group.throughput(Throughput::Elements(tasks.len() as u64));
+    group.bench_function("10,000 tasks of 3 containers", |b| {
+        b.iter(|| {
+            let mut ops = 0;
+            for (t, g) in &tasks {
+                ops += plan(black_box(t), g, now, &cfg).ops.len();
+            }
+            black_box(ops)
+        })
+    });
+    group.bench_function("10,000 tasks of 3 containers, graph built each time", |b| {
+        b.iter(|| {
+            let mut ops = 0;
+            for (t, _) in &tasks {
+                if let Ok(g) = DependencyGraph::build(black_box(t)) {
+                    ops += plan(t, &g, now, &cfg).ops.len();
+                }
+            }
+            black_box(ops)
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench_corpus, bench_planner
+}
+criterion_main!(benches);
