@@ -304,7 +304,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
     spec.user = o.non_empty_string("user", s);
     spec.hostname = o.non_empty_string("hostname", s);
     spec.stop_timeout = o.unsigned("stopTimeout", 0, MAX_SECONDS, s);
-    spec.health_check = o.object("healthCheck", s).and_then(|h| read_health_check(h, s));
+    spec.health_check = o.object("healthCheck", s).map(|h| read_health_check(h, s));
     let mut depends_on_paths = Vec::new();
     for f in o.array("dependsOn", s) {
         if let Some(dep) = read_dependency(&f, s) {
@@ -455,7 +455,7 @@ fn read_port_mapping(f: &Field<'_>, s: &mut Sink) -> Option<PortMapping> {
 }
 
 /// `healthCheck`.
-fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> Option<HealthCheck> {
+fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> HealthCheck {
     let command = o.strings("command", s);
     let command_path = o.path_of("command");
     let check = HealthCheck {
@@ -465,24 +465,22 @@ fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> Option<HealthCheck> {
         start_period: o.unsigned("startPeriod", 0, MAX_SECONDS, s),
         command,
     };
-    let ok = match check.command.first().map(String::as_str) {
-        Some("CMD" | "CMD-SHELL" | "NONE") => true,
-        Some(other) => {
-            s.error(
-                &index_path(&command_path, 0),
-                format!("expected \"CMD\", \"CMD-SHELL\" or \"NONE\", found {}", quote(other)),
-            );
-            false
-        }
+    match check.command.first().map(String::as_str) {
+        Some("CMD" | "CMD-SHELL" | "NONE") => {}
+        Some(other) => s.error(
+            &index_path(&command_path, 0),
+            format!("expected \"CMD\", \"CMD-SHELL\" or \"NONE\", found {}", quote(other)),
+        ),
         None => {
             if !o.has_content("command") {
                 s.error(&command_path, "required field is missing");
             }
-            false
         }
-    };
+    }
     o.finish(s);
-    ok.then_some(check)
+    // Kept even when wrong (the error is recorded), so that a HEALTHY dependency on it is
+    // not also reported as having no health check.
+    check
 }
 
 /// A `dependsOn` entry.
@@ -691,4 +689,443 @@ fn read_docker_volume(mut o: Obj<'_>, s: &mut Sink) -> Option<DockerVolumeConfig
     };
     o.finish(s);
     ok.then_some(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{accept, reject, warnings};
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn task(containers: Value, extra: Value) -> Value {
+        let mut t = json!({"family": "f", "containerDefinitions": containers});
+        if let (Value::Object(t), Value::Object(extra)) = (&mut t, extra) {
+            t.extend(extra);
+        }
+        t
+    }
+
+    /// The spec of `container`, read in a valid task that also has a container "data" and a
+    /// volume "v" for it to refer to.
+    fn spec_of(container: Value) -> ContainerSpec {
+        let data = json!({"name": "data", "image": "busybox", "essential": false});
+        let t = accept(&task(json!([container, data]), json!({"volumes": [{"name": "v"}]}))).task;
+        t.containers.into_iter().next().map(|c| c.spec).unwrap_or_else(|| panic!("no container"))
+    }
+
+    #[test]
+    fn every_container_setting_is_mapped() {
+        let spec = spec_of(json!({
+            "name": "app", "image": "nginx:1.25",
+            "command": ["nginx", "-g", "daemon off;"], "entryPoint": ["/docker-entrypoint.sh"],
+            "cpu": 512, "memory": 256, "memoryReservation": 128, "essential": true,
+            "environment": [{"name": "A", "value": "1"}, {"name": "EMPTY", "value": null}, {"name": "NONE"}],
+            "environmentFiles": [{"value": "arn:aws:s3:::b/app.env", "type": "s3"}],
+            "secrets": [{"name": "PASSWORD", "valueFrom": "/app/password"}],
+            "links": ["data", "data:store"],
+            "volumesFrom": [{"sourceContainer": "data", "readOnly": true}],
+            "mountPoints": [{"sourceVolume": "v", "containerPath": "C:/data/", "readOnly": null}],
+            "portMappings": [{"containerPort": 80}, {"containerPort": 53, "hostPort": 5353, "protocol": "udp"}],
+            "dockerLabels": {"team": "web"},
+            "workingDirectory": "/srv", "user": "1000:1000", "hostname": "web",
+            "stopTimeout": 20,
+            "healthCheck": {"command": ["CMD-SHELL", "curl -f localhost"], "interval": 5, "timeout": 2,
+                            "retries": 3, "startPeriod": 10},
+            "dependsOn": [{"containerName": "data", "condition": "START"}],
+            "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
+            "readonlyRootFilesystem": true,
+            "extraHosts": [{"hostname": "db.local", "ipAddress": "10.0.0.2"}],
+            "dnsServers": ["10.0.0.53"], "dnsSearchDomains": ["example.com"],
+            "linuxParameters": {
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                "initProcessEnabled": true,
+                "tmpfs": [{"containerPath": "/tmp", "size": 64, "mountOptions": ["noexec"]}],
+                "devices": [{"hostPath": "/dev/fuse", "permissions": ["read", "write"]}],
+                "sharedMemorySize": 128
+            },
+            "privileged": false,
+            "dockerSecurityOptions": ["no-new-privileges"],
+            "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
+            "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "10m"}}
+        }));
+        let want = ContainerSpec {
+            name: "app".into(),
+            image: "nginx:1.25".into(),
+            command: vec!["nginx".into(), "-g".into(), "daemon off;".into()],
+            entry_point: vec!["/docker-entrypoint.sh".into()],
+            cpu: 512,
+            memory: Some(256),
+            memory_reservation: Some(128),
+            essential: true,
+            environment: [("A", "1"), ("EMPTY", ""), ("NONE", "")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            environment_files: vec!["arn:aws:s3:::b/app.env".into()],
+            secrets: vec![Secret { name: "PASSWORD".into(), value_from: "/app/password".into() }],
+            links: vec![
+                Link { name: "data".into(), alias: None },
+                Link { name: "data".into(), alias: Some("store".into()) },
+            ],
+            volumes_from: vec![VolumeFrom { source_container: "data".into(), read_only: true }],
+            mount_points: vec![MountPoint {
+                source_volume: "v".into(),
+                container_path: "C:/data/".into(),
+                read_only: false,
+            }],
+            port_mappings: vec![
+                PortMapping { container_port: 80, host_port: 0, protocol: Protocol::Tcp },
+                PortMapping { container_port: 53, host_port: 5353, protocol: Protocol::Udp },
+            ],
+            docker_labels: [("team".to_string(), "web".to_string())].into_iter().collect(),
+            working_directory: Some("/srv".into()),
+            user: Some("1000:1000".into()),
+            stop_timeout: Some(20),
+            health_check: Some(HealthCheck {
+                command: vec!["CMD-SHELL".into(), "curl -f localhost".into()],
+                interval: Some(5),
+                timeout: Some(2),
+                retries: Some(3),
+                start_period: Some(10),
+            }),
+            depends_on: vec![Dependency { container_name: "data".into(), condition: DependencyCondition::Start }],
+            ulimits: vec![Ulimit { name: "nofile".into(), soft_limit: 1024, hard_limit: 4096 }],
+            readonly_root_filesystem: true,
+            extra_hosts: vec![ExtraHost { hostname: "db.local".into(), ip_address: "10.0.0.2".into() }],
+            hostname: Some("web".into()),
+            dns_servers: vec!["10.0.0.53".into()],
+            dns_search_domains: vec!["example.com".into()],
+            linux_parameters: LinuxParameters {
+                capabilities_add: vec!["NET_ADMIN".into()],
+                capabilities_drop: vec!["ALL".into()],
+                init_process_enabled: true,
+                tmpfs: vec![Tmpfs { container_path: "/tmp".into(), size: 64, mount_options: vec!["noexec".into()] }],
+                devices: vec![Device {
+                    host_path: "/dev/fuse".into(),
+                    container_path: None,
+                    permissions: vec!["read".into(), "write".into()],
+                }],
+                shared_memory_size: Some(128),
+            },
+            privileged: false,
+            docker_security_options: vec!["no-new-privileges".into()],
+            system_controls: [("net.core.somaxconn".to_string(), "1024".to_string())].into_iter().collect(),
+            log_configuration: Some(LogConfiguration {
+                log_driver: "json-file".into(),
+                options: [("max-size".to_string(), "10m".to_string())].into_iter().collect(),
+            }),
+            internal: false,
+        };
+        assert_eq!(spec, want);
+    }
+
+    fn one() -> Value {
+        json!({"name": "a", "image": "busybox"})
+    }
+
+    fn with(extra: Value) -> Value {
+        let mut c = one();
+        if let (Value::Object(c), Value::Object(extra)) = (&mut c, extra) {
+            c.extend(extra);
+        }
+        c
+    }
+
+    #[test]
+    fn fields_not_acted_on_warn_once_each_unless_empty() {
+        let t = task(
+            json!([with(json!({
+                "repositoryCredentials": {"credentialsParameter": "arn:x"},
+                "resourceRequirements": [{"type": "GPU", "value": "1"}],
+                "startTimeout": 30, "pseudoTerminal": true, "interactive": false,
+                "disableNetworking": null, "credentialSpecs": [], "firelensConfiguration": {"type": "fluentbit"},
+                "portMappings": [{"containerPort": 80, "name": "web", "appProtocol": "http"}],
+                "linuxParameters": {"maxSwap": 0, "swappiness": null}
+            }))]),
+            json!({
+                "executionRoleArn": "arn:role", "taskRoleArn": "", "requiresCompatibilities": ["FARGATE"],
+                "placementConstraints": [], "pidMode": "host", "ipcMode": null, "tags": [],
+                "status": "ACTIVE", "compatibilities": ["EC2"], "registeredAt": "2025-03-17T19:00:35Z",
+                "enableFaultInjection": false
+            }),
+        );
+        assert_eq!(
+            warnings(&t),
+            [
+                "containerDefinitions[0].portMappings[0].name: accepted but not acted on by berth",
+                "containerDefinitions[0].portMappings[0].appProtocol: accepted but not acted on by berth",
+                "containerDefinitions[0].linuxParameters.maxSwap: accepted but not acted on by berth",
+                "containerDefinitions[0].repositoryCredentials: accepted but not acted on by berth",
+                "containerDefinitions[0].resourceRequirements: accepted but not acted on by berth",
+                "containerDefinitions[0].startTimeout: accepted but not acted on by berth",
+                "containerDefinitions[0].pseudoTerminal: accepted but not acted on by berth",
+                "containerDefinitions[0].interactive: accepted but not acted on by berth",
+                "containerDefinitions[0].firelensConfiguration: accepted but not acted on by berth",
+                "executionRoleArn: accepted but not acted on by berth",
+                "requiresCompatibilities: accepted but not acted on by berth",
+                "pidMode: accepted but not acted on by berth",
+                "enableFaultInjection: accepted but not acted on by berth",
+                "status: read-only field of describe-task-definition output, ignored",
+                "compatibilities: read-only field of describe-task-definition output, ignored",
+                "registeredAt: read-only field of describe-task-definition output, ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_warn_at_every_level() {
+        let t = task(
+            json!([with(json!({
+                "portBindings": [{"containerPort": 80}],
+                "healthCheck": {"command": ["CMD", "true"], "intervall": 5},
+                "unused": null, "empty": []
+            }))]),
+            json!({"volumes": [{"name": "v", "host": {"sourcePath": "/x", "mode": "rw"}}], "extra": {"a": 1}}),
+        );
+        assert_eq!(
+            warnings(&t),
+            [
+                "containerDefinitions[0].healthCheck.intervall: unknown key, ignored",
+                "containerDefinitions[0].portBindings: unknown key, ignored",
+                "volumes[0].host.mode: unknown key, ignored",
+                "extra: unknown key, ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn task_level_sizes_are_accepted_with_a_warning() {
+        let t = task(json!([one()]), json!({"cpu": "0.5 vCPU", "memory": 1024}));
+        assert_eq!(
+            warnings(&t),
+            [
+                "cpu: task-level size, accepted but not enforced by berth",
+                "memory: task-level size, accepted but not enforced by berth"
+            ]
+        );
+        assert!(warnings(&task(json!([one()]), json!({"cpu": "", "memory": null}))).is_empty());
+        assert_eq!(
+            reject(&task(json!([one()]), json!({"cpu": true}))),
+            ["cpu: expected a string or a number, found the boolean true"]
+        );
+    }
+
+    #[test]
+    fn log_drivers_berth_does_not_honour_fall_back_with_a_warning() {
+        for driver in HONOURED_LOG_DRIVERS {
+            let t = accept(&task(json!([with(json!({"logConfiguration": {"logDriver": driver}}))]), json!({}))).task;
+            let log = t.containers[0].spec.log_configuration.as_ref().map(|l| l.log_driver.as_str());
+            assert_eq!(log, Some(driver));
+        }
+        let t = task(
+            json!([with(json!({"logConfiguration": {
+                "logDriver": "awslogs", "options": {"awslogs-group": "g"},
+                "secretOptions": [{"name": "k", "valueFrom": "v"}]
+            }}))]),
+            json!({}),
+        );
+        let accepted = accept(&t);
+        assert_eq!(accepted.task.containers[0].spec.log_configuration, None);
+        let msgs: Vec<String> = accepted.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "containerDefinitions[0].logConfiguration.secretOptions: log driver secrets are not acted on by berth",
+                r#"containerDefinitions[0].logConfiguration.logDriver: log driver "awslogs" is not supported by berth; Docker's default log driver is used"#,
+            ]
+        );
+        assert_eq!(
+            reject(&task(json!([with(json!({"logConfiguration": {"options": {}}}))]), json!({}))),
+            ["containerDefinitions[0].logConfiguration.logDriver: required field is missing"]
+        );
+    }
+
+    #[test]
+    fn volume_kinds() {
+        let t = accept(&task(
+            json!([one()]),
+            json!({"volumes": [
+                {"name": "bind", "host": {"sourcePath": "\\\\.\\pipe\\docker_engine"}},
+                {"name": "empty", "host": {}},
+                {"name": "bare"},
+                {"name": "dv", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true,
+                    "driver": "local", "driverOpts": {"type": "tmpfs"}, "labels": {"a": "b"}}},
+                {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}},
+                {"name": "fsx", "fsxWindowsFileServerVolumeConfiguration": {"fileSystemId": "fs-2"}},
+                {"name": "ebs", "configuredAtLaunch": true},
+            ]}),
+        ));
+        let kinds: Vec<&VolumeKind> = accept_kinds(&t.task.volumes);
+        assert_eq!(kinds[0], &VolumeKind::Host { source_path: "\\\\.\\pipe\\docker_engine".into() });
+        assert_eq!(kinds[1], &VolumeKind::Empty);
+        assert_eq!(kinds[2], &VolumeKind::Empty);
+        assert_eq!(
+            kinds[3],
+            &VolumeKind::Docker(DockerVolumeConfiguration {
+                scope: VolumeScope::Shared,
+                autoprovision: true,
+                driver: Some("local".into()),
+                driver_opts: [("type".to_string(), "tmpfs".to_string())].into_iter().collect(),
+                labels: [("a".to_string(), "b".to_string())].into_iter().collect(),
+            })
+        );
+        assert_eq!(kinds[4], &VolumeKind::Unsupported { kind: "efsVolumeConfiguration".into() });
+        assert_eq!(kinds[5], &VolumeKind::Unsupported { kind: "fsxWindowsFileServerVolumeConfiguration".into() });
+        assert_eq!(kinds[6], &VolumeKind::Unsupported { kind: "configuredAtLaunch".into() });
+        let msgs: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "volumes[4].efsVolumeConfiguration: volume kind not supported by berth; the task will be refused when it runs",
+                "volumes[5].fsxWindowsFileServerVolumeConfiguration: volume kind not supported by berth; the task will be refused when it runs",
+                "volumes[6].configuredAtLaunch: volumes configured at launch are not supported by berth; the task will be refused when it runs",
+            ]
+        );
+    }
+
+    fn accept_kinds(volumes: &[Volume]) -> Vec<&VolumeKind> {
+        volumes.iter().map(|v| &v.kind).collect()
+    }
+
+    #[test]
+    fn volume_errors() {
+        let t = task(
+            json!([one()]),
+            json!({"volumes": [
+                {"name": "two", "host": {"sourcePath": "/x"}, "dockerVolumeConfiguration": {"scope": "task"}},
+                {"name": "auto", "dockerVolumeConfiguration": {"autoprovision": true}},
+                {"name": "scope", "dockerVolumeConfiguration": {"scope": "global"}},
+                {"host": {}},
+                {"name": "bad name"},
+            ]}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                "volumes[0]: a volume has one kind, and this one has host, dockerVolumeConfiguration",
+                r#"volumes[1].dockerVolumeConfiguration.autoprovision: only allowed with scope "shared""#,
+                r#"volumes[2].dockerVolumeConfiguration.scope: expected "task" or "shared", found "global""#,
+                "volumes[3].name: required field is missing",
+                r#"volumes[4].name: "bad name" is not a valid volume name: use 1 to 255 letters, digits, hyphens and underscores"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn container_numbers_are_integers_in_range() {
+        let t = task(
+            json!([with(json!({
+                "cpu": 262145, "memory": -1, "memoryReservation": 1.5, "stopTimeout": "10",
+                "portMappings": [{"containerPort": 0}, {"containerPort": 65536, "hostPort": -1}, {"hostPort": 80}],
+                "healthCheck": {"command": ["CMD", "true"], "interval": "5", "retries": -1},
+                "ulimits": [{"name": "nofile", "softLimit": "1", "hardLimit": 2}],
+                "linuxParameters": {"sharedMemorySize": "64", "tmpfs": [{"containerPath": "/t", "size": 0}]}
+            }))]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                "containerDefinitions[0].cpu: expected an integer from 0 to 262144, found 262145",
+                "containerDefinitions[0].memory: expected an integer from 0 to 8796093022207, found -1",
+                "containerDefinitions[0].memoryReservation: expected an integer, found the number 1.5",
+                "containerDefinitions[0].portMappings[0].containerPort: expected an integer from 1 to 65535, found 0",
+                "containerDefinitions[0].portMappings[1].containerPort: expected an integer from 1 to 65535, found 65536",
+                "containerDefinitions[0].portMappings[1].hostPort: expected an integer from 0 to 65535, found -1",
+                "containerDefinitions[0].portMappings[2].containerPort: required field is missing",
+                r#"containerDefinitions[0].stopTimeout: expected an integer, found the string "10""#,
+                r#"containerDefinitions[0].healthCheck.interval: expected an integer, found the string "5""#,
+                "containerDefinitions[0].healthCheck.retries: expected an integer from 0 to 4294967295, found -1",
+                r#"containerDefinitions[0].ulimits[0].softLimit: expected an integer, found the string "1""#,
+                r#"containerDefinitions[0].linuxParameters.sharedMemorySize: expected an integer, found the string "64""#,
+                "containerDefinitions[0].linuxParameters.tmpfs[0].size: expected an integer from 1 to 8796093022207, found 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_entries() {
+        let t = task(
+            json!([with(json!({"environment": [
+                {"name": "A", "value": "1"}, {"name": "A", "value": "2"}, {"name": "B=C", "value": "x"},
+                {"value": "orphan"}, {"name": "N", "value": 5}
+            ]}))]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                r#"containerDefinitions[0].environment[2].name: "B=C" is not a valid environment variable name"#,
+                "containerDefinitions[0].environment[3].name: required field is missing",
+                "containerDefinitions[0].environment[4].value: expected a string, found the number 5",
+            ]
+        );
+        let dup = task(
+            json!([with(json!({"environment": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}))]),
+            json!({}),
+        );
+        let a = accept(&dup);
+        assert_eq!(a.task.containers[0].spec.environment.get("A").map(String::as_str), Some("2"));
+        let msgs: Vec<String> = a.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs, ["containerDefinitions[0].environment[1].name: set more than once; the last value wins"]);
+    }
+
+    #[test]
+    fn links_health_checks_and_ulimits_are_checked() {
+        let t = task(
+            json!([
+                with(json!({
+                    "links": ["", "b:", "b:c:d", 3],
+                    "healthCheck": {"command": ["curl", "localhost"]},
+                    "ulimits": [{"name": "files", "softLimit": 1, "hardLimit": 2},
+                                {"name": "nofile", "softLimit": 10, "hardLimit": 2},
+                                {"name": "memlock", "softLimit": -1, "hardLimit": 1024},
+                                {"name": "core"}]
+                })),
+                {"name": "b", "image": "busybox", "healthCheck": {"interval": 5},
+                 "linuxParameters": {"devices": [{"hostPath": "/dev/x", "permissions": ["rw"]}]}},
+            ]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                r#"containerDefinitions[0].links[0]: "" is not a link: expected name or name:alias"#,
+                r#"containerDefinitions[0].links[1]: "b:" is not a link: expected name or name:alias"#,
+                r#"containerDefinitions[0].links[2]: "b:c:d" is not a link: expected name or name:alias"#,
+                "containerDefinitions[0].links[3]: expected a string, found the number 3",
+                r#"containerDefinitions[0].healthCheck.command[0]: expected "CMD", "CMD-SHELL" or "NONE", found "curl""#,
+                r#"containerDefinitions[0].ulimits[0].name: unknown ulimit "files""#,
+                "containerDefinitions[0].ulimits[1]: softLimit 10 is above hardLimit 2",
+                "containerDefinitions[0].ulimits[2]: softLimit -1 is above hardLimit 1024",
+                "containerDefinitions[0].ulimits[3].softLimit: required field is missing",
+                "containerDefinitions[0].ulimits[3].hardLimit: required field is missing",
+                "containerDefinitions[1].healthCheck.command: required field is missing",
+                r#"containerDefinitions[1].linuxParameters.devices[0].permissions[0]: expected "read", "write" or "mknod", found "rw""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn required_container_fields() {
+        let t = task(json!([{"cpu": 1}, "busybox", null, {"name": "a", "image": ""}]), json!({}));
+        assert_eq!(
+            reject(&t),
+            [
+                "containerDefinitions[0].name: required field is missing",
+                "containerDefinitions[0].image: required field is missing",
+                r#"containerDefinitions[1]: expected an object, found the string "busybox""#,
+                "containerDefinitions[2]: expected an object, found null",
+                "containerDefinitions[3].image: required field is missing",
+            ]
+        );
+        assert_eq!(
+            reject(&json!({"family": "f", "containerDefinitions": {}})),
+            ["containerDefinitions: expected an array, found an object"]
+        );
+        assert_eq!(
+            reject(&json!({"family": "f", "containerDefinitions": null})),
+            ["containerDefinitions: required field is missing"]
+        );
+    }
 }

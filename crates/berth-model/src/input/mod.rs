@@ -270,3 +270,191 @@ impl Draft {
         task
     }
 }
+
+/// Helpers for the tests of this module and its parts.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Accepted, ParseOptions, parse};
+
+    /// Options with a fixed family and arn randomness.
+    pub fn opts() -> ParseOptions {
+        ParseOptions { family: Some("from-caller".into()), arn_random: 0xabc }
+    }
+
+    /// Parse a JSON value that must be accepted.
+    pub fn accept(v: &serde_json::Value) -> Accepted {
+        let text = v.to_string();
+        parse(text.as_bytes(), &opts()).unwrap_or_else(|r| panic!("rejected: {:#?}", r.errors))
+    }
+
+    /// The warnings of an accepted JSON value, as displayed.
+    pub fn warnings(v: &serde_json::Value) -> Vec<String> {
+        accept(v).warnings.iter().map(ToString::to_string).collect()
+    }
+
+    /// The errors of JSON text that must be rejected, as displayed.
+    pub fn reject_text(text: &str) -> Vec<String> {
+        match parse(text.as_bytes(), &opts()) {
+            Ok(a) => panic!("accepted, with warnings {:?}", a.warnings),
+            Err(r) => r.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The errors of a JSON value that must be rejected, as displayed.
+    pub fn reject(v: &serde_json::Value) -> Vec<String> {
+        reject_text(&v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{accept, opts, reject, reject_text, warnings};
+    use super::*;
+    use crate::container::{PortMapping, Protocol};
+    use serde_json::json;
+
+    fn one(name: &str) -> serde_json::Value {
+        json!({"name": name, "image": "busybox"})
+    }
+
+    #[test]
+    fn invalid_json_gives_line_and_column() {
+        assert_eq!(reject_text("{\n  \"family\": $NAME\n}"), ["invalid JSON at line 2, column 13: expected value"]);
+        assert_eq!(reject_text("{\"a\": 1,}"), ["invalid JSON at line 1, column 9: trailing comma"]);
+        assert_eq!(reject_text(""), ["invalid JSON at line 1, column 0: EOF while parsing a value"]);
+        assert_eq!(reject_text("[] []"), ["invalid JSON at line 1, column 4: trailing characters"]);
+    }
+
+    #[test]
+    fn deep_nesting_stops_at_the_recursion_limit() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let errs = reject_text(&deep);
+        assert_eq!(errs, ["invalid JSON at line 1, column 128: recursion limit exceeded"]);
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let big = vec![b' '; MAX_INPUT_BYTES + 1];
+        let Err(r) = parse(&big, &opts()) else { panic!("accepted") };
+        assert_eq!(r.errors[0].message, "input is 4194305 bytes, more than the limit of 4194304");
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let text = format!("\u{feff}{}", json!({"family": "f", "containerDefinitions": [one("a")]}));
+        assert!(parse(text.as_bytes(), &opts()).is_ok());
+    }
+
+    #[test]
+    fn shapes_are_detected() {
+        let register = accept(&json!({"family": "reg", "containerDefinitions": [one("a")]}));
+        assert_eq!(register.task.family, "reg");
+        let describe = accept(&json!({"taskDefinition": {"family": "desc", "containerDefinitions": [one("a")]}}));
+        assert_eq!(describe.task.family, "desc");
+        let bare = accept(&json!([one("a")]));
+        assert_eq!(bare.task.family, "from-caller");
+        let seed = accept(&json!({"family": "seed", "containers": [one("a")]}));
+        assert_eq!(seed.task.family, "seed");
+        assert_eq!(
+            reject(&json!({"family": "x"})),
+            ["not a task definition: expected an object with \"containerDefinitions\", \"taskDefinition\" or \
+                 \"containers\", or an array of container definitions"]
+        );
+        assert_eq!(
+            reject(&json!("hello")),
+            [r#"not a task definition: expected an object or an array, found the string "hello""#]
+        );
+    }
+
+    #[test]
+    fn describe_wrapper_checks_its_own_keys() {
+        let inner = json!({"family": "f", "containerDefinitions": [one("a")]});
+        assert!(warnings(&json!({"taskDefinition": inner, "tags": []})).is_empty());
+        assert_eq!(
+            warnings(&json!({"taskDefinition": inner, "tags": [{"key": "k", "value": "v"}], "extra": 1})),
+            ["tags: accepted but not acted on by berth", "extra: unknown key, ignored"]
+        );
+        assert_eq!(reject(&json!({"taskDefinition": []})), ["taskDefinition: expected an object, found an array"]);
+        assert_eq!(reject(&json!({"taskDefinition": null})), ["taskDefinition: required field is missing"]);
+    }
+
+    #[test]
+    fn family_comes_from_the_input_else_the_caller() {
+        let no_family = json!({"containerDefinitions": [one("a")]});
+        assert_eq!(accept(&no_family).task.family, "from-caller");
+        let none = ParseOptions { family: None, arn_random: 1 };
+        let Err(r) = parse(no_family.to_string().as_bytes(), &none) else { panic!("accepted") };
+        assert_eq!(r.errors[0].to_string(), "family: required field is missing");
+        let Err(r) = parse(json!([one("a")]).to_string().as_bytes(), &none) else { panic!("accepted") };
+        assert_eq!(
+            r.errors[0].to_string(),
+            "a bare containerDefinitions array takes its family from the caller, and none was given"
+        );
+        let bad = ParseOptions { family: Some("my.file".into()), arn_random: 1 };
+        let Err(r) = parse(json!([one("a")]).to_string().as_bytes(), &bad) else { panic!("accepted") };
+        assert_eq!(
+            r.errors[0].to_string(),
+            r#""my.file" is not a valid family (given by the caller): use 1 to 255 letters, digits, hyphens and underscores"#
+        );
+    }
+
+    #[test]
+    fn identity_version_and_arn() {
+        let t = accept(&json!({"family": "f", "containerDefinitions": [one("a")]})).task;
+        assert_eq!(t.version, "1");
+        assert_eq!(t.arn, "arn:berth:task/00000000000000000000000000000abc");
+        let t = accept(&json!({"taskDefinition": {
+            "family": "f", "revision": 7, "containerDefinitions": [one("a")],
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/f:7"
+        }}))
+        .task;
+        assert_eq!(t.version, "7");
+        assert_eq!(t.arn, "arn:berth:task/00000000000000000000000000000abc", "taskDefinitionArn is never a task arn");
+        assert_eq!(
+            reject(&json!({"family": "f", "revision": "7", "containerDefinitions": [one("a")]})),
+            [r#"revision: expected an integer, found the string "7""#]
+        );
+    }
+
+    #[test]
+    fn awsvpc_adds_the_pause_container_first_with_every_port() {
+        let t = accept(&json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [
+            {"name": "web", "image": "nginx", "portMappings": [{"containerPort": 80, "hostPort": 8080}]},
+            {"name": "dns", "image": "coredns/coredns", "portMappings": [{"containerPort": 53, "protocol": "udp"}]},
+        ]}))
+        .task;
+        assert_eq!(t.network_mode, NetworkMode::Awsvpc);
+        let names: Vec<&str> = t.containers.iter().map(Container::name).collect();
+        assert_eq!(names, [PAUSE_CONTAINER_NAME, "web", "dns"]);
+        let pause = &t.containers[0].spec;
+        assert!(pause.internal && pause.essential);
+        assert_eq!(pause.image, PAUSE_IMAGE);
+        assert_eq!(
+            pause.port_mappings,
+            [
+                PortMapping { container_port: 80, host_port: 8080, protocol: Protocol::Tcp },
+                PortMapping { container_port: 53, host_port: 0, protocol: Protocol::Udp },
+            ]
+        );
+        let bridge = accept(&json!({"family": "f", "networkMode": null, "containerDefinitions": [one("a")]})).task;
+        assert_eq!(bridge.network_mode, NetworkMode::Bridge);
+        assert_eq!(bridge.containers.len(), 1);
+    }
+
+    #[test]
+    fn every_error_is_collected() {
+        let errs = reject(&json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "busybox", "memory": "${MEM}", "cpu": "1"},
+            {"name": "b", "image": "<IMAGE>", "links": ["zzz"]},
+        ]}));
+        assert_eq!(
+            errs,
+            [
+                r#"containerDefinitions[0].cpu: expected an integer, found the string "1""#,
+                r#"containerDefinitions[0].memory: expected an integer, found the string "${MEM}""#,
+                r#"containerDefinitions[1].image: "<IMAGE>" is not a valid image reference (invalid reference format)"#,
+                r#"links of "b": no container named "zzz""#,
+            ]
+        );
+    }
+}

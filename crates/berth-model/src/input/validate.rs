@@ -143,7 +143,228 @@ pub(crate) fn check_graph(task: &Task, s: &mut Sink) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{accept, reject};
     use super::*;
+    use serde_json::{Value, json};
+
+    /// A register-shape task with these containers (and more top-level fields).
+    fn task(containers: Value, extra: Value) -> Value {
+        let mut t = json!({"family": "f", "containerDefinitions": containers});
+        if let (Value::Object(t), Value::Object(extra)) = (&mut t, extra) {
+            t.extend(extra);
+        }
+        t
+    }
+
+    #[test]
+    fn an_essential_container_is_required() {
+        let t = task(json!([{"name": "a", "image": "busybox", "essential": false}]), json!({}));
+        assert_eq!(
+            reject(&t),
+            ["containerDefinitions: no essential container: at least one container must be essential"]
+        );
+        // essential defaults to true, null included.
+        accept(&task(json!([{"name": "a", "image": "busybox", "essential": null}]), json!({})));
+        assert_eq!(reject(&task(json!([]), json!({}))), ["containerDefinitions: at least one container is required"]);
+    }
+
+    #[test]
+    fn complete_and_success_cannot_wait_for_an_essential_container() {
+        for cond in ["COMPLETE", "SUCCESS"] {
+            let t = task(
+                json!([
+                    {"name": "a", "image": "busybox", "dependsOn": [{"containerName": "b", "condition": cond}]},
+                    {"name": "b", "image": "busybox"},
+                ]),
+                json!({}),
+            );
+            assert_eq!(
+                reject(&t),
+                [format!(
+                    "containerDefinitions[0].dependsOn[0]: condition {cond} on essential container \"b\": only a \
+                     non-essential container can be waited for to exit"
+                )]
+            );
+        }
+        accept(&task(
+            json!([
+                {"name": "a", "image": "busybox", "dependsOn": [{"containerName": "b", "condition": "SUCCESS"}]},
+                {"name": "b", "image": "busybox", "essential": false},
+            ]),
+            json!({}),
+        ));
+    }
+
+    #[test]
+    fn healthy_needs_a_health_check() {
+        let t = task(
+            json!([
+                {"name": "a", "image": "busybox", "dependsOn": [
+                    {"containerName": "b", "condition": "START"},
+                    {"containerName": "b", "condition": "HEALTHY"},
+                ]},
+                {"name": "b", "image": "busybox"},
+            ]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [r#"containerDefinitions[0].dependsOn[1]: condition HEALTHY on "b", which has no healthCheck"#]
+        );
+    }
+
+    #[test]
+    fn unknown_dependency_condition() {
+        let t = task(
+            json!([
+                {"name": "a", "image": "busybox", "dependsOn": [{"containerName": "b", "condition": "RUNNING"}]},
+                {"name": "b", "image": "busybox"},
+            ]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                r#"containerDefinitions[0].dependsOn[0].condition: unknown condition "RUNNING" (expected START, COMPLETE, SUCCESS or HEALTHY)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_reservation_above_memory() {
+        let t = task(json!([{"name": "a", "image": "busybox", "memory": 256, "memoryReservation": 512}]), json!({}));
+        assert_eq!(
+            reject(&t),
+            ["containerDefinitions[0].memoryReservation: memoryReservation (512 MiB) is above memory (256 MiB)"]
+        );
+        accept(&task(json!([{"name": "a", "image": "busybox", "memory": 0, "memoryReservation": 512}]), json!({})));
+    }
+
+    #[test]
+    fn berth_labels_are_reserved() {
+        let t = task(
+            json!([{"name": "a", "image": "busybox", "dockerLabels": {"berth.task": "x", "berthx": "ok", "app": "y"}}]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [r#"containerDefinitions[0].dockerLabels["berth.task"]: labels under "berth." are reserved for berth"#]
+        );
+    }
+
+    #[test]
+    fn protocol_is_tcp_or_udp() {
+        let t = task(
+            json!([{"name": "a", "image": "busybox", "portMappings": [{"containerPort": 80, "protocol": "sctp"}]}]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [r#"containerDefinitions[0].portMappings[0].protocol: expected "tcp" or "udp", found "sctp""#]
+        );
+    }
+
+    #[test]
+    fn unknown_network_mode() {
+        let t = task(json!([{"name": "a", "image": "busybox"}]), json!({"networkMode": "nat"}));
+        assert_eq!(reject(&t), [r#"networkMode: unknown network mode "nat" (expected bridge, host, none or awsvpc)"#]);
+        for mode in ["bridge", "host", "none", "awsvpc"] {
+            accept(&task(json!([{"name": "a", "image": "busybox"}]), json!({ "networkMode": mode })));
+        }
+    }
+
+    #[test]
+    fn awsvpc_refuses_what_a_shared_namespace_cannot_do() {
+        let t = task(
+            json!([
+                {"name": "a", "image": "busybox", "links": ["b"], "hostname": "h", "dnsServers": ["1.1.1.1"],
+                 "dnsSearchDomains": ["example.com"], "extraHosts": [{"hostname": "x", "ipAddress": "10.0.0.1"}]},
+                {"name": "b", "image": "busybox", "hostname": ""},
+            ]),
+            json!({"networkMode": "awsvpc"}),
+        );
+        let why = "not allowed with networkMode awsvpc (the task's containers share one network namespace)";
+        assert_eq!(
+            reject(&t),
+            ["links", "hostname", "dnsServers", "dnsSearchDomains", "extraHosts"]
+                .map(|f| format!("containerDefinitions[0].{f}: {why}"))
+        );
+        // The same under bridge is fine.
+        let mut bridge = t.clone();
+        bridge["networkMode"] = json!("bridge");
+        accept(&bridge);
+    }
+
+    #[test]
+    fn mount_points_need_a_task_volume() {
+        let t = task(
+            json!([{"name": "app", "image": "busybox", "mountPoints": [
+                {"sourceVolume": "data", "containerPath": "/a"},
+                {"sourceVolume": "data", "containerPath": "/b"},
+                {"sourceVolume": "logs", "containerPath": "/c"},
+            ]}]),
+            json!({"volumes": [{"name": "logs"}]}),
+        );
+        assert_eq!(reject(&t), [r#"mountPoints of "app": no volume named "data""#]);
+    }
+
+    #[test]
+    fn graph_errors_become_issues() {
+        let t = task(
+            json!([
+                {"name": "a", "image": "busybox", "links": ["b"], "volumesFrom": [{"sourceContainer": "nope"}]},
+                {"name": "b", "image": "busybox", "dependsOn": [{"containerName": "a", "condition": "START"}]},
+            ]),
+            json!({}),
+        );
+        assert_eq!(reject(&t), [r#"volumesFrom of "a": no container named "nope""#, "dependency cycle: a -> b -> a"]);
+        let own = task(json!([{"name": "a", "image": "busybox", "links": ["a:self"]}]), json!({}));
+        assert_eq!(reject(&own), [r#"links of "a": a container cannot depend on itself"#]);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let t = task(
+            json!([{"name": "a", "image": "busybox"}, {"name": "a", "image": "busybox"}]),
+            json!({"volumes": [{"name": "v"}, {"name": "v", "host": {"sourcePath": "/x"}}]}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                r#"containerDefinitions[1].name: duplicate container name "a""#,
+                r#"volumes[1].name: duplicate volume name "v""#
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let many: Vec<Value> = (0..=100).map(|i| json!({"name": format!("c{i}"), "image": "busybox"})).collect();
+        assert_eq!(
+            reject(&task(json!(many), json!({}))),
+            ["containerDefinitions: 101 containers, more than the limit of 100"]
+        );
+        let hundred: Vec<Value> = (0..100).map(|i| json!({"name": format!("c{i}"), "image": "busybox"})).collect();
+        assert_eq!(accept(&task(json!(hundred), json!({}))).task.containers.len(), 100);
+
+        let long = "n".repeat(256);
+        assert_eq!(
+            reject(&task(json!([{"name": long, "image": "busybox"}]), json!({}))),
+            [format!(
+                "containerDefinitions[0].name: \"{}\"... is not a valid container name: use 1 to 255 letters, digits, \
+                 hyphens and underscores",
+                "n".repeat(60)
+            )]
+        );
+        let family = "f".repeat(256);
+        assert_eq!(reject(&task(json!([{"name": "a", "image": "busybox"}]), json!({ "family": family }))).len(), 1);
+
+        let env: Vec<Value> = (0..1001).map(|i| json!({"name": format!("V{i}"), "value": "x"})).collect();
+        assert_eq!(
+            reject(&task(json!([{"name": "a", "image": "busybox", "environment": env}]), json!({}))),
+            ["containerDefinitions[0].environment: 1001 entries, more than the limit of 1000"]
+        );
+    }
 
     #[test]
     fn names_are_letters_digits_hyphens_underscores() {
