@@ -153,14 +153,6 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
         s.warn(&f.path, "read-only field of describe-task-definition output; berth uses it only as the task's version");
     }
     d.network_mode = read_network_mode(&mut o, s);
-    let containers = o.field("containerDefinitions");
-    if containers.is_none() {
-        s.error(&o.path_of("containerDefinitions"), "required field is missing");
-        d.containers_read = false;
-    } else {
-        read_containers(containers, Flavor::Ecs, &mut d, s);
-    }
-    d.volumes = read_volumes(o.field("volumes"), s);
     for key in ["cpu", "memory"] {
         if let Some(f) = o.field(key) {
             match f.value {
@@ -178,6 +170,8 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     for key in TASK_READ_ONLY {
         o.ignored(key, "read-only field of describe-task-definition output, ignored", s);
     }
+    read_containers(o.field("containerDefinitions"), Flavor::Ecs, &mut d, s);
+    d.volumes = read_volumes(o.field("volumes"), s);
     o.finish(s);
     d
 }
@@ -644,7 +638,7 @@ fn read_volume(f: &Field<'_>, s: &mut Sink) -> Option<DraftVolume> {
         kinds.push("configuredAtLaunch");
     }
     if kinds.len() > 1 {
-        s.error(&o.path, format!("a volume has one kind, and this one has {}", kinds.join(", ")));
+        s.error(&o.path, format!("more than one volume kind given: {}", kinds.join(", ")));
     }
     let kind = match kinds.first().copied() {
         Some("host") => host_path.map_or(VolumeKind::Empty, |source_path| VolumeKind::Host { source_path }),
@@ -852,6 +846,13 @@ mod tests {
         assert_eq!(
             warnings(&t),
             [
+                "executionRoleArn: accepted but not acted on by berth",
+                "requiresCompatibilities: accepted but not acted on by berth",
+                "pidMode: accepted but not acted on by berth",
+                "enableFaultInjection: accepted but not acted on by berth",
+                "status: read-only field of describe-task-definition output, ignored",
+                "compatibilities: read-only field of describe-task-definition output, ignored",
+                "registeredAt: read-only field of describe-task-definition output, ignored",
                 "containerDefinitions[0].portMappings[0].name: accepted but not acted on by berth",
                 "containerDefinitions[0].portMappings[0].appProtocol: accepted but not acted on by berth",
                 "containerDefinitions[0].linuxParameters.maxSwap: accepted but not acted on by berth",
@@ -861,13 +862,6 @@ mod tests {
                 "containerDefinitions[0].pseudoTerminal: accepted but not acted on by berth",
                 "containerDefinitions[0].interactive: accepted but not acted on by berth",
                 "containerDefinitions[0].firelensConfiguration: accepted but not acted on by berth",
-                "executionRoleArn: accepted but not acted on by berth",
-                "requiresCompatibilities: accepted but not acted on by berth",
-                "pidMode: accepted but not acted on by berth",
-                "enableFaultInjection: accepted but not acted on by berth",
-                "status: read-only field of describe-task-definition output, ignored",
-                "compatibilities: read-only field of describe-task-definition output, ignored",
-                "registeredAt: read-only field of describe-task-definition output, ignored",
             ]
         );
     }
@@ -1002,7 +996,7 @@ mod tests {
         assert_eq!(
             reject(&t),
             [
-                "volumes[0]: a volume has one kind, and this one has host, dockerVolumeConfiguration",
+                "volumes[0]: more than one volume kind given: host, dockerVolumeConfiguration",
                 r#"volumes[1].dockerVolumeConfiguration.autoprovision: only allowed with scope "shared""#,
                 r#"volumes[2].dockerVolumeConfiguration.scope: expected "task" or "shared", found "global""#,
                 "volumes[3].name: required field is missing",

@@ -1,6 +1,6 @@
 //! Image references, checked against Docker's reference grammar
 //! (`[registry[:port]/]repository[:tag][@digest]`) with `oci-spec`'s
-//! [`Reference`](oci_spec::distribution::Reference).
+//! [`oci_spec::distribution::Reference`].
 //!
 //! Two additions to what `oci-spec` checks, so that berth refuses what Docker refuses:
 //! - the reference must be ASCII (the grammar's `\w` in tags is ASCII in Docker's regular

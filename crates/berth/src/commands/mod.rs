@@ -9,8 +9,10 @@ use std::process::ExitCode;
 /// A subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check task definition files without running anything: prints each file's errors
-    /// and warnings; exits 0 when every file is valid, 1 otherwise.
+    /// Check task definition files without running anything.
+    ///
+    /// Prints each file's verdict, errors and warnings; exits 0 when every file is valid,
+    /// 1 otherwise.
     Validate(validate::Validate),
 }
 
