@@ -78,7 +78,7 @@ fn task(i: u32) -> Task {
         }
         container.has_run = status >= ContainerStatus::Running;
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         t.raise_desired_status(TaskStatus::Stopped);
     }
     t

@@ -129,10 +129,10 @@ impl DependencyGraph {
                     }),
                 }
             }
-            if let (NetworkMode::Awsvpc, Some(p)) = (task.network_mode, pause) {
-                if p != from {
-                    edges.push(Edge { from, to: p, kind: EdgeKind::Network });
-                }
+            if let (NetworkMode::Awsvpc, Some(p)) = (task.network_mode, pause)
+                && p != from
+            {
+                edges.push(Edge { from, to: p, kind: EdgeKind::Network });
             }
         }
         let mut needs = vec![Vec::new(); n];

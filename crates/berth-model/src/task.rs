@@ -185,11 +185,11 @@ impl Task {
     pub fn update_from(&mut self, incoming: &Task) -> bool {
         let mut rose = self.raise_desired_status(incoming.desired_status);
         for c in &mut self.containers {
-            if let Some(new) = incoming.container(&c.spec.name) {
-                if new.desired_status > c.desired_status {
-                    c.desired_status = new.desired_status;
-                    rose = true;
-                }
+            if let Some(new) = incoming.container(&c.spec.name)
+                && new.desired_status > c.desired_status
+            {
+                c.desired_status = new.desired_status;
+                rose = true;
             }
         }
         rose

@@ -187,11 +187,10 @@ proptest! {
     fn truncated_documents_give_line_and_column(doc in document(), cut in any::<prop::sample::Index>()) {
         let text = doc.to_string();
         let end = cut.index(text.len().max(1));
-        if let Some(prefix) = text.get(..end) {
-            if let Err(r) = parse(prefix.as_bytes(), &opts()) {
+        if let Some(prefix) = text.get(..end)
+            && let Err(r) = parse(prefix.as_bytes(), &opts()) {
                 prop_assert!(!r.errors.is_empty());
             }
-        }
     }
 }
 

@@ -312,7 +312,7 @@ fn a_stopped_task_is_cleaned_up_after_the_wait_then_forgotten() {
     assert_eq!(plan::plan(&t, &g, later, &cfg).ops, [Op::container("a", Action::Remove)]);
     plan::apply(&mut t, Feedback::Done(Op::container("a", Action::Remove), Outcome::Ok), later, &cfg);
     let remove_volume = Op::Volume { volume: "scratch".into(), action: VolumeAction::Remove };
-    assert_eq!(plan::plan(&t, &g, later, &cfg).ops, [remove_volume.clone()]);
+    assert_eq!(plan::plan(&t, &g, later, &cfg).ops, std::slice::from_ref(&remove_volume));
     plan::apply(&mut t, Feedback::Done(remove_volume, Outcome::Ok), later, &cfg);
     assert_eq!(plan::plan(&t, &g, later, &cfg).ops, [Op::Forget]);
 }

@@ -238,10 +238,10 @@ impl World {
             if let Some((after, _)) = b.exits {
                 times.push(since + Duration::seconds(after));
             }
-            if let (Some(h), false) = (b.healthy_after, sc.healthy) {
-                if self.has_health_check(name) {
-                    times.push(since + Duration::seconds(h));
-                }
+            if let (Some(h), false) = (b.healthy_after, sc.healthy)
+                && self.has_health_check(name)
+            {
+                times.push(since + Duration::seconds(h));
             }
             for t in times {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -262,21 +262,21 @@ impl World {
             let has_hc = self.has_health_check(&name);
             let Some(sc) = self.docker.get_mut(&name) else { continue };
             let SimState::Running { since } = sc.state else { continue };
-            if let (Some(h), false, true) = (b.healthy_after, sc.healthy, has_hc) {
-                if since + Duration::seconds(h) <= now {
-                    sc.healthy = true;
-                    self.events.push((
-                        name.clone(),
-                        Observation { health: Some(HealthStatus::Healthy), ..Default::default() },
-                        false,
-                    ));
-                }
+            if let (Some(h), false, true) = (b.healthy_after, sc.healthy, has_hc)
+                && since + Duration::seconds(h) <= now
+            {
+                sc.healthy = true;
+                self.events.push((
+                    name.clone(),
+                    Observation { health: Some(HealthStatus::Healthy), ..Default::default() },
+                    false,
+                ));
             }
-            if let Some((after, code)) = b.exits {
-                if since + Duration::seconds(after) <= now {
-                    sc.state = SimState::Exited(code);
-                    self.events.push((name.clone(), die(code), false));
-                }
+            if let Some((after, code)) = b.exits
+                && since + Duration::seconds(after) <= now
+            {
+                sc.state = SimState::Exited(code);
+                self.events.push((name.clone(), die(code), false));
             }
         }
     }
@@ -383,10 +383,11 @@ impl World {
             }
         }
         for m in &self.task.containers[idx].spec.mount_points {
-            if let Some(v) = self.task.volume(&m.source_volume) {
-                if v.needs_create() && !self.volumes.contains(&self.task.docker_volume_name(v)) {
-                    self.violations.push(format!("{name} created before volume {}", v.name));
-                }
+            if let Some(v) = self.task.volume(&m.source_volume)
+                && v.needs_create()
+                && !self.volumes.contains(&self.task.docker_volume_name(v))
+            {
+                self.violations.push(format!("{name} created before volume {}", v.name));
             }
         }
         self.next_id += 1;
@@ -458,11 +459,11 @@ impl World {
                 self.violations.push(format!("{name} stopped while its dependent {dep} runs"));
             }
         }
-        if let Some(sc) = self.docker.get_mut(name) {
-            if let SimState::Running { .. } = sc.state {
-                sc.state = SimState::Exited(143);
-                self.events.push((name.to_string(), die(143), false));
-            }
+        if let Some(sc) = self.docker.get_mut(name)
+            && let SimState::Running { .. } = sc.state
+        {
+            sc.state = SimState::Exited(143);
+            self.events.push((name.to_string(), die(143), false));
         }
         // As the engine does: a stop's outcome is the inspect that follows it, which
         // carries the exit code.
