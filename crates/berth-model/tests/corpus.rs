@@ -2,12 +2,15 @@
 //! `EXPECTED.md` gives. The corpus sits beside the checkout (it is never copied into the
 //! project); a missing corpus fails the test rather than skipping it.
 
+mod support;
+
 use berth_model::container::{DependencyCondition, Link, PAUSE_CONTAINER_NAME, PortMapping, Protocol, VolumeFrom};
 use berth_model::input::{Accepted, Issue, ParseOptions, Rejected, parse};
 use berth_model::task::NetworkMode;
 use berth_model::volume::{VolumeKind, VolumeScope};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use support::corpus_dir;
 
 const ACCEPTED: [&str; 20] = [
     "01", "02", "03", "04", "05", "06", "07", "08", "09", "11", "12", "13", "14", "15", "16", "17", "20", "23", "26",
@@ -16,15 +19,6 @@ const ACCEPTED: [&str; 20] = [
 const NOT_JSON: [&str; 7] = ["10", "18", "19", "21", "22", "28", "30"];
 const BAD_IMAGE: [&str; 2] = ["24", "25"];
 const WRONG_TYPES: &str = "27";
-
-/// `shared/ecs-taskdefs`, found beside one of the ancestors of this crate.
-fn corpus_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|a| a.join("shared").join("ecs-taskdefs"))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| panic!("corpus not found: no shared/ecs-taskdefs beside any ancestor of {}", here.display()))
-}
 
 /// Every corpus file, by its two-digit number, with its outcome.
 fn outcomes() -> BTreeMap<String, (PathBuf, Result<Accepted, Rejected>)> {

@@ -4,6 +4,7 @@
 //! file under [`commands`].
 
 mod commands;
+mod taskfile;
 
 use clap::Parser;
 use std::process::ExitCode;

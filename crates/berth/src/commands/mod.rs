@@ -1,6 +1,7 @@
 //! berth's subcommands, one file each. To add one: a module here with a `clap::Args`
 //! struct and a `run` method, a variant in [`Command`], and its arm in [`Command::run`].
 
+pub mod plan;
 pub mod validate;
 
 use clap::Subcommand;
@@ -14,6 +15,11 @@ pub enum Command {
     /// Prints each file's verdict, errors and warnings; exits 0 when every file is valid,
     /// 1 otherwise.
     Validate(validate::Validate),
+    /// Validate a task definition and show, step by step, what berth would do with it.
+    ///
+    /// A dry run: every Docker call is taken as a success and no container exits on its
+    /// own; nothing touches Docker.
+    Plan(plan::Plan),
 }
 
 impl Command {
@@ -21,6 +27,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Validate(cmd) => cmd.run(),
+            Command::Plan(cmd) => cmd.run(),
         }
     }
 }

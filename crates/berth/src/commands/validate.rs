@@ -12,10 +12,10 @@
 //! `containerDefinitions` array (and of any definition without one) is `--family`, else
 //! the file's name without its extension.
 
+use crate::taskfile;
 use anyhow::Context;
-use berth_model::input::{self, Issue, MAX_INPUT_BYTES, ParseOptions};
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use berth_model::input::{self, Issue};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,30 +57,17 @@ impl Validate {
 
 /// Read and check one file.
 fn check_file(file: &Path, family: Option<&str>) -> Outcome {
-    let bytes = match read_limited(file) {
+    let bytes = match taskfile::read(file) {
         Ok(bytes) => bytes,
         Err(message) => return Outcome { errors: vec![message], warnings: Vec::new() },
     };
-    let family = family.map(str::to_string).or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()));
     // The arn is never shown: no need for real randomness here.
-    let opts = ParseOptions { family, arn_random: 0 };
+    let opts = taskfile::options(file, family, 0);
     let text = |issues: Vec<Issue>| issues.iter().map(ToString::to_string).collect();
     match input::parse(&bytes, &opts) {
         Ok(accepted) => Outcome { errors: Vec::new(), warnings: text(accepted.warnings) },
         Err(rejected) => Outcome { errors: text(rejected.errors), warnings: text(rejected.warnings) },
     }
-}
-
-/// The file's bytes, reading no more than one byte over the input limit.
-fn read_limited(file: &Path) -> Result<Vec<u8>, String> {
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
-    let limit = u64::try_from(MAX_INPUT_BYTES).unwrap_or(u64::MAX);
-    let mut bytes = Vec::new();
-    File::open(file).and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut bytes)).map_err(cannot)?;
-    if bytes.len() > MAX_INPUT_BYTES {
-        return Err(format!("{} is larger than the limit of {MAX_INPUT_BYTES} bytes", file.display()));
-    }
-    Ok(bytes)
 }
 
 /// The lines printed for one file.
