@@ -87,6 +87,21 @@ pub struct ContainerSpec {
     pub internal: bool,
 }
 
+impl ContainerSpec {
+    /// The awsvpc pause container: internal, essential, made from berth's own image, and
+    /// publishing the task's port mappings for the namespace it holds.
+    pub fn pause(port_mappings: Vec<PortMapping>) -> ContainerSpec {
+        ContainerSpec {
+            name: PAUSE_CONTAINER_NAME.to_string(),
+            image: PAUSE_IMAGE.to_string(),
+            essential: true,
+            internal: true,
+            port_mappings,
+            ..ContainerSpec::default()
+        }
+    }
+}
+
 /// A secret or environment file reference, resolved from the local source at create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Secret {

@@ -9,8 +9,7 @@
 mod support;
 
 use berth_model::container::{
-    ContainerSpec, Dependency, DependencyCondition, HealthCheck, Link, MountPoint, PAUSE_CONTAINER_NAME, PAUSE_IMAGE,
-    VolumeFrom,
+    ContainerSpec, Dependency, DependencyCondition, HealthCheck, Link, MountPoint, VolumeFrom,
 };
 use berth_model::task::NetworkMode;
 use berth_model::{Container, ContainerStatus, Task, TaskStatus, Volume, VolumeKind, task_completed};
@@ -112,14 +111,7 @@ fn build(s: &Scenario) -> (Task, BTreeMap<String, Behaviour>) {
     }
     let mut containers: Vec<Container> = specs.into_iter().map(Container::new).collect();
     if s.awsvpc {
-        let pause = ContainerSpec {
-            name: PAUSE_CONTAINER_NAME.into(),
-            image: PAUSE_IMAGE.into(),
-            essential: true,
-            internal: true,
-            ..ContainerSpec::default()
-        };
-        containers.insert(0, Container::new(pause));
+        containers.insert(0, Container::new(ContainerSpec::pause(Vec::new())));
     }
     let mut task = Task::new(
         "arn:berth:task/prop".into(),

@@ -3,8 +3,7 @@
 mod support;
 
 use berth_model::container::{
-    ContainerSpec, Dependency, DependencyCondition, HealthCheck, Link, MountPoint, PAUSE_CONTAINER_NAME, PAUSE_IMAGE,
-    VolumeFrom,
+    ContainerSpec, Dependency, DependencyCondition, HealthCheck, Link, MountPoint, PAUSE_CONTAINER_NAME, VolumeFrom,
 };
 use berth_model::graph::DependencyGraph;
 use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome, Plan, PlanConfig, VolumeAction};
@@ -339,14 +338,7 @@ fn an_unsupported_volume_stops_the_task_with_a_reason() {
 
 #[test]
 fn awsvpc_containers_wait_for_the_pause_container_which_stops_last_and_is_hidden() {
-    let pause = ContainerSpec {
-        name: PAUSE_CONTAINER_NAME.into(),
-        image: PAUSE_IMAGE.into(),
-        essential: true,
-        internal: true,
-        ..ContainerSpec::default()
-    };
-    let mut t = task(vec![pause, spec("app", true)]);
+    let mut t = task(vec![ContainerSpec::pause(Vec::new()), spec("app", true)]);
     t.network_mode = NetworkMode::Awsvpc;
     let mut w = World::new(t, BTreeMap::new());
     assert!(w.run(&mut First, 1000));
@@ -364,14 +356,7 @@ fn awsvpc_containers_wait_for_the_pause_container_which_stops_last_and_is_hidden
 
 #[test]
 fn the_pause_container_stopping_stops_the_task() {
-    let pause = ContainerSpec {
-        name: PAUSE_CONTAINER_NAME.into(),
-        image: PAUSE_IMAGE.into(),
-        essential: true,
-        internal: true,
-        ..ContainerSpec::default()
-    };
-    let mut t = task(vec![pause, spec("app", true)]);
+    let mut t = task(vec![ContainerSpec::pause(Vec::new()), spec("app", true)]);
     t.network_mode = NetworkMode::Awsvpc;
     set(&mut t, PAUSE_CONTAINER_NAME, ContainerStatus::Stopped);
     set(&mut t, "app", ContainerStatus::Running);

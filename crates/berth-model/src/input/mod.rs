@@ -26,7 +26,7 @@ mod reader;
 mod seed;
 mod validate;
 
-use crate::container::{Container, ContainerSpec, PAUSE_CONTAINER_NAME, PAUSE_IMAGE};
+use crate::container::{Container, ContainerSpec};
 use crate::status::{ContainerStatus, TaskStatus};
 use crate::task::{NetworkMode, Task, generated_arn};
 use crate::volume::Volume;
@@ -249,14 +249,7 @@ impl Draft {
         let mut containers = Vec::with_capacity(self.containers.len() + 1);
         if self.network_mode == NetworkMode::Awsvpc {
             let port_mappings = self.containers.iter().flat_map(|c| c.spec.port_mappings.iter().cloned()).collect();
-            containers.push(Container::new(ContainerSpec {
-                name: PAUSE_CONTAINER_NAME.to_string(),
-                image: PAUSE_IMAGE.to_string(),
-                essential: true,
-                internal: true,
-                port_mappings,
-                ..ContainerSpec::default()
-            }));
+            containers.push(Container::new(ContainerSpec::pause(port_mappings)));
         }
         for c in self.containers {
             let mut container = Container::new(c.spec);
@@ -310,6 +303,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::{accept, opts, reject, reject_text, warnings};
     use super::*;
+    use crate::container::{PAUSE_CONTAINER_NAME, PAUSE_IMAGE};
     use crate::container::{PortMapping, Protocol};
     use serde_json::json;
 
