@@ -1,0 +1,41 @@
+//! berth's view of Docker. As in the seed, the task engine sees Docker through a client
+//! that "does not have to know about tasks, only containers": [`DockerClient`] is that
+//! client's surface, with its request and answer types, Docker's errors sorted into
+//! classes ([`DockerError`]), and the mapping of Docker's events to container statuses
+//! ([`events`]). The bollard implementation and the fake Docker of the tests implement it.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod client;
+mod error;
+pub mod events;
+mod types;
+
+pub use client::{DockerClient, EventStream, status_of};
+pub use error::{DockerError, ErrorKind};
+pub use events::{ContainerEvent, DockerEvent, EventKind};
+pub use types::{
+    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary,
+    LogConfig, PortSpec, VolumeConfig,
+};
+
+/// The seed's default stop timeout, in seconds.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+/// The environment variable naming Docker's endpoint.
+pub const DOCKER_ENDPOINT_ENV_VARIABLE: &str = "DOCKER_HOST";
+/// Docker's endpoint when the variable is not set.
+pub const DOCKER_DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+/// Labels berth puts on every container it creates.
+pub mod labels {
+    /// The instance id of the berth that owns the container.
+    pub const INSTANCE: &str = "berth.instance";
+    /// The task's arn.
+    pub const TASK_ARN: &str = "berth.task-arn";
+    /// The container's name in its task.
+    pub const CONTAINER_NAME: &str = "berth.container-name";
+    /// The task definition's family.
+    pub const FAMILY: &str = "berth.task-definition-family";
+    /// The task definition's version.
+    pub const VERSION: &str = "berth.task-definition-version";
+}

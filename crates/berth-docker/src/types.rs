@@ -1,0 +1,203 @@
+//! What berth sends to Docker and what it reads back, in Docker's terms (not tasks').
+
+use berth_model::container::{PortBinding, Protocol};
+use berth_model::status::HealthStatus;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything a container is created with: berth sends every setting at create.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// Docker name (`berth-<family>-<version>-<name>-<hex>`).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// `Cmd`; empty keeps the image's.
+    pub command: Vec<String>,
+    /// `Entrypoint`; empty keeps the image's.
+    pub entry_point: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// Labels, berth's and the user's.
+    pub labels: BTreeMap<String, String>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// User to run as.
+    pub user: Option<String>,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Health check.
+    pub health_check: Option<HealthConfig>,
+    /// Seconds Docker waits after SIGTERM before SIGKILL.
+    pub stop_timeout: Option<u64>,
+    /// Host-side settings.
+    pub host: HostConfig,
+}
+
+/// Docker's health check, in its units.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthConfig {
+    /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    /// Seconds between checks.
+    pub interval_secs: Option<u64>,
+    /// Seconds a check may take.
+    pub timeout_secs: Option<u64>,
+    /// Failures before unhealthy.
+    pub retries: Option<u64>,
+    /// Seconds of grace after start.
+    pub start_period_secs: Option<u64>,
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// Port on the host; 0 lets Docker pick.
+    pub host_port: u16,
+    /// tcp or udp.
+    pub protocol: Protocol,
+}
+
+/// A log driver and its options.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// Driver name.
+    pub driver: String,
+    /// Options.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Docker's `HostConfig`, the part berth uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostConfig {
+    /// Hard memory limit in bytes.
+    pub memory_bytes: Option<i64>,
+    /// Soft memory limit in bytes.
+    pub memory_reservation_bytes: Option<i64>,
+    /// CPU shares.
+    pub cpu_shares: Option<i64>,
+    /// `<docker name>:<alias>`.
+    pub links: Vec<String>,
+    /// `source:target[:ro]` bind and volume mounts.
+    pub binds: Vec<String>,
+    /// `<docker name>[:ro]`.
+    pub volumes_from: Vec<String>,
+    /// Published ports.
+    pub ports: Vec<PortSpec>,
+    /// `bridge`, `host`, `none`, `container:<id>`.
+    pub network_mode: Option<String>,
+    /// `name=soft:hard` style limits, as (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// Read-only root filesystem.
+    pub readonly_rootfs: bool,
+    /// `host:ip` entries.
+    pub extra_hosts: Vec<String>,
+    /// DNS servers.
+    pub dns: Vec<String>,
+    /// DNS search domains.
+    pub dns_search: Vec<String>,
+    /// Capabilities to add.
+    pub cap_add: Vec<String>,
+    /// Capabilities to drop.
+    pub cap_drop: Vec<String>,
+    /// Run an init process.
+    pub init: bool,
+    /// tmpfs mounts: path → options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Devices: (host path, container path, permissions like "rwm").
+    pub devices: Vec<(String, String, String)>,
+    /// `/dev/shm` size in bytes.
+    pub shm_size_bytes: Option<i64>,
+    /// Privileged mode.
+    pub privileged: bool,
+    /// `--security-opt` values.
+    pub security_opt: Vec<String>,
+    /// Namespaced sysctls.
+    pub sysctls: BTreeMap<String, String>,
+    /// Log driver.
+    pub log_config: Option<LogConfig>,
+}
+
+/// A container's state as inspect reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerState {
+    /// Docker's word: created, running, paused, restarting, removing, exited, dead.
+    pub status: String,
+    /// Exit code (meaningful once exited).
+    pub exit_code: i64,
+    /// When it last started; `None` when it never has (Docker's zero time).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it last exited.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Health, when it has a health check.
+    pub health: Option<HealthStatus>,
+    /// The kernel killed it for memory.
+    pub oom_killed: bool,
+}
+
+/// What inspect says of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// Full id.
+    pub id: String,
+    /// Name, without Docker's leading `/`.
+    pub name: String,
+    /// Image reference it was created from.
+    pub image: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// State.
+    pub state: ContainerState,
+    /// Ports Docker bound.
+    pub port_bindings: Vec<PortBinding>,
+}
+
+impl ContainerInfo {
+    /// It has run at some time: berth never starts it again.
+    pub fn has_run(&self) -> bool {
+        self.state.started_at.is_some()
+    }
+}
+
+/// A container as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    /// Full id.
+    pub id: String,
+    /// Names, without the leading `/`.
+    pub names: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Docker's state word.
+    pub state: String,
+}
+
+/// An image on the host (the seed's `DescribeDockerImages`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    /// Image id.
+    pub id: String,
+    /// Its tags.
+    pub repo_tags: Vec<String>,
+    /// Size in bytes.
+    pub size: i64,
+    /// When it was made.
+    pub created: i64,
+}
+
+/// A Docker volume to create.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VolumeConfig {
+    /// Volume name.
+    pub name: String,
+    /// Driver (`local` when absent).
+    pub driver: Option<String>,
+    /// Driver options.
+    pub driver_opts: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}

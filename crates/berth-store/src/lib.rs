@@ -1,0 +1,106 @@
+//! berth's durable state (the seed's `statemanager`): the [`Saver`] trait the engine saves
+//! through, and its implementations.
+//!
+//! The engine gathers what changed (task records and state changes) and hands it to
+//! [`Saver::save`] as one [`Group`]: one group, one fsync ("group commit"). State changes
+//! get their sequence numbers at commit, from a counter that survives restarts, so a
+//! change is visible to readers only once it is durable.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use berth_model::{StateChange, Task};
+use std::path::PathBuf;
+
+/// How many state changes the log keeps at least (SPEC 1).
+pub const DEFAULT_RETAINED_CHANGES: u64 = 100_000;
+
+/// What one group commit makes durable.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Group {
+    /// Task records to write: the whole task, or `None` when the task left the state.
+    pub tasks: Vec<(String, Option<Task>)>,
+    /// State changes to append, in order; their `seq` is given at commit.
+    pub changes: Vec<StateChange>,
+}
+
+impl Group {
+    /// Nothing to save.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.changes.is_empty()
+    }
+}
+
+/// Everything a store holds, as loaded at start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    /// Every task in the state.
+    pub tasks: Vec<Task>,
+    /// The retained state changes, oldest first.
+    pub changes: Vec<StateChange>,
+    /// The sequence number the next change gets (1 for an empty log).
+    pub next_seq: u64,
+}
+
+/// Where the engine's state goes (the seed's `statemanager.Saver`).
+pub trait Saver: Send + 'static {
+    /// Everything saved so far.
+    fn load(&mut self) -> Result<Loaded, StoreError>;
+
+    /// Make `group` durable as a unit: after a crash, either all of it is there or none.
+    /// Returns its changes with their sequence numbers.
+    fn save(&mut self, group: Group) -> Result<Vec<StateChange>, StoreError>;
+
+    /// Make everything saved so far durable now (a saver that buffers flushes here; the
+    /// default store's `save` is already durable).
+    fn force_save(&mut self) -> Result<(), StoreError>;
+}
+
+/// Why the state could not be read or written. Messages name the file and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another berth holds the data directory.
+    #[error("data directory {dir} is in use by another berth (it holds {lock}); stop it or choose another --data-dir")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
+    /// A state file cannot be read; it is left untouched.
+    #[error("cannot read berth state in {file}: {reason}; the file is left untouched (move it aside, or start with the reset option, to start empty)")]
+    Unreadable {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A state file written by a newer berth; it is left untouched.
+    #[error("berth state in {file} has schema version {found}, newer than this berth's {supported}; the file is left untouched (run a newer berth)")]
+    NewerSchema {
+        /// The file.
+        file: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest this berth reads.
+        supported: u32,
+    },
+    /// Reading or writing failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded database failed.
+    #[error("berth state in {file}: {reason}")]
+    Database {
+        /// The file.
+        file: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
