@@ -210,6 +210,14 @@ fn an_unknown_outcome_is_inspected_before_anything_else() {
 }
 
 #[test]
+fn a_running_container_that_needs_an_inspect_gets_one_a_stopped_one_does_not() {
+    let mut t = task(vec![spec("a", true), spec("b", false)]);
+    set(&mut t, "a", ContainerStatus::Running).needs_inspect = true;
+    set(&mut t, "b", ContainerStatus::Stopped).needs_inspect = true;
+    assert_eq!(ops(&t), ["inspect a"]);
+}
+
+#[test]
 fn transient_failures_are_retried_with_backoff_then_the_container_stops_with_the_error() {
     let mut t = task(vec![spec("a", true), spec("b", true)]);
     let cfg = PlanConfig::default();

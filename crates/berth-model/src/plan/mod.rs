@@ -258,12 +258,17 @@ fn plan_container_up(
         // The seed's payload can ask one container of a running task to stop.
         return plan_container_down(task, graph, i, now, cfg, plan);
     }
-    if c.in_flight || c.reached_desired() {
+    if c.in_flight {
         return;
     }
     let name = c.name();
-    if c.needs_inspect {
+    // After a restart, a reopened event stream or a timeout, a container that is not known
+    // to be STOPPED is looked at before anything else, running ones included.
+    if c.needs_inspect && c.known_status < ContainerStatus::Stopped {
         plan.ops.push(Op::container(name, Action::Inspect));
+        return;
+    }
+    if c.reached_desired() {
         return;
     }
     if let Some(at) = c.retry_at.filter(|&at| at > now) {
