@@ -5,10 +5,28 @@
 //! [`Saver::save`] as one [`Group`]: one group, one fsync ("group commit"). State changes
 //! get their sequence numbers at commit, from a counter that survives restarts, so a
 //! change is visible to readers only once it is durable.
+//!
+//! - [`RedbStore`]: the default store, one redb file (`state.redb`, schema version
+//!   [`SCHEMA_VERSION`]) with per-task records and the change log;
+//! - [`DataDir`]: the data directory: its lock, the instance id, opening (and migrating)
+//!   the store, and the explicit reset;
+//! - [`export`]: the whole state as one JSON document (schema 1, the old `state.json`),
+//!   for `marshal_json`/`unmarshal_json` and for migration;
+//! - [`MemorySaver`]: the same semantics in memory, for tests and benchmarks.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod datadir;
+pub mod export;
+mod memory;
+mod redb_store;
+
+pub use datadir::{DataDir, INSTANCE_ID_FILE, LOCK_FILE, STATE_FILE, STATE_JSON_FILE};
+pub use memory::MemorySaver;
+pub use redb_store::{RedbReader, RedbStore, SCHEMA_VERSION};
+
 use berth_model::{StateChange, Task};
+use std::ops::Range;
 use std::path::PathBuf;
 
 /// How many state changes the log keeps at least (SPEC 1).
@@ -41,6 +59,39 @@ pub struct Loaded {
     pub next_seq: u64,
 }
 
+/// What a reader of the change log gets from a position on ([`Saver::changes_since`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangesSince {
+    /// Positions asked for that the log no longer holds (dropped by retention), when any:
+    /// the reader missed these changes and should be told so before the rest.
+    pub gap: Option<Range<u64>>,
+    /// The retained changes from the asked position on (or from the oldest retained one,
+    /// after a gap), oldest first, at most as many as asked.
+    pub changes: Vec<StateChange>,
+    /// The sequence number the next committed change will get.
+    pub next_seq: u64,
+}
+
+impl ChangesSince {
+    /// Where the reader goes on from: after the last change returned, else after the gap,
+    /// else where it asked (positions start at 1).
+    pub fn resume_from(&self, asked: u64) -> u64 {
+        match (self.changes.last(), &self.gap) {
+            (Some(last), _) => last.seq + 1,
+            (None, Some(gap)) => gap.end,
+            (None, None) => asked.max(1),
+        }
+    }
+}
+
+/// The positions from `from` on that a log no longer holds, given its oldest retained change
+/// (`None` when it holds none) and its next sequence number.
+pub(crate) fn gap_before(from: u64, oldest_retained: Option<u64>, next_seq: u64) -> Option<Range<u64>> {
+    let from = from.max(1);
+    let oldest = oldest_retained.unwrap_or(next_seq);
+    (from < oldest).then_some(from..oldest)
+}
+
 /// Where the engine's state goes (the seed's `statemanager.Saver`).
 pub trait Saver: Send + 'static {
     /// Everything saved so far.
@@ -53,6 +104,10 @@ pub trait Saver: Send + 'static {
     /// Make everything saved so far durable now (a saver that buffers flushes here; the
     /// default store's `save` is already durable).
     fn force_save(&mut self) -> Result<(), StoreError>;
+
+    /// The committed changes with `seq >= from`, at most `max` of them, and the gap when
+    /// some of the asked positions were dropped by retention (for `task_events` readers).
+    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError>;
 }
 
 /// Why the state could not be read or written. Messages name the file and say what to do.
@@ -67,7 +122,9 @@ pub enum StoreError {
         lock: PathBuf,
     },
     /// A state file cannot be read; it is left untouched.
-    #[error("cannot read berth state in {file}: {reason}; the file is left untouched (move it aside, or start with the reset option, to start empty)")]
+    #[error(
+        "cannot read berth state in {file}: {reason}; the file is left untouched (move it aside, or start with the reset option, to start empty)"
+    )]
     Unreadable {
         /// The file.
         file: PathBuf,
@@ -75,7 +132,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A state file written by a newer berth; it is left untouched.
-    #[error("berth state in {file} has schema version {found}, newer than this berth's {supported}; the file is left untouched (run a newer berth)")]
+    #[error(
+        "berth state in {file} has schema version {found}, newer than this berth's {supported}; the file is left untouched (run a newer berth)"
+    )]
     NewerSchema {
         /// The file.
         file: PathBuf,

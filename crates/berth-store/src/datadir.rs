@@ -1,0 +1,217 @@
+//! The data directory: its lock, the instance id, the state files, the explicit reset.
+
+use crate::export::{self, ExportError};
+use crate::{RedbStore, StoreError};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The store's file in the data directory (schema 2).
+pub const STATE_FILE: &str = "state.redb";
+/// The whole state as one JSON document (schema 1), imported when there is no [`STATE_FILE`].
+pub const STATE_JSON_FILE: &str = "state.json";
+/// The file whose exclusive lock says a berth uses the directory.
+pub const LOCK_FILE: &str = "lock";
+/// The berth instance id: 32 lowercase hex digits.
+pub const INSTANCE_ID_FILE: &str = "instance-id";
+
+/// The exclusive lock on a data directory, released when the last holder drops it.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    /// Holding the open file holds the lock.
+    _file: File,
+}
+
+impl DirLock {
+    /// Create `dir` (mode 0700) if needed and lock it, or say who has it.
+    fn take(dir: &Path) -> Result<DirLock, StoreError> {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| StoreError::Io {
+            action: "create data directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let lock = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(|source| StoreError::Io { action: "open lock file", path: lock.clone(), source })?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(StoreError::Locked { dir: dir.to_path_buf(), lock }),
+            Err(TryLockError::Error(source)) => Err(StoreError::Io { action: "lock", path: lock, source }),
+        }
+    }
+}
+
+/// berth's data directory, locked for as long as this value (or a store opened from it)
+/// lives: a second open, from this process or another, gets [`StoreError::Locked`].
+///
+/// It holds [`STATE_FILE`] (or, from an older berth, [`STATE_JSON_FILE`]), [`LOCK_FILE`]
+/// and [`INSTANCE_ID_FILE`].
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    instance_id: String,
+    lock: Arc<DirLock>,
+}
+
+impl DataDir {
+    /// Open (creating it, mode 0700, if needed) and lock the data directory at `path`, and
+    /// read its instance id, making one the first time.
+    ///
+    /// A malformed instance-id file is [`StoreError::Unreadable`] (it is left as it is).
+    pub fn open(path: impl AsRef<Path>) -> Result<DataDir, StoreError> {
+        let path = path.as_ref();
+        let lock = DirLock::take(path)?;
+        let instance_id = instance_id(path)?;
+        Ok(DataDir { path: path.to_path_buf(), instance_id, lock: Arc::new(lock) })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This berth's instance id (32 lowercase hex digits), the same across opens.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Open the store in [`STATE_FILE`]; the store keeps the directory locked while it lives.
+    ///
+    /// - no state yet: a new, empty store;
+    /// - [`STATE_JSON_FILE`] and no [`STATE_FILE`]: the JSON state (schema 1) is imported
+    ///   into a new [`STATE_FILE`] and kept as it was ([`RedbStore::imported_from`] says so);
+    /// - a state file that cannot be read, or is from a newer berth: refused
+    ///   ([`StoreError::Unreadable`], [`StoreError::NewerSchema`]), the file untouched.
+    pub fn open_store(&self) -> Result<RedbStore, StoreError> {
+        let redb = self.path.join(STATE_FILE);
+        let json = self.path.join(STATE_JSON_FILE);
+        if !exists(&redb)? && exists(&json)? {
+            let bytes =
+                fs::read(&json).map_err(|source| StoreError::Io { action: "read", path: json.clone(), source })?;
+            let state = export::from_json(&bytes).map_err(|e| match e {
+                ExportError::Newer { found, supported } => {
+                    StoreError::NewerSchema { file: json.clone(), found, supported }
+                }
+                other => StoreError::Unreadable { file: json.clone(), reason: other.to_string() },
+            })?;
+            return RedbStore::import(&redb, &json, &state, Some(Arc::clone(&self.lock)));
+        }
+        RedbStore::open_in(&redb, Some(Arc::clone(&self.lock)))
+    }
+
+    /// The explicit reset: move the state files of the data directory at `path` aside
+    /// (`state.redb` → `state.redb.reset-<unix time>`, the same for `state.json`), so that
+    /// the next open starts empty. The instance id is kept. Takes the directory's lock
+    /// for the moves ([`StoreError::Locked`] while a berth uses it). Returns the moves made,
+    /// (from, to).
+    pub fn reset(path: impl AsRef<Path>) -> Result<Vec<(PathBuf, PathBuf)>, StoreError> {
+        let path = path.as_ref();
+        if !exists(path)? {
+            return Ok(Vec::new());
+        }
+        let _lock = DirLock::take(path)?;
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut moved = Vec::new();
+        for name in [STATE_FILE, STATE_JSON_FILE] {
+            let from = path.join(name);
+            if !exists(&from)? {
+                continue;
+            }
+            let mut to = path.join(format!("{name}.reset-{stamp}"));
+            let mut n = 1;
+            while exists(&to)? {
+                n += 1;
+                to = path.join(format!("{name}.reset-{stamp}-{n}"));
+            }
+            fs::rename(&from, &to).map_err(|source| StoreError::Io {
+                action: "move aside",
+                path: from.clone(),
+                source,
+            })?;
+            moved.push((from, to));
+        }
+        if !moved.is_empty() {
+            sync_dir(path)?;
+        }
+        Ok(moved)
+    }
+}
+
+fn exists(path: &Path) -> Result<bool, StoreError> {
+    path.try_exists().map_err(|source| StoreError::Io { action: "look for", path: path.to_path_buf(), source })
+}
+
+/// fsync a directory, so that renames and new files in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| StoreError::Io {
+        action: "sync directory",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The instance id kept in `dir`, made (128 random bits) and written atomically the first time.
+fn instance_id(dir: &Path) -> Result<String, StoreError> {
+    let file = dir.join(INSTANCE_ID_FILE);
+    match fs::read(&file) {
+        Ok(bytes) => parse_instance_id(&bytes).map(str::to_owned).ok_or_else(|| StoreError::Unreadable {
+            file: file.clone(),
+            reason: "expected 32 lowercase hexadecimal digits".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("{:032x}", rand::random::<u128>());
+            write_atomically(dir, &file, format!("{id}\n").as_bytes())?;
+            Ok(id)
+        }
+        Err(source) => Err(StoreError::Io { action: "read", path: file, source }),
+    }
+}
+
+/// The id in an instance-id file's bytes: 32 lowercase hex digits, optionally one newline.
+fn parse_instance_id(bytes: &[u8]) -> Option<&str> {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let ok = bytes.len() == 32 && bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok { std::str::from_utf8(bytes).ok() } else { None }
+}
+
+/// Write `file` in `dir` so that it is either absent or whole: a temporary file, fsync,
+/// rename, fsync of the directory.
+fn write_atomically(dir: &Path, file: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { action, path, source }
+    };
+    let mut out = File::create(&tmp).map_err(io("create", &tmp))?;
+    out.write_all(contents).map_err(io("write", &tmp))?;
+    out.sync_all().map_err(io("sync", &tmp))?;
+    drop(out);
+    fs::rename(&tmp, file).map_err(io("rename into place", file))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_instance_id;
+
+    #[test]
+    fn instance_id_format() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(parse_instance_id(id.as_bytes()), Some(id));
+        assert_eq!(parse_instance_id(format!("{id}\n").as_bytes()), Some(id));
+        assert_eq!(parse_instance_id(format!("{id}\n\n").as_bytes()), None);
+        assert_eq!(parse_instance_id(id.to_uppercase().as_bytes()), None);
+        assert_eq!(parse_instance_id(&id.as_bytes()[..31]), None);
+        assert_eq!(parse_instance_id(b""), None);
+    }
+}
