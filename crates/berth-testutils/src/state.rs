@@ -1,0 +1,590 @@
+//! The fake daemon's state and the work of each call, done under one lock with no
+//! `.await` inside. Containers are indexed by id and by name, so each call costs
+//! O(log n) in the number of containers; only listing walks them all.
+
+use crate::behaviour::{BehaviourFn, default_behaviour, has_health_check};
+use crate::events::EventHub;
+use crate::fault::{Fault, Op};
+use crate::snapshot::{ContainerSnapshot, RunState};
+use berth_docker::{
+    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, DockerEvent, ErrorKind,
+    ImageSummary, PortSpec, VolumeConfig,
+};
+use berth_model::HealthStatus;
+use berth_model::container::PortBinding;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Docker's dynamic port range (`/proc/sys/net/ipv4/ip_local_port_range` default).
+const FIRST_DYNAMIC_PORT: u16 = 32768;
+const LAST_DYNAMIC_PORT: u16 = 60999;
+
+/// One fake container.
+#[derive(Debug)]
+pub(crate) struct Container {
+    pub id: String,
+    pub name: String,
+    pub config: Arc<ContainerConfig>,
+    pub state: RunState,
+    pub exit_code: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub health: Option<HealthStatus>,
+    /// Bumped at every start: timers of an earlier run see it changed and do nothing.
+    pub run: u64,
+    pub times_started: u32,
+    pub restarts_after_exit: u32,
+    pub ports: Vec<PortBinding>,
+    /// Named volumes its binds mount.
+    pub volumes: Vec<String>,
+}
+
+impl Container {
+    /// An event about this container, with Docker's attributes: its labels, name,
+    /// image and the `extra` ones.
+    fn event(&self, action: &str, extra: &[(&str, String)], time: DateTime<Utc>) -> DockerEvent {
+        let mut attributes = self.config.labels.clone();
+        attributes.insert("name".into(), self.name.clone());
+        attributes.insert("image".into(), self.config.image.clone());
+        for (k, v) in extra {
+            attributes.insert((*k).to_string(), v.clone());
+        }
+        DockerEvent { id: self.id.clone(), action: action.into(), attributes, time }
+    }
+
+    pub fn snapshot(&self) -> ContainerSnapshot {
+        ContainerSnapshot {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            image: self.config.image.clone(),
+            labels: self.config.labels.clone(),
+            state: self.state,
+            exit_code: (self.state == RunState::Exited).then_some(self.exit_code),
+            health: self.health,
+            times_started: self.times_started,
+            restarts_after_exit: self.restarts_after_exit,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            config: (*self.config).clone(),
+        }
+    }
+}
+
+/// Host ports in use, and the next dynamic one to try.
+#[derive(Debug)]
+struct PortPool {
+    in_use: HashMap<u16, u32>,
+    next: u16,
+}
+
+impl PortPool {
+    fn new() -> Self {
+        PortPool { in_use: HashMap::new(), next: FIRST_DYNAMIC_PORT }
+    }
+
+    fn dynamic(&mut self) -> Option<u16> {
+        for _ in FIRST_DYNAMIC_PORT..=LAST_DYNAMIC_PORT {
+            let port = self.next;
+            self.next = if port >= LAST_DYNAMIC_PORT { FIRST_DYNAMIC_PORT } else { port + 1 };
+            if !self.in_use.contains_key(&port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn bind(&mut self, specs: &[PortSpec]) -> Option<Vec<PortBinding>> {
+        let mut bound = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let host_port = if spec.host_port != 0 {
+                spec.host_port
+            } else if let Some(port) = self.dynamic() {
+                port
+            } else {
+                self.release(&bound);
+                return None;
+            };
+            *self.in_use.entry(host_port).or_default() += 1;
+            bound.push(PortBinding {
+                container_port: spec.container_port,
+                host_port,
+                bind_ip: "0.0.0.0".into(),
+                protocol: spec.protocol,
+            });
+        }
+        Some(bound)
+    }
+
+    fn release(&mut self, bindings: &[PortBinding]) {
+        for b in bindings {
+            if let Some(n) = self.in_use.get_mut(&b.host_port) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_use.remove(&b.host_port);
+                }
+            }
+        }
+    }
+}
+
+/// What a start that changed something hands back, to schedule the run's behaviour.
+pub(crate) struct Started {
+    pub seq: u64,
+    pub run: u64,
+    pub config: Arc<ContainerConfig>,
+    pub behaviour: Arc<BehaviourFn>,
+}
+
+/// Everything the fake daemon knows.
+pub(crate) struct State {
+    containers: BTreeMap<u64, Container>,
+    by_id: HashMap<String, u64>,
+    by_name: HashMap<String, u64>,
+    next_seq: u64,
+    images: BTreeMap<String, ImageSummary>,
+    registry: BTreeSet<String>,
+    next_image: u64,
+    volumes: BTreeMap<String, VolumeConfig>,
+    volume_users: HashMap<String, BTreeSet<u64>>,
+    ports: PortPool,
+    pub events: EventHub,
+    pub faults: Vec<Fault>,
+    pub delays: HashMap<Op, Duration>,
+    pub unreachable: bool,
+    pub calls: HashMap<Op, u64>,
+    pub calls_on: HashMap<(Op, String), u64>,
+    pub exited_restarts: u64,
+    pub behaviour: Arc<BehaviourFn>,
+}
+
+/// A 64-bit mix (splitmix64's finalizer, a bijection), to make ids look random while
+/// staying unique and reproducible.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// 64 lowercase hex characters, unique per `(n, kind)`: the first 16 are `mix(n ^ kind)`.
+fn hex_id(n: u64, kind: u64) -> String {
+    let seed = n ^ kind;
+    format!("{:016x}{:016x}{:016x}{:016x}", mix(seed), mix(mix(seed)), mix(seed ^ 1), mix(seed ^ 2))
+}
+
+/// Docker's reference normalization, the part tests meet: `busybox` is
+/// `busybox:latest`, and `docker.io/library/` is implied.
+pub(crate) fn normalize_image(reference: &str) -> String {
+    let r = reference
+        .strip_prefix("docker.io/")
+        .or_else(|| reference.strip_prefix("index.docker.io/"))
+        .unwrap_or(reference);
+    let r = r.strip_prefix("library/").unwrap_or(r);
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if last.contains(':') || r.contains('@') { r.to_string() } else { format!("{r}:latest") }
+}
+
+/// Docker's rule for container and volume names.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The named volume a bind mounts (`name:/path[:mode]`), if its source is not a path.
+fn named_volume(bind: &str) -> Option<&str> {
+    let (source, _) = bind.split_once(':')?;
+    (!source.starts_with(['/', '.', '~']) && valid_name(source)).then_some(source)
+}
+
+/// The container a `links` or `volumes_from` entry names (`name[:alias|:ro]`).
+fn referenced(entry: &str) -> &str {
+    let name = entry.split(':').next().unwrap_or(entry);
+    name.trim_start_matches('/')
+}
+
+fn error(kind: ErrorKind, op: Op, target: &str, message: impl Into<String>) -> DockerError {
+    DockerError::new(kind, op.name(), target, message)
+}
+
+fn no_such_container(op: Op, target: &str) -> DockerError {
+    error(ErrorKind::NotFound, op, target, format!("No such container: {target}"))
+}
+
+impl State {
+    pub fn new() -> Self {
+        State {
+            containers: BTreeMap::new(),
+            by_id: HashMap::new(),
+            by_name: HashMap::new(),
+            next_seq: 1,
+            images: BTreeMap::new(),
+            registry: BTreeSet::new(),
+            next_image: 1,
+            volumes: BTreeMap::new(),
+            volume_users: HashMap::new(),
+            ports: PortPool::new(),
+            events: EventHub::default(),
+            faults: Vec::new(),
+            delays: HashMap::new(),
+            unreachable: false,
+            calls: HashMap::new(),
+            calls_on: HashMap::new(),
+            exited_restarts: 0,
+            behaviour: Arc::new(default_behaviour),
+        }
+    }
+
+    /// The container an id or a name (with or without Docker's leading `/`) names.
+    pub fn resolve(&self, target: &str) -> Option<u64> {
+        self.by_id.get(target).or_else(|| self.by_name.get(target.trim_start_matches('/'))).copied()
+    }
+
+    pub fn container(&self, target: &str) -> Option<&Container> {
+        self.resolve(target).and_then(|seq| self.containers.get(&seq))
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = &Container> {
+        self.containers.values()
+    }
+
+    /// The key a call of `op` on `target` is counted under: the container's name for
+    /// container calls (when it exists), the normalized reference for image calls.
+    pub fn count_key(&self, op: Op, target: &str) -> String {
+        if op.on_container() {
+            self.container(target).map_or_else(|| target.trim_start_matches('/').to_string(), |c| c.name.clone())
+        } else if op.on_image() {
+            normalize_image(target)
+        } else {
+            target.to_string()
+        }
+    }
+
+    /// The name a container call's target stands for, for matching faults.
+    pub fn target_name(&self, op: Op, target: &str) -> Option<String> {
+        if op.on_container() { self.container(target).map(|c| c.name.clone()) } else { None }
+    }
+
+    fn publish(&mut self, seq: u64, action: &str, extra: &[(&str, String)], now: DateTime<Utc>) {
+        if let Some(c) = self.containers.get(&seq) {
+            let time = self.events.stamp(now);
+            self.events.publish(c.event(action, extra, time));
+        }
+    }
+
+    // --- images -------------------------------------------------------------------
+
+    pub fn add_image(&mut self, reference: &str, now: DateTime<Utc>) {
+        let reference = normalize_image(reference);
+        if self.images.contains_key(&reference) {
+            return;
+        }
+        let id = format!("sha256:{}", hex_id(self.next_image, 0x1111_1111_0000_0000));
+        self.next_image += 1;
+        let summary =
+            ImageSummary { id, repo_tags: vec![reference.clone()], size: 4_096_000, created: now.timestamp() };
+        self.images.insert(reference, summary);
+    }
+
+    pub fn add_registry_image(&mut self, reference: &str) {
+        self.registry.insert(normalize_image(reference));
+    }
+
+    pub fn remove_image(&mut self, reference: &str) -> bool {
+        self.images.remove(&normalize_image(reference)).is_some()
+    }
+
+    pub fn has_image(&self, reference: &str) -> bool {
+        self.images.contains_key(&normalize_image(reference))
+    }
+
+    pub fn pull(&mut self, reference: &str, now: DateTime<Utc>) -> Result<(), DockerError> {
+        if self.registry.contains(&normalize_image(reference)) {
+            self.add_image(reference, now);
+            Ok(())
+        } else {
+            let repository = reference.split(['@']).next().unwrap_or(reference);
+            Err(error(
+                ErrorKind::Permanent,
+                Op::PullImage,
+                reference,
+                format!("pull access denied for {repository}, repository does not exist or may require 'docker login'"),
+            ))
+        }
+    }
+
+    pub fn list_images(&self) -> Vec<ImageSummary> {
+        self.images.values().cloned().collect()
+    }
+
+    // --- volumes ------------------------------------------------------------------
+
+    pub fn create_volume(&mut self, config: &VolumeConfig) -> Result<(), DockerError> {
+        if !valid_name(&config.name) {
+            return Err(error(
+                ErrorKind::Permanent,
+                Op::CreateVolume,
+                &config.name,
+                format!("create {}: volume name is invalid", config.name),
+            ));
+        }
+        self.volumes.entry(config.name.clone()).or_insert_with(|| config.clone());
+        Ok(())
+    }
+
+    pub fn remove_volume(&mut self, name: &str) -> Result<(), DockerError> {
+        if let Some(users) = self.volume_users.get(name).filter(|u| !u.is_empty()) {
+            let ids: Vec<&str> =
+                users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id.as_str()).collect();
+            return Err(error(
+                ErrorKind::Conflict,
+                Op::RemoveVolume,
+                name,
+                format!("remove {name}: volume is in use - [{}]", ids.join(", ")),
+            ));
+        }
+        self.volumes.remove(name);
+        Ok(())
+    }
+
+    pub fn volumes(&self) -> Vec<VolumeConfig> {
+        self.volumes.values().cloned().collect()
+    }
+
+    pub fn has_volume(&self, name: &str) -> bool {
+        self.volumes.contains_key(name)
+    }
+
+    // --- containers ---------------------------------------------------------------
+
+    pub fn create(&mut self, config: &ContainerConfig, now: DateTime<Utc>) -> Result<String, DockerError> {
+        let op = Op::CreateContainer;
+        let seq = self.next_seq;
+        let name = if config.name.is_empty() { format!("fake_container_{seq}") } else { config.name.clone() };
+        let target = name.as_str();
+        if !valid_name(&name) {
+            return Err(error(
+                ErrorKind::Permanent,
+                op,
+                target,
+                format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+            ));
+        }
+        if let Some(other) = self.container(&name) {
+            return Err(error(
+                ErrorKind::Conflict,
+                op,
+                target,
+                format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{}\". \
+                     You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                ),
+            ));
+        }
+        if !self.has_image(&config.image) {
+            let message = format!("No such image: {}", normalize_image(&config.image));
+            return Err(error(ErrorKind::NotFound, op, target, message));
+        }
+        for link in &config.host.links {
+            let other = referenced(link);
+            if self.resolve(other).is_none() {
+                let message = format!("could not get container for {other}: No such container: {other}");
+                return Err(error(ErrorKind::NotFound, op, target, message));
+            }
+        }
+        for source in &config.host.volumes_from {
+            let other = referenced(source);
+            if self.resolve(other).is_none() {
+                return Err(error(ErrorKind::NotFound, op, target, format!("No such container: {other}")));
+            }
+        }
+        if let Some(other) = config.host.network_mode.as_deref().and_then(|m| m.strip_prefix("container:"))
+            && self.resolve(other).is_none()
+        {
+            return Err(error(ErrorKind::NotFound, op, target, format!("No such container: {other}")));
+        }
+        let volumes: Vec<String> = config.host.binds.iter().filter_map(|b| named_volume(b)).map(String::from).collect();
+        for volume in &volumes {
+            self.volumes
+                .entry(volume.clone())
+                .or_insert_with(|| VolumeConfig { name: volume.clone(), ..VolumeConfig::default() });
+            self.volume_users.entry(volume.clone()).or_default().insert(seq);
+        }
+        self.next_seq += 1;
+        let id = hex_id(seq, 0);
+        let mut stored = config.clone();
+        stored.name = name.clone();
+        let container = Container {
+            id: id.clone(),
+            name: name.clone(),
+            config: Arc::new(stored),
+            state: RunState::Created,
+            exit_code: 0,
+            started_at: None,
+            finished_at: None,
+            health: None,
+            run: 0,
+            times_started: 0,
+            restarts_after_exit: 0,
+            ports: Vec::new(),
+            volumes,
+        };
+        self.containers.insert(seq, container);
+        self.by_id.insert(id.clone(), seq);
+        self.by_name.insert(name, seq);
+        self.publish(seq, "create", &[], now);
+        Ok(id)
+    }
+
+    /// Start a container; `None` when it was running already (Docker's 304).
+    pub fn start(&mut self, target: &str, now: DateTime<Utc>) -> Result<Option<Started>, DockerError> {
+        let op = Op::StartContainer;
+        let seq = self.resolve(target).ok_or_else(|| no_such_container(op, target))?;
+        let Some(c) = self.containers.get(&seq) else { return Err(no_such_container(op, target)) };
+        if c.state == RunState::Running {
+            return Ok(None);
+        }
+        for link in &c.config.host.links {
+            let other = referenced(link);
+            let alias = link.split_once(':').map_or(other, |(_, alias)| alias);
+            if self.container(other).is_none_or(|o| o.state != RunState::Running) {
+                let message = format!("Cannot link to a non running container: /{other} AS /{}/{alias}", c.name);
+                return Err(error(ErrorKind::Transient, op, target, message));
+            }
+        }
+        if let Some(other) = c.config.host.network_mode.as_deref().and_then(|m| m.strip_prefix("container:"))
+            && self.container(other).is_none_or(|o| o.state != RunState::Running)
+        {
+            let message = format!("cannot join network of a non running container: {other}");
+            return Err(error(ErrorKind::Conflict, op, target, message));
+        }
+        let Some(ports) = self.ports.bind(&c.config.host.ports) else {
+            let message = "driver failed programming external connectivity: no available ports";
+            return Err(error(ErrorKind::Transient, op, target, message));
+        };
+        let Some(c) = self.containers.get_mut(&seq) else { return Err(no_such_container(op, target)) };
+        if c.state == RunState::Exited {
+            c.restarts_after_exit += 1;
+            self.exited_restarts += 1;
+        }
+        c.state = RunState::Running;
+        c.exit_code = 0;
+        c.run += 1;
+        c.times_started += 1;
+        c.started_at = Some(now);
+        c.health = has_health_check(&c.config).then_some(HealthStatus::Unknown);
+        c.ports = ports;
+        let started =
+            Started { seq, run: c.run, config: Arc::clone(&c.config), behaviour: Arc::clone(&self.behaviour) };
+        self.publish(seq, "start", &[], now);
+        Ok(Some(started))
+    }
+
+    /// A running container exits with `code` (event `die`); false if it was not running.
+    pub fn exit(&mut self, seq: u64, code: i64, now: DateTime<Utc>) -> bool {
+        let Some(c) = self.containers.get_mut(&seq) else { return false };
+        if c.state != RunState::Running {
+            return false;
+        }
+        c.state = RunState::Exited;
+        c.exit_code = code;
+        c.finished_at = Some(now);
+        let ports = std::mem::take(&mut c.ports);
+        self.ports.release(&ports);
+        self.publish(seq, "die", &[("exitCode", code.to_string())], now);
+        true
+    }
+
+    /// A running container is killed with `signal` and exits with `code`.
+    pub fn kill(&mut self, seq: u64, signal: i64, code: i64, now: DateTime<Utc>) -> bool {
+        if self.containers.get(&seq).is_none_or(|c| c.state != RunState::Running) {
+            return false;
+        }
+        self.publish(seq, "kill", &[("signal", signal.to_string())], now);
+        self.exit(seq, code, now)
+    }
+
+    /// Whether `seq` is running in run number `run`.
+    pub fn in_run(&self, seq: u64, run: u64) -> bool {
+        self.containers.get(&seq).is_some_and(|c| c.state == RunState::Running && c.run == run)
+    }
+
+    /// A running container with a health check reports `status`.
+    pub fn set_health(&mut self, seq: u64, status: HealthStatus, now: DateTime<Utc>) -> bool {
+        let Some(c) = self.containers.get_mut(&seq) else { return false };
+        if c.state != RunState::Running || !has_health_check(&c.config) {
+            return false;
+        }
+        c.health = Some(status);
+        let word = match status {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+            HealthStatus::Unknown => "starting",
+        };
+        self.publish(seq, &format!("health_status: {word}"), &[], now);
+        true
+    }
+
+    pub fn stop(&mut self, target: &str, now: DateTime<Utc>) -> Result<(), DockerError> {
+        let seq = self.resolve(target).ok_or_else(|| no_such_container(Op::StopContainer, target))?;
+        if self.kill(seq, 15, 143, now) {
+            self.publish(seq, "stop", &[], now);
+        }
+        Ok(())
+    }
+
+    pub fn remove(&mut self, target: &str, now: DateTime<Utc>) -> Result<(), DockerError> {
+        let Some(seq) = self.resolve(target) else { return Ok(()) };
+        self.kill(seq, 9, 137, now);
+        self.publish(seq, "destroy", &[], now);
+        if let Some(c) = self.containers.remove(&seq) {
+            self.by_id.remove(&c.id);
+            self.by_name.remove(&c.name);
+            for volume in &c.volumes {
+                if let Some(users) = self.volume_users.get_mut(volume) {
+                    users.remove(&seq);
+                    if users.is_empty() {
+                        self.volume_users.remove(volume);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn inspect(&self, target: &str) -> Result<ContainerInfo, DockerError> {
+        let c = self.container(target).ok_or_else(|| no_such_container(Op::InspectContainer, target))?;
+        Ok(ContainerInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image: c.config.image.clone(),
+            labels: c.config.labels.clone(),
+            state: ContainerState {
+                status: c.state.as_str().into(),
+                exit_code: c.exit_code,
+                started_at: c.started_at,
+                finished_at: c.finished_at,
+                health: c.health,
+                oom_killed: false,
+            },
+            port_bindings: c.ports.clone(),
+        })
+    }
+
+    pub fn list(&self, labels: &[(&str, &str)]) -> Vec<ContainerSummary> {
+        self.containers
+            .values()
+            .filter(|c| labels.iter().all(|(k, v)| c.config.labels.get(*k).is_some_and(|have| have == v)))
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                names: vec![c.name.clone()],
+                labels: c.config.labels.clone(),
+                state: c.state.as_str().into(),
+            })
+            .collect()
+    }
+}
