@@ -269,8 +269,10 @@ impl FakeDocker {
     // --- faults -----------------------------------------------------------------------
 
     /// The next `times` calls of `op` whose target contains `target` (any target when
-    /// `None`) fail with `kind` without doing anything. For container calls the target is
-    /// matched against the id or name given and the container's name.
+    /// `None`) fail with `kind` without doing anything; the error names the target. For
+    /// container calls the target is matched against the id or name given and against the
+    /// container's name. `ping`, `container_events` and `list_images` have the empty
+    /// target; `list_containers` has its `key=value` pairs joined with commas.
     pub fn fail_next(&self, op: Op, target: Option<&str>, times: usize, kind: ErrorKind) {
         self.push_fault(op, target, times, FaultMode::Fail(kind));
     }

@@ -363,7 +363,9 @@ impl State {
     pub fn create(&mut self, config: &ContainerConfig, now: DateTime<Utc>) -> Result<String, DockerError> {
         let op = Op::CreateContainer;
         let seq = self.next_seq;
-        let name = if config.name.is_empty() { format!("fake_container_{seq}") } else { config.name.clone() };
+        // Docker accepts one leading `/` and names an unnamed container itself.
+        let given = config.name.strip_prefix('/').unwrap_or(&config.name);
+        let name = if given.is_empty() { format!("fake_container_{seq}") } else { given.to_string() };
         let target = name.as_str();
         if !valid_name(&name) {
             return Err(error(
