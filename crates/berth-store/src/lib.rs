@@ -59,7 +59,8 @@ pub struct Loaded {
     pub next_seq: u64,
 }
 
-/// What a reader of the change log gets from a position on ([`Saver::changes_since`]).
+/// What a reader of the change log gets from a position on (`changes_since` of
+/// [`RedbStore`], [`RedbReader`] and [`MemorySaver`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChangesSince {
     /// Positions asked for that the log no longer holds (dropped by retention), when any:
@@ -104,10 +105,6 @@ pub trait Saver: Send + 'static {
     /// Make everything saved so far durable now (a saver that buffers flushes here; the
     /// default store's `save` is already durable).
     fn force_save(&mut self) -> Result<(), StoreError>;
-
-    /// The committed changes with `seq >= from`, at most `max` of them, and the gap when
-    /// some of the asked positions were dropped by retention (for `task_events` readers).
-    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError>;
 }
 
 /// Why the state could not be read or written. Messages name the file and say what to do.

@@ -88,6 +88,18 @@ impl MemorySaver {
         }
     }
 
+    /// The changes with `seq >= from`, at most `max`, and the gap when some of the asked
+    /// positions were dropped by retention.
+    pub fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError> {
+        let inner = self.lock();
+        let oldest = inner.changes.front().map(|c| c.seq);
+        let gap = gap_before(from, oldest, inner.next_seq);
+        let start = from.max(1);
+        let first = inner.changes.partition_point(|c| c.seq < start);
+        let changes = inner.changes.range(first..).take(max).cloned().collect();
+        Ok(ChangesSince { gap, changes, next_seq: inner.next_seq })
+    }
+
     /// While `failing`, every save and force_save fails (an I/O error) and changes nothing:
     /// for testing how the engine lives with a failing store.
     pub fn set_failing(&self, failing: bool) {
@@ -143,15 +155,5 @@ impl Saver for MemorySaver {
         }
         inner.force_saves += 1;
         Ok(())
-    }
-
-    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError> {
-        let inner = self.lock();
-        let oldest = inner.changes.front().map(|c| c.seq);
-        let gap = gap_before(from, oldest, inner.next_seq);
-        let start = from.max(1);
-        let first = inner.changes.partition_point(|c| c.seq < start);
-        let changes = inner.changes.range(first..).take(max).cloned().collect();
-        Ok(ChangesSince { gap, changes, next_seq: inner.next_seq })
     }
 }

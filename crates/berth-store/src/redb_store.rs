@@ -138,6 +138,12 @@ impl RedbStore {
         self.imported_from.as_deref()
     }
 
+    /// The committed changes with `seq >= from`, at most `max`, and the gap when some of
+    /// the asked positions were dropped by retention (for readers of the log).
+    pub fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError> {
+        read_since(&*self.db, &self.file, from, max)
+    }
+
     /// A handle that reads the change log from other threads while this store saves; it
     /// sees a group only once its commit is durable. It keeps the file (and the data
     /// directory's lock) open while it lives.
@@ -214,10 +220,6 @@ impl Saver for RedbStore {
     fn force_save(&mut self) -> Result<(), StoreError> {
         // Every save is durable when it returns.
         Ok(())
-    }
-
-    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError> {
-        read_since(&*self.db, &self.file, from, max)
     }
 }
 
