@@ -90,7 +90,7 @@ impl DataDir {
     ///   into a new [`STATE_FILE`] and kept as it was ([`RedbStore::imported_from`] says so);
     /// - a state file that cannot be read, or is from a newer berth: refused
     ///   ([`StoreError::Unreadable`], [`StoreError::NewerSchema`]), the file untouched.
-    pub fn open_store(&self) -> Result<RedbStore, StoreError> {
+    pub fn store(&self) -> Result<RedbStore, StoreError> {
         let redb = self.path.join(STATE_FILE);
         let json = self.path.join(STATE_JSON_FILE);
         if !exists(&redb)? && exists(&json)? {

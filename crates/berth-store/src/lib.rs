@@ -13,6 +13,20 @@
 //! - [`export`]: the whole state as one JSON document (schema 1, the old `state.json`),
 //!   for `marshal_json`/`unmarshal_json` and for migration;
 //! - [`MemorySaver`]: the same semantics in memory, for tests and benchmarks.
+//!
+//! Decisions:
+//! - one [`Saver::save`] is one redb write transaction with `Durability::Immediate` (redb's
+//!   one-phase commit with checksums: one fsync); an empty group commits nothing. After a
+//!   crash the store holds every group whose save returned, and the one in flight either
+//!   whole or not at all.
+//! - a state file is checked on a copy of its bytes in memory before it is opened for
+//!   writing, so a file refused as unreadable or newer is never written to (not even by
+//!   redb's crash repair); opening costs one read of the file (about 0.3 s for 10,000
+//!   tasks and a full log of 100,000 changes).
+//! - retention is exact: after a save the log holds the last `retention` changes (fewer
+//!   when fewer were ever made); older ones are deleted in the same transaction.
+//! - [`Loaded::tasks`] come in arn order; a task record is kept under the arn its group
+//!   gives.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -39,7 +39,7 @@ const CACHE_BYTES: usize = 64 << 20;
 /// The default [`Saver`]: a redb file, each [`Saver::save`] one write transaction committed
 /// with `Durability::Immediate` (durable when it returns).
 ///
-/// Open it through [`crate::DataDir::open_store`], which holds the data directory's lock;
+/// Open it through [`crate::DataDir::store`], which holds the data directory's lock;
 /// [`RedbStore::open`] opens a file without one (tests, benchmarks, tools).
 pub struct RedbStore {
     db: Arc<Database>,
@@ -68,7 +68,7 @@ impl std::fmt::Debug for RedbStore {
 impl RedbStore {
     /// Open the store in `file`, creating an empty one (schema [`SCHEMA_VERSION`]) when
     /// there is no such file. Takes no lock beyond redb's own on the file; prefer
-    /// [`crate::DataDir::open_store`].
+    /// [`crate::DataDir::store`].
     ///
     /// Refuses, leaving the file untouched, a file that is not a readable berth store
     /// ([`StoreError::Unreadable`], an empty file included) or that has a newer schema
@@ -270,9 +270,10 @@ fn inspect(file: &Path) -> Result<Loaded, StoreError> {
     if bytes.is_empty() {
         return Err(unreadable(file, "the file is empty"));
     }
-    let checked = catch_unwind(AssertUnwindSafe(|| -> Result<Loaded, StoreError> {
+    let checked = catch_unwind(AssertUnwindSafe(move || -> Result<Loaded, StoreError> {
         let copy = InMemoryBackend::new();
         copy.set_len(bytes.len() as u64).and_then(|()| copy.write(0, &bytes)).map_err(|e| unreadable(file, e))?;
+        drop(bytes);
         let db = Builder::new()
             .set_cache_size(CACHE_BYTES)
             .set_check_integrity_on_open(true)

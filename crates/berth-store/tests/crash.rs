@@ -50,7 +50,7 @@ fn expected_tasks(n: u64) -> BTreeMap<String, String> {
 fn crash_writer_child() {
     let Some(dir) = std::env::var_os(DIR_VAR) else { return };
     let data = DataDir::open(&dir).expect("open the data directory");
-    let mut store = data.open_store().expect("open the store");
+    let mut store = data.store().expect("open the store");
     let mut next = store.load().expect("load").next_seq;
     // On a line of its own: the test harness has begun one ("test crash_writer_child ... ").
     let mut out = std::io::stdout();
@@ -115,7 +115,7 @@ fn a_torn_last_write_loses_at_most_the_uncommitted_group() {
         let acked = acks.join().unwrap().unwrap_or(before);
 
         let data = DataDir::open(dir.path()).unwrap();
-        let mut store = data.open_store().unwrap();
+        let mut store = data.store().unwrap();
         let loaded = store.load().unwrap();
         let n = loaded.changes.len() as u64;
         for (i, c) in loaded.changes.iter().enumerate() {

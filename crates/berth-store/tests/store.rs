@@ -31,7 +31,7 @@ fn restart_keeps_tasks_and_changes_and_sequence_numbers_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
         let data = DataDir::open(dir.path()).unwrap();
-        let mut store = data.open_store().unwrap();
+        let mut store = data.store().unwrap();
         let empty = store.load().unwrap();
         assert_eq!(empty, Loaded { tasks: vec![], changes: vec![], next_seq: 1 });
 
@@ -53,7 +53,7 @@ fn restart_keeps_tasks_and_changes_and_sequence_numbers_go_on() {
     assert_eq!(before.next_seq, 7);
 
     let data = DataDir::open(dir.path()).unwrap();
-    let mut store = data.open_store().unwrap();
+    let mut store = data.store().unwrap();
     assert!(store.imported_from().is_none());
     let after = store.load().unwrap();
     assert_eq!(after, before);
@@ -124,7 +124,7 @@ fn a_reader_sees_a_group_once_it_is_committed() {
 fn refused(dir: &Path, file: &Path) -> StoreError {
     let before = fs::read(file).unwrap();
     let data = DataDir::open(dir).unwrap();
-    let err = data.open_store().expect_err("the store must be refused");
+    let err = data.store().expect_err("the store must be refused");
     assert_eq!(fs::read(file).unwrap(), before, "{} was changed", file.display());
     let message = err.to_string();
     eprintln!("{message}");
@@ -183,7 +183,7 @@ fn truncated_files_are_unreadable_and_left_untouched() {
     // The whole file still opens.
     fs::write(&file, &whole).unwrap();
     let data = DataDir::open(dir.path()).unwrap();
-    assert_eq!(data.open_store().unwrap().load().unwrap().next_seq, 201);
+    assert_eq!(data.store().unwrap().load().unwrap().next_seq, 201);
 }
 
 #[test]
@@ -263,12 +263,12 @@ fn the_data_directory_is_locked_while_in_use() {
     assert!(matches!(DataDir::reset(&path), Err(StoreError::Locked { .. })));
 
     // The store keeps the directory locked after the DataDir is gone.
-    let store = first.open_store().unwrap();
+    let store = first.store().unwrap();
     drop(first);
     assert!(matches!(DataDir::open(&path), Err(StoreError::Locked { .. })));
     drop(store);
     let again = DataDir::open(&path).unwrap();
-    again.open_store().unwrap();
+    again.store().unwrap();
 }
 
 #[test]
@@ -327,7 +327,7 @@ fn state_json_is_imported_into_a_new_store_and_kept() {
 
     {
         let data = DataDir::open(dir.path()).unwrap();
-        let mut store = data.open_store().unwrap();
+        let mut store = data.store().unwrap();
         assert_eq!(store.imported_from(), Some(json.as_path()));
         let mut loaded = store.load().unwrap();
         let mut expected = state.clone();
@@ -343,7 +343,7 @@ fn state_json_is_imported_into_a_new_store_and_kept() {
 
     // From now on the store is the state; state.json is not imported again.
     let data = DataDir::open(dir.path()).unwrap();
-    let mut store = data.open_store().unwrap();
+    let mut store = data.store().unwrap();
     assert!(store.imported_from().is_none());
     let loaded = store.load().unwrap();
     assert_eq!((loaded.next_seq, loaded.changes.len()), (10, 7));
@@ -371,7 +371,7 @@ fn reset_moves_the_state_aside() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
         let data = DataDir::open(dir.path()).unwrap();
-        data.open_store().unwrap().save(group(&[("arn:a", Some(1))], 3)).unwrap();
+        data.store().unwrap().save(group(&[("arn:a", Some(1))], 3)).unwrap();
         data.instance_id().to_string()
     };
     fs::write(dir.path().join(STATE_JSON_FILE), "old").unwrap();
@@ -389,7 +389,7 @@ fn reset_moves_the_state_aside() {
 
     let data = DataDir::open(dir.path()).unwrap();
     assert_eq!(data.instance_id(), id, "the instance id survives a reset");
-    let mut store = data.open_store().unwrap();
+    let mut store = data.store().unwrap();
     assert_eq!(store.load().unwrap(), Loaded { next_seq: 1, ..Loaded::default() });
     store.save(group(&[("arn:b", Some(1))], 1)).unwrap();
     drop(store);
