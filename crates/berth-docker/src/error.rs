@@ -34,7 +34,12 @@ pub struct DockerError {
 
 impl DockerError {
     /// An error of this kind for `operation` on `target`.
-    pub fn new(kind: ErrorKind, operation: impl Into<String>, target: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        kind: ErrorKind,
+        operation: impl Into<String>,
+        target: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         DockerError { kind, operation: operation.into(), target: target.into(), message: message.into() }
     }
 

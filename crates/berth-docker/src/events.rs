@@ -80,8 +80,12 @@ pub fn container_event(event: &DockerEvent) -> Option<ContainerEvent> {
         "destroy" => EventKind::Destroyed,
         _ => return None,
     };
-    let labels =
-        event.attributes.iter().filter(|(k, _)| !NOT_LABELS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let labels = event
+        .attributes
+        .iter()
+        .filter(|(k, _)| !NOT_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Some(ContainerEvent {
         docker_id: event.id.clone(),
         name: event.attributes.get("name").cloned(),

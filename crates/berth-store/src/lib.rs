@@ -108,7 +108,7 @@ pub(crate) fn gap_before(from: u64, oldest_retained: Option<u64>, next_seq: u64)
 }
 
 /// Where the engine's state goes (the seed's `statemanager.Saver`).
-pub trait Saver: Send + 'static {
+pub trait Saver: Send + Sync + 'static {
     /// Everything saved so far.
     fn load(&mut self) -> Result<Loaded, StoreError>;
 

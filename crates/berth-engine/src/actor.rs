@@ -1,0 +1,574 @@
+//! The one owner of the engine's state: a single loop that takes commands, outcomes of
+//! Docker calls and Docker events, and in rounds:
+//!
+//! 1. folds every input that is ready into the tasks (through `berth_model::plan::apply`);
+//! 2. asks the planner what each touched task needs next; applies bookkeeping at once and
+//!    marks Docker calls issued (a create's Docker name is chosen here);
+//! 3. saves the touched tasks and their new state changes as one group commit, so every
+//!    name is durable before its create call and every change before anyone sees it;
+//! 4. hands the committed changes to the change log, and only then starts the Docker
+//!    calls, each in its own task, which report back as inputs.
+//!
+//! No lock is held across an await or a Docker call: the state is owned by this loop, and
+//! the store is called with the saver moved into a blocking task and back.
+
+use crate::changelog::ChangeLog;
+use crate::clock::Clock;
+use crate::config::EngineConfig;
+use crate::error::{ContainerNotFound, EngineError};
+use crate::executor::{self, Job};
+use crate::settings;
+use berth_docker::events::{ContainerEvent, EventKind};
+use berth_docker::{DockerClient, VolumeConfig, labels};
+use berth_model::container::PAUSE_IMAGE;
+use berth_model::event::take_changes;
+use berth_model::graph::DependencyGraph;
+use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome, VolumeAction};
+use berth_model::volume::VolumeKind;
+use berth_model::{ContainerStatus, Task, TaskStatus};
+use berth_store::{Group, Saver};
+use chrono::{DateTime, Utc};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A request from the engine's handle.
+pub enum Command {
+    /// Add a task, or update one with the same arn (desired statuses only rise).
+    AddTask(Box<Task>, oneshot::Sender<Result<(), EngineError>>),
+    /// Every task.
+    ListTasks(oneshot::Sender<Vec<Task>>),
+    /// Raise a task's desired status to STOPPED.
+    StopTask(String, oneshot::Sender<Result<(), EngineError>>),
+    /// Look at a task again now (the seed's `ApplyTaskState`).
+    Poke(String),
+    /// Perform one operation on one container now, answering with its outcome.
+    Perform { task_arn: String, container: String, action: Action, reply: oneshot::Sender<Result<(), EngineError>> },
+    /// Stop the loop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Something that happened, for the loop to fold in.
+#[derive(Debug)]
+pub enum Input {
+    /// A Docker call ended.
+    Done { task_arn: String, op: Op, outcome: Outcome },
+    /// A Docker event of one of this berth's containers.
+    Event(ContainerEvent),
+    /// An inspect made because of an event (to read ports, exit code).
+    Observed { task_arn: String, container: String, observation: Observation },
+    /// The event stream was reopened: what it missed must be looked at again.
+    Resync,
+}
+
+struct Entry {
+    task: Task,
+    graph: DependencyGraph,
+    wake_at: Option<DateTime<Utc>>,
+}
+
+/// The loop's state.
+pub struct Actor {
+    config: EngineConfig,
+    instance: String,
+    docker: Arc<dyn DockerClient>,
+    clock: Arc<dyn Clock>,
+    saver: Option<Box<dyn Saver>>,
+    log: Arc<ChangeLog>,
+    tasks: HashMap<String, Entry>,
+    dirty: HashSet<String>,
+    wakes: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
+    commands: mpsc::Receiver<Command>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    inputs_tx: mpsc::UnboundedSender<Input>,
+    /// Direct operations waiting for their outcome, by (task, container).
+    waiting: HashMap<(String, String), oneshot::Sender<Result<(), EngineError>>>,
+    /// Replies sent once this round's group is durable.
+    after_commit: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// Operations asked for directly, issued in the next round.
+    direct: Vec<(String, Op)>,
+}
+
+/// What the actor needs to start.
+pub struct ActorParts {
+    /// Configuration.
+    pub config: EngineConfig,
+    /// This berth's instance id.
+    pub instance: String,
+    /// Docker.
+    pub docker: Arc<dyn DockerClient>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The store.
+    pub saver: Box<dyn Saver>,
+    /// The change log readers read.
+    pub log: Arc<ChangeLog>,
+    /// The tasks loaded at start.
+    pub tasks: Vec<Task>,
+    /// Commands from the handle.
+    pub commands: mpsc::Receiver<Command>,
+    /// Inputs (outcomes, events).
+    pub inputs: mpsc::UnboundedReceiver<Input>,
+    /// For the Docker calls it starts to report back.
+    pub inputs_tx: mpsc::UnboundedSender<Input>,
+}
+
+impl Actor {
+    /// The loop, with its loaded tasks resumed: a container whose outcome berth cannot
+    /// know (an operation was in flight, or it was not yet known to be STOPPED) is
+    /// inspected before anything else happens to it.
+    pub fn new(parts: ActorParts) -> Result<Actor, EngineError> {
+        let mut tasks = HashMap::new();
+        let mut dirty = HashSet::new();
+        for mut task in parts.tasks {
+            let graph = DependencyGraph::build(&task).map_err(|errs| {
+                EngineError::InvalidState(format!(
+                    "task {}: {}",
+                    task.arn,
+                    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                ))
+            })?;
+            resume(&mut task);
+            dirty.insert(task.arn.clone());
+            tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None });
+        }
+        Ok(Actor {
+            config: parts.config,
+            instance: parts.instance,
+            docker: parts.docker,
+            clock: parts.clock,
+            saver: Some(parts.saver),
+            log: parts.log,
+            tasks,
+            dirty,
+            wakes: BinaryHeap::new(),
+            commands: parts.commands,
+            inputs: parts.inputs,
+            inputs_tx: parts.inputs_tx,
+            waiting: HashMap::new(),
+            after_commit: Vec::new(),
+            direct: Vec::new(),
+        })
+    }
+
+    /// Run until shut down or until the handle is gone. A store failure stops the loop:
+    /// without durable state berth must not go on calling Docker.
+    pub async fn run(mut self) -> Result<(), EngineError> {
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.round().await?;
+            if let Some(reply) = shutdown.take() {
+                let _ = reply.send(());
+                return Ok(());
+            }
+            let wake = self.next_wake();
+            let sleep = wake.map(|at| self.clock.sleep_until(at));
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => shutdown = Some(reply),
+                    Some(command) => self.command(command),
+                    None => return Ok(()),
+                },
+                Some(input) = self.inputs.recv() => self.input(input),
+                () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {}
+            }
+            // Take everything else that is ready now: one round, one commit.
+            while let Ok(input) = self.inputs.try_recv() {
+                self.input(input);
+            }
+            while shutdown.is_none() {
+                match self.commands.try_recv() {
+                    Ok(Command::Shutdown(reply)) => shutdown = Some(reply),
+                    Ok(command) => self.command(command),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn next_wake(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(Reverse((at, arn))) = self.wakes.peek() {
+            let current = self.tasks.get(arn).and_then(|e| e.wake_at);
+            if current == Some(*at) {
+                return Some(*at);
+            }
+            self.wakes.pop(); // stale
+        }
+        None
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::AddTask(task, reply) => match self.add_task(*task) {
+                Ok(()) => self.after_commit.push(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::ListTasks(reply) => {
+                let mut tasks: Vec<Task> = self.tasks.values().map(|e| e.task.clone()).collect();
+                tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
+                let _ = reply.send(tasks);
+            }
+            Command::StopTask(arn, reply) => match self.tasks.get_mut(&arn) {
+                Some(entry) => {
+                    entry.task.raise_desired_status(TaskStatus::Stopped);
+                    self.dirty.insert(arn);
+                    self.after_commit.push(reply);
+                }
+                None => {
+                    let _ = reply.send(Err(EngineError::TaskNotFound(arn)));
+                }
+            },
+            Command::Poke(arn) => {
+                if self.tasks.contains_key(&arn) {
+                    self.dirty.insert(arn);
+                }
+            }
+            Command::Perform { task_arn, container, action, reply } => {
+                if let Err(e) = self.perform_now(&task_arn, &container, action) {
+                    let _ = reply.send(Err(e));
+                } else {
+                    self.waiting.insert((task_arn, container), reply);
+                }
+            }
+            Command::Shutdown(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn add_task(&mut self, task: Task) -> Result<(), EngineError> {
+        if let Some(entry) = self.tasks.get_mut(&task.arn) {
+            entry.task.update_from(&task);
+            self.dirty.insert(task.arn);
+            return Ok(());
+        }
+        let graph = DependencyGraph::build(&task).map_err(|errs| {
+            EngineError::InvalidState(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        self.dirty.insert(task.arn.clone());
+        self.tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None });
+        Ok(())
+    }
+
+    /// A direct operation (the seed's `PullContainer`, `StartContainer`, ...): issued now,
+    /// performed after this round's commit, answered when its outcome arrives.
+    fn perform_now(&mut self, arn: &str, name: &str, action: Action) -> Result<(), EngineError> {
+        let entry = self.tasks.get_mut(arn).ok_or_else(|| EngineError::TaskNotFound(arn.to_string()))?;
+        let c = entry
+            .task
+            .container(name)
+            .ok_or_else(|| ContainerNotFound { task_arn: arn.into(), container: name.into() })?;
+        if c.in_flight {
+            return Err(EngineError::Busy { task_arn: arn.into(), container: name.into() });
+        }
+        self.dirty.insert(arn.to_string());
+        // Queued as if planned: the round issues it with the planner's own.
+        self.direct.push((arn.to_string(), Op::container(name, action)));
+        Ok(())
+    }
+
+    fn input(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Done { task_arn, op, outcome } => {
+                if let Op::Container { container, .. } = &op
+                    && let Some(reply) = self.waiting.remove(&(task_arn.clone(), container.clone()))
+                {
+                    let result = match &outcome {
+                        Outcome::Failed(e) => Err(EngineError::Operation(e.message.clone())),
+                        Outcome::Unknown(m) => Err(EngineError::Operation(m.clone())),
+                        _ => Ok(()),
+                    };
+                    let _ = reply.send(result);
+                }
+                if let Some(entry) = self.tasks.get_mut(&task_arn) {
+                    plan::apply(&mut entry.task, Feedback::Done(op, outcome), now, &self.config.plan);
+                    self.dirty.insert(task_arn);
+                }
+            }
+            Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
+            Input::Event(event) => self.event(event, now),
+            Input::Resync => {
+                for (arn, entry) in &mut self.tasks {
+                    let mut any = false;
+                    for c in &mut entry.task.containers {
+                        if c.applied_status >= ContainerStatus::Created
+                            && c.known_status < ContainerStatus::Stopped
+                            && !c.removed
+                        {
+                            c.needs_inspect = true;
+                            any = true;
+                        }
+                    }
+                    if any {
+                        self.dirty.insert(arn.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn observe(&mut self, arn: String, container: String, observation: Observation, now: DateTime<Utc>) {
+        if let Some(entry) = self.tasks.get_mut(&arn) {
+            plan::apply(&mut entry.task, Feedback::Observed { container, observation }, now, &self.config.plan);
+            self.dirty.insert(arn);
+        }
+    }
+
+    /// A Docker event of one of this berth's containers, as the model reads it (SPEC 4).
+    fn event(&mut self, event: ContainerEvent, now: DateTime<Utc>) {
+        let (Some(arn), Some(name)) = (event.labels.get(labels::TASK_ARN), event.labels.get(labels::CONTAINER_NAME))
+        else {
+            return;
+        };
+        let (arn, name) = (arn.clone(), name.clone());
+        let Some(entry) = self.tasks.get(&arn) else { return };
+        let Some(c) = entry.task.container(&name) else { return };
+        let id = Some(event.docker_id.clone());
+        let stopping = c.desired_status == ContainerStatus::Stopped || c.applied_status == ContainerStatus::Stopped;
+        let observation = match event.kind {
+            EventKind::Created => {
+                Observation { status: ContainerStatus::Created, docker_id: id, ..Observation::default() }
+            }
+            // Ports are read from inspect and reported with RUNNING; so is the exit code of
+            // a `die` that carries none.
+            EventKind::Started if !c.spec.port_mappings.is_empty() => {
+                return self.inspect_then_observe(&arn, &name, event);
+            }
+            EventKind::Started => {
+                Observation { status: ContainerStatus::Running, has_run: true, docker_id: id, ..Observation::default() }
+            }
+            EventKind::Stopped { exit_code: None } => return self.inspect_then_observe(&arn, &name, event),
+            EventKind::Stopped { exit_code } => Observation {
+                status: ContainerStatus::Stopped,
+                exit_code,
+                has_run: true,
+                docker_id: id,
+                ..Observation::default()
+            },
+            EventKind::Health(h) => Observation { health: Some(h), ..Observation::default() },
+            EventKind::Killed { .. } if stopping => return,
+            EventKind::Killed { signal } => Observation {
+                reason: Some(match signal {
+                    Some(s) => format!("killed by signal {s} outside berth"),
+                    None => "killed outside berth".into(),
+                }),
+                ..Observation::default()
+            },
+            EventKind::OutOfMemory => {
+                Observation { reason: Some("out of memory (OOM killed)".into()), ..Observation::default() }
+            }
+            EventKind::Destroyed => Observation {
+                status: ContainerStatus::Stopped,
+                removed: true,
+                reason: (c.known_status < ContainerStatus::Stopped).then(|| "removed outside berth".to_string()),
+                ..Observation::default()
+            },
+        };
+        self.observe(arn, name, observation, now);
+    }
+
+    fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {
+        let docker = Arc::clone(&self.docker);
+        let inputs = self.inputs_tx.clone();
+        let timeouts = self.config.timeouts.clone();
+        let (task_arn, container) = (arn.to_string(), name.to_string());
+        tokio::spawn(async move {
+            let job = Job::Inspect { target: Some(event.docker_id.clone()), known: true };
+            let observation = match executor::perform(docker.as_ref(), job, &timeouts).await {
+                Outcome::Inspected(o) => o,
+                // Inspect failed: what the event itself says.
+                _ => match event.kind {
+                    EventKind::Started => Observation {
+                        status: ContainerStatus::Running,
+                        has_run: true,
+                        docker_id: Some(event.docker_id),
+                        ..Observation::default()
+                    },
+                    _ => Observation { status: ContainerStatus::Stopped, has_run: true, ..Observation::default() },
+                },
+            };
+            let _ = inputs.send(Input::Observed { task_arn, container, observation });
+        });
+    }
+
+    /// Plan every touched task, commit, then start the Docker calls.
+    async fn round(&mut self) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        while let Some(Reverse((at, _))) = self.wakes.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((at, arn))) = self.wakes.pop()
+                && self.tasks.get(&arn).is_some_and(|e| e.wake_at == Some(at))
+            {
+                self.dirty.insert(arn);
+            }
+        }
+        let mut jobs: Vec<(String, Op, Job)> = Vec::new();
+        let mut group = Group::default();
+        let direct: Vec<(String, Op)> = std::mem::take(&mut self.direct);
+        for (arn, op) in direct {
+            if let Some(entry) = self.tasks.get_mut(&arn) {
+                issue(entry, &arn, op, &self.instance, &self.config, now, &mut jobs);
+            }
+        }
+        let dirty: Vec<String> = self.dirty.drain().collect();
+        for arn in dirty {
+            let Some(entry) = self.tasks.get_mut(&arn) else { continue };
+            let forget = advance(entry, &arn, &self.instance, &self.config, now, &mut jobs);
+            group.changes.extend(take_changes(&mut entry.task, now));
+            if forget {
+                self.tasks.remove(&arn);
+                group.tasks.push((arn, None));
+                continue;
+            }
+            if let Some(at) = entry.wake_at {
+                self.wakes.push(Reverse((at, arn.clone())));
+            }
+            group.tasks.push((arn, Some(entry.task.clone())));
+        }
+        if !group.is_empty() {
+            let committed = self.save(group).await?;
+            self.log.append(committed);
+        }
+        for reply in self.after_commit.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
+        for (task_arn, op, job) in jobs {
+            let docker = Arc::clone(&self.docker);
+            let inputs = self.inputs_tx.clone();
+            let timeouts = self.config.timeouts.clone();
+            tokio::spawn(async move {
+                let outcome = executor::perform(docker.as_ref(), job, &timeouts).await;
+                let _ = inputs.send(Input::Done { task_arn, op, outcome });
+            });
+        }
+        Ok(())
+    }
+
+    /// One group commit, the saver moved into a blocking task and back.
+    async fn save(&mut self, group: Group) -> Result<Vec<berth_model::StateChange>, EngineError> {
+        let mut saver = self.saver.take().ok_or_else(|| EngineError::InvalidState("the store is gone".into()))?;
+        let (saver, result) = tokio::task::spawn_blocking(move || {
+            let result = saver.save(group);
+            (saver, result)
+        })
+        .await
+        .map_err(|e| EngineError::InvalidState(format!("the store's thread failed: {e}")))?;
+        self.saver = Some(saver);
+        result.map_err(|e| {
+            tracing::error!(error = %e, "saving state failed; the engine stops");
+            EngineError::Store(e)
+        })
+    }
+}
+
+/// Make a loaded task resumable: nothing is in flight any more, and every container whose
+/// state berth cannot be sure of is inspected first.
+fn resume(task: &mut Task) {
+    for c in &mut task.containers {
+        c.in_flight = false;
+        if c.applied_status >= ContainerStatus::Created && c.known_status < ContainerStatus::Stopped && !c.removed {
+            c.needs_inspect = true;
+        }
+    }
+    for v in &mut task.volumes {
+        v.in_flight = false;
+    }
+}
+
+/// Plan a task until only Docker calls (or nothing) remain: bookkeeping is applied at
+/// once and the task planned again. Returns true when the task is to be forgotten.
+fn advance(
+    entry: &mut Entry,
+    arn: &str,
+    instance: &str,
+    config: &EngineConfig,
+    now: DateTime<Utc>,
+    jobs: &mut Vec<(String, Op, Job)>,
+) -> bool {
+    // Each bookkeeping pass settles at least one container or the task; bounded anyway.
+    for _ in 0..=entry.task.containers.len() + 2 {
+        let plan = plan::plan(&entry.task, &entry.graph, now, &config.plan);
+        entry.wake_at = plan.wake_at;
+        let mut bookkept = false;
+        for op in plan.ops {
+            if op == Op::Forget {
+                return true;
+            }
+            if op.is_bookkeeping() {
+                plan::apply(&mut entry.task, Feedback::Done(op, Outcome::Ok), now, &config.plan);
+                bookkept = true;
+            } else {
+                issue(entry, arn, op, instance, config, now, jobs);
+            }
+        }
+        if !bookkept {
+            break;
+        }
+    }
+    false
+}
+
+/// Mark `op` issued (choosing a create's Docker name first) and prepare its Docker call.
+fn issue(
+    entry: &mut Entry,
+    arn: &str,
+    op: Op,
+    instance: &str,
+    config: &EngineConfig,
+    now: DateTime<Utc>,
+    jobs: &mut Vec<(String, Op, Job)>,
+) {
+    let task = &mut entry.task;
+    if let Op::Container { container, action: Action::Create } = &op
+        && let Some(i) = task.container_index(container)
+        && task.containers[i].docker_name.is_none()
+    {
+        let name = settings::docker_name(task, &task.containers[i], rand::random());
+        task.containers[i].docker_name = Some(name);
+    }
+    plan::apply(task, Feedback::Issued(op.clone()), now, &config.plan);
+    let job = match &op {
+        Op::Container { container, action } => {
+            let Some(c) = task.container(container) else { return };
+            let target = c.docker_id.clone().or_else(|| c.docker_name.clone());
+            match *action {
+                Action::Pull => Job::Pull {
+                    image: c.spec.image.clone(),
+                    local_only: c.spec.internal && c.spec.image == PAUSE_IMAGE,
+                },
+                Action::Create => Job::Create {
+                    config: Box::new(settings::container_config(task, c, instance)),
+                    instance: instance.to_string(),
+                },
+                Action::Start => Job::Start { target: target.unwrap_or_default() },
+                Action::Stop { timeout_secs } => Job::Stop { target: target.unwrap_or_default(), timeout_secs },
+                Action::Remove => Job::Remove { target: target.unwrap_or_default() },
+                Action::Inspect => Job::Inspect { known: c.docker_id.is_some(), target },
+            }
+        }
+        Op::Volume { volume, action } => {
+            let Some(v) = task.volume(volume) else { return };
+            let name = task.docker_volume_name(v);
+            match action {
+                VolumeAction::Create => {
+                    let (driver, driver_opts, mut volume_labels) = match &v.kind {
+                        VolumeKind::Docker(cfg) => (cfg.driver.clone(), cfg.driver_opts.clone(), cfg.labels.clone()),
+                        _ => (None, BTreeMap::new(), BTreeMap::new()),
+                    };
+                    volume_labels.insert(labels::INSTANCE.into(), instance.into());
+                    volume_labels.insert(labels::TASK_ARN.into(), arn.into());
+                    Job::CreateVolume(VolumeConfig { name, driver, driver_opts, labels: volume_labels })
+                }
+                VolumeAction::Remove => Job::RemoveVolume(name),
+            }
+        }
+        Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return,
+    };
+    jobs.push((arn.to_string(), op, job));
+}

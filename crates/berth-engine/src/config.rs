@@ -1,0 +1,66 @@
+//! How an engine is set up.
+
+use berth_model::plan::PlanConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Per-operation Docker timeouts (SPEC 3). A call that exceeds its timeout has an unknown
+/// outcome: the container is inspected before anything else happens to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A whole pull.
+    pub pull: Duration,
+    /// Create.
+    pub create: Duration,
+    /// Start.
+    pub start: Duration,
+    /// Added to the container's stop timeout for a stop.
+    pub stop_extra: Duration,
+    /// Remove.
+    pub remove: Duration,
+    /// Inspect.
+    pub inspect: Duration,
+    /// Volume create and remove.
+    pub volume: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            pull: Duration::from_secs(2 * 3600),
+            create: Duration::from_secs(4 * 60),
+            start: Duration::from_secs(3 * 60),
+            stop_extra: Duration::from_secs(2 * 60),
+            remove: Duration::from_secs(5 * 60),
+            inspect: Duration::from_secs(30),
+            volume: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The engine's configuration (the seed's `config.Config`, the part the engine reads).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where state lives; `None` keeps it in memory only (nothing survives a restart).
+    pub data_dir: Option<PathBuf>,
+    /// Retries, cleanup wait, default stop timeout.
+    pub plan: PlanConfig,
+    /// Docker call timeouts.
+    pub timeouts: Timeouts,
+    /// State changes kept for readers (at least 100,000 by default).
+    pub retained_changes: u64,
+    /// How long `must_init` waits between attempts at first; it doubles up to a minute.
+    pub init_backoff: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: None,
+            plan: PlanConfig::default(),
+            timeouts: Timeouts::default(),
+            retained_changes: berth_store::DEFAULT_RETAINED_CHANGES,
+            init_backoff: Duration::from_millis(250),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The engine's errors.
+
+use berth_docker::DockerError;
+use berth_store::StoreError;
+
+/// A task or container the engine does not have (the seed's `ContainerNotFound`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no container \"{container}\" in task {task_arn}")]
+pub struct ContainerNotFound {
+    /// The task asked for.
+    pub task_arn: String,
+    /// The container asked for.
+    pub container: String,
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine has not been initialized (or has shut down).
+    #[error("the engine is not running (call init first)")]
+    NotRunning,
+    /// The engine was already initialized.
+    #[error("the engine is already initialized")]
+    AlreadyInitialized,
+    /// No such task.
+    #[error("no task {0}")]
+    TaskNotFound(String),
+    /// No such container.
+    #[error(transparent)]
+    ContainerNotFound(#[from] ContainerNotFound),
+    /// The container has an operation in flight already.
+    #[error("container \"{container}\" of task {task_arn} is busy with another operation")]
+    Busy {
+        /// The task.
+        task_arn: String,
+        /// The container.
+        container: String,
+    },
+    /// A Docker call failed.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An operation asked for directly failed.
+    #[error("{0}")]
+    Operation(String),
+    /// Imported state is not valid.
+    #[error("invalid engine state: {0}")]
+    InvalidState(String),
+}

@@ -1,0 +1,210 @@
+//! Performing one planned operation against Docker, with its timeout, and turning the
+//! answer into the model's [`Outcome`]. The actor prepares a [`Job`] with everything the
+//! call needs, so this runs concurrently with the actor and touches no state.
+
+use crate::config::Timeouts;
+use crate::settings::SettingsError;
+use berth_docker::{
+    ContainerConfig, ContainerInfo, DockerClient, DockerError, ErrorKind, VolumeConfig, labels, status_of,
+};
+use berth_model::ApplyError;
+use berth_model::ContainerStatus;
+use berth_model::plan::{Observation, Outcome};
+use std::future::Future;
+use std::time::Duration;
+
+/// One Docker call to make, with what it needs.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Make an image present. Under the default pull behaviour a failed pull of an image
+    /// present locally proceeds with the local one at once.
+    Pull {
+        /// The image.
+        image: String,
+        /// berth's own pause image: never pulled, only looked for.
+        local_only: bool,
+    },
+    /// Create a container.
+    Create {
+        /// The request, or why there can be none.
+        config: Box<Result<ContainerConfig, SettingsError>>,
+        /// This berth's instance id (a name conflict with its own container is adopted).
+        instance: String,
+    },
+    /// Start, then inspect (for the port bindings).
+    Start {
+        /// Id or Docker name.
+        target: String,
+    },
+    /// Stop, then inspect (for the exit code).
+    Stop {
+        /// Id or Docker name.
+        target: String,
+        /// Seconds between SIGTERM and SIGKILL.
+        timeout_secs: u64,
+    },
+    /// Remove a container.
+    Remove {
+        /// Id or Docker name.
+        target: String,
+    },
+    /// Look at a container.
+    Inspect {
+        /// Id or Docker name; `None` when a create was never issued.
+        target: Option<String>,
+        /// berth had its id: not finding it means it vanished.
+        known: bool,
+    },
+    /// Create a volume.
+    CreateVolume(VolumeConfig),
+    /// Remove a volume.
+    RemoveVolume(String),
+}
+
+/// Perform `job`.
+pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -> Outcome {
+    match job {
+        Job::Pull { image, local_only } => pull(docker, &image, local_only, timeouts).await,
+        Job::Create { config, instance } => create(docker, *config, &instance, timeouts).await,
+        Job::Start { target } => {
+            match timed(timeouts.start, "start container", &target, docker.start_container(&target)).await {
+                Ok(()) => inspect(docker, Some(target), true, timeouts).await,
+                Err(e) => failed(e),
+            }
+        }
+        Job::Stop { target, timeout_secs } => {
+            let limit = Duration::from_secs(timeout_secs) + timeouts.stop_extra;
+            let stop = docker.stop_container(&target, Duration::from_secs(timeout_secs));
+            match timed(limit, "stop container", &target, stop).await {
+                Ok(()) => inspect(docker, Some(target), true, timeouts).await,
+                Err(e) => failed(e),
+            }
+        }
+        Job::Remove { target } => {
+            match timed(timeouts.remove, "remove container", &target, docker.remove_container(&target)).await {
+                Ok(()) => Outcome::Ok,
+                Err(e) if e.is_not_found() => Outcome::Ok,
+                Err(e) => failed(e),
+            }
+        }
+        Job::Inspect { target, known } => inspect(docker, target, known, timeouts).await,
+        Job::CreateVolume(config) => {
+            match timed(timeouts.volume, "create volume", &config.name, docker.create_volume(&config)).await {
+                Ok(()) => Outcome::Ok,
+                Err(e) => failed(e),
+            }
+        }
+        Job::RemoveVolume(name) => {
+            match timed(timeouts.volume, "remove volume", &name, docker.remove_volume(&name)).await {
+                Ok(()) => Outcome::Ok,
+                Err(e) if e.is_not_found() => Outcome::Ok,
+                Err(e) => failed(e),
+            }
+        }
+    }
+}
+
+async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts: &Timeouts) -> Outcome {
+    let present = || async { timed(timeouts.inspect, "inspect image", image, docker.image_exists(image)).await };
+    if local_only {
+        return match present().await {
+            Ok(true) => Outcome::Ok,
+            Ok(false) => Outcome::Failed(ApplyError {
+                message: format!("berth's own image {image} is missing on this host"),
+                permanent: true,
+            }),
+            Err(e) => failed(e),
+        };
+    }
+    match timed(timeouts.pull, "pull image", image, docker.pull_image(image)).await {
+        Ok(()) => Outcome::Ok,
+        // The default behaviour: a pull that fails for any reason while the image is
+        // present proceeds with the local image at once.
+        Err(e) => match present().await {
+            Ok(true) => Outcome::Ok,
+            _ => failed(e),
+        },
+    }
+}
+
+async fn create(
+    docker: &dyn DockerClient,
+    config: Result<ContainerConfig, SettingsError>,
+    instance: &str,
+    timeouts: &Timeouts,
+) -> Outcome {
+    let config = match config {
+        Ok(config) => config,
+        Err(SettingsError(message)) => return Outcome::Failed(ApplyError { message, permanent: true }),
+    };
+    match timed(timeouts.create, "create container", &config.name, docker.create_container(&config)).await {
+        Ok(id) => Outcome::Created(id),
+        // The name is taken: if by this berth's own container of that name (a create whose
+        // answer was lost), it is the one asked for.
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            match timed(timeouts.inspect, "inspect container", &config.name, docker.inspect_container(&config.name))
+                .await
+            {
+                Ok(info) if info.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance) => {
+                    Outcome::Created(info.id)
+                }
+                _ => failed(e),
+            }
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn inspect(docker: &dyn DockerClient, target: Option<String>, known: bool, timeouts: &Timeouts) -> Outcome {
+    let Some(target) = target else {
+        return Outcome::Inspected(Observation::default());
+    };
+    match timed(timeouts.inspect, "inspect container", &target, docker.inspect_container(&target)).await {
+        Ok(info) => Outcome::Inspected(observation(&info)),
+        Err(e) if e.is_not_found() && known => Outcome::Inspected(Observation {
+            status: ContainerStatus::Stopped,
+            removed: true,
+            reason: Some("container vanished".into()),
+            ..Observation::default()
+        }),
+        Err(e) if e.is_not_found() => Outcome::Inspected(Observation::default()),
+        Err(e) => failed(e),
+    }
+}
+
+/// What an inspect says, as the model reads it.
+pub fn observation(info: &ContainerInfo) -> Observation {
+    let status = status_of(info);
+    Observation {
+        status,
+        exit_code: (status == ContainerStatus::Stopped).then_some(info.state.exit_code),
+        health: info.state.health,
+        port_bindings: (status == ContainerStatus::Running).then(|| info.port_bindings.clone()),
+        has_run: info.has_run(),
+        docker_id: Some(info.id.clone()),
+        reason: info.state.oom_killed.then(|| "out of memory (OOM killed)".to_string()),
+        removed: false,
+    }
+}
+
+/// A call with its timeout; a timeout is an error of kind `Timeout`.
+async fn timed<T>(
+    limit: Duration,
+    operation: &str,
+    target: &str,
+    call: impl Future<Output = Result<T, DockerError>>,
+) -> Result<T, DockerError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(DockerError::new(ErrorKind::Timeout, operation, target, format!("no answer in {}s", limit.as_secs())))
+        }
+    }
+}
+
+fn failed(e: DockerError) -> Outcome {
+    match e.kind {
+        ErrorKind::Timeout => Outcome::Unknown(e.to_string()),
+        _ => Outcome::Failed(ApplyError { permanent: e.is_permanent(), message: e.to_string() }),
+    }
+}

@@ -1,0 +1,163 @@
+//! From a task's container to Docker's create request: names, labels and every setting
+//! (SPEC 2 and 3). Settings go at create (the seed sent some at start, which current Docker
+//! rejects).
+
+use berth_docker::{ContainerConfig, HealthConfig, HostConfig, LogConfig, PortSpec, labels};
+use berth_model::container::Container;
+use berth_model::task::{NetworkMode, Task, docker_safe};
+use berth_model::volume::VolumeKind;
+
+/// Docker's smallest memory limit, in MiB; smaller non-zero limits are raised to it.
+pub const MIN_MEMORY_MIB: u64 = 6;
+/// The kernel's smallest CPU shares; 0 or absent gives it (Docker would read 0 as 1024).
+pub const MIN_CPU_SHARES: u64 = 2;
+
+/// `berth-<family>-<version>-<name>-<hex>`, with only `[A-Za-z0-9_.-]`.
+pub fn docker_name(task: &Task, container: &Container, random: u64) -> String {
+    docker_safe(&format!("berth-{}-{}-{}-{random:016x}", task.family, task.version, container.name()))
+}
+
+/// Why a container cannot be created as its task asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError(pub String);
+
+/// The create request for `container` of `task`, owned by berth instance `instance`.
+pub fn container_config(task: &Task, container: &Container, instance: &str) -> Result<ContainerConfig, SettingsError> {
+    let spec = &container.spec;
+    if !spec.secrets.is_empty() || !spec.environment_files.is_empty() {
+        return Err(SettingsError(format!(
+            "container \"{}\" has secrets or environment files, and no local secret source is configured",
+            spec.name
+        )));
+    }
+    let name = container
+        .docker_name
+        .clone()
+        .ok_or_else(|| SettingsError(format!("container \"{}\" has no Docker name yet", spec.name)))?;
+    let docker_name_of = |target: &str| -> Result<String, SettingsError> {
+        task.container(target)
+            .and_then(|c| c.docker_name.clone())
+            .ok_or_else(|| SettingsError(format!("container \"{target}\" of the task has no Docker name yet")))
+    };
+    let mut config_labels = spec.docker_labels.clone();
+    config_labels.insert(labels::INSTANCE.into(), instance.into());
+    config_labels.insert(labels::TASK_ARN.into(), task.arn.clone());
+    config_labels.insert(labels::CONTAINER_NAME.into(), spec.name.clone());
+    config_labels.insert(labels::FAMILY.into(), task.family.clone());
+    config_labels.insert(labels::VERSION.into(), task.version.clone());
+
+    let mut host = HostConfig {
+        memory_bytes: spec.memory.filter(|m| *m > 0).map(|m| mib(m.max(MIN_MEMORY_MIB))),
+        memory_reservation_bytes: spec.memory_reservation.filter(|m| *m > 0).map(|m| mib(m.max(MIN_MEMORY_MIB))),
+        cpu_shares: Some(i64::try_from(spec.cpu.max(MIN_CPU_SHARES)).unwrap_or(i64::MAX)),
+        readonly_rootfs: spec.readonly_root_filesystem,
+        privileged: spec.privileged,
+        security_opt: spec.docker_security_options.clone(),
+        sysctls: spec.system_controls.clone(),
+        dns: spec.dns_servers.clone(),
+        dns_search: spec.dns_search_domains.clone(),
+        extra_hosts: spec.extra_hosts.iter().map(|h| format!("{}:{}", h.hostname, h.ip_address)).collect(),
+        ulimits: spec.ulimits.iter().map(|u| (u.name.clone(), u.soft_limit, u.hard_limit)).collect(),
+        cap_add: spec.linux_parameters.capabilities_add.clone(),
+        cap_drop: spec.linux_parameters.capabilities_drop.clone(),
+        init: spec.linux_parameters.init_process_enabled,
+        shm_size_bytes: spec.linux_parameters.shared_memory_size.map(mib),
+        tmpfs: spec
+            .linux_parameters
+            .tmpfs
+            .iter()
+            .map(|t| {
+                let mut opts = t.mount_options.clone();
+                opts.push(format!("size={}m", t.size));
+                (t.container_path.clone(), opts.join(","))
+            })
+            .collect(),
+        devices: spec
+            .linux_parameters
+            .devices
+            .iter()
+            .map(|d| {
+                let perms: String = d.permissions.iter().filter_map(|p| p.chars().next()).collect();
+                let perms = if perms.is_empty() { "rwm".to_string() } else { perms };
+                (d.host_path.clone(), d.container_path.clone().unwrap_or_else(|| d.host_path.clone()), perms)
+            })
+            .collect(),
+        log_config: spec
+            .log_configuration
+            .as_ref()
+            .map(|l| LogConfig { driver: l.log_driver.clone(), options: l.options.clone() }),
+        ..HostConfig::default()
+    };
+    for link in &spec.links {
+        host.links.push(format!("{}:{}", docker_name_of(&link.name)?, link.alias.as_deref().unwrap_or(&link.name)));
+    }
+    for from in &spec.volumes_from {
+        let ro = if from.read_only { ":ro" } else { "" };
+        host.volumes_from.push(format!("{}{ro}", docker_name_of(&from.source_container)?));
+    }
+    for m in &spec.mount_points {
+        let volume = task.volume(&m.source_volume).ok_or_else(|| {
+            SettingsError(format!("mountPoints of \"{}\": no volume named \"{}\"", spec.name, m.source_volume))
+        })?;
+        let source = match &volume.kind {
+            VolumeKind::Host { source_path } => source_path.clone(),
+            VolumeKind::Empty | VolumeKind::Docker(_) => task.docker_volume_name(volume),
+            VolumeKind::Unsupported { kind } => {
+                return Err(SettingsError(format!("volume \"{}\": {kind} is not supported by berth", volume.name)));
+            }
+        };
+        let ro = if m.read_only { ":ro" } else { "" };
+        host.binds.push(format!("{source}:{}{ro}", m.container_path));
+    }
+    let ports = || {
+        spec.port_mappings
+            .iter()
+            .map(|p| PortSpec { container_port: p.container_port, host_port: p.host_port, protocol: p.protocol })
+            .collect()
+    };
+    match task.network_mode {
+        NetworkMode::Awsvpc if spec.internal => {
+            host.network_mode = Some("bridge".into());
+            host.ports = ports();
+        }
+        NetworkMode::Awsvpc => {
+            let pause = task
+                .containers
+                .iter()
+                .find(|c| c.spec.internal)
+                .and_then(|c| c.docker_name.clone())
+                .ok_or_else(|| SettingsError("the task's pause container has no Docker name yet".into()))?;
+            host.network_mode = Some(format!("container:{pause}"));
+        }
+        mode => {
+            host.network_mode = Some(mode.as_str().to_string());
+            if mode == NetworkMode::Bridge {
+                host.ports = ports();
+            }
+        }
+    }
+    Ok(ContainerConfig {
+        name,
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        entry_point: spec.entry_point.clone(),
+        env: spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        labels: config_labels,
+        working_dir: spec.working_directory.clone(),
+        user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        health_check: spec.health_check.as_ref().map(|h| HealthConfig {
+            test: h.command.clone(),
+            interval_secs: h.interval,
+            timeout_secs: h.timeout,
+            retries: h.retries,
+            start_period_secs: h.start_period,
+        }),
+        stop_timeout: spec.stop_timeout,
+        host,
+    })
+}
+
+fn mib(m: u64) -> i64 {
+    i64::try_from(m.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,62 @@
+//! Watching Docker's event stream (SPEC 4): each event of one of this berth's containers
+//! goes to the actor; when the stream ends or fails it is reopened from the last event seen
+//! (`since`), and after every (re)open the actor re-inspects what may have been missed
+//! (Docker replays only its last 256 events, and none across a daemon restart).
+
+use crate::actor::Input;
+use berth_docker::events::container_event;
+use berth_docker::{DockerClient, EventStream, labels};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Longest wait between attempts to reopen the stream.
+const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Forward events from `first` (already open, so nothing between opening it and listing
+/// containers is missed), then from every reopened stream, until the actor is gone.
+pub async fn watch(
+    docker: Arc<dyn DockerClient>,
+    first: EventStream,
+    instance: String,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    let mut stream = Some(first);
+    let mut since: Option<DateTime<Utc>> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if let Some(mut events) = stream.take() {
+            while let Some(item) = events.next().await {
+                let Ok(event) = item else { break };
+                since = Some(since.map_or(event.time, |s| s.max(event.time)));
+                let Some(ce) = container_event(&event) else { continue };
+                if ce.labels.get(labels::INSTANCE) != Some(&instance) {
+                    continue; // not ours: another berth's, or not berth's at all
+                }
+                if inputs.send(Input::Event(ce)).is_err() {
+                    return;
+                }
+            }
+            tracing::warn!("Docker event stream ended; reopening");
+        }
+        if inputs.is_closed() {
+            return;
+        }
+        match docker.container_events(since).await {
+            Ok(events) => {
+                stream = Some(events);
+                backoff = Duration::from_millis(100);
+                if inputs.send(Input::Resync).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reopen the Docker event stream; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
+            }
+        }
+    }
+}
