@@ -16,7 +16,7 @@ const ONE: &str = r#"{"family": "one", "containerDefinitions": [
 async fn task_changes_ride_on_container_changes_in_order_created_running_stopped() {
     let fake = fake();
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = task(ONE, 1);
     let arn = t.arn.clone();
     engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
@@ -38,7 +38,7 @@ async fn task_changes_ride_on_container_changes_in_order_created_running_stopped
 async fn the_same_arn_with_desired_stopped_stops_the_task_and_repeats_are_harmless() {
     let fake = fake();
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let forever =
         r#"{"family": "f", "containerDefinitions": [{"name": "web", "image": "busybox", "command": ["httpd", "-f"]}]}"#;
     let t = task(forever, 2);
@@ -66,7 +66,7 @@ async fn the_same_arn_with_desired_stopped_stops_the_task_and_repeats_are_harmle
 async fn an_essential_exit_stops_the_others_a_non_essential_one_does_not() {
     let fake = fake();
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let json = r#"{"family": "ess", "containerDefinitions": [
         {"name": "main", "image": "busybox", "command": ["httpd", "-f"]},
         {"name": "side", "image": "busybox", "essential": false, "command": ["httpd", "-f"]},
@@ -86,24 +86,24 @@ async fn an_essential_exit_stops_the_others_a_non_essential_one_does_not() {
             .unwrap_or_else(|| panic!("{c} exists"))
     };
     assert!(fake.exit(&name_of("side"), 3));
-    let side = read_until(&mut events, |c| c.container_name == "side").await;
-    assert_eq!(
-        side.last().map(|c| (c.status, c.exit_code, c.task_status)),
-        Some((ContainerStatus::Stopped, Some(3), TaskStatus::None))
-    );
+    until_all(&mut events, &arn, &["side"], ContainerStatus::Stopped).await;
+    let side = events.change(&arn, "side", ContainerStatus::Stopped).unwrap_or_else(|| panic!("side stopped"));
+    assert_eq!((side.exit_code, side.task_status), (Some(3), TaskStatus::None), "a non-essential exit moves no task");
     assert!(fake.kill(&name_of("main"), 137));
-    let rest = until_task_stopped(&mut events, &arn).await;
-    let main = rest.iter().find(|c| c.container_name == "main").unwrap_or_else(|| panic!("main stopped: {rest:?}"));
+    until_all(&mut events, &arn, &["main", "other"], ContainerStatus::Stopped).await;
+    let main = events.change(&arn, "main", ContainerStatus::Stopped).unwrap_or_else(|| panic!("main stopped"));
     assert_eq!(main.exit_code, Some(137));
     assert_eq!(main.reason.as_deref(), Some("killed by signal 9 outside berth"));
-    until_all(&mut events, &arn, &["other"], ContainerStatus::Stopped).await;
+    assert_eq!(main.task_status, TaskStatus::Stopped, "the essential exit stops the task");
+    let other = events.change(&arn, "other", ContainerStatus::Stopped).unwrap_or_else(|| panic!("other stopped"));
+    assert_eq!(other.exit_code, Some(143), "stopped by berth");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_and_port_bindings_are_in_the_changes() {
     let fake = fake();
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let json = r#"{"family": "ports", "containerDefinitions": [
         {"name": "web", "image": "busybox", "command": ["sh", "-c", "sleep 1; exit 7"],
          "portMappings": [{"containerPort": 80}, {"containerPort": 53, "hostPort": 5353, "protocol": "udp"}]}]}"#;
@@ -125,7 +125,7 @@ async fn a_failed_pull_with_the_image_present_proceeds() {
     let fake = berth_testutils::FakeDocker::new();
     fake.add_image("local-only:1"); // present, but no registry has it
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = task(
         r#"{"family": "l", "containerDefinitions": [{"name": "app", "image": "local-only:1", "command": ["exit", "0"]}]}"#,
         5,
@@ -141,7 +141,7 @@ async fn a_failed_pull_with_the_image_present_proceeds() {
 async fn a_permanent_failure_stops_the_container_with_a_reason() {
     let fake = fake();
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = task(r#"{"family": "m", "containerDefinitions": [{"name": "app", "image": "nowhere/missing:1"}]}"#, 6);
     let arn = t.arn.clone();
     engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
@@ -160,7 +160,7 @@ async fn transient_failures_are_retried_then_succeed() {
     let mut config = berth_engine::EngineConfig::default();
     config.plan.retry.initial_backoff = chrono::Duration::milliseconds(10);
     let engine = engine_with(&fake, config).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = task(ONE, 7);
     let arn = t.arn.clone();
     engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
@@ -176,7 +176,7 @@ async fn dependency_order_is_kept_under_concurrency() {
     fake.delay(Op::StartContainer, Duration::from_millis(20));
     fake.delay(Op::CreateContainer, Duration::from_millis(20));
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let json = corpus("02-agent-network-link-2-2015.json");
     let mut tasks = Vec::new();
     for n in 0..5 {
@@ -237,7 +237,7 @@ async fn a_reader_that_never_reads_does_not_stall_the_engine() {
     let fake = fake();
     let engine = engine(&fake).await;
     let _idle = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let mut arns = Vec::new();
     for n in 0..200 {
         let t = task(ONE.replace("sleep 1; ", "").as_str(), 1000 + n);
@@ -252,7 +252,7 @@ async fn a_cut_event_stream_is_reopened_and_what_it_missed_is_found() {
     let fake = fake();
     fake.set_behaviour(|_| Behaviour::forever());
     let engine = engine(&fake).await;
-    let mut events = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = task(r#"{"family": "cut", "containerDefinitions": [{"name": "app", "image": "busybox"}]}"#, 9);
     let arn = t.arn.clone();
     engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));

@@ -36,50 +36,70 @@ pub fn task(json: &str, n: u128) -> Task {
         .unwrap_or_else(|r| panic!("{r}"))
 }
 
-/// Changes read until `done` holds for the last one (panics after 10 s).
-pub async fn read_until(reader: &mut ChangeReader, done: impl Fn(&StateChange) -> bool) -> Vec<StateChange> {
-    let mut seen = Vec::new();
-    let result = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(item) = reader.next().await {
-            if let LogItem::Change(c) = item {
-                let stop = done(&c);
-                seen.push(c);
-                if stop {
-                    return;
+/// A reader that keeps every change it has read, so that waiting for one thing never
+/// loses the changes of another.
+pub struct Watcher {
+    reader: ChangeReader,
+    /// Every change read so far, in order.
+    pub seen: Vec<StateChange>,
+}
+
+impl Watcher {
+    /// Keep what `reader` reads.
+    pub fn new(reader: ChangeReader) -> Watcher {
+        Watcher { reader, seen: Vec::new() }
+    }
+
+    /// Read until `done` holds over everything read (panics after 10 s).
+    pub async fn until(&mut self, what: &str, done: impl Fn(&[StateChange]) -> bool) {
+        let result = tokio::time::timeout(Duration::from_secs(10), async {
+            while !done(&self.seen) {
+                match self.reader.next().await {
+                    Some(LogItem::Change(c)) => self.seen.push(c),
+                    Some(LogItem::Gap { .. }) => {}
+                    None => return,
                 }
             }
+        })
+        .await;
+        if result.is_err() || !done(&self.seen) {
+            panic!("never: {what}; seen: {:#?}", self.seen);
         }
+    }
+
+    /// The changes of task `arn` read so far.
+    pub fn of(&self, arn: &str) -> Vec<StateChange> {
+        self.seen.iter().filter(|c| c.task_arn == arn).cloned().collect()
+    }
+
+    /// The change of `container` of `arn` to `status`, once read.
+    pub fn change(&self, arn: &str, container: &str, status: ContainerStatus) -> Option<StateChange> {
+        self.seen.iter().find(|c| c.task_arn == arn && c.container_name == container && c.status == status).cloned()
+    }
+}
+
+/// Read until task `arn` is STOPPED; its changes so far.
+pub async fn until_task_stopped(w: &mut Watcher, arn: &str) -> Vec<StateChange> {
+    until_tasks_stopped(w, &[arn.to_string()]).await;
+    w.of(arn)
+}
+
+/// Read until every task of `arns` is STOPPED (in any order).
+pub async fn until_tasks_stopped(w: &mut Watcher, arns: &[String]) {
+    w.until("tasks STOPPED", |seen| {
+        arns.iter().all(|arn| seen.iter().any(|c| &c.task_arn == arn && c.task_status == TaskStatus::Stopped))
     })
     .await;
-    if result.is_err() {
-        panic!("timed out; seen: {seen:#?}");
-    }
-    seen
 }
 
-/// Read until task `arn` is STOPPED.
-pub async fn until_task_stopped(reader: &mut ChangeReader, arn: &str) -> Vec<StateChange> {
-    read_until(reader, |c| c.task_arn == arn && c.task_status == TaskStatus::Stopped).await
-}
-
-/// Read until every container of `arn` named in `names` has a change to `status`.
-pub async fn until_all(
-    reader: &mut ChangeReader,
-    arn: &str,
-    names: &[&str],
-    status: ContainerStatus,
-) -> Vec<StateChange> {
-    let mut seen: Vec<StateChange> = Vec::new();
-    let mut left: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    while !left.is_empty() {
-        let more =
-            read_until(reader, |c| c.task_arn == arn && c.status == status && left.contains(&c.container_name)).await;
-        if let Some(last) = more.last() {
-            left.retain(|n| *n != last.container_name);
-        }
-        seen.extend(more);
-    }
-    seen
+/// Read until every container of `arn` named in `names` has a change to `status`; the
+/// task's changes so far.
+pub async fn until_all(w: &mut Watcher, arn: &str, names: &[&str], status: ContainerStatus) -> Vec<StateChange> {
+    w.until(&format!("{names:?} of {arn} {status}"), |seen| {
+        names.iter().all(|n| seen.iter().any(|c| c.task_arn == arn && c.container_name == *n && c.status == status))
+    })
+    .await;
+    w.of(arn)
 }
 
 /// Poll `f` until it holds (panics after 10 s).
@@ -91,20 +111,6 @@ pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("never: {what}");
-}
-
-/// Read until every task of `arns` is STOPPED (in any order).
-pub async fn until_tasks_stopped(reader: &mut ChangeReader, arns: &[String]) -> Vec<StateChange> {
-    let mut left: std::collections::HashSet<&String> = arns.iter().collect();
-    let mut seen = Vec::new();
-    while !left.is_empty() {
-        let more = read_until(reader, |c| c.task_status == TaskStatus::Stopped && left.contains(&c.task_arn)).await;
-        if let Some(last) = more.last() {
-            left.remove(&last.task_arn);
-        }
-        seen.extend(more);
-    }
-    seen
 }
 
 /// A file of the task-definition corpus (`shared/ecs-taskdefs` beside an ancestor of this
