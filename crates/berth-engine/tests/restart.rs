@@ -185,3 +185,27 @@ async fn must_init_waits_for_docker_to_answer() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(engine.list_tasks().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_docker_name_is_saved_before_its_create_and_its_id_right_after() {
+    let fake = fake();
+    fake.delay(berth_testutils::Op::CreateContainer, std::time::Duration::from_millis(300));
+    let saver = berth_store::MemorySaver::new();
+    let mut engine = DockerTaskEngine::new(EngineConfig::default(), Arc::new(fake.clone()));
+    engine.set_saver(Box::new(saver.clone())).unwrap_or_else(|e| panic!("{e}"));
+    engine.init().await.unwrap_or_else(|e| panic!("{e}"));
+    let t = task(r#"{"family": "wal", "containerDefinitions": [{"name": "app", "image": "busybox"}]}"#, 4);
+    engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    // While the create call is in flight, the saved record already has the name.
+    eventually("the create call is made", async || fake.calls(berth_testutils::Op::CreateContainer) == 1).await;
+    assert!(fake.containers().is_empty(), "the create has not answered yet");
+    let saved = saver.snapshot();
+    let app = &saved.tasks[0].containers[0];
+    let name = app.docker_name.clone().unwrap_or_else(|| panic!("the Docker name is saved before the create"));
+    assert_eq!(app.applied_status, ContainerStatus::Created);
+    assert!(app.docker_id.is_none());
+    // Once it answers, the id is saved.
+    eventually("the id is saved", async || saver.snapshot().tasks[0].containers[0].docker_id.is_some()).await;
+    let id = fake.container(&name).map(|c| c.id).unwrap_or_default();
+    assert_eq!(saver.snapshot().tasks[0].containers[0].docker_id.as_deref(), Some(id.as_str()));
+}
