@@ -15,10 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// One generated container: essential, exits after (ms, code) or runs, edges to earlier
+/// containers (index, kind).
+type GenContainer = (bool, Option<(u64, i64)>, Vec<(usize, u8)>);
+
 #[derive(Debug, Clone)]
 struct GenTask {
-    /// Per container: essential, exits after (ms, code) or runs, edges to earlier ones.
-    containers: Vec<(bool, Option<(u64, i64)>, Vec<(usize, u8)>)>,
+    containers: Vec<GenContainer>,
 }
 
 #[derive(Debug, Clone)]
