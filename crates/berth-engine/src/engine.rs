@@ -207,7 +207,14 @@ impl DockerTaskEngine {
                 Ok((saver, instance, Some(data_dir)))
             }
             (None, Some(saver)) => Ok((saver, format!("{:032x}", rand::random::<u128>()), None)),
-            (None, None) => Ok((Box::new(MemorySaver::default()), format!("{:032x}", rand::random::<u128>()), None)),
+            // In memory, an imported state is taken whole: tasks, change log, sequence.
+            (None, None) => {
+                let saver = match self.imported.take() {
+                    Some(imported) => MemorySaver::from_loaded(imported),
+                    None => MemorySaver::default(),
+                };
+                Ok((Box::new(saver), format!("{:032x}", rand::random::<u128>()), None))
+            }
         }
     }
 }
@@ -221,6 +228,8 @@ impl TaskEngine for DockerTaskEngine {
         self.docker.ping().await?;
         let (mut saver, instance, data_dir) = self.open_store()?;
         let mut loaded = saver.load()?;
+        // Into a data directory, an imported state's tasks are taken (saved at the first
+        // round); its change log is not: the store's own sequence goes on.
         if let Some(imported) = self.imported.take() {
             if !loaded.tasks.is_empty() {
                 return Err(EngineError::InvalidState("cannot import a state into a store that holds tasks".into()));

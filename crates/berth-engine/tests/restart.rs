@@ -161,6 +161,14 @@ async fn an_exported_state_is_imported_by_a_new_engine() {
     for (a, b) in after[0].containers.iter().zip(&before[0].containers) {
         assert_eq!((&a.docker_id, a.known_status), (&b.docker_id, b.known_status));
     }
+    // In memory the import is whole: the same change log comes out again.
+    let again = second.marshal_json().await.unwrap_or_else(|e| panic!("{e}"));
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&json).unwrap_or_else(|e| panic!("{e}")),
+        serde_json::from_slice(&again).unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(a["Changes"], b["Changes"], "the change log comes along");
+    assert_eq!(a["NextSeq"], b["NextSeq"]);
     let garbage = second.unmarshal_json(b"{").await;
     assert!(matches!(garbage, Err(EngineError::AlreadyInitialized)));
     let mut third = DockerTaskEngine::new(EngineConfig::default(), Arc::new(fake.clone()));
