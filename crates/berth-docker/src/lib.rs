@@ -6,11 +6,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod bollard_client;
 mod client;
 mod error;
 pub mod events;
 mod types;
 
+pub use bollard_client::{BollardClient, classify, split_reference};
 pub use client::{DockerClient, EventStream, status_of};
 pub use error::{DockerError, ErrorKind};
 pub use events::{ContainerEvent, DockerEvent, EventKind};

@@ -68,7 +68,9 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -
         Job::Create { config, instance } => create(docker, *config, &instance, timeouts).await,
         Job::Start { target } => {
             match timed(timeouts.start, "start container", &target, docker.start_container(&target)).await {
+                // Gone: the inspect says so (and why), rather than a failure to retry.
                 Ok(()) => inspect(docker, Some(target), true, timeouts).await,
+                Err(e) if e.is_not_found() => inspect(docker, Some(target), true, timeouts).await,
                 Err(e) => failed(e),
             }
         }
@@ -77,6 +79,7 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -
             let stop = docker.stop_container(&target, Duration::from_secs(timeout_secs));
             match timed(limit, "stop container", &target, stop).await {
                 Ok(()) => inspect(docker, Some(target), true, timeouts).await,
+                Err(e) if e.is_not_found() => inspect(docker, Some(target), true, timeouts).await,
                 Err(e) => failed(e),
             }
         }
