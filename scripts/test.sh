@@ -9,6 +9,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# What the Docker tests need: a daemon, a local busybox image, a registry on 127.0.0.1:51670.
+echo "== test environment"
+scripts/test-env.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
