@@ -417,6 +417,27 @@ impl DockerClient for BollardClient {
         }
     }
 
+    async fn ensure_pause_image(&self) -> Result<(), DockerError> {
+        let image = berth_model::container::PAUSE_IMAGE;
+        if self.image_exists(image).await? {
+            return Ok(());
+        }
+        let rootfs = crate::pause::pause_rootfs()
+            .map_err(|e| DockerError::new(ErrorKind::Permanent, "make pause image", image, e.to_string()))?;
+        let (repo, tag) = crate::pause::pause_repo_and_tag();
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .changes(vec![format!("CMD [\"{}\"]", crate::pause::PAUSE_PATH)])
+            .build();
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| classify(e, "make pause image", image))?;
+        }
+        Ok(())
+    }
+
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError> {
         let options = ListImagesOptionsBuilder::new().all(false).build();
         let images = self.docker.list_images(Some(options)).await.map_err(|e| classify(e, "list images", "Docker"))?;

@@ -59,6 +59,22 @@ pub trait DockerClient: Send + Sync + 'static {
     /// The images on the host.
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError>;
 
+    /// Make berth's own pause image present (it is made on the host, never pulled). This
+    /// default only looks for it; the real client imports it when missing.
+    async fn ensure_pause_image(&self) -> Result<(), DockerError> {
+        let image = berth_model::container::PAUSE_IMAGE;
+        if self.image_exists(image).await? {
+            Ok(())
+        } else {
+            Err(DockerError::new(
+                crate::ErrorKind::Permanent,
+                "make pause image",
+                image,
+                "berth's pause image is missing",
+            ))
+        }
+    }
+
     /// The seed's `GetContainerName`: a container's name, by id.
     async fn get_container_name(&self, id: &str) -> Result<String, DockerError> {
         Ok(self.inspect_container(id).await?.name)

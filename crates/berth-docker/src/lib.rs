@@ -10,6 +10,7 @@ mod bollard_client;
 mod client;
 mod error;
 pub mod events;
+pub mod pause;
 mod types;
 
 pub use bollard_client::{BollardClient, classify, split_reference};

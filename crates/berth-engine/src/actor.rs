@@ -23,7 +23,7 @@ use berth_docker::{DockerClient, VolumeConfig, labels};
 use berth_model::container::PAUSE_IMAGE;
 use berth_model::event::take_changes;
 use berth_model::graph::DependencyGraph;
-use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome, VolumeAction};
+use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome, PlanConfig, VolumeAction};
 use berth_model::volume::VolumeKind;
 use berth_model::{ContainerStatus, Task, TaskStatus};
 use berth_store::{Group, Saver};
@@ -43,6 +43,8 @@ pub enum Command {
     StopTask(String, oneshot::Sender<Result<(), EngineError>>),
     /// Look at a task again now (the seed's `ApplyTaskState`).
     Poke(String),
+    /// Sweep a task as soon as it is STOPPED, without the cleanup wait.
+    CleanUpNow(String, oneshot::Sender<Result<(), EngineError>>),
     /// Perform one operation on one container now, answering with its outcome.
     Perform { task_arn: String, container: String, action: Action, reply: oneshot::Sender<Result<(), EngineError>> },
     /// Stop the loop.
@@ -66,6 +68,8 @@ struct Entry {
     task: Task,
     graph: DependencyGraph,
     wake_at: Option<DateTime<Utc>>,
+    /// Swept as soon as it is STOPPED (`berth run` at its end).
+    clean_up_now: bool,
 }
 
 /// The loop's state.
@@ -131,7 +135,7 @@ impl Actor {
             })?;
             resume(&mut task);
             dirty.insert(task.arn.clone());
-            tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None });
+            tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None, clean_up_now: false });
         }
         Ok(Actor {
             config: parts.config,
@@ -226,6 +230,16 @@ impl Actor {
                     self.dirty.insert(arn);
                 }
             }
+            Command::CleanUpNow(arn, reply) => match self.tasks.get_mut(&arn) {
+                Some(entry) => {
+                    entry.clean_up_now = true;
+                    self.dirty.insert(arn);
+                    self.after_commit.push(reply);
+                }
+                None => {
+                    let _ = reply.send(Err(EngineError::TaskNotFound(arn)));
+                }
+            },
             Command::Perform { task_arn, container, action, reply } => {
                 if let Err(e) = self.perform_now(&task_arn, &container, action) {
                     let _ = reply.send(Err(e));
@@ -249,7 +263,7 @@ impl Actor {
             EngineError::InvalidState(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
         self.dirty.insert(task.arn.clone());
-        self.tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None });
+        self.tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None, clean_up_now: false });
         Ok(())
     }
 
@@ -492,8 +506,15 @@ fn advance(
     jobs: &mut Vec<(String, Op, Job)>,
 ) -> bool {
     // Each bookkeeping pass settles at least one container or the task; bounded anyway.
+    let now_config;
+    let plan_config = if entry.clean_up_now {
+        now_config = PlanConfig { cleanup_wait: chrono::Duration::zero(), ..config.plan.clone() };
+        &now_config
+    } else {
+        &config.plan
+    };
     for _ in 0..=entry.task.containers.len() + 2 {
-        let plan = plan::plan(&entry.task, &entry.graph, now, &config.plan);
+        let plan = plan::plan(&entry.task, &entry.graph, now, plan_config);
         entry.wake_at = plan.wake_at;
         let mut bookkept = false;
         for op in plan.ops {
@@ -543,7 +564,7 @@ fn issue(
                     local_only: c.spec.internal && c.spec.image == PAUSE_IMAGE,
                 },
                 Action::Create => Job::Create {
-                    config: Box::new(settings::container_config(task, c, instance)),
+                    config: Box::new(settings::container_config(task, c, instance, &config.secrets)),
                     instance: instance.to_string(),
                 },
                 Action::Start => Job::Start { target: target.unwrap_or_default() },

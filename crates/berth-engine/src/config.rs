@@ -1,7 +1,9 @@
 //! How an engine is set up.
 
 use berth_model::plan::PlanConfig;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Per-operation Docker timeouts (SPEC 3). A call that exceeds its timeout has an unknown
@@ -51,6 +53,10 @@ pub struct EngineConfig {
     pub retained_changes: u64,
     /// How long `must_init` waits between attempts at first; it doubles up to a minute.
     pub init_backoff: Duration,
+    /// The local secret source: each `valueFrom` of a container's `secrets` (and each
+    /// `value` of its `environmentFiles`, whose content is `KEY=value` lines) mapped to its
+    /// value. Never saved, logged or reported.
+    pub secrets: Arc<BTreeMap<String, String>>,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +67,7 @@ impl Default for EngineConfig {
             timeouts: Timeouts::default(),
             retained_changes: berth_store::DEFAULT_RETAINED_CHANGES,
             init_backoff: Duration::from_millis(250),
+            secrets: Arc::default(),
         }
     }
 }

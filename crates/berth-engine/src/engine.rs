@@ -115,6 +115,12 @@ impl DockerTaskEngine {
         self.ask(|reply| Command::StopTask(arn.to_string(), reply)).await?
     }
 
+    /// Remove a task's containers and task volumes as soon as it is STOPPED, without the
+    /// cleanup wait; the task then leaves the state (`berth run` does this at its end).
+    pub async fn clean_up_now(&self, arn: &str) -> Result<(), EngineError> {
+        self.ask(|reply| Command::CleanUpNow(arn.to_string(), reply)).await?
+    }
+
     /// Look at a task again now (the seed's `ApplyTaskState`): its next operations, if
     /// any, are issued. The engine does this itself on every change.
     pub async fn apply_task_state(&self, arn: &str) -> Result<(), EngineError> {

@@ -110,12 +110,8 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -
 async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts: &Timeouts) -> Outcome {
     let present = || async { timed(timeouts.inspect, "inspect image", image, docker.image_exists(image)).await };
     if local_only {
-        return match present().await {
-            Ok(true) => Outcome::Ok,
-            Ok(false) => Outcome::Failed(ApplyError {
-                message: format!("berth's own image {image} is missing on this host"),
-                permanent: true,
-            }),
+        return match timed(timeouts.pull, "make pause image", image, docker.ensure_pause_image()).await {
+            Ok(()) => Outcome::Ok,
             Err(e) => failed(e),
         };
     }

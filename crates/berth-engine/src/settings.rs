@@ -6,6 +6,7 @@ use berth_docker::{ContainerConfig, HealthConfig, HostConfig, LogConfig, PortSpe
 use berth_model::container::Container;
 use berth_model::task::{NetworkMode, Task, docker_safe};
 use berth_model::volume::VolumeKind;
+use std::collections::BTreeMap;
 
 /// Docker's smallest memory limit, in MiB; smaller non-zero limits are raised to it.
 pub const MIN_MEMORY_MIB: u64 = 6;
@@ -21,15 +22,55 @@ pub fn docker_name(task: &Task, container: &Container, random: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError(pub String);
 
-/// The create request for `container` of `task`, owned by berth instance `instance`.
-pub fn container_config(task: &Task, container: &Container, instance: &str) -> Result<ContainerConfig, SettingsError> {
+/// The environment a container gets from the local secret source: its environment files'
+/// `KEY=value` lines, then its secrets. A reference the source lacks is an error naming
+/// every missing one (never a value).
+fn secret_environment(
+    container: &Container,
+    secrets: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, SettingsError> {
     let spec = &container.spec;
-    if !spec.secrets.is_empty() || !spec.environment_files.is_empty() {
-        return Err(SettingsError(format!(
-            "container \"{}\" has secrets or environment files, and no local secret source is configured",
-            spec.name
-        )));
+    let mut env = Vec::new();
+    let mut missing = Vec::new();
+    for file in &spec.environment_files {
+        match secrets.get(file) {
+            Some(content) => {
+                for line in content.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                    if let Some((k, v)) = line.split_once('=') {
+                        env.push((k.trim().to_string(), v.to_string()));
+                    }
+                }
+            }
+            None => missing.push(format!("environment file {file}")),
+        }
     }
+    for secret in &spec.secrets {
+        match secrets.get(&secret.value_from) {
+            Some(value) => env.push((secret.name.clone(), value.clone())),
+            None => missing.push(format!("{} (valueFrom {})", secret.name, secret.value_from)),
+        }
+    }
+    if missing.is_empty() {
+        Ok(env)
+    } else {
+        Err(SettingsError(format!(
+            "secrets of container \"{}\" not found in the local secret source: {}",
+            spec.name,
+            missing.join(", ")
+        )))
+    }
+}
+
+/// The create request for `container` of `task`, owned by berth instance `instance`, with
+/// secrets from the local source `secrets`.
+pub fn container_config(
+    task: &Task,
+    container: &Container,
+    instance: &str,
+    secrets: &BTreeMap<String, String>,
+) -> Result<ContainerConfig, SettingsError> {
+    let spec = &container.spec;
+    let secret_env = secret_environment(container, secrets)?;
     let name = container
         .docker_name
         .clone()
@@ -141,7 +182,12 @@ pub fn container_config(task: &Task, container: &Container, instance: &str) -> R
         image: spec.image.clone(),
         command: spec.command.clone(),
         entry_point: spec.entry_point.clone(),
-        env: spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: spec
+            .environment
+            .iter()
+            .chain(secret_env.iter().map(|(k, v)| (k, v)))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         labels: config_labels,
         working_dir: spec.working_directory.clone(),
         user: spec.user.clone(),

@@ -2,6 +2,7 @@
 //! struct and a `run` method, a variant in [`Command`], and its arm in [`Command::run`].
 
 pub mod plan;
+pub mod run;
 pub mod validate;
 
 use clap::Subcommand;
@@ -20,6 +21,13 @@ pub enum Command {
     /// A dry run: every Docker call is taken as a success and no container exits on its
     /// own; nothing touches Docker.
     Plan(plan::Plan),
+    /// Run one task in the foreground with an embedded engine, until it stops.
+    ///
+    /// Shows each state change and the containers' output; removes the task's containers
+    /// and volumes at the end unless --keep. Exit code: the first non-zero exit code of an
+    /// essential container that exited on its own (or --exit-code-from's), 125 when the
+    /// task could not run, 130 after Ctrl-C.
+    Run(run::Run),
 }
 
 impl Command {
@@ -28,6 +36,7 @@ impl Command {
         match self {
             Command::Validate(cmd) => cmd.run(),
             Command::Plan(cmd) => cmd.run(),
+            Command::Run(cmd) => cmd.run(),
         }
     }
 }
