@@ -1,0 +1,188 @@
+//! `berth run` against the real Docker daemon: the runnable files of the corpus end with the
+//! exit code `EXPECTED.md` gives and leave no container or volume behind; awsvpc tasks
+//! share one network namespace; Ctrl-C stops the task and exits 130; a task that cannot
+//! run exits 125 with the reason. Needs `scripts/test-env.sh` (daemon, busybox, the
+//! registry on 127.0.0.1:51670); a missing piece fails, never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A data directory of the test's own, so its instance id (and so its containers) can be
+/// found after the run; removed at the end.
+struct DataDir(tempfile::TempDir);
+
+impl DataDir {
+    fn new() -> DataDir {
+        DataDir(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn instance(&self) -> String {
+        std::fs::read_to_string(self.0.path().join("instance-id")).map(|s| s.trim().to_string()).unwrap_or_default()
+    }
+
+    /// Containers and volumes of this run's berth still in Docker.
+    fn leftovers(&self) -> (Vec<String>, Vec<String>) {
+        let filter = format!("label=berth.instance={}", self.instance());
+        let list = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        (list(&["ps", "-aq", "--filter", &filter]), list(&["volume", "ls", "-q", "--filter", &filter]))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let (containers, volumes) = self.leftovers();
+        for c in containers {
+            let _ = Command::new("docker").args(["rm", "-f", &c]).output();
+        }
+        for v in volumes {
+            let _ = Command::new("docker").args(["volume", "rm", "-f", &v]).output();
+        }
+    }
+}
+
+fn corpus(file: &str) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared/ecs-taskdefs").join(file))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no shared/ecs-taskdefs/{file} beside any ancestor of {}", here.display()))
+}
+
+fn berth_run(file: &Path, data: &DataDir, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("run")
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("running berth: {e}"))
+}
+
+/// Runs `file` with a short default stop timeout: its looping `sh` containers ignore
+/// SIGTERM (as PID 1) and are killed after it, in reverse dependency order.
+fn check_run(file: &str, expected: i32) {
+    let data = DataDir::new();
+    let out = berth_run(&corpus(file), &data, &["--stop-timeout", "2"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(expected), "{file}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("(task STOPPED)"), "{stdout}");
+    assert_eq!(data.leftovers(), (vec![], vec![]), "{file} leaves nothing behind");
+}
+
+#[test]
+fn corpus_02_links_and_volumes_from_exits_42() {
+    check_run("02-agent-network-link-2-2015.json", 42);
+}
+
+#[test]
+fn corpus_03_data_volume_and_link_exits_42() {
+    check_run("03-agent-datavolume2-2015.json", 42);
+}
+
+#[test]
+fn corpus_09_depends_on_conditions_exits_0() {
+    check_run("09-agent-container-ordering.json", 0);
+}
+
+#[test]
+fn corpus_12_task_scoped_docker_volume_exits_42() {
+    check_run("12-agent-task-local-docker-volume.json", 42);
+}
+
+#[test]
+fn corpus_29_start_dependencies_and_stop_timeouts_exits_0() {
+    check_run("29-agent-dependson-start-stop-timeout.json", 0);
+}
+
+fn write(dir: &Path, name: &str, json: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, json).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[test]
+fn awsvpc_containers_reach_each_other_on_localhost() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = r#"{"family": "vpc", "networkMode": "awsvpc", "containerDefinitions": [
+        {"name": "server", "image": "busybox:latest", "essential": false, "command": ["sh", "-c", "echo 7 | nc -l -p 9000"]},
+        {"name": "client", "image": "busybox:latest", "command": ["sh", "-c", "sleep 1; exit `nc 127.0.0.1 9000`"],
+         "dependsOn": [{"containerName": "server", "condition": "START"}]}]}"#;
+    let data = DataDir::new();
+    let out = berth_run(&write(files.path(), "vpc.json", json), &data, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "read over localhost\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("~pause"), "the pause container is hidden");
+    assert_eq!(data.leftovers(), (vec![], vec![]));
+}
+
+#[test]
+fn exit_code_from_picks_a_container_and_keep_keeps_them() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = r#"{"family": "pick", "containerDefinitions": [
+        {"name": "main", "image": "busybox:latest", "command": ["sh", "-c", "sleep 1; exit 0"]},
+        {"name": "side", "image": "busybox:latest", "essential": false, "command": ["sh", "-c", "echo side-says-hi; exit 5"]}]}"#;
+    let data = DataDir::new();
+    let out = berth_run(&write(files.path(), "pick.json", json), &data, &["--exit-code-from", "side", "--keep"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("side") && l.ends_with("| side-says-hi")),
+        "output by name:\n{stdout}"
+    );
+    assert_eq!(data.leftovers().0.len(), 2, "--keep keeps the containers");
+}
+
+#[test]
+fn a_task_that_cannot_run_exits_125_with_the_reason() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = r#"{"family": "nope", "containerDefinitions": [{"name": "app", "image": "127.0.0.1:51670/no-such:1"}]}"#;
+    let data = DataDir::new();
+    let out = berth_run(&write(files.path(), "nope.json", json), &data, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr.contains("essential container \"app\" never started") && stderr.contains("no-such"), "{stderr}");
+    let invalid =
+        berth_run(&write(files.path(), "bad.json", r#"{"family": "x", "containerDefinitions": []}"#), &data, &[]);
+    assert_eq!(invalid.status.code(), Some(125));
+}
+
+#[test]
+fn ctrl_c_stops_the_task_cleanly_and_exits_130() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = r#"{"family": "int", "containerDefinitions": [{"name": "app", "image": "busybox:latest", "command": ["sleep", "600"], "stopTimeout": 1}]}"#;
+    let data = DataDir::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("run")
+        .arg(write(files.path(), "int.json", json))
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Wait until the container runs.
+    for _ in 0..100 {
+        if !data.instance().is_empty() && !data.leftovers().0.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().map(|s| s.success());
+    assert_eq!(sent.ok(), Some(true));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(data.leftovers(), (vec![], vec![]), "stopped and removed");
+}
