@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub retained_changes: u64,
     /// How long `must_init` waits between attempts at first; it doubles up to a minute.
     pub init_backoff: Duration,
+    /// How often every container not known to be STOPPED is inspected, to catch what the
+    /// event stream missed (SPEC 4; 60 s by default).
+    pub steady_state_check: Duration,
     /// The local secret source: each `valueFrom` of a container's `secrets` (and each
     /// `value` of its `environmentFiles`, whose content is `KEY=value` lines) mapped to its
     /// value. Never saved, logged or reported.
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             timeouts: Timeouts::default(),
             retained_changes: berth_store::DEFAULT_RETAINED_CHANGES,
             init_backoff: Duration::from_millis(250),
+            steady_state_check: Duration::from_secs(60),
             secrets: Arc::default(),
         }
     }

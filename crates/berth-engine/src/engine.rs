@@ -62,6 +62,7 @@ struct Running {
     instance: String,
     actor: JoinHandle<Result<(), EngineError>>,
     watcher: JoinHandle<()>,
+    checker: JoinHandle<()>,
     /// Holds the data directory's lock for the engine's life.
     _data_dir: Option<DataDir>,
 }
@@ -193,6 +194,7 @@ impl DockerTaskEngine {
             let _ = rx.await;
         }
         running.watcher.abort();
+        running.checker.abort();
         match running.actor.await {
             Ok(result) => result,
             Err(e) => Err(EngineError::InvalidState(format!("the engine's loop failed: {e}"))),
@@ -271,9 +273,11 @@ impl TaskEngine for DockerTaskEngine {
             inputs,
             inputs_tx: inputs_tx.clone(),
         })?;
+        let checker = tokio::spawn(watch::steady_state_check(self.config.steady_state_check, inputs_tx.clone()));
         let watcher = tokio::spawn(watch::watch(Arc::clone(&self.docker), events, instance.clone(), inputs_tx));
         let actor = tokio::spawn(actor.run());
-        self.running = Some(Running { commands: commands_tx, log, instance, actor, watcher, _data_dir: data_dir });
+        self.running =
+            Some(Running { commands: commands_tx, log, instance, actor, watcher, checker, _data_dir: data_dir });
         Ok(())
     }
 

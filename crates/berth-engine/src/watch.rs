@@ -60,3 +60,17 @@ pub async fn watch(
         }
     }
 }
+
+/// The periodic steady-state check: every `every`, the actor re-inspects every container
+/// not known to be STOPPED, so that nothing the event stream missed stays unnoticed.
+pub async fn steady_state_check(every: Duration, inputs: mpsc::UnboundedSender<Input>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // the first tick is immediate; init has just looked
+    loop {
+        ticks.tick().await;
+        if inputs.send(Input::Resync).is_err() {
+            return;
+        }
+    }
+}

@@ -265,3 +265,22 @@ async fn a_cut_event_stream_is_reopened_and_what_it_missed_is_found() {
     let changes = until_task_stopped(&mut events, &arn).await;
     assert_eq!(changes.last().and_then(|c| c.exit_code), Some(4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_check_finds_an_exit_whose_events_were_lost() {
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    let config = berth_engine::EngineConfig { steady_state_check: Duration::from_millis(100), ..Default::default() };
+    let engine = engine_with(&fake, config).await;
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
+    let t = task(r#"{"family": "lost", "containerDefinitions": [{"name": "app", "image": "busybox"}]}"#, 10);
+    let arn = t.arn.clone();
+    engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut events, &arn, &["app"], ContainerStatus::Running).await;
+    let name = fake.containers().into_iter().map(|c| c.name).next().unwrap_or_default();
+    // The exit's events never reach berth, and the stream stays open.
+    fake.drop_events(10);
+    assert!(fake.exit(&name, 6));
+    let changes = until_task_stopped(&mut events, &arn).await;
+    assert_eq!(changes.last().and_then(|c| c.exit_code), Some(6));
+}
