@@ -186,3 +186,43 @@ fn ctrl_c_stops_the_task_cleanly_and_exits_130() {
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(data.leftovers(), (vec![], vec![]), "stopped and removed");
 }
+
+#[test]
+fn secrets_come_from_the_local_source_and_never_reach_output_or_state() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let value = format!("s3cr3t-{}-{}", std::process::id(), line!());
+    // The container checks the secret against its md5, so the task file never holds it.
+    let md5 = Command::new("sh")
+        .args(["-c", &format!("printf %s '{value}' | md5sum | cut -c1-32")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert_eq!(md5.len(), 32);
+    let json = format!(
+        r#"{{"family": "sec", "containerDefinitions": [{{"name": "app", "image": "busybox:latest",
+        "command": ["sh", "-c", "test \"$(printf %s \"$TOKEN\" | md5sum | cut -c1-32)\" = {md5} && test \"$FROM_FILE\" = yes"],
+        "secrets": [{{"name": "TOKEN", "valueFrom": "/app/token"}}],
+        "environmentFiles": [{{"value": "arn:aws:s3:::bucket/app.env", "type": "s3"}}]}}]}}"#
+    );
+    let task = write(files.path(), "sec.json", &json);
+    let source = serde_json::json!({"/app/token": value, "arn:aws:s3:::bucket/app.env": "FROM_FILE=yes\n"});
+    let secrets = write(files.path(), "secrets.json", &source.to_string());
+    let data = DataDir::new();
+    let out = berth_run(&task, &data, &["--secrets", &secrets.to_string_lossy(), "--keep"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "the container saw the secret and the file\n{stdout}\n{stderr}");
+    assert!(!stdout.contains(&value) && !stderr.contains(&value), "no secret in berth's output");
+    let mut state = Vec::new();
+    for entry in std::fs::read_dir(data.path()).unwrap_or_else(|e| panic!("{e}")).filter_map(Result::ok) {
+        state.extend(std::fs::read(entry.path()).unwrap_or_default());
+    }
+    let state = String::from_utf8_lossy(&state);
+    assert!(!state.contains(&value), "no secret in berth's state files");
+    assert!(state.contains("/app/token"), "only where it comes from is kept");
+
+    let missing = write(files.path(), "none.json", "{}");
+    let out = berth_run(&task, &DataDir::new(), &["--secrets", &missing.to_string_lossy()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr.contains("TOKEN (valueFrom /app/token)"), "the reason names the missing secret: {stderr}");
+}
