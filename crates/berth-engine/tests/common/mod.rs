@@ -1,7 +1,9 @@
 //! What the engine's tests share: an engine on a fake Docker, tasks from JSON, and waiting
-//! for state changes.
+//! for state changes; [`real`] has the same for the real Docker daemon.
 
 #![allow(dead_code)]
+
+pub mod real;
 
 use berth_engine::{ChangeReader, DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
 use berth_model::input::{ParseOptions, parse};
