@@ -163,7 +163,7 @@ fn ctrl_c_stops_the_task_cleanly_and_exits_130() {
     let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let json = r#"{"family": "int", "containerDefinitions": [{"name": "app", "image": "busybox:latest", "command": ["sleep", "600"], "stopTimeout": 1}]}"#;
     let data = DataDir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("run")
         .arg(write(files.path(), "int.json", json))
         .arg("--data-dir")
