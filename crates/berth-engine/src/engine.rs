@@ -3,7 +3,7 @@
 //! A `DockerTaskEngine` is created (`new`) with a configuration and a Docker client, may
 //! be given a saver or an exported state, and does nothing until `init`: then it opens its
 //! data directory, loads its state, subscribes to Docker's events, lists its containers,
-//! and starts the one loop that owns the state ([`crate::actor`]). Every call after that
+//! and starts the one loop that owns the state (the `actor` module). Every call after that
 //! is a message to the loop.
 
 use crate::actor::{Actor, ActorParts, Command, Input};

@@ -15,7 +15,7 @@
 //! - a UTF-8 byte-order mark before the JSON is skipped;
 //! - the family is the input's own, else [`ParseOptions::family`], for every shape; with
 //!   neither, the input is refused;
-//! - under awsvpc, berth adds an internal pause container ([`PAUSE_CONTAINER_NAME`]) first in
+//! - under awsvpc, berth adds an internal pause container ([`PAUSE_CONTAINER_NAME`](crate::container::PAUSE_CONTAINER_NAME)) first in
 //!   the task, holding the shared network namespace and every port mapping of the task
 //!   (the user containers keep theirs in their spec, for reporting; publishing them is the
 //!   pause container's job).

@@ -1,0 +1,111 @@
+//! Event latency on the real Docker daemon: from a container's `die` event, by Docker's own
+//! timestamp, to berth's STOPPED change reaching a reader of `task_events()` (durable store:
+//! the change is committed, fsync included, before any reader sees it). Docker's own
+//! kill-to-die time is measured beside it. 50 trials; prints p50, p99 and max.
+//!
+//! `cargo bench -p berth-engine --bench event_latency` (needs `scripts/test-env.sh`).
+
+use berth_docker::{BollardClient, DockerClient, labels};
+use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
+use berth_model::input::{ParseOptions, parse};
+use berth_model::{ContainerStatus, StateChange};
+use bollard::query_parameters::KillContainerOptionsBuilder;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TRIALS: usize = 50;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let docker = BollardClient::connect().await.unwrap_or_else(|e| panic!("Docker must answer: {e}"));
+    assert!(docker.image_exists("busybox:latest").await.unwrap_or(false), "busybox:latest (scripts/test-env.sh)");
+    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = EngineConfig { data_dir: Some(data.path().to_path_buf()), ..EngineConfig::default() };
+    let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
+    engine.init().await.unwrap_or_else(|e| panic!("{e}"));
+    let instance = engine.instance_id().map(str::to_string).unwrap_or_default();
+    let mut reader = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    // Docker's own view: the die events, by container id, with their timestamps.
+    let mut docker_events = docker.container_events(None).await.unwrap_or_else(|e| panic!("{e}"));
+
+    let mut latencies = Vec::new();
+    let mut kill_to_die = Vec::new();
+    for n in 0..TRIALS {
+        let json = r#"{"family": "latency", "containerDefinitions": [{"name": "app", "image": "busybox:latest", "command": ["sleep", "600"]}]}"#;
+        let task = parse(json.as_bytes(), &ParseOptions { family: None, arn_random: n as u128 + 1 })
+            .map(|a| a.task)
+            .unwrap_or_else(|r| panic!("{r}"));
+        let arn = task.arn.clone();
+        engine.add_task(task).await.unwrap_or_else(|e| panic!("{e}"));
+        next_change(&mut reader, &arn, ContainerStatus::Running).await;
+        let id = engine
+            .state()
+            .await
+            .ok()
+            .and_then(|s| s.tasks.get(&arn).and_then(|t| t.containers[0].docker_id.clone()))
+            .unwrap_or_else(|| panic!("running container has an id"));
+        let kill_at = Utc::now();
+        let options = KillContainerOptionsBuilder::new().signal("KILL").build();
+        docker.bollard().kill_container(&id, Some(options)).await.unwrap_or_else(|e| panic!("{e}"));
+        next_change(&mut reader, &arn, ContainerStatus::Stopped).await;
+        let seen_at = Utc::now();
+        let die_at = die_time(&mut docker_events, &id).await;
+        latencies.push(micros(seen_at - die_at));
+        kill_to_die.push(micros(die_at - kill_at));
+        engine.clean_up_now(&arn).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Leave nothing behind.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for c in docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.unwrap_or_default() {
+        let _ = docker.remove_container(&c.id).await;
+    }
+    let _ = engine.shutdown().await;
+    report("die event → STOPPED change at a reader", &mut latencies);
+    report("Docker: kill call → die event", &mut kill_to_die);
+}
+
+async fn next_change(reader: &mut berth_engine::ChangeReader, arn: &str, status: ContainerStatus) -> StateChange {
+    let wait = async {
+        while let Some(item) = reader.next().await {
+            if let LogItem::Change(c) = item
+                && c.task_arn == arn
+                && c.status == status
+            {
+                return c;
+            }
+        }
+        panic!("the engine stopped");
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait).await.unwrap_or_else(|_| panic!("no {status} for {arn}"))
+}
+
+async fn die_time(events: &mut berth_docker::EventStream, id: &str) -> DateTime<Utc> {
+    while let Some(Ok(e)) = events.next().await {
+        if e.id == id && e.action == "die" {
+            return e.time;
+        }
+    }
+    panic!("no die event for {id}");
+}
+
+fn micros(d: chrono::Duration) -> i64 {
+    d.num_microseconds().unwrap_or(i64::MAX)
+}
+
+fn report(what: &str, samples: &mut [i64]) {
+    samples.sort_unstable();
+    let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{what}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        samples.len(),
+        at(0.50) as f64 / 1000.0,
+        at(0.99) as f64 / 1000.0,
+        samples.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+}
