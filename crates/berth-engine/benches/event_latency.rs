@@ -3,7 +3,8 @@
 //! the change is committed, fsync included, before any reader sees it). Docker's own
 //! kill-to-die time is measured beside it. 50 trials; prints p50, p99 and max.
 //!
-//! `cargo bench -p berth-engine --bench event_latency` (needs `scripts/test-env.sh`).
+//! `cargo bench -p berth-engine --bench event_latency` (needs `scripts/test-env.sh`);
+//! `BERTH_LATENCY_STORE=memory` for the same without the durable store.
 
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
@@ -26,7 +27,11 @@ async fn run() {
     let docker = BollardClient::connect().await.unwrap_or_else(|e| panic!("Docker must answer: {e}"));
     assert!(docker.image_exists("busybox:latest").await.unwrap_or(false), "busybox:latest (scripts/test-env.sh)");
     let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let config = EngineConfig { data_dir: Some(data.path().to_path_buf()), ..EngineConfig::default() };
+    // BERTH_LATENCY_STORE=memory measures without the fsync of the durable store.
+    let durable = std::env::var("BERTH_LATENCY_STORE").map_or(true, |v| v != "memory");
+    let data_dir = durable.then(|| data.path().to_path_buf());
+    println!("store: {}", if durable { "durable (redb in a temp dir)" } else { "memory" });
+    let config = EngineConfig { data_dir, ..EngineConfig::default() };
     let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
     engine.init().await.unwrap_or_else(|e| panic!("{e}"));
     let instance = engine.instance_id().map(str::to_string).unwrap_or_default();

@@ -288,7 +288,8 @@ impl Actor {
         let now = self.clock.now();
         match input {
             Input::Done { task_arn, op, outcome } => {
-                if let Op::Container { container, .. } = &op
+                if !self.waiting.is_empty()
+                    && let Op::Container { container, .. } = &op
                     && let Some(reply) = self.waiting.remove(&(task_arn.clone(), container.clone()))
                 {
                     let result = match &outcome {
@@ -355,6 +356,8 @@ impl Actor {
             EventKind::Started => {
                 Observation { status: ContainerStatus::Running, has_run: true, docker_id: id, ..Observation::default() }
             }
+            // Docker's `stop` follows the `die` that carried the exit code: nothing to learn.
+            EventKind::Stopped { exit_code: None } if c.known_status == ContainerStatus::Stopped => return,
             EventKind::Stopped { exit_code: None } => return self.inspect_then_observe(&arn, &name, event),
             EventKind::Stopped { exit_code } => Observation {
                 status: ContainerStatus::Stopped,
