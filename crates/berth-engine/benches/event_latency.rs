@@ -35,12 +35,34 @@ async fn run() {
     let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
     engine.init().await.unwrap_or_else(|e| panic!("{e}"));
     let instance = engine.instance_id().map(str::to_string).unwrap_or_default();
-    let mut reader = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    // A reader of its own, stamping each change as it arrives (the loop below may be busy
+    // in a Docker call when it does).
+    let mut changes = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let (stamped_tx, mut reader) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(item) = changes.next().await {
+            if let LogItem::Change(c) = item
+                && stamped_tx.send((c, Utc::now())).is_err()
+            {
+                return;
+            }
+        }
+    });
     // Docker's own view: the die events, by container id, with their timestamps.
-    let mut docker_events = docker.container_events(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut raw = docker.container_events(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let (raw_tx, mut docker_events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(e)) = raw.next().await {
+            if raw_tx.send((e, Utc::now())).is_err() {
+                return;
+            }
+        }
+    });
 
     let mut latencies = Vec::new();
     let mut kill_to_die = Vec::new();
+    let mut delivery = Vec::new();
+    let mut decided = Vec::new();
     for n in 0..TRIALS {
         let json = r#"{"family": "latency", "containerDefinitions": [{"name": "app", "image": "busybox:latest", "command": ["sleep", "600"]}]}"#;
         let task = parse(json.as_bytes(), &ParseOptions { family: None, arn_random: n as u128 + 1 })
@@ -58,10 +80,11 @@ async fn run() {
         let kill_at = Utc::now();
         let options = KillContainerOptionsBuilder::new().signal("KILL").build();
         docker.bollard().kill_container(&id, Some(options)).await.unwrap_or_else(|e| panic!("{e}"));
-        next_change(&mut reader, &arn, ContainerStatus::Stopped).await;
-        let seen_at = Utc::now();
-        let die_at = die_time(&mut docker_events, &id).await;
+        let (stopped, seen_at) = next_change(&mut reader, &arn, ContainerStatus::Stopped).await;
+        let (die_at, raw_at) = die_time(&mut docker_events, &id).await;
         latencies.push(micros(seen_at - die_at));
+        delivery.push(micros(raw_at - die_at));
+        decided.push(micros(stopped.time - die_at));
         kill_to_die.push(micros(die_at - kill_at));
         engine.clean_up_now(&arn).await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -73,16 +96,19 @@ async fn run() {
     let _ = engine.shutdown().await;
     report("die event → STOPPED change at a reader", &mut latencies);
     report("Docker: kill call → die event", &mut kill_to_die);
+    report("Docker: die event → received by a plain subscriber", &mut delivery);
+    report("berth: die event → STOPPED change decided", &mut decided);
 }
 
-async fn next_change(reader: &mut berth_engine::ChangeReader, arn: &str, status: ContainerStatus) -> StateChange {
+async fn next_change(
+    reader: &mut tokio::sync::mpsc::UnboundedReceiver<(StateChange, DateTime<Utc>)>,
+    arn: &str,
+    status: ContainerStatus,
+) -> (StateChange, DateTime<Utc>) {
     let wait = async {
-        while let Some(item) = reader.next().await {
-            if let LogItem::Change(c) = item
-                && c.task_arn == arn
-                && c.status == status
-            {
-                return c;
+        while let Some((c, at)) = reader.recv().await {
+            if c.task_arn == arn && c.status == status {
+                return (c, at);
             }
         }
         panic!("the engine stopped");
@@ -90,10 +116,16 @@ async fn next_change(reader: &mut berth_engine::ChangeReader, arn: &str, status:
     tokio::time::timeout(Duration::from_secs(60), wait).await.unwrap_or_else(|_| panic!("no {status} for {arn}"))
 }
 
-async fn die_time(events: &mut berth_docker::EventStream, id: &str) -> DateTime<Utc> {
-    while let Some(Ok(e)) = events.next().await {
+/// The die event's own timestamp, and when a plain subscriber of Docker's stream received
+/// it. This subscriber is read only after berth's change arrived, so its receive time is
+/// taken from a task that drains the stream as it comes.
+async fn die_time(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<(berth_docker::DockerEvent, DateTime<Utc>)>,
+    id: &str,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    while let Some((e, received)) = events.recv().await {
         if e.id == id && e.action == "die" {
-            return e.time;
+            return (e.time, received);
         }
     }
     panic!("no die event for {id}");
