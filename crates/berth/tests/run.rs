@@ -226,3 +226,23 @@ fn secrets_come_from_the_local_source_and_never_reach_output_or_state() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr.contains("TOKEN (valueFrom /app/token)"), "the reason names the missing secret: {stderr}");
 }
+
+#[test]
+fn bridge_host_and_none_network_modes_are_honoured() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // none: only the loopback interface; host: the host's own, Docker's bridge among them
+    // (a bridge-mode container sees only lo and its eth0).
+    let count = r#"ls /sys/class/net | wc -l"#;
+    let bridge = r#"test -e /sys/class/net/docker0"#;
+    for (mode, check) in
+        [("none", format!("test $({count}) = 1")), ("host", bridge.to_string()), ("bridge", format!("! {bridge}"))]
+    {
+        let json = format!(
+            r#"{{"family": "net-{mode}", "networkMode": "{mode}", "containerDefinitions": [{{"name": "app", "image": "busybox:latest", "command": ["sh", "-c", "{check}"]}}]}}"#
+        );
+        let data = DataDir::new();
+        let out = berth_run(&write(files.path(), &format!("{mode}.json"), &json), &data, &[]);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(data.leftovers(), (vec![], vec![]));
+    }
+}
