@@ -30,7 +30,7 @@ use bollard::query_parameters::{
 };
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// bollard's own timeout (for response headers); berth's per-operation timeouts are the
@@ -413,6 +413,16 @@ impl DockerClient for BollardClient {
             Err(e) => {
                 let e = classify(e, "remove volume", name);
                 if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, DockerError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.labels.into_iter().collect())),
+            Err(e) => {
+                let e = classify(e, "inspect volume", name);
+                if e.is_not_found() { Ok(None) } else { Err(e) }
             }
         }
     }

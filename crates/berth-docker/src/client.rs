@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use berth_model::ContainerStatus;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Docker's container events, in order, until the stream ends or fails.
@@ -55,6 +56,9 @@ pub trait DockerClient: Send + Sync + 'static {
 
     /// Remove a volume; one that does not exist succeeds.
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError>;
+
+    /// A volume's labels, or `None` when there is no such volume.
+    async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, DockerError>;
 
     /// The images on the host.
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError>;

@@ -589,7 +589,7 @@ fn issue(
                     volume_labels.insert(labels::TASK_ARN.into(), arn.into());
                     Job::CreateVolume(VolumeConfig { name, driver, driver_opts, labels: volume_labels })
                 }
-                VolumeAction::Remove => Job::RemoveVolume(name),
+                VolumeAction::Remove => Job::RemoveVolume { name, instance: instance.to_string() },
             }
         }
         Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return,

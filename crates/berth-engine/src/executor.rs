@@ -57,8 +57,13 @@ pub enum Job {
     },
     /// Create a volume.
     CreateVolume(VolumeConfig),
-    /// Remove a volume.
-    RemoveVolume(String),
+    /// Remove a volume (unless another berth's).
+    RemoveVolume {
+        /// The volume.
+        name: String,
+        /// This berth's instance id.
+        instance: String,
+    },
 }
 
 /// Perform `job`.
@@ -92,12 +97,31 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -
         }
         Job::Inspect { target, known } => inspect(docker, target, known, timeouts).await,
         Job::CreateVolume(config) => {
+            let instance = config.labels.get(labels::INSTANCE).cloned().unwrap_or_default();
+            // A volume of that name made by another berth (the same task arn run by two
+            // berths) is not this task's: refused, never shared.
+            match other_owner(docker, &config.name, &instance, timeouts).await {
+                Ok(Some(owner)) => {
+                    return Outcome::Failed(ApplyError {
+                        message: format!("volume {} belongs to another berth (instance {owner})", config.name),
+                        permanent: true,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => return failed(e),
+            }
             match timed(timeouts.volume, "create volume", &config.name, docker.create_volume(&config)).await {
                 Ok(()) => Outcome::Ok,
                 Err(e) => failed(e),
             }
         }
-        Job::RemoveVolume(name) => {
+        Job::RemoveVolume { name, instance } => {
+            match other_owner(docker, &name, &instance, timeouts).await {
+                // Another berth's: not this task's to remove.
+                Ok(Some(_)) => return Outcome::Ok,
+                Ok(None) => {}
+                Err(e) => return failed(e),
+            }
             match timed(timeouts.volume, "remove volume", &name, docker.remove_volume(&name)).await {
                 Ok(()) => Outcome::Ok,
                 Err(e) if e.is_not_found() => Outcome::Ok,
@@ -105,6 +129,17 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -
             }
         }
     }
+}
+
+/// The instance id of the berth that made volume `name`, when that is not `instance`.
+async fn other_owner(
+    docker: &dyn DockerClient,
+    name: &str,
+    instance: &str,
+    timeouts: &Timeouts,
+) -> Result<Option<String>, DockerError> {
+    let found = timed(timeouts.inspect, "inspect volume", name, docker.volume_labels(name)).await?;
+    Ok(found.and_then(|l| l.get(labels::INSTANCE).cloned()).filter(|owner| owner != instance))
 }
 
 async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts: &Timeouts) -> Outcome {

@@ -11,6 +11,7 @@ use berth_docker::{
 };
 use berth_model::HealthStatus;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -474,6 +475,13 @@ impl DockerClient for FakeDocker {
         let op = Op::RemoveVolume;
         let mode = self.enter(op, name).await?;
         let result = self.lock().remove_volume(name);
+        Self::finish(mode, op, name, result)
+    }
+
+    async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, DockerError> {
+        let op = Op::InspectVolume;
+        let mode = self.enter(op, name).await?;
+        let result = Ok(self.lock().volumes().into_iter().find(|v| v.name == name).map(|v| v.labels));
         Self::finish(mode, op, name, result)
     }
 

@@ -31,13 +31,15 @@ pub enum Op {
     CreateVolume,
     /// `remove_volume`.
     RemoveVolume,
+    /// `volume_labels`.
+    InspectVolume,
     /// `list_images`.
     ListImages,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 14] = [
         Op::Ping,
         Op::ContainerEvents,
         Op::PullImage,
@@ -50,6 +52,7 @@ impl Op {
         Op::ListContainers,
         Op::CreateVolume,
         Op::RemoveVolume,
+        Op::InspectVolume,
         Op::ListImages,
     ];
 
@@ -68,6 +71,7 @@ impl Op {
             Op::ListContainers => "list containers",
             Op::CreateVolume => "create volume",
             Op::RemoveVolume => "remove volume",
+            Op::InspectVolume => "inspect volume",
             Op::ListImages => "list images",
         }
     }

@@ -713,6 +713,7 @@ async fn an_unreachable_daemon_refuses_every_call() {
         fake.list_containers(&[]).await.unwrap_err(),
         fake.create_volume(&VolumeConfig { name: "v1".into(), ..VolumeConfig::default() }).await.unwrap_err(),
         fake.remove_volume("v1").await.unwrap_err(),
+        fake.volume_labels("v1").await.unwrap_err(),
         fake.list_images().await.unwrap_err(),
     ];
     for err in errors {
