@@ -92,6 +92,8 @@ pub struct Actor {
     after_commit: Vec<oneshot::Sender<Result<(), EngineError>>>,
     /// Operations asked for directly, issued in the next round.
     direct: Vec<(String, Op)>,
+    /// Pulls in flight, shared by the Docker calls.
+    pulls: Arc<executor::Pulls>,
 }
 
 /// What the actor needs to start.
@@ -137,6 +139,7 @@ impl Actor {
             dirty.insert(task.arn.clone());
             tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None, clean_up_now: false });
         }
+        let pull_behavior = parts.config.pull_behavior;
         Ok(Actor {
             config: parts.config,
             instance: parts.instance,
@@ -153,6 +156,7 @@ impl Actor {
             waiting: HashMap::new(),
             after_commit: Vec::new(),
             direct: Vec::new(),
+            pulls: Arc::new(executor::Pulls::new(pull_behavior)),
         })
     }
 
@@ -390,12 +394,13 @@ impl Actor {
 
     fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {
         let docker = Arc::clone(&self.docker);
+        let pulls = Arc::clone(&self.pulls);
         let inputs = self.inputs_tx.clone();
         let timeouts = self.config.timeouts.clone();
         let (task_arn, container) = (arn.to_string(), name.to_string());
         tokio::spawn(async move {
             let job = Job::Inspect { target: Some(event.docker_id.clone()), known: true };
-            let observation = match executor::perform(docker.as_ref(), job, &timeouts).await {
+            let observation = match executor::perform(docker.as_ref(), job, &timeouts, &pulls).await {
                 Outcome::Inspected(o) => o,
                 // Inspect failed: what the event itself says.
                 _ => match event.kind {
@@ -457,10 +462,11 @@ impl Actor {
         }
         for (task_arn, op, job) in jobs {
             let docker = Arc::clone(&self.docker);
+            let pulls = Arc::clone(&self.pulls);
             let inputs = self.inputs_tx.clone();
             let timeouts = self.config.timeouts.clone();
             tokio::spawn(async move {
-                let outcome = executor::perform(docker.as_ref(), job, &timeouts).await;
+                let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
                 let _ = inputs.send(Input::Done { task_arn, op, outcome });
             });
         }

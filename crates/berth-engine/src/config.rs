@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub retained_changes: u64,
     /// How long `must_init` waits between attempts at first; it doubles up to a minute.
     pub init_backoff: Duration,
+    /// How images are pulled: default, always, once, prefer-cached.
+    pub pull_behavior: crate::executor::PullBehavior,
     /// How often every container not known to be STOPPED is inspected, to catch what the
     /// event stream missed (SPEC 4; 60 s by default).
     pub steady_state_check: Duration,
@@ -71,6 +73,7 @@ impl Default for EngineConfig {
             retained_changes: berth_store::DEFAULT_RETAINED_CHANGES,
             init_backoff: Duration::from_millis(250),
             steady_state_check: Duration::from_secs(60),
+            pull_behavior: crate::executor::PullBehavior::Default,
             secrets: Arc::default(),
         }
     }

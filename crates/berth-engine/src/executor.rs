@@ -10,7 +10,9 @@ use berth_docker::{
 use berth_model::ApplyError;
 use berth_model::ContainerStatus;
 use berth_model::plan::{Observation, Outcome};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// One Docker call to make, with what it needs.
@@ -67,9 +69,9 @@ pub enum Job {
 }
 
 /// Perform `job`.
-pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts) -> Outcome {
+pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, pulls: &Pulls) -> Outcome {
     match job {
-        Job::Pull { image, local_only } => pull(docker, &image, local_only, timeouts).await,
+        Job::Pull { image, local_only } => pull(docker, &image, local_only, timeouts, pulls).await,
         Job::Create { config, instance } => create(docker, *config, &instance, timeouts).await,
         Job::Start { target } => {
             match timed(timeouts.start, "start container", &target, docker.start_container(&target)).await {
@@ -142,7 +144,7 @@ async fn other_owner(
     Ok(found.and_then(|l| l.get(labels::INSTANCE).cloned()).filter(|owner| owner != instance))
 }
 
-async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts: &Timeouts) -> Outcome {
+async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts: &Timeouts, pulls: &Pulls) -> Outcome {
     let present = || async { timed(timeouts.inspect, "inspect image", image, docker.image_exists(image)).await };
     if local_only {
         return match timed(timeouts.pull, "make pause image", image, docker.ensure_pause_image()).await {
@@ -150,16 +152,115 @@ async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts
             Err(e) => failed(e),
         };
     }
-    match timed(timeouts.pull, "pull image", image, docker.pull_image(image)).await {
+    let behaviour = pulls.behaviour;
+    if matches!(behaviour, PullBehavior::PreferCached)
+        || (behaviour == PullBehavior::Once && pulls.pulled_before(image))
+    {
+        match present().await {
+            Ok(true) => return Outcome::Ok,
+            Ok(false) => {}
+            Err(e) => return failed(e),
+        }
+    }
+    match pulls.pull(docker, image, timeouts).await {
         Ok(()) => Outcome::Ok,
-        // The default behaviour: a pull that fails for any reason while the image is
-        // present proceeds with the local image at once.
-        Err(e) => match present().await {
+        // Under the default behaviour (and once, prefer-cached), a pull that fails for any
+        // reason while the image is present proceeds with the local image at once; under
+        // `always` the pull must succeed.
+        Err(e) if behaviour != PullBehavior::Always => match present().await {
             Ok(true) => Outcome::Ok,
             _ => failed(e),
         },
+        Err(e) => failed(e),
     }
 }
+
+/// How images are pulled (SPEC 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullBehavior {
+    /// Pull every time; if the pull fails and the image is present, use it.
+    #[default]
+    Default,
+    /// Pull every time; a failed pull fails the container.
+    Always,
+    /// Pull the first time this berth needs the image; later, use the local one.
+    Once,
+    /// Use the local image when there is one; pull only when it is missing.
+    PreferCached,
+}
+
+/// Takes a pull out of the map of pulls in flight when it ends.
+struct Leave<'a> {
+    pulls: &'a Pulls,
+    image: &'a str,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.pulls.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(self.image);
+    }
+}
+
+/// The outcome of a pull under way, as its joiners see it: `None` until it ends.
+type PullResult = tokio::sync::watch::Receiver<Option<Result<(), DockerError>>>;
+
+/// The pulls in flight, shared: concurrent pulls of one image make one pull (there is no
+/// global pull lock: pulls of different images go on side by side).
+#[derive(Default)]
+pub struct Pulls {
+    /// The behaviour.
+    pub behaviour: PullBehavior,
+    in_flight: Mutex<HashMap<String, PullResult>>,
+    pulled: Mutex<HashSet<String>>,
+}
+
+impl Pulls {
+    /// Pulls with this behaviour.
+    pub fn new(behaviour: PullBehavior) -> Pulls {
+        Pulls { behaviour, ..Pulls::default() }
+    }
+
+    fn pulled_before(&self, image: &str) -> bool {
+        self.pulled.lock().unwrap_or_else(PoisonError::into_inner).contains(image)
+    }
+
+    /// Join the pull of `image` under way, or lead a new one (atomically, so two callers
+    /// never both lead).
+    fn join_or_lead(&self, image: &str) -> Result<PullResult, PullLeader> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(result) = in_flight.get(image) {
+            return Ok(result.clone());
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        in_flight.insert(image.to_string(), rx);
+        Err(tx)
+    }
+
+    /// Pull `image`, or join the pull of it already under way and share its outcome.
+    async fn pull(&self, docker: &dyn DockerClient, image: &str, timeouts: &Timeouts) -> Result<(), DockerError> {
+        match self.join_or_lead(image) {
+            Ok(mut result) => match result.wait_for(Option::is_some).await {
+                Ok(done) => done.clone().unwrap_or(Ok(())),
+                Err(_) => {
+                    Err(DockerError::new(ErrorKind::Transient, "pull image", image, "the shared pull was abandoned"))
+                }
+            },
+            Err(leader) => {
+                // Out of the map however this ends, even if the pull is abandoned.
+                let _leave = Leave { pulls: self, image };
+                let result = timed(timeouts.pull, "pull image", image, docker.pull_image(image)).await;
+                if result.is_ok() {
+                    self.pulled.lock().unwrap_or_else(PoisonError::into_inner).insert(image.to_string());
+                }
+                leader.send_replace(Some(result.clone()));
+                result
+            }
+        }
+    }
+}
+
+/// The sending side of a pull's outcome, held by the one call that makes the pull.
+type PullLeader = tokio::sync::watch::Sender<Option<Result<(), DockerError>>>;
 
 async fn create(
     docker: &dyn DockerClient,

@@ -6,7 +6,8 @@
 //!
 //! - [`engine`]: the handle (`new`, `init`, `add_task`, `task_events`, ...);
 //! - `actor`: the loop that owns the state: plan, commit, then call Docker;
-//! - `executor`: one Docker call with its timeout, as an outcome the model reads;
+//! - [`executor`]: one Docker call with its timeout, as an outcome the model reads; the
+//!   shared pulls and the pull behaviours;
 //! - [`settings`]: a container's create request (names, labels, every setting);
 //! - `watch`: the event stream, reopened from where it left off;
 //! - [`changelog`]: the retained changes and their readers;
@@ -20,7 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
-mod executor;
+pub mod executor;
 pub mod settings;
 mod watch;
 
@@ -29,3 +30,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EngineConfig, Timeouts};
 pub use engine::{DockerTaskEngine, EngineState, TaskEngine};
 pub use error::{ContainerNotFound, EngineError};
+pub use executor::PullBehavior;
