@@ -49,7 +49,11 @@ const ZERO_TIME_PREFIX: &str = "0001-01-01";
 #[derive(Debug, Clone)]
 pub struct BollardClient {
     docker: Docker,
+    pull_inactivity: Duration,
 }
+
+/// A pull with no progress for this long is cancelled (SPEC 3).
+pub const DEFAULT_PULL_INACTIVITY: Duration = Duration::from_secs(60);
 
 impl BollardClient {
     /// Connect to `DOCKER_HOST`, else `unix:///var/run/docker.sock`, and negotiate the API
@@ -68,7 +72,13 @@ impl BollardClient {
             .negotiate_version()
             .await
             .map_err(|e| classify(e, "negotiate API version", endpoint))?;
-        Ok(BollardClient { docker })
+        Ok(BollardClient { docker, pull_inactivity: DEFAULT_PULL_INACTIVITY })
+    }
+
+    /// Cancel a pull after this long without progress (default one minute).
+    pub fn with_pull_inactivity(mut self, limit: Duration) -> BollardClient {
+        self.pull_inactivity = limit;
+        self
     }
 
     /// The bollard client itself, for what the trait does not cover (logs, image import).
@@ -294,18 +304,39 @@ impl DockerClient for BollardClient {
         let (repo, tag) = split_reference(image);
         let options = CreateImageOptionsBuilder::new().from_image(&repo).tag(&tag).build();
         let mut stream = self.docker.create_image(Some(options), None, None);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
+        loop {
+            // A registry that stops sending is given up on after the inactivity timeout.
+            let next = match tokio::time::timeout(self.pull_inactivity, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let secs = self.pull_inactivity.as_secs_f64();
+                    return Err(DockerError::new(
+                        ErrorKind::Transient,
+                        "pull image",
+                        image,
+                        format!("no progress for {secs:.0} s; the pull was cancelled"),
+                    ));
+                }
+            };
+            match next {
+                None => return Ok(()),
+                Some(Ok(info)) => {
                     if let Some(detail) = info.error_detail.and_then(|d| d.message) {
                         let kind = if permanent_message(&detail) { ErrorKind::Permanent } else { ErrorKind::Transient };
                         return Err(DockerError::new(kind, "pull image", image, detail));
                     }
                 }
-                Err(e) => return Err(classify(e, "pull image", image)),
+                // bollard 0.21 can end a finished pull's stream with a spurious "bytes
+                // remaining on stream": the image decides.
+                Some(Err(e)) if e.to_string().contains("bytes remaining on stream") => {
+                    return match self.image_exists(image).await {
+                        Ok(true) => Ok(()),
+                        _ => Err(classify(e, "pull image", image)),
+                    };
+                }
+                Some(Err(e)) => return Err(classify(e, "pull image", image)),
             }
         }
-        Ok(())
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
