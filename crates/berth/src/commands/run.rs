@@ -18,7 +18,7 @@
 use crate::taskfile;
 use anyhow::Context;
 use berth_docker::BollardClient;
-use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
+use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, PullBehavior, TaskEngine};
 use berth_model::{ContainerStatus, StateChange, Task, TaskStatus};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
@@ -60,6 +60,20 @@ pub struct Run {
     /// environment file's `value`) to its value.
     #[arg(long, value_name = "FILE")]
     secrets: Option<PathBuf>,
+    /// How images are pulled: default (pull; if that fails, use the local image), always,
+    /// once (the first time), prefer-cached (pull only what is missing).
+    #[arg(long, value_name = "BEHAVIOUR", default_value = "default", value_parser = parse_pull)]
+    pull: PullBehavior,
+}
+
+fn parse_pull(s: &str) -> Result<PullBehavior, String> {
+    match s {
+        "default" => Ok(PullBehavior::Default),
+        "always" => Ok(PullBehavior::Always),
+        "once" => Ok(PullBehavior::Once),
+        "prefer-cached" => Ok(PullBehavior::PreferCached),
+        other => Err(format!("{other:?}: expected default, always, once or prefer-cached")),
+    }
 }
 
 impl Run {
@@ -114,6 +128,7 @@ impl Run {
         let mut config =
             EngineConfig { data_dir: Some(data_dir.clone()), secrets: Arc::new(secrets), ..Default::default() };
         config.plan.default_stop_timeout_secs = self.stop_timeout;
+        config.pull_behavior = self.pull;
         let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
         engine.init().await.map_err(|e| e.to_string())?;
         Ok(Prepared { engine, docker, task: accepted.task, data_dir, owned_data_dir: owned })
@@ -386,6 +401,15 @@ mod tests {
         let (code, reason) = exit_code(&task(), None, &[stopped], None);
         assert_eq!(code, 125);
         assert!(reason.unwrap_or_default().contains("pull access denied"));
+    }
+
+    #[test]
+    fn pull_behaviours_are_named_as_in_the_spec() {
+        assert_eq!(parse_pull("prefer-cached"), Ok(PullBehavior::PreferCached));
+        assert_eq!(parse_pull("once"), Ok(PullBehavior::Once));
+        assert_eq!(parse_pull("always"), Ok(PullBehavior::Always));
+        assert_eq!(parse_pull("default"), Ok(PullBehavior::Default));
+        assert!(parse_pull("never").is_err());
     }
 
     #[test]
