@@ -14,8 +14,17 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_and_stop_an_image_pulled_from_the_registry() {
     let (engine, cleanup) = real().await;
-    // A tag of its own, so the pull really happens even if another test pulled before.
-    let image = "127.0.0.1:51670/busybox:latest";
+    // A tag of its own in the registry, absent locally, so the pull really happens.
+    let image = format!("127.0.0.1:51670/berth-pull-test:{:016x}", rand::random::<u64>());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["tag", "busybox:latest", &image]);
+    docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    let local = std::process::Command::new("docker").args(["image", "inspect", &image]).output();
+    assert!(local.is_ok_and(|o| !o.status.success()), "the image is not local before the task");
     let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let json = format!(
         r#"{{"family": "pull", "containerDefinitions": [{{"name": "web", "image": "{image}", "command": ["httpd", "-f", "-p", "8080"]}}]}}"#
@@ -29,6 +38,10 @@ async fn start_and_stop_an_image_pulled_from_the_registry() {
     let steps: Vec<TaskStatus> = changes.iter().map(|c| c.task_status).filter(|s| *s != TaskStatus::None).collect();
     assert_eq!(steps, [TaskStatus::Created, TaskStatus::Running, TaskStatus::Stopped]);
     assert!(matches!(cleanup.info("web").await.state.exit_code, 137 | 143));
+    let pulled = std::process::Command::new("docker").args(["image", "inspect", &image]).output();
+    assert!(pulled.is_ok_and(|o| o.status.success()), "berth pulled it");
+    drop(cleanup);
+    docker(&["rmi", &image]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
