@@ -2,7 +2,10 @@
 # Sets up what berth's Docker tests need on this host, and installs what is missing:
 #   1. a Docker daemon that answers (started in the background if none runs);
 #   2. a local `busybox:latest` image, built from Debian's busybox-static (never pulled);
-#   3. a registry without auth on 127.0.0.1:51670 that serves `busybox:latest`.
+#   3. a registry without auth on 127.0.0.1:51670 that serves `busybox:latest`;
+#   4. a registry with basic auth (htpasswd, bcrypt) on 127.0.0.1:51671 that serves
+#      `busybox:latest` to the test users listed below, which are also written, for the
+#      tests, to /var/lib/berth-test/registry-51671/users.json.
 # Idempotent: what is ready already is left alone. Safe beside tests of another checkout
 # that use the same daemon: it removes no image or container it did not make, and never
 # restarts a daemon or a registry that answers.
@@ -16,6 +19,23 @@ LOG_DIR=/var/log                         # berth-dockerd.log, berth-registry-POR
 LOCK_FILE=/run/lock/berth-test-env.lock  # one setup at a time, across checkouts
 IMAGE=busybox:latest
 REGISTRY_PORT=51670
+AUTH_REGISTRY_PORT=51671
+# The users of the registry with basic auth, "name password" pairs. Test-only credentials
+# of a registry that listens on the loopback only; they are not secrets. What matters is
+# the X-Registry-Auth header a client sends for them to 127.0.0.1:51671: the JSON
+# {"username":U,"password":P,...,"serveraddress":"127.0.0.1:51671",...} in base64 (both as
+# bollard 0.21 writes it, with "auth", "email", "identitytoken", "registrytoken": null,
+# and in the short form with the three fields only). Docker decodes it as base64url, so
+# a standard encoding with `+` or `/` in it loses the credentials:
+#   berth       s?wordfish   standard base64 has neither `+` nor `/` (the control user)
+#   berth-plus  a~b~c~       standard base64 has `+` (and no `/`)
+#   berth-slash s?s?s?       standard base64 has `/` (and no `+`)
+# Passwords hold no `"`, `\` or space (they are written into JSON and split on spaces).
+AUTH_REGISTRY_USERS=(
+  "berth s?wordfish"
+  "berth-plus a~b~c~"
+  "berth-slash s?s?s?"
+)
 WAIT_SECONDS=60
 
 say() { echo "test-env: $*"; }
@@ -249,13 +269,16 @@ start_registry() {
 
 # Checks that the registry serves the manifest of REPO:latest and every blob it names,
 # with the right digests (what a daemon without the layers would fetch).
+# Optional $3: "user:password" for a registry with basic auth.
 check_registry_blobs() {
   local base=http://127.0.0.1:$1/v2/$2 manifest digest
-  manifest=$(curl -fsS -m 30 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "$base/manifests/latest") ||
+  local auth=()
+  [[ -z ${3:-} ]] || auth=(-u "$3")
+  manifest=$(curl -fsS -m 30 "${auth[@]}" -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "$base/manifests/latest") ||
     die "no manifest for $2:latest on 127.0.0.1:$1"
   local n=0
   while read -r digest; do
-    [[ $(curl -fsS -m 60 "$base/blobs/$digest" | sha256sum | cut -d' ' -f1) == "${digest#sha256:}" ]] ||
+    [[ $(curl -fsS -m 60 "${auth[@]}" "$base/blobs/$digest" | sha256sum | cut -d' ' -f1) == "${digest#sha256:}" ]] ||
       die "blob $digest of $2:latest on 127.0.0.1:$1 is missing or corrupt"
     n=$((n + 1))
   done < <(grep -o 'sha256:[0-9a-f]\{64\}' <<<"$manifest" | sort -u)
@@ -286,5 +309,120 @@ publish_busybox() {
 
 start_registry "$REGISTRY_PORT" "$STATE_DIR/registry-$REGISTRY_PORT"
 publish_busybox "$REGISTRY_PORT"
+
+# ---- 4. registry with basic auth ---------------------------------------------------
+AUTH_DIR=$STATE_DIR/registry-$AUTH_REGISTRY_PORT
+AUTH_HTPASSWD=$AUTH_DIR/htpasswd
+AUTH_USERS_JSON=$AUTH_DIR/users.json
+
+# True when the htpasswd file has exactly the users of AUTH_REGISTRY_USERS, each with its
+# password (bcrypt salts differ at each write, so the file is checked, not compared).
+htpasswd_current() {
+  [[ -f $AUTH_HTPASSWD ]] || return 1
+  local entry user password
+  [[ $(grep -c . "$AUTH_HTPASSWD") == "${#AUTH_REGISTRY_USERS[@]}" ]] || return 1
+  for entry in "${AUTH_REGISTRY_USERS[@]}"; do
+    read -r user password <<<"$entry"
+    [[ $(grep -m1 "^$user:" "$AUTH_HTPASSWD") == "$user:\$2y\$"* ]] || return 1
+    htpasswd -v -b "$AUTH_HTPASSWD" "$user" "$password" >/dev/null 2>&1 || return 1
+  done
+}
+
+# Writes the htpasswd file (bcrypt) and users.json, for the tests, unless current.
+write_auth_users() {
+  command -v htpasswd >/dev/null || apt_install apache2-utils
+  mkdir -p "$AUTH_DIR"
+  local entry user password
+  if htpasswd_current; then
+    say "htpasswd of 127.0.0.1:$AUTH_REGISTRY_PORT has its ${#AUTH_REGISTRY_USERS[@]} test users"
+  else
+    rm -f "$AUTH_HTPASSWD.new"
+    for entry in "${AUTH_REGISTRY_USERS[@]}"; do
+      read -r user password <<<"$entry"
+      if [[ -f $AUTH_HTPASSWD.new ]]; then
+        htpasswd -B -b "$AUTH_HTPASSWD.new" "$user" "$password" >/dev/null 2>&1
+      else
+        htpasswd -B -b -c "$AUTH_HTPASSWD.new" "$user" "$password" >/dev/null 2>&1
+      fi || die "htpasswd -B failed for user $user"
+    done
+    chmod 0644 "$AUTH_HTPASSWD.new"
+    mv -f "$AUTH_HTPASSWD.new" "$AUTH_HTPASSWD"
+    say "wrote $AUTH_HTPASSWD (bcrypt) for users: ${AUTH_REGISTRY_USERS[*]%% *}"
+  fi
+  local json sep=
+  json="{\"serveraddress\": \"127.0.0.1:$AUTH_REGISTRY_PORT\", \"users\": ["
+  for entry in "${AUTH_REGISTRY_USERS[@]}"; do
+    read -r user password <<<"$entry"
+    [[ $user$password != *[\"\\]* ]] || die "test user $user: a quote or backslash in the name or password"
+    json+="$sep{\"username\": \"$user\", \"password\": \"$password\"}"
+    sep=", "
+  done
+  json+="]}"
+  if [[ $(cat "$AUTH_USERS_JSON" 2>/dev/null) != "$json" ]]; then
+    printf '%s\n' "$json" >"$AUTH_USERS_JSON.new"
+    chmod 0644 "$AUTH_USERS_JSON.new"
+    mv -f "$AUTH_USERS_JSON.new" "$AUTH_USERS_JSON"
+    say "wrote $AUTH_USERS_JSON"
+  fi
+}
+
+# The HTTP status of GET PATH on the registry with basic auth, as user $2 ("" for none).
+auth_registry_status() {
+  local path=$1 cred=${2:-} auth=()
+  [[ -z $cred ]] || auth=(-u "$cred")
+  curl -sS -o /dev/null -m 5 "${auth[@]}" -w '%{http_code}' "http://127.0.0.1:$AUTH_REGISTRY_PORT$path" 2>/dev/null || true
+}
+
+# Checks that /v2/ asks for credentials and that every test user's are taken.
+check_auth_registry() {
+  local status entry user password
+  status=$(auth_registry_status /v2/)
+  [[ $status == 401 ]] || die "GET /v2/ on 127.0.0.1:$AUTH_REGISTRY_PORT without credentials answered $status, not 401"
+  for entry in "${AUTH_REGISTRY_USERS[@]}"; do
+    read -r user password <<<"$entry"
+    status=$(auth_registry_status /v2/ "$user:$password")
+    [[ $status == 200 ]] ||
+      die "GET /v2/ on 127.0.0.1:$AUTH_REGISTRY_PORT as $user answered $status, not 200 (a registry started with an older htpasswd? stop the one of $AUTH_DIR/registry.pid and run this again)"
+  done
+  status=$(auth_registry_status /v2/ "berth:not-the-password")
+  [[ $status == 401 ]] || die "GET /v2/ on 127.0.0.1:$AUTH_REGISTRY_PORT with a wrong password answered $status, not 401"
+  say "registry on 127.0.0.1:$AUTH_REGISTRY_PORT: /v2/ answers 401 without credentials, 200 for each test user"
+}
+
+# Pushes $IMAGE as 127.0.0.1:PORT/busybox:latest unless the registry has it, logged in
+# with a DOCKER_CONFIG of its own (the user's Docker config is not touched).
+publish_busybox_auth() {
+  local ref=127.0.0.1:$AUTH_REGISTRY_PORT/busybox:latest user password tags out
+  read -r user password <<<"${AUTH_REGISTRY_USERS[0]}"
+  tags=$(curl -fsS -m 10 -u "$user:$password" "http://127.0.0.1:$AUTH_REGISTRY_PORT/v2/busybox/tags/list" 2>/dev/null) || tags=
+  if [[ $tags == *'"latest"'* ]]; then
+    say "registry on 127.0.0.1:$AUTH_REGISTRY_PORT has busybox:latest"
+  else
+    local config
+    config=$(mktemp -d)
+    # shellcheck disable=SC2064 # expand $config now
+    trap "rm -rf '$config'" EXIT
+    out=$(docker --config "$config" login -u "$user" --password-stdin "127.0.0.1:$AUTH_REGISTRY_PORT" <<<"$password" 2>&1) ||
+      die "docker login 127.0.0.1:$AUTH_REGISTRY_PORT as $user failed: $out"
+    docker tag "$IMAGE" "$ref"
+    out=$(timeout 300 docker --config "$config" push "$ref" 2>&1) || die "docker push $ref failed: $out"
+    say "pushed $IMAGE to $ref (as $user)"
+    # Proof that a pull with credentials works: drop the tag just made, pull it back.
+    docker rmi "$ref" >/dev/null
+    out=$(timeout 120 docker --config "$config" pull "$ref" 2>&1) || die "docker pull $ref (logged in) failed: $out"
+    say "removed the local tag $ref and pulled it back (logged in)"
+    rm -rf "$config"
+    trap - EXIT
+    tags=$(curl -fsS -m 10 -u "$user:$password" "http://127.0.0.1:$AUTH_REGISTRY_PORT/v2/busybox/tags/list" 2>/dev/null) || tags=
+    [[ $tags == *'"latest"'* ]] || die "the tag list of busybox on 127.0.0.1:$AUTH_REGISTRY_PORT lacks latest after the push: $tags"
+  fi
+  check_registry_blobs "$AUTH_REGISTRY_PORT" busybox "$user:$password"
+  say "registry on 127.0.0.1:$AUTH_REGISTRY_PORT serves busybox:latest with credentials (tag list, manifest and blobs check out)"
+}
+
+write_auth_users
+start_registry "$AUTH_REGISTRY_PORT" "$AUTH_DIR" "$AUTH_HTPASSWD"
+check_auth_registry
+publish_busybox_auth
 
 say "ready"
