@@ -9,7 +9,9 @@
 //!   the longest stop;
 //! - it treats 304 as success, so "already started" and "already stopped" are `Ok`;
 //! - its streams send nothing until first polled: the event stream is opened with `since`
-//!   a little in the past, so events between the call and the first poll are replayed.
+//!   a little in the past, so events between the call and the first poll are replayed;
+//! - it encodes `X-Registry-Auth` in standard base64 where Docker decodes base64url, so
+//!   the header is rewritten on the way out (`auth_header`).
 
 use crate::client::{DockerClient, EventStream};
 use crate::error::{DockerError, ErrorKind};
@@ -66,8 +68,9 @@ impl BollardClient {
 
     /// Connect to `endpoint` (`unix:///path`, `tcp://host:port`, `http://host:port`).
     pub async fn connect_to(endpoint: &str) -> Result<BollardClient, DockerError> {
-        let docker = Docker::connect_with_host(endpoint)
-            .map_err(|e| classify(e, "connect", endpoint))?
+        let docker = Docker::connect_with_host(endpoint).map_err(|e| classify(e, "connect", endpoint))?;
+        // Docker reads X-Registry-Auth as base64url; bollard 0.21 writes standard base64.
+        let docker = crate::auth_header::with_auth_header_fix(docker)
             .with_timeout(CLIENT_TIMEOUT)
             .negotiate_version()
             .await
