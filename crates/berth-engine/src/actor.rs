@@ -94,6 +94,10 @@ pub struct Actor {
     direct: Vec<(String, Op)>,
     /// Pulls in flight, shared by the Docker calls.
     pulls: Arc<executor::Pulls>,
+    /// What waits for the next group commit.
+    pending: Batch,
+    /// The group commit in flight, if any.
+    committing: Option<Committing>,
 }
 
 /// What the actor needs to start.
@@ -157,6 +161,8 @@ impl Actor {
             after_commit: Vec::new(),
             direct: Vec::new(),
             pulls: Arc::new(executor::Pulls::new(pull_behavior)),
+            pending: Batch::default(),
+            committing: None,
         })
     }
 
@@ -165,8 +171,9 @@ impl Actor {
     pub async fn run(mut self) -> Result<(), EngineError> {
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         loop {
-            self.round().await?;
+            self.round()?;
             if let Some(reply) = shutdown.take() {
+                self.finish_commits().await?;
                 let _ = reply.send(());
                 return Ok(());
             }
@@ -176,9 +183,12 @@ impl Actor {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(reply)) => shutdown = Some(reply),
                     Some(command) => self.command(command),
-                    None => return Ok(()),
+                    None => return self.finish_commits().await,
                 },
                 Some(input) = self.inputs.recv() => self.input(input),
+                joined = async { match self.committing.as_mut() { Some((h, _)) => h.await, None => std::future::pending().await } } => {
+                    self.commit_done(joined)?;
+                }
                 () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {}
             }
             // Take everything else that is ready now: one round, one commit.
@@ -417,8 +427,11 @@ impl Actor {
         });
     }
 
-    /// Plan every touched task, commit, then start the Docker calls.
-    async fn round(&mut self) -> Result<(), EngineError> {
+    /// Plan every touched task; what the round decided waits for its group commit (the
+    /// Docker calls start, and the changes are seen, once it is durable). While one commit
+    /// is in flight the next rounds keep planning, and their groups go together into the
+    /// next commit.
+    fn round(&mut self) -> Result<(), EngineError> {
         let now = self.clock.now();
         while let Some(Reverse((at, _))) = self.wakes.peek() {
             if *at > now {
@@ -453,14 +466,57 @@ impl Actor {
             }
             group.tasks.push((arn, Some(entry.task.clone())));
         }
-        if !group.is_empty() {
-            let committed = self.save(group).await?;
-            self.log.append(committed);
+        // Everything of this round waits for its group to be durable: the next commit
+        // carries it (started now if none is in flight).
+        self.pending.group.tasks.extend(group.tasks);
+        self.pending.group.changes.extend(group.changes);
+        self.pending.jobs.extend(jobs);
+        self.pending.replies.append(&mut self.after_commit);
+        self.start_commit()
+    }
+
+    /// Start the next group commit, if none is in flight and anything waits for one.
+    fn start_commit(&mut self) -> Result<(), EngineError> {
+        if self.committing.is_some() || self.pending.is_empty() {
+            return Ok(());
         }
-        for reply in self.after_commit.drain(..) {
+        let Batch { group, jobs, replies } = std::mem::take(&mut self.pending);
+        let released = Batch { group: Group::default(), jobs, replies };
+        if group.is_empty() {
+            // Nothing to save (replies only): release at once.
+            self.release(released, Vec::new());
+            return Ok(());
+        }
+        let mut saver = self.saver.take().ok_or_else(|| EngineError::InvalidState("the store is gone".into()))?;
+        let handle = tokio::task::spawn_blocking(move || {
+            let result = saver.save(group);
+            (saver, result)
+        });
+        self.committing = Some((handle, released));
+        Ok(())
+    }
+
+    /// A group commit ended: on success its changes go to the log, its replies are sent and
+    /// its Docker calls start; then the next commit, if anything waits.
+    fn commit_done(&mut self, joined: Result<Saved, tokio::task::JoinError>) -> Result<(), EngineError> {
+        let (saver, result) =
+            joined.map_err(|e| EngineError::InvalidState(format!("the store's thread failed: {e}")))?;
+        self.saver = Some(saver);
+        let Some((_, batch)) = self.committing.take() else { return Ok(()) };
+        let committed = result.map_err(|e| {
+            tracing::error!(error = %e, "saving state failed; the engine stops");
+            EngineError::Store(e)
+        })?;
+        self.release(batch, committed);
+        self.start_commit()
+    }
+
+    fn release(&mut self, batch: Batch, committed: Vec<berth_model::StateChange>) {
+        self.log.append(committed);
+        for reply in batch.replies {
             let _ = reply.send(Ok(()));
         }
-        for (task_arn, op, job) in jobs {
+        for (task_arn, op, job) in batch.jobs {
             let docker = Arc::clone(&self.docker);
             let pulls = Arc::clone(&self.pulls);
             let inputs = self.inputs_tx.clone();
@@ -470,25 +526,38 @@ impl Actor {
                 let _ = inputs.send(Input::Done { task_arn, op, outcome });
             });
         }
-        Ok(())
     }
 
-    /// One group commit, the saver moved into a blocking task and back.
-    async fn save(&mut self, group: Group) -> Result<Vec<berth_model::StateChange>, EngineError> {
-        let mut saver = self.saver.take().ok_or_else(|| EngineError::InvalidState("the store is gone".into()))?;
-        let (saver, result) = tokio::task::spawn_blocking(move || {
-            let result = saver.save(group);
-            (saver, result)
-        })
-        .await
-        .map_err(|e| EngineError::InvalidState(format!("the store's thread failed: {e}")))?;
-        self.saver = Some(saver);
-        result.map_err(|e| {
-            tracing::error!(error = %e, "saving state failed; the engine stops");
-            EngineError::Store(e)
-        })
+    /// Wait for the commit in flight, if any (at shutdown).
+    async fn finish_commits(&mut self) -> Result<(), EngineError> {
+        while let Some((handle, _)) = self.committing.as_mut() {
+            let joined = handle.await;
+            self.commit_done(joined)?;
+        }
+        Ok(())
     }
 }
+
+/// What waits for one group commit: the group, and what is released once it is durable.
+#[derive(Default)]
+struct Batch {
+    group: Group,
+    jobs: Vec<(String, Op, Job)>,
+    replies: Vec<oneshot::Sender<Result<(), EngineError>>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.group.is_empty() && self.jobs.is_empty() && self.replies.is_empty()
+    }
+}
+
+/// The save running in its blocking task (the saver moved in and handed back), and the
+/// batch it makes durable.
+type Committing = (tokio::task::JoinHandle<Saved>, Batch);
+
+/// What a save hands back: the saver, and the committed changes or the failure.
+type Saved = (Box<dyn Saver>, Result<Vec<berth_model::StateChange>, berth_store::StoreError>);
 
 /// Make a loaded task resumable: nothing is in flight any more, and every container whose
 /// state berth cannot be sure of is inspected first.
