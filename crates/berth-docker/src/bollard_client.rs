@@ -13,6 +13,7 @@
 //! - it encodes `X-Registry-Auth` in standard base64 where Docker decodes base64url, so
 //!   the header is rewritten on the way out (`auth_header`).
 
+use crate::auth::RegistryAuth;
 use crate::client::{DockerClient, EventStream};
 use crate::error::{DockerError, ErrorKind};
 use crate::events::DockerEvent;
@@ -303,10 +304,12 @@ impl DockerClient for BollardClient {
         Ok(Box::pin(stream))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<(), DockerError> {
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), DockerError> {
         let (repo, tag) = split_reference(image);
         let options = CreateImageOptionsBuilder::new().from_image(&repo).tag(&tag).build();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        // The header these make is rewritten to base64url by `auth_header` (see connect).
+        let credentials = auth.map(RegistryAuth::to_docker_credentials);
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         loop {
             // A registry that stops sending is given up on after the inactivity timeout.
             let next = match tokio::time::timeout(self.pull_inactivity, stream.next()).await {

@@ -1,5 +1,6 @@
 //! The client surface berth needs of Docker (the seed's `DockerClient`).
 
+use crate::auth::RegistryAuth;
 use crate::error::DockerError;
 use crate::events::DockerEvent;
 use crate::types::{ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, VolumeConfig};
@@ -25,8 +26,8 @@ pub trait DockerClient: Send + Sync + 'static {
     /// events after the call are delivered even before the stream is first polled.
     async fn container_events(&self, since: Option<DateTime<Utc>>) -> Result<EventStream, DockerError>;
 
-    /// Make `image` present on the host.
-    async fn pull_image(&self, image: &str) -> Result<(), DockerError>;
+    /// Make `image` present on the host, with the registry credentials given, if any.
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), DockerError>;
 
     /// Whether `image` is present on the host.
     async fn image_exists(&self, image: &str) -> Result<bool, DockerError>;

@@ -144,6 +144,7 @@ impl Actor {
             tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None, clean_up_now: false });
         }
         let pull_behavior = parts.config.pull_behavior;
+        let auth = Arc::clone(&parts.config.auth);
         Ok(Actor {
             config: parts.config,
             instance: parts.instance,
@@ -160,7 +161,7 @@ impl Actor {
             waiting: HashMap::new(),
             after_commit: Vec::new(),
             direct: Vec::new(),
-            pulls: Arc::new(executor::Pulls::new(pull_behavior)),
+            pulls: Arc::new(executor::Pulls::new(pull_behavior, auth)),
             pending: Batch::default(),
             committing: None,
         })

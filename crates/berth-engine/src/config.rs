@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub retained_changes: u64,
     /// How long `must_init` waits between attempts at first; it doubles up to a minute.
     pub init_backoff: Duration,
+    /// Where registry credentials come from (SPEC 8; none by default, `berth run` uses the
+    /// user's Docker configuration).
+    pub auth: Arc<berth_docker::auth::DockerAuth>,
     /// How images are pulled: default, always, once, prefer-cached.
     pub pull_behavior: crate::executor::PullBehavior,
     /// How often every container not known to be STOPPED is inspected, to catch what the
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             init_backoff: Duration::from_millis(250),
             steady_state_check: Duration::from_secs(60),
             pull_behavior: crate::executor::PullBehavior::Default,
+            auth: Arc::default(),
             secrets: Arc::default(),
         }
     }

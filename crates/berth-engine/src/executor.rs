@@ -4,6 +4,7 @@
 
 use crate::config::Timeouts;
 use crate::settings::SettingsError;
+use berth_docker::auth::{DockerAuth, RegistryAuth};
 use berth_docker::{
     ContainerConfig, ContainerInfo, DockerClient, DockerError, ErrorKind, VolumeConfig, labels, status_of,
 };
@@ -12,7 +13,7 @@ use berth_model::ContainerStatus;
 use berth_model::plan::{Observation, Outcome};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// One Docker call to make, with what it needs.
@@ -210,14 +211,29 @@ type PullResult = tokio::sync::watch::Receiver<Option<Result<(), DockerError>>>;
 pub struct Pulls {
     /// The behaviour.
     pub behaviour: PullBehavior,
+    auth: Arc<DockerAuth>,
     in_flight: Mutex<HashMap<String, PullResult>>,
     pulled: Mutex<HashSet<String>>,
 }
 
 impl Pulls {
-    /// Pulls with this behaviour.
-    pub fn new(behaviour: PullBehavior) -> Pulls {
-        Pulls { behaviour, ..Pulls::default() }
+    /// Pulls with this behaviour, and credentials from `auth`.
+    pub fn new(behaviour: PullBehavior, auth: Arc<DockerAuth>) -> Pulls {
+        Pulls { behaviour, auth, ..Pulls::default() }
+    }
+
+    /// The credentials for `image` (a credential helper may run: off the async threads).
+    /// A failure names the source and the registry, never a secret.
+    async fn credentials(&self, image: &str) -> Result<Option<RegistryAuth>, DockerError> {
+        let auth = Arc::clone(&self.auth);
+        let owned = image.to_string();
+        match tokio::task::spawn_blocking(move || auth.lookup(&owned)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => {
+                Err(DockerError::new(ErrorKind::Permanent, "find registry credentials", image, e.to_string()))
+            }
+            Err(e) => Err(DockerError::new(ErrorKind::Transient, "find registry credentials", image, e.to_string())),
+        }
     }
 
     fn pulled_before(&self, image: &str) -> bool {
@@ -248,7 +264,12 @@ impl Pulls {
             Err(leader) => {
                 // Out of the map however this ends, even if the pull is abandoned.
                 let _leave = Leave { pulls: self, image };
-                let result = timed(timeouts.pull, "pull image", image, docker.pull_image(image)).await;
+                let result = match self.credentials(image).await {
+                    Ok(auth) => {
+                        timed(timeouts.pull, "pull image", image, docker.pull_image(image, auth.as_ref())).await
+                    }
+                    Err(e) => Err(e),
+                };
                 if result.is_ok() {
                     self.pulled.lock().unwrap_or_else(PoisonError::into_inner).insert(image.to_string());
                 }

@@ -5,6 +5,7 @@ use crate::fault::{Fault, FaultMode, Op};
 use crate::snapshot::ContainerSnapshot;
 use crate::state::{Started, State, normalize_image};
 use async_trait::async_trait;
+use berth_docker::auth::RegistryAuth;
 use berth_docker::{
     ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, DockerEvent, ErrorKind, EventStream,
     ImageSummary, VolumeConfig,
@@ -403,7 +404,7 @@ impl DockerClient for FakeDocker {
         Self::finish(mode, op, "", Ok(stream))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<(), DockerError> {
+    async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<(), DockerError> {
         let op = Op::PullImage;
         let mode = self.enter(op, image).await?;
         let now = self.now();

@@ -129,6 +129,9 @@ impl Run {
             EngineConfig { data_dir: Some(data_dir.clone()), secrets: Arc::new(secrets), ..Default::default() };
         config.plan.default_stop_timeout_secs = self.stop_timeout;
         config.pull_behavior = self.pull;
+        // As `docker` does: the user's Docker configuration (`$DOCKER_CONFIG` or
+        // `~/.docker/config.json`, with its credential helpers).
+        config.auth = Arc::new(berth_docker::auth::DockerAuth::user_default());
         let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
         engine.init().await.map_err(|e| e.to_string())?;
         Ok(Prepared { engine, docker, task: accepted.task, data_dir, owned_data_dir: owned })
