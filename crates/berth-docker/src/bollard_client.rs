@@ -14,10 +14,12 @@
 //!   the header is rewritten on the way out (`auth_header`).
 
 use crate::auth::RegistryAuth;
-use crate::client::{DockerClient, EventStream};
+use crate::client::{DockerClient, EventStream, ProgressSink};
 use crate::error::{DockerError, ErrorKind};
 use crate::events::DockerEvent;
-use crate::types::{ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, VolumeConfig};
+use crate::types::{
+    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, PullProgress, VolumeConfig,
+};
 use async_trait::async_trait;
 use berth_model::container::{PortBinding, Protocol};
 use berth_model::status::HealthStatus;
@@ -304,7 +306,12 @@ impl DockerClient for BollardClient {
         Ok(Box::pin(stream))
     }
 
-    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), DockerError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &ProgressSink,
+    ) -> Result<(), DockerError> {
         let (repo, tag) = split_reference(image);
         let options = CreateImageOptionsBuilder::new().from_image(&repo).tag(&tag).build();
         // The header these make is rewritten to base64url by `auth_header` (see connect).
@@ -331,6 +338,14 @@ impl DockerClient for BollardClient {
                         let kind = if permanent_message(&detail) { ErrorKind::Permanent } else { ErrorKind::Transient };
                         return Err(DockerError::new(kind, "pull image", image, detail));
                     }
+                    let detail = info.progress_detail.unwrap_or_default();
+                    progress(PullProgress {
+                        image: image.to_string(),
+                        layer: info.id.unwrap_or_default(),
+                        status: info.status.unwrap_or_default(),
+                        current: detail.current.and_then(|c| u64::try_from(c).ok()),
+                        total: detail.total.and_then(|t| u64::try_from(t).ok()),
+                    });
                 }
                 // bollard 0.21 can end a finished pull's stream with a spurious "bytes
                 // remaining on stream": the image decides.

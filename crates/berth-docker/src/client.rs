@@ -3,13 +3,16 @@
 use crate::auth::RegistryAuth;
 use crate::error::DockerError;
 use crate::events::DockerEvent;
-use crate::types::{ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, VolumeConfig};
+use crate::types::{ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, PullProgress, VolumeConfig};
 use async_trait::async_trait;
 use berth_model::ContainerStatus;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Where a pull reports its progress.
+pub type ProgressSink = dyn Fn(PullProgress) + Send + Sync;
 
 /// Docker's container events, in order, until the stream ends or fails.
 pub type EventStream = BoxStream<'static, Result<DockerEvent, DockerError>>;
@@ -26,8 +29,14 @@ pub trait DockerClient: Send + Sync + 'static {
     /// events after the call are delivered even before the stream is first polled.
     async fn container_events(&self, since: Option<DateTime<Utc>>) -> Result<EventStream, DockerError>;
 
-    /// Make `image` present on the host, with the registry credentials given, if any.
-    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), DockerError>;
+    /// Make `image` present on the host, with the registry credentials given, if any,
+    /// telling `progress` how it goes.
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &ProgressSink,
+    ) -> Result<(), DockerError>;
 
     /// Whether `image` is present on the host.
     async fn image_exists(&self, image: &str) -> Result<bool, DockerError>;

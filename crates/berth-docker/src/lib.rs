@@ -16,12 +16,12 @@ pub mod pause;
 mod types;
 
 pub use bollard_client::{BollardClient, classify, split_reference};
-pub use client::{DockerClient, EventStream, status_of};
+pub use client::{DockerClient, EventStream, ProgressSink, status_of};
 pub use error::{DockerError, ErrorKind};
 pub use events::{ContainerEvent, DockerEvent, EventKind};
 pub use types::{
     ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary,
-    LogConfig, PortSpec, VolumeConfig,
+    LogConfig, PortSpec, PullProgress, VolumeConfig,
 };
 
 /// The seed's default stop timeout, in seconds.

@@ -201,3 +201,19 @@ pub struct VolumeConfig {
     /// Labels.
     pub labels: BTreeMap<String, String>,
 }
+
+/// One step of a pull, as Docker reports it: a layer's status and, while it downloads or
+/// extracts, how far it has got.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// The image being pulled.
+    pub image: String,
+    /// The layer (empty for the image as a whole).
+    pub layer: String,
+    /// Docker's word: `Pulling fs layer`, `Downloading`, `Extracting`, `Pull complete`, ...
+    pub status: String,
+    /// Bytes done, when known.
+    pub current: Option<u64>,
+    /// Bytes in all, when known.
+    pub total: Option<u64>,
+}

@@ -79,7 +79,13 @@ async fn a_registry_that_stalls_mid_pull_is_given_up_after_the_inactivity_timeou
         .with_pull_inactivity(Duration::from_secs(3));
     let image = format!("127.0.0.1:{port}/stalls:1");
     let started = Instant::now();
-    let err = docker.pull_image(&image, None).await.err().unwrap_or_else(|| panic!("the pull cannot succeed"));
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&reports);
+    let progress = move |p: berth_docker::PullProgress| sink.lock().unwrap_or_else(|e| e.into_inner()).push(p.status);
+    let err =
+        docker.pull_image(&image, None, &progress).await.err().unwrap_or_else(|| panic!("the pull cannot succeed"));
+    let statuses = reports.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(!statuses.is_empty(), "progress was reported before the stall");
     let took = started.elapsed();
     assert_eq!(err.kind, ErrorKind::Transient, "{err}");
     assert!(err.to_string().contains("no progress for 3 s"), "the reason says why: {err}");

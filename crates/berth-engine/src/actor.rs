@@ -122,6 +122,8 @@ pub struct ActorParts {
     pub inputs: mpsc::UnboundedReceiver<Input>,
     /// For the Docker calls it starts to report back.
     pub inputs_tx: mpsc::UnboundedSender<Input>,
+    /// Where pulls report their progress.
+    pub progress: tokio::sync::broadcast::Sender<berth_docker::PullProgress>,
 }
 
 impl Actor {
@@ -161,7 +163,7 @@ impl Actor {
             waiting: HashMap::new(),
             after_commit: Vec::new(),
             direct: Vec::new(),
-            pulls: Arc::new(executor::Pulls::new(pull_behavior, auth)),
+            pulls: Arc::new(executor::Pulls::new(pull_behavior, auth, parts.progress)),
             pending: Batch::default(),
             committing: None,
         })

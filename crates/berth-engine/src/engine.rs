@@ -22,6 +22,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// How many pull progress reports a listener may fall behind before losing the oldest.
+const PROGRESS_BACKLOG: usize = 1024;
+
 /// What a task engine offers (the seed's `TaskEngine`).
 #[async_trait]
 pub trait TaskEngine: Send + Sync {
@@ -63,6 +66,7 @@ struct Running {
     actor: JoinHandle<Result<(), EngineError>>,
     watcher: JoinHandle<()>,
     checker: JoinHandle<()>,
+    progress: tokio::sync::broadcast::Sender<berth_docker::PullProgress>,
     /// Holds the data directory's lock for the engine's life.
     _data_dir: Option<DataDir>,
 }
@@ -109,6 +113,12 @@ impl DockerTaskEngine {
     /// than the retention).
     pub fn task_events_from(&self, seq: u64) -> Result<ChangeReader, EngineError> {
         Ok(self.running.as_ref().ok_or(EngineError::NotRunning)?.log.reader(Some(seq)))
+    }
+
+    /// Progress of the pulls from now on. A listener that falls behind loses the oldest
+    /// reports (`Lagged`); pulls never wait for listeners.
+    pub fn pull_progress(&self) -> Result<tokio::sync::broadcast::Receiver<berth_docker::PullProgress>, EngineError> {
+        Ok(self.running.as_ref().ok_or(EngineError::NotRunning)?.progress.subscribe())
     }
 
     /// Raise a task's desired status to STOPPED.
@@ -261,6 +271,7 @@ impl TaskEngine for DockerTaskEngine {
         let log = ChangeLog::new(loaded.changes, loaded.next_seq, self.config.retained_changes);
         let (commands_tx, commands) = mpsc::channel(1024);
         let (inputs_tx, inputs) = mpsc::unbounded_channel::<Input>();
+        let (progress, _) = tokio::sync::broadcast::channel(PROGRESS_BACKLOG);
         let actor = Actor::new(ActorParts {
             config: self.config.clone(),
             instance: instance.clone(),
@@ -272,12 +283,21 @@ impl TaskEngine for DockerTaskEngine {
             commands,
             inputs,
             inputs_tx: inputs_tx.clone(),
+            progress: progress.clone(),
         })?;
         let checker = tokio::spawn(watch::steady_state_check(self.config.steady_state_check, inputs_tx.clone()));
         let watcher = tokio::spawn(watch::watch(Arc::clone(&self.docker), events, instance.clone(), inputs_tx));
         let actor = tokio::spawn(actor.run());
-        self.running =
-            Some(Running { commands: commands_tx, log, instance, actor, watcher, checker, _data_dir: data_dir });
+        self.running = Some(Running {
+            commands: commands_tx,
+            log,
+            instance,
+            actor,
+            watcher,
+            checker,
+            progress,
+            _data_dir: data_dir,
+        });
         Ok(())
     }
 

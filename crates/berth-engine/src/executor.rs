@@ -4,6 +4,7 @@
 
 use crate::config::Timeouts;
 use crate::settings::SettingsError;
+use berth_docker::PullProgress;
 use berth_docker::auth::{DockerAuth, RegistryAuth};
 use berth_docker::{
     ContainerConfig, ContainerInfo, DockerClient, DockerError, ErrorKind, VolumeConfig, labels, status_of,
@@ -15,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// One Docker call to make, with what it needs.
 #[derive(Debug, Clone)]
@@ -207,19 +209,19 @@ type PullResult = tokio::sync::watch::Receiver<Option<Result<(), DockerError>>>;
 
 /// The pulls in flight, shared: concurrent pulls of one image make one pull (there is no
 /// global pull lock: pulls of different images go on side by side).
-#[derive(Default)]
 pub struct Pulls {
     /// The behaviour.
     pub behaviour: PullBehavior,
     auth: Arc<DockerAuth>,
+    progress: broadcast::Sender<PullProgress>,
     in_flight: Mutex<HashMap<String, PullResult>>,
     pulled: Mutex<HashSet<String>>,
 }
 
 impl Pulls {
-    /// Pulls with this behaviour, and credentials from `auth`.
-    pub fn new(behaviour: PullBehavior, auth: Arc<DockerAuth>) -> Pulls {
-        Pulls { behaviour, auth, ..Pulls::default() }
+    /// Pulls with this behaviour, credentials from `auth`, progress told to `progress`.
+    pub fn new(behaviour: PullBehavior, auth: Arc<DockerAuth>, progress: broadcast::Sender<PullProgress>) -> Pulls {
+        Pulls { behaviour, auth, progress, in_flight: Mutex::default(), pulled: Mutex::default() }
     }
 
     /// The credentials for `image` (a credential helper may run: off the async threads).
@@ -266,7 +268,13 @@ impl Pulls {
                 let _leave = Leave { pulls: self, image };
                 let result = match self.credentials(image).await {
                     Ok(auth) => {
-                        timed(timeouts.pull, "pull image", image, docker.pull_image(image, auth.as_ref())).await
+                        // Lagging or absent listeners lose progress; the pull never waits.
+                        let progress = self.progress.clone();
+                        let report = move |p: PullProgress| {
+                            let _ = progress.send(p);
+                        };
+                        timed(timeouts.pull, "pull image", image, docker.pull_image(image, auth.as_ref(), &report))
+                            .await
                     }
                     Err(e) => Err(e),
                 };

@@ -10,6 +10,7 @@ use berth_docker::{
     ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, DockerEvent, ErrorKind, EventStream,
     ImageSummary, VolumeConfig,
 };
+use berth_docker::{ProgressSink, PullProgress};
 use berth_model::HealthStatus;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -404,7 +405,13 @@ impl DockerClient for FakeDocker {
         Self::finish(mode, op, "", Ok(stream))
     }
 
-    async fn pull_image(&self, image: &str, _auth: Option<&RegistryAuth>) -> Result<(), DockerError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        _auth: Option<&RegistryAuth>,
+        progress: &ProgressSink,
+    ) -> Result<(), DockerError> {
+        progress(PullProgress { image: image.to_string(), status: "Pulling".into(), ..PullProgress::default() });
         let op = Op::PullImage;
         let mode = self.enter(op, image).await?;
         let now = self.now();

@@ -479,8 +479,8 @@ async fn counters_count_calls_per_operation_and_target() {
     assert_eq!(fake.calls(Op::CreateContainer), 2);
     assert_eq!(fake.calls(Op::RemoveContainer), 0);
     fake.add_registry_image("nginx");
-    fake.pull_image("nginx", None).await.unwrap();
-    fake.pull_image("nginx:latest", None).await.unwrap();
+    fake.pull_image("nginx", None, &|_| {}).await.unwrap();
+    fake.pull_image("nginx:latest", None, &|_| {}).await.unwrap();
     assert_eq!(fake.pulls("docker.io/library/nginx"), 2);
 }
 
@@ -491,17 +491,17 @@ async fn pulls_succeed_only_for_registry_images() {
     let fake = FakeDocker::new();
     fake.add_registry_image("nginx:1.25");
     assert!(!fake.image_exists("nginx:1.25").await.unwrap());
-    fake.pull_image("nginx:1.25", None).await.unwrap();
+    fake.pull_image("nginx:1.25", None, &|_| {}).await.unwrap();
     assert!(fake.image_exists("docker.io/library/nginx:1.25").await.unwrap());
     assert!(fake.has_image("nginx:1.25"));
 
-    let err = fake.pull_image("nosuch/image", None).await.unwrap_err();
+    let err = fake.pull_image("nosuch/image", None, &|_| {}).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Permanent);
     assert!(err.message.starts_with("pull access denied for nosuch/image, repository does not exist"));
     assert_eq!(err.target, "nosuch/image");
 
     fake.add_image("local-only:dev");
-    assert_eq!(fake.pull_image("local-only:dev", None).await.unwrap_err().kind, ErrorKind::Permanent);
+    assert_eq!(fake.pull_image("local-only:dev", None, &|_| {}).await.unwrap_err().kind, ErrorKind::Permanent);
     let images = fake.list_images().await.unwrap();
     let tags: Vec<&str> = images.iter().map(|i| i.repo_tags[0].as_str()).collect();
     assert_eq!(tags, ["local-only:dev", "nginx:1.25"]);
@@ -610,7 +610,7 @@ async fn fail_next_fails_matching_calls_without_doing_the_work() {
     fake.fail_next(Op::PullImage, None, 5, ErrorKind::Transient);
     fake.clear_faults();
     fake.add_registry_image("nginx");
-    fake.pull_image("nginx", None).await.unwrap();
+    fake.pull_image("nginx", None, &|_| {}).await.unwrap();
 }
 
 #[tokio::test]
@@ -703,7 +703,7 @@ async fn an_unreachable_daemon_refuses_every_call() {
     let errors = [
         fake.ping().await.unwrap_err(),
         fake.container_events(None).await.err().expect("refused"),
-        fake.pull_image("busybox", None).await.unwrap_err(),
+        fake.pull_image("busybox", None, &|_| {}).await.unwrap_err(),
         fake.image_exists("busybox").await.unwrap_err(),
         fake.create_container(&config("db", &[])).await.unwrap_err(),
         fake.start_container(&id).await.unwrap_err(),

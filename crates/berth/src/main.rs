@@ -4,6 +4,7 @@
 //! file under [`commands`].
 
 mod commands;
+mod progress;
 mod taskfile;
 
 use clap::Parser;

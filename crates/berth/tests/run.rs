@@ -246,3 +246,27 @@ fn bridge_host_and_none_network_modes_are_honoured() {
         assert_eq!(data.leftovers(), (vec![], vec![]));
     }
 }
+
+#[test]
+fn pull_progress_is_shown_as_plain_lines_off_a_terminal() {
+    let image = format!("127.0.0.1:51670/berth-run-progress:{}-{}", std::process::id(), line!());
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["tag", "busybox:latest", &image]);
+    docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = format!(
+        r#"{{"family": "progress", "containerDefinitions": [{{"name": "app", "image": "{image}", "command": ["sh", "-c", "exit 0"]}}]}}"#
+    );
+    let data = DataDir::new();
+    let out = berth_run(&write(files.path(), "progress.json", &json), &data, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = Command::new("docker").args(["rmi", &image]).output();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let pull_lines: Vec<&str> = stdout.lines().filter(|l| l.contains(&format!("| pull {image}"))).collect();
+    assert!(pull_lines.iter().any(|l| l.contains("Downloaded newer image")), "{stdout}");
+    assert!(pull_lines.len() < 20, "a line per step, not per chunk: {pull_lines:#?}");
+}

@@ -156,6 +156,8 @@ impl Prepared {
             Ok(r) => r,
             Err(e) => return self.fail(&e.to_string()).await,
         };
+        // Pull progress: bars on a terminal, plain lines otherwise.
+        let progress = self.engine.pull_progress().ok().map(|reports| crate::progress::show(reports, width));
         if let Err(e) = self.engine.add_task(self.task.clone()).await {
             return self.fail(&e.to_string()).await;
         }
@@ -199,6 +201,9 @@ impl Prepared {
             self.clean_up(&arn).await;
         }
         let _ = self.engine.shutdown().await;
+        if let Some(progress) = progress {
+            progress.abort();
+        }
         if args.keep {
             eprintln!("berth: containers kept; state in {}", self.data_dir.display());
         } else if self.owned_data_dir {
