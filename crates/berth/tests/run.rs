@@ -270,3 +270,98 @@ fn pull_progress_is_shown_as_plain_lines_off_a_terminal() {
     assert!(pull_lines.iter().any(|l| l.contains("Downloaded newer image")), "{stdout}");
     assert!(pull_lines.len() < 20, "a line per step, not per chunk: {pull_lines:#?}");
 }
+
+/// The test users of the auth registry on 127.0.0.1:51671 (scripts/test-env.sh).
+fn auth_user(name: &str) -> String {
+    let path = "/var/lib/berth-test/registry-51671/users.json";
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (run scripts/test-env.sh)"));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    json["users"]
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["username"] == name))
+        .and_then(|u| u["password"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("test user {name}"))
+}
+
+/// busybox pushed to the auth registry under a tag of the test's own, absent locally.
+fn pushed_to_auth_registry(what: &str) -> String {
+    let image = format!("127.0.0.1:51671/berth-run-auth:{what}-{}", std::process::id());
+    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let password = auth_user("berth");
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .arg("--config")
+            .arg(config.path())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "docker {:?}: {}", args.first(), String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["login", "-u", "berth", "-p", &password, "127.0.0.1:51671"]);
+    docker(&["tag", "busybox:latest", &image]);
+    docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    image
+}
+
+/// `berth run` with `DOCKER_CONFIG` (and `PATH`) of the test's own; checks the password
+/// appears in no output line and no state file.
+fn run_with_docker_config(image: &str, config_dir: &Path, path: Option<&str>, password: &str) {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = format!(
+        r#"{{"family": "auth", "containerDefinitions": [{{"name": "app", "image": "{image}", "command": ["sh", "-c", "exit 0"]}}]}}"#
+    );
+    let data = DataDir::new();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .arg("run")
+        .arg(write(files.path(), "auth.json", &json))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("DOCKER_CONFIG", config_dir);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let out = command.output().unwrap_or_else(|e| panic!("{e}"));
+    let _ = Command::new("docker").args(["rmi", image]).output();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "pulled with the user's Docker configuration\n{stdout}\n{stderr}");
+    assert!(!stdout.contains(password) && !stderr.contains(password), "no password in berth's output");
+    let mut state = Vec::new();
+    for entry in std::fs::read_dir(data.path()).unwrap_or_else(|e| panic!("{e}")).filter_map(Result::ok) {
+        state.extend(std::fs::read(entry.path()).unwrap_or_default());
+    }
+    assert!(!String::from_utf8_lossy(&state).contains(password), "no password in berth's state");
+}
+
+#[test]
+fn the_users_docker_config_with_inline_auths_authenticates_pulls() {
+    let image = pushed_to_auth_registry("inline");
+    let password = auth_user("berth-slash"); // its standard base64 header has a `/`
+    let auth = Command::new("sh")
+        .args(["-c", &format!("printf %s 'berth-slash:{password}' | base64 -w0")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = serde_json::json!({"auths": {"127.0.0.1:51671": {"auth": auth}}});
+    std::fs::write(config.path().join("config.json"), json.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    run_with_docker_config(&image, config.path(), None, &password);
+}
+
+#[test]
+fn a_credential_helper_of_the_users_docker_config_authenticates_pulls() {
+    let image = pushed_to_auth_registry("helper");
+    let password = auth_user("berth");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let helper = dir.path().join("docker-credential-berthruntest");
+    let answer = serde_json::json!({"ServerURL": "127.0.0.1:51671", "Username": "berth", "Secret": password});
+    let script = format!("#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat >/dev/null\ncat <<'EOF'\n{answer}\nEOF\n");
+    std::fs::write(&helper, script).unwrap_or_else(|e| panic!("{e}"));
+    Command::new("chmod").arg("+x").arg(&helper).status().unwrap_or_else(|e| panic!("{e}"));
+    let config = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = serde_json::json!({"credHelpers": {"127.0.0.1:51671": "berthruntest"}});
+    std::fs::write(config.path().join("config.json"), json.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    run_with_docker_config(&image, config.path(), Some(&path), &password);
+}
