@@ -687,17 +687,9 @@ fn read_docker_volume(mut o: Obj<'_>, s: &mut Sink) -> Option<DockerVolumeConfig
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{accept, reject, warnings};
+    use super::super::testing::{accept, reject, task, warnings};
     use super::*;
     use serde_json::{Value, json};
-
-    fn task(containers: Value, extra: Value) -> Value {
-        let mut t = json!({"family": "f", "containerDefinitions": containers});
-        if let (Value::Object(t), Value::Object(extra)) = (&mut t, extra) {
-            t.extend(extra);
-        }
-        t
-    }
 
     /// The spec of `container`, read in a valid task that also has a container "data" and a
     /// volume "v" for it to refer to.

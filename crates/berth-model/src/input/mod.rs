@@ -269,6 +269,15 @@ impl Draft {
 pub(crate) mod testing {
     use super::{Accepted, ParseOptions, parse};
 
+    /// A register-shape task with these containers (and more top-level fields).
+    pub fn task(containers: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+        let mut t = serde_json::json!({"family": "f", "containerDefinitions": containers});
+        if let (serde_json::Value::Object(t), serde_json::Value::Object(extra)) = (&mut t, extra) {
+            t.extend(extra);
+        }
+        t
+    }
+
     /// Options with a fixed family and arn randomness.
     pub fn opts() -> ParseOptions {
         ParseOptions { family: Some("from-caller".into()), arn_random: 0xabc }

@@ -143,18 +143,9 @@ pub(crate) fn check_graph(task: &Task, s: &mut Sink) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{accept, reject};
+    use super::super::testing::{accept, reject, task};
     use super::*;
     use serde_json::{Value, json};
-
-    /// A register-shape task with these containers (and more top-level fields).
-    fn task(containers: Value, extra: Value) -> Value {
-        let mut t = json!({"family": "f", "containerDefinitions": containers});
-        if let (Value::Object(t), Value::Object(extra)) = (&mut t, extra) {
-            t.extend(extra);
-        }
-        t
-    }
 
     #[test]
     fn an_essential_container_is_required() {
