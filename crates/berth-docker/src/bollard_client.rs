@@ -14,16 +14,18 @@
 //!   the header is rewritten on the way out (`auth_header`).
 
 use crate::auth::RegistryAuth;
-use crate::client::{DockerClient, EventStream, ProgressSink};
+use crate::client::{DockerClient, EventStream, LogStream, ProgressSink};
 use crate::error::{DockerError, ErrorKind};
 use crate::events::DockerEvent;
 use crate::types::{
-    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, PullProgress, VolumeConfig,
+    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, LogChunk, LogSource, PullProgress,
+    VolumeConfig,
 };
 use async_trait::async_trait;
 use berth_model::container::{PortBinding, Protocol};
 use berth_model::status::HealthStatus;
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HealthConfig as BollardHealth, HealthStatusEnum, HostConfig as BollardHost,
@@ -31,10 +33,12 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use futures_util::future::ready;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -87,7 +91,7 @@ impl BollardClient {
         self
     }
 
-    /// The bollard client itself, for what the trait does not cover (logs, image import).
+    /// The bollard client itself, for what the trait does not cover (image import, ...).
     pub fn bollard(&self) -> &Docker {
         &self.docker
     }
@@ -247,6 +251,17 @@ fn create_body(c: &ContainerConfig) -> ContainerCreateBody {
         host_config: Some(host),
         ..ContainerCreateBody::default()
     }
+}
+
+/// A piece of Docker's log stream as berth's chunk: stdout (and a TTY's console output)
+/// or stderr; stdin echoes and empty pieces are left out.
+fn log_chunk(output: LogOutput) -> Option<LogChunk> {
+    let (source, bytes) = match output {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => (LogSource::Stdout, message),
+        LogOutput::StdErr { message } => (LogSource::Stderr, message),
+        LogOutput::StdIn { .. } => return None,
+    };
+    (!bytes.is_empty()).then_some(LogChunk { source, bytes })
 }
 
 fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
@@ -427,10 +442,31 @@ impl DockerClient for BollardClient {
         })
     }
 
+    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError> {
+        const OPERATION: &str = "container logs";
+        // bollard's stream asks nothing until polled: a missing container is found here.
+        self.docker.inspect_container(id, None).await.map_err(|e| classify(e, OPERATION, id))?;
+        let options =
+            LogsOptionsBuilder::new().follow(follow).stdout(true).stderr(true).timestamps(false).tail("all").build();
+        let target = id.to_string();
+        let stream = self.docker.logs(id, Some(options)).filter_map(move |item| {
+            ready(match item {
+                Ok(output) => log_chunk(output).map(Ok),
+                Err(e) => Some(Err(classify(e, OPERATION, &target))),
+            })
+        });
+        Ok(Box::pin(stream))
+    }
+
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, DockerError> {
         let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let filters: HashMap<&str, Vec<String>> = HashMap::from([("label", wanted.clone())]);
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let mut options = ListContainersOptionsBuilder::new().all(true);
+        // No labels: every container (an empty label filter is not sent at all).
+        if !wanted.is_empty() {
+            let filters: HashMap<&str, Vec<String>> = HashMap::from([("label", wanted.clone())]);
+            options = options.filters(&filters);
+        }
+        let options = options.build();
         let listed = self
             .docker
             .list_containers(Some(options))
@@ -443,6 +479,8 @@ impl DockerClient for BollardClient {
                 names: c.names.unwrap_or_default().into_iter().map(|n| n.trim_start_matches('/').to_string()).collect(),
                 labels: c.labels.unwrap_or_default().into_iter().collect(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                image_id: c.image_id.unwrap_or_default(),
             })
             .collect())
     }
@@ -498,6 +536,17 @@ impl DockerClient for BollardClient {
             item.map_err(|e| classify(e, "make pause image", image))?;
         }
         Ok(())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        let options = RemoveImageOptionsBuilder::new().force(false).noprune(false).build();
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = classify(e, "remove image", image);
+                if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
     }
 
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError> {

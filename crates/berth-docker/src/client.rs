@@ -3,7 +3,9 @@
 use crate::auth::RegistryAuth;
 use crate::error::DockerError;
 use crate::events::DockerEvent;
-use crate::types::{ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, PullProgress, VolumeConfig};
+use crate::types::{
+    ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, LogChunk, PullProgress, VolumeConfig,
+};
 use async_trait::async_trait;
 use berth_model::ContainerStatus;
 use chrono::{DateTime, Utc};
@@ -16,6 +18,11 @@ pub type ProgressSink = dyn Fn(PullProgress) + Send + Sync;
 
 /// Docker's container events, in order, until the stream ends or fails.
 pub type EventStream = BoxStream<'static, Result<DockerEvent, DockerError>>;
+
+/// A container's output, stdout and stderr interleaved in the order Docker has it, until
+/// the stream ends (all of it was read, or, when following, the container stopped) or
+/// fails.
+pub type LogStream = BoxStream<'static, Result<LogChunk, DockerError>>;
 
 /// What berth asks of Docker. Implementations answer Docker's "already done" with
 /// success: starting a running container, stopping a stopped one, and removing one that
@@ -58,7 +65,14 @@ pub trait DockerClient: Send + Sync + 'static {
     /// Inspect a container by id or name.
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, DockerError>;
 
-    /// Every container (running or not) carrying all these labels.
+    /// A container's output (by id or name), stdout and stderr, all of it from the start,
+    /// without timestamps. With `follow`, the stream then goes on with new output until
+    /// the container stops (at once when it is not running); without, it ends with the
+    /// output there is. No such container is a `NotFound` naming it.
+    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError>;
+
+    /// Every container (running or not) carrying all these labels; with no labels, every
+    /// container on the host.
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, DockerError>;
 
     /// Create a volume; one that exists with the same name succeeds.
@@ -69,6 +83,12 @@ pub trait DockerClient: Send + Sync + 'static {
 
     /// A volume's labels, or `None` when there is no such volume.
     async fn volume_labels(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, DockerError>;
+
+    /// Remove an image (by id or reference), not forced. Docker refuses (`Conflict`, naming
+    /// the image) when a container, running or not, uses it and `image` is its only
+    /// reference; a reference of an image that has others is only untagged. One that does
+    /// not exist succeeds.
+    async fn remove_image(&self, image: &str) -> Result<(), DockerError>;
 
     /// The images on the host.
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError>;

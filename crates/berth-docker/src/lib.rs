@@ -16,12 +16,15 @@ pub mod pause;
 mod types;
 
 pub use bollard_client::{BollardClient, classify, split_reference};
-pub use client::{DockerClient, EventStream, ProgressSink, status_of};
+/// The byte buffer of [`LogChunk`] (the `bytes` crate's), so that users need not depend
+/// on that crate to make or read one.
+pub use bytes::Bytes;
+pub use client::{DockerClient, EventStream, LogStream, ProgressSink, status_of};
 pub use error::{DockerError, ErrorKind};
 pub use events::{ContainerEvent, DockerEvent, EventKind};
 pub use types::{
-    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary,
-    LogConfig, PortSpec, PullProgress, VolumeConfig,
+    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary, LogChunk,
+    LogConfig, LogSource, PortSpec, PullProgress, VolumeConfig,
 };
 
 /// The seed's default stop timeout, in seconds.

@@ -173,6 +173,10 @@ pub struct ContainerSummary {
     pub labels: BTreeMap<String, String>,
     /// Docker's state word.
     pub state: String,
+    /// The image reference it was created from (as given at create).
+    pub image: String,
+    /// The id of the image it runs (Docker's `ImageID`, `sha256:...`); empty when unknown.
+    pub image_id: String,
 }
 
 /// An image on the host (the seed's `DescribeDockerImages`).
@@ -187,6 +191,25 @@ pub struct ImageSummary {
     pub size: i64,
     /// When it was made.
     pub created: i64,
+}
+
+/// Which of a container's output streams a piece of its output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LogSource {
+    /// Standard output (and a TTY's output, which Docker does not split).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a container's output, as Docker hands it over: not split into lines, and a
+/// line may span pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// The stream it came from.
+    pub source: LogSource,
+    /// The bytes, as the container wrote them.
+    pub bytes: bytes::Bytes,
 }
 
 /// A Docker volume to create.

@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::{ContainerNotFound, EngineError};
 use crate::executor::{self, Job};
+use crate::observe::EngineEvent;
 use crate::settings;
 use berth_docker::events::{ContainerEvent, EventKind};
 use berth_docker::{DockerClient, VolumeConfig, labels};
@@ -39,6 +40,8 @@ pub enum Command {
     AddTask(Box<Task>, oneshot::Sender<Result<(), EngineError>>),
     /// Every task.
     ListTasks(oneshot::Sender<Vec<Task>>),
+    /// One task.
+    GetTask(String, oneshot::Sender<Option<Task>>),
     /// Raise a task's desired status to STOPPED.
     StopTask(String, oneshot::Sender<Result<(), EngineError>>),
     /// Look at a task again now (the seed's `ApplyTaskState`).
@@ -231,6 +234,9 @@ impl Actor {
                 let mut tasks: Vec<Task> = self.tasks.values().map(|e| e.task.clone()).collect();
                 tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
                 let _ = reply.send(tasks);
+            }
+            Command::GetTask(arn, reply) => {
+                let _ = reply.send(self.tasks.get(&arn).map(|e| e.task.clone()));
             }
             Command::StopTask(arn, reply) => match self.tasks.get_mut(&arn) {
                 Some(entry) => {
@@ -491,8 +497,13 @@ impl Actor {
             return Ok(());
         }
         let mut saver = self.saver.take().ok_or_else(|| EngineError::InvalidState("the store is gone".into()))?;
+        let observer = Arc::clone(&self.config.observer);
         let handle = tokio::task::spawn_blocking(move || {
+            let (tasks, changes) = (group.tasks.len(), group.changes.len());
+            let started = std::time::Instant::now();
             let result = saver.save(group);
+            let ok = result.is_ok();
+            observer.observe(&EngineEvent::StoreCommitted { duration: started.elapsed(), tasks, changes, ok });
             (saver, result)
         });
         self.committing = Some((handle, released));
@@ -515,6 +526,9 @@ impl Actor {
     }
 
     fn release(&mut self, batch: Batch, committed: Vec<berth_model::StateChange>) {
+        if !committed.is_empty() {
+            self.config.observer.observe(&EngineEvent::ChangesCommitted(&committed));
+        }
         self.log.append(committed);
         for reply in batch.replies {
             let _ = reply.send(Ok(()));

@@ -65,6 +65,9 @@ pub struct EngineConfig {
     /// `value` of its `environmentFiles`, whose content is `KEY=value` lines) mapped to its
     /// value. Never saved, logged or reported.
     pub secrets: Arc<BTreeMap<String, String>>,
+    /// Told of commits, committed changes, event-stream reopenings and steady-state
+    /// checks (nothing by default).
+    pub observer: Arc<dyn crate::observe::Observer>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             pull_behavior: crate::executor::PullBehavior::Default,
             auth: Arc::default(),
             secrets: Arc::default(),
+            observer: Arc::new(crate::observe::NoObserver),
         }
     }
 }

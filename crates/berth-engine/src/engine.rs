@@ -121,6 +121,11 @@ impl DockerTaskEngine {
         Ok(self.running.as_ref().ok_or(EngineError::NotRunning)?.progress.subscribe())
     }
 
+    /// One task, by its arn.
+    pub async fn task(&self, arn: &str) -> Result<Option<Task>, EngineError> {
+        self.ask(|reply| Command::GetTask(arn.to_string(), reply)).await
+    }
+
     /// Raise a task's desired status to STOPPED.
     pub async fn stop_task(&self, arn: &str) -> Result<(), EngineError> {
         self.ask(|reply| Command::StopTask(arn.to_string(), reply)).await?
@@ -285,8 +290,18 @@ impl TaskEngine for DockerTaskEngine {
             inputs_tx: inputs_tx.clone(),
             progress: progress.clone(),
         })?;
-        let checker = tokio::spawn(watch::steady_state_check(self.config.steady_state_check, inputs_tx.clone()));
-        let watcher = tokio::spawn(watch::watch(Arc::clone(&self.docker), events, instance.clone(), inputs_tx));
+        let checker = tokio::spawn(watch::steady_state_check(
+            self.config.steady_state_check,
+            inputs_tx.clone(),
+            Arc::clone(&self.config.observer),
+        ));
+        let watcher = tokio::spawn(watch::watch(
+            Arc::clone(&self.docker),
+            events,
+            instance.clone(),
+            inputs_tx,
+            Arc::clone(&self.config.observer),
+        ));
         let actor = tokio::spawn(actor.run());
         self.running = Some(Running {
             commands: commands_tx,

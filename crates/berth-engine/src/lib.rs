@@ -11,6 +11,7 @@
 //! - [`settings`]: a container's create request (names, labels, every setting);
 //! - `watch`: the event stream, reopened from where it left off;
 //! - [`changelog`]: the retained changes and their readers;
+//! - [`observe`]: what happens inside, for an embedder's metrics and logs;
 //! - [`clock`]: time, which tests control.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod observe;
 pub mod settings;
 mod watch;
 
@@ -31,3 +33,4 @@ pub use config::{EngineConfig, Timeouts};
 pub use engine::{DockerTaskEngine, EngineState, TaskEngine};
 pub use error::{ContainerNotFound, EngineError};
 pub use executor::PullBehavior;
+pub use observe::{EngineEvent, NoObserver, Observer};

@@ -4,6 +4,7 @@
 //! (Docker replays only its last 256 events, and none across a daemon restart).
 
 use crate::actor::Input;
+use crate::observe::{EngineEvent, Observer};
 use berth_docker::events::container_event;
 use berth_docker::{DockerClient, EventStream, labels};
 use chrono::{DateTime, Utc};
@@ -22,6 +23,7 @@ pub async fn watch(
     first: EventStream,
     instance: String,
     inputs: mpsc::UnboundedSender<Input>,
+    observer: Arc<dyn Observer>,
 ) {
     let mut stream = Some(first);
     let mut since: Option<DateTime<Utc>> = None;
@@ -48,6 +50,7 @@ pub async fn watch(
             Ok(events) => {
                 stream = Some(events);
                 backoff = Duration::from_millis(100);
+                observer.observe(&EngineEvent::EventStreamReopened);
                 if inputs.send(Input::Resync).is_err() {
                     return;
                 }
@@ -63,12 +66,13 @@ pub async fn watch(
 
 /// The periodic steady-state check: every `every`, the actor re-inspects every container
 /// not known to be STOPPED, so that nothing the event stream missed stays unnoticed.
-pub async fn steady_state_check(every: Duration, inputs: mpsc::UnboundedSender<Input>) {
+pub async fn steady_state_check(every: Duration, inputs: mpsc::UnboundedSender<Input>, observer: Arc<dyn Observer>) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate; init has just looked
     loop {
         ticks.tick().await;
+        observer.observe(&EngineEvent::SteadyStateCheck);
         if inputs.send(Input::Resync).is_err() {
             return;
         }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use berth_docker::auth::RegistryAuth;
 use berth_docker::{
     ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, DockerEvent, ErrorKind, EventStream,
-    ImageSummary, VolumeConfig,
+    ImageSummary, LogSource, LogStream, VolumeConfig,
 };
 use berth_docker::{ProgressSink, PullProgress};
 use berth_model::HealthStatus;
@@ -169,6 +169,15 @@ impl FakeDocker {
         state.resolve(id_or_name).is_some_and(|seq| state.set_health(seq, status, now))
     }
 
+    // --- output ---------------------------------------------------------------------
+
+    /// The container (by id or name, in any state) writes `bytes` to `source`: kept for
+    /// `container_logs`, and delivered at once to the streams following it. Nothing
+    /// happens when there is no such container.
+    pub fn write_output(&self, target: &str, source: LogSource, bytes: &[u8]) {
+        self.lock().write_output(target, source, bytes);
+    }
+
     // --- images and volumes -----------------------------------------------------------
 
     /// Make `reference` present locally (`busybox` and `busybox:latest` are one image).
@@ -182,9 +191,11 @@ impl FakeDocker {
         self.lock().add_registry_image(reference);
     }
 
-    /// Remove the local copy of `reference`; false if it was not present.
-    pub fn remove_image(&self, reference: &str) -> bool {
-        self.lock().remove_image(reference)
+    /// Drop the local copy of `reference` (or id) as if deleted behind berth's back, even
+    /// while containers use it (no call counted, no checks); false if it was not present.
+    /// The trait's [`DockerClient::remove_image`] is Docker's own, checked removal.
+    pub fn forget_image(&self, reference: &str) -> bool {
+        self.lock().forget_image(reference)
     }
 
     /// Whether `reference` is present locally.
@@ -231,7 +242,7 @@ impl FakeDocker {
 
     /// How many calls of `op` were made on `target` (failed ones included). A container
     /// call is counted under the container's name whether it named it by id or name; an
-    /// image call under the normalized reference.
+    /// image call under the normalized reference (the image's when it named one by id).
     pub fn calls_on(&self, op: Op, target: &str) -> u64 {
         let state = self.lock();
         let key = if op.on_image() { normalize_image(target) } else { target.to_string() };
@@ -464,6 +475,13 @@ impl DockerClient for FakeDocker {
         Self::finish(mode, op, id, result)
     }
 
+    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError> {
+        let op = Op::ContainerLogs;
+        let mode = self.enter(op, id).await?;
+        let result = self.lock().logs(id, follow);
+        Self::finish(mode, op, id, result)
+    }
+
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, DockerError> {
         let op = Op::ListContainers;
         let target = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
@@ -491,6 +509,13 @@ impl DockerClient for FakeDocker {
         let mode = self.enter(op, name).await?;
         let result = Ok(self.lock().volumes().into_iter().find(|v| v.name == name).map(|v| v.labels));
         Self::finish(mode, op, name, result)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        let op = Op::RemoveImage;
+        let mode = self.enter(op, image).await?;
+        let result = self.lock().remove_image(image);
+        Self::finish(mode, op, image, result)
     }
 
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError> {

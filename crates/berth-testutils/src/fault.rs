@@ -35,11 +35,15 @@ pub enum Op {
     InspectVolume,
     /// `list_images`.
     ListImages,
+    /// `container_logs` (opening the stream).
+    ContainerLogs,
+    /// `remove_image`.
+    RemoveImage,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 16] = [
         Op::Ping,
         Op::ContainerEvents,
         Op::PullImage,
@@ -54,6 +58,8 @@ impl Op {
         Op::RemoveVolume,
         Op::InspectVolume,
         Op::ListImages,
+        Op::ContainerLogs,
+        Op::RemoveImage,
     ];
 
     /// The operation's name in errors (`DockerError::operation`), e.g. `start container`.
@@ -73,6 +79,8 @@ impl Op {
             Op::RemoveVolume => "remove volume",
             Op::InspectVolume => "inspect volume",
             Op::ListImages => "list images",
+            Op::ContainerLogs => "container logs",
+            Op::RemoveImage => "remove image",
         }
     }
 
@@ -81,13 +89,18 @@ impl Op {
     pub(crate) fn on_container(self) -> bool {
         matches!(
             self,
-            Op::StartContainer | Op::StopContainer | Op::RemoveContainer | Op::InspectContainer | Op::CreateContainer
+            Op::StartContainer
+                | Op::StopContainer
+                | Op::RemoveContainer
+                | Op::InspectContainer
+                | Op::CreateContainer
+                | Op::ContainerLogs
         )
     }
 
     /// Whether the operation's target is an image reference (normalized for counting).
     pub(crate) fn on_image(self) -> bool {
-        matches!(self, Op::PullImage | Op::ImageExists)
+        matches!(self, Op::PullImage | Op::ImageExists | Op::RemoveImage)
     }
 }
 

@@ -8,7 +8,10 @@
 //!   as Docker checks them;
 //! - what a started container does is a [`Behaviour`] (default: read from its command,
 //!   see [`default_behaviour`]), acted out in `tokio::time`;
-//! - images (local and pullable), volumes (in use → `Conflict`);
+//! - images (local and pullable, distinct ids; removal refused while a container created
+//!   from one exists), volumes (in use → `Conflict`);
+//! - each container's output ([`FakeDocker::write_output`]), read back by
+//!   `container_logs`, followed until the container stops;
 //! - events exactly as Docker sends them, live from the call, with the last 256 replayed
 //!   from `since`;
 //! - faults ([`FakeDocker::fail_next`], [`FakeDocker::time_out_next`],

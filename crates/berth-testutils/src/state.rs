@@ -7,15 +7,18 @@ use crate::events::EventHub;
 use crate::fault::{Fault, Op};
 use crate::snapshot::{ContainerSnapshot, RunState};
 use berth_docker::{
-    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, DockerEvent, ErrorKind,
-    ImageSummary, PortSpec, VolumeConfig,
+    Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, DockerEvent, ErrorKind,
+    ImageSummary, LogChunk, LogSource, LogStream, PortSpec, VolumeConfig,
 };
 use berth_model::HealthStatus;
 use berth_model::container::PortBinding;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::stream;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 /// Docker's dynamic port range (`/proc/sys/net/ipv4/ip_local_port_range` default).
 const FIRST_DYNAMIC_PORT: u16 = 32768;
@@ -39,6 +42,10 @@ pub(crate) struct Container {
     pub ports: Vec<PortBinding>,
     /// Named volumes its binds mount.
     pub volumes: Vec<String>,
+    /// Everything it wrote, stdout and stderr, in order.
+    pub output: Vec<LogChunk>,
+    /// The open `container_logs(follow)` streams; dropped (which ends them) when it stops.
+    pub followers: Vec<UnboundedSender<LogChunk>>,
 }
 
 impl Container {
@@ -214,6 +221,12 @@ fn no_such_container(op: Op, target: &str) -> DockerError {
     error(ErrorKind::NotFound, op, target, format!("No such container: {target}"))
 }
 
+/// The first 12 hex characters of an id (`sha256:` dropped), as Docker shows ids.
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.get(..12).unwrap_or(hex)
+}
+
 impl State {
     pub fn new() -> Self {
         State {
@@ -252,12 +265,13 @@ impl State {
     }
 
     /// The key a call of `op` on `target` is counted under: the container's name for
-    /// container calls (when it exists), the normalized reference for image calls.
+    /// container calls (when it exists), the normalized reference for image calls (the
+    /// image's own when an id names a present one).
     pub fn count_key(&self, op: Op, target: &str) -> String {
         if op.on_container() {
             self.container(target).map_or_else(|| target.trim_start_matches('/').to_string(), |c| c.name.clone())
         } else if op.on_image() {
-            normalize_image(target)
+            self.resolve_image(target).unwrap_or_else(|| normalize_image(target))
         } else {
             target.to_string()
         }
@@ -293,12 +307,70 @@ impl State {
         self.registry.insert(normalize_image(reference));
     }
 
-    pub fn remove_image(&mut self, reference: &str) -> bool {
-        self.images.remove(&normalize_image(reference)).is_some()
+    /// The key (normalized reference) of the image `target` names: a reference, or an id
+    /// (`sha256:` and a prefix of its hex, or at least 12 hex characters of it alone) that
+    /// names one image only.
+    fn resolve_image(&self, target: &str) -> Option<String> {
+        let normalized = normalize_image(target);
+        if self.images.contains_key(&normalized) {
+            return Some(normalized);
+        }
+        let (hex, prefixed) = match target.strip_prefix("sha256:") {
+            Some(hex) => (hex, true),
+            None => (target, false),
+        };
+        if hex.is_empty() || !(prefixed || hex.len() >= 12) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut found =
+            self.images.iter().filter(|(_, i)| i.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(hex)));
+        let (key, _) = found.next()?;
+        found.next().is_none().then(|| key.clone())
+    }
+
+    /// The id of the image `reference` names, when present.
+    fn image_id(&self, reference: &str) -> Option<String> {
+        self.resolve_image(reference).and_then(|key| self.images.get(&key)).map(|i| i.id.clone())
+    }
+
+    /// Drop the local copy of `reference` with no questions asked; false if it was absent.
+    pub fn forget_image(&mut self, reference: &str) -> bool {
+        self.resolve_image(reference).is_some_and(|key| self.images.remove(&key).is_some())
+    }
+
+    /// Docker's non-forced image removal: refused while a container (in any state) was
+    /// created from the image; an absent image succeeds.
+    pub fn remove_image(&mut self, target: &str) -> Result<(), DockerError> {
+        let Some(key) = self.resolve_image(target) else { return Ok(()) };
+        let id = self.images.get(&key).map(|i| i.id.clone()).unwrap_or_default();
+        let user =
+            self.containers.values().find(|c| self.resolve_image(&c.config.image).as_deref() == Some(key.as_str()));
+        if let Some(c) = user {
+            let by_reference = normalize_image(target) == key;
+            let message = if by_reference {
+                format!(
+                    "conflict: unable to remove repository reference \"{target}\" (must force) - container {} is \
+                     using its referenced image {}",
+                    short_id(&c.id),
+                    short_id(&id)
+                )
+            } else {
+                let (forced, state) =
+                    if c.state == RunState::Running { ("cannot", "running") } else { ("must", "stopped") };
+                format!(
+                    "conflict: unable to delete {} ({forced} be forced) - image is being used by {state} container {}",
+                    short_id(&id),
+                    short_id(&c.id)
+                )
+            };
+            return Err(error(ErrorKind::Conflict, Op::RemoveImage, target, message));
+        }
+        self.images.remove(&key);
+        Ok(())
     }
 
     pub fn has_image(&self, reference: &str) -> bool {
-        self.images.contains_key(&normalize_image(reference))
+        self.resolve_image(reference).is_some()
     }
 
     pub fn pull(&mut self, reference: &str, now: DateTime<Utc>) -> Result<(), DockerError> {
@@ -434,6 +506,8 @@ impl State {
             restarts_after_exit: 0,
             ports: Vec::new(),
             volumes,
+            output: Vec::new(),
+            followers: Vec::new(),
         };
         self.containers.insert(seq, container);
         self.by_id.insert(id.clone(), seq);
@@ -495,6 +569,8 @@ impl State {
         c.state = RunState::Exited;
         c.exit_code = code;
         c.finished_at = Some(now);
+        // Followed logs end with the run.
+        c.followers.clear();
         let ports = std::mem::take(&mut c.ports);
         self.ports.release(&ports);
         self.publish(seq, "die", &[("exitCode", code.to_string())], now);
@@ -577,6 +653,34 @@ impl State {
         })
     }
 
+    /// Append output to a container (any state); false if there is no such container.
+    pub fn write_output(&mut self, target: &str, source: LogSource, bytes: &[u8]) -> bool {
+        let Some(c) = self.resolve(target).and_then(|seq| self.containers.get_mut(&seq)) else { return false };
+        if bytes.is_empty() {
+            return true;
+        }
+        let chunk = LogChunk { source, bytes: Bytes::copy_from_slice(bytes) };
+        c.followers.retain(|tx| tx.send(chunk.clone()).is_ok());
+        c.output.push(chunk);
+        true
+    }
+
+    /// The output there is; with `follow` and a running container, then the output
+    /// written until it stops.
+    pub fn logs(&mut self, target: &str, follow: bool) -> Result<LogStream, DockerError> {
+        let op = Op::ContainerLogs;
+        let seq = self.resolve(target).ok_or_else(|| no_such_container(op, target))?;
+        let Some(c) = self.containers.get_mut(&seq) else { return Err(no_such_container(op, target)) };
+        let existing = stream::iter(c.output.clone().into_iter().map(Ok));
+        if !(follow && c.state == RunState::Running) {
+            return Ok(existing.boxed());
+        }
+        let (tx, rx) = unbounded_channel();
+        c.followers.push(tx);
+        let live = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) });
+        Ok(existing.chain(live).boxed())
+    }
+
     pub fn list(&self, labels: &[(&str, &str)]) -> Vec<ContainerSummary> {
         self.containers
             .values()
@@ -586,6 +690,8 @@ impl State {
                 names: vec![c.name.clone()],
                 labels: c.config.labels.clone(),
                 state: c.state.as_str().into(),
+                image: c.config.image.clone(),
+                image_id: self.image_id(&c.config.image).unwrap_or_default(),
             })
             .collect()
     }

@@ -2,8 +2,8 @@
 
 use super::*;
 use berth_docker::{
-    ContainerConfig, DockerClient, DockerEvent, ErrorKind, EventStream, HealthConfig, HostConfig, PortSpec,
-    VolumeConfig, status_of,
+    ContainerConfig, DockerClient, DockerEvent, ErrorKind, EventStream, HealthConfig, HostConfig, LogChunk, LogSource,
+    LogStream, PortSpec, VolumeConfig, status_of,
 };
 use berth_model::{ContainerStatus, HealthStatus};
 use futures_util::StreamExt;
@@ -508,7 +508,7 @@ async fn pulls_succeed_only_for_registry_images() {
     assert!(images.iter().all(|i| i.id.starts_with("sha256:") && i.id.len() == 71));
     assert!(fake.describe_docker_images().await.unwrap().contains("nginx:1.25"));
 
-    assert!(fake.remove_image("nginx:1.25"));
+    assert!(fake.forget_image("nginx:1.25"));
     assert!(!fake.image_exists("nginx:1.25").await.unwrap());
 }
 
@@ -532,6 +532,249 @@ async fn volumes_are_idempotent_and_protected_while_mounted() {
     fake.remove_container(&id).await.unwrap();
     fake.remove_volume("data").await.unwrap();
     assert!(!fake.has_volume("data"));
+}
+
+// --- output ---------------------------------------------------------------------------------
+
+fn chunk(source: LogSource, text: &str) -> LogChunk {
+    LogChunk { source, bytes: berth_docker::Bytes::copy_from_slice(text.as_bytes()) }
+}
+
+/// The next chunk of a log stream, failing the test if none comes within a second.
+async fn next_chunk(stream: &mut LogStream) -> LogChunk {
+    let item = tokio::time::timeout(Duration::from_secs(1), stream.next()).await.expect("output in time");
+    item.expect("stream open").expect("no error")
+}
+
+/// The stream ends within a second.
+async fn ends(stream: &mut LogStream) {
+    let item = tokio::time::timeout(Duration::from_secs(1), stream.next()).await.expect("the stream ends in time");
+    assert!(item.is_none(), "the stream ends, got {item:?}");
+}
+
+#[tokio::test]
+async fn logs_without_follow_give_all_the_output_there_is_and_end() {
+    let fake = fake();
+    let id = run(&fake, "web", &[]).await;
+    fake.write_output("web", LogSource::Stdout, b"out\n");
+    fake.write_output(&id, LogSource::Stderr, b"err\n");
+    fake.write_output("web", LogSource::Stdout, b"partial");
+    fake.write_output("web", LogSource::Stdout, b"");
+    fake.write_output("missing", LogSource::Stdout, b"to nobody");
+    let expected =
+        [chunk(LogSource::Stdout, "out\n"), chunk(LogSource::Stderr, "err\n"), chunk(LogSource::Stdout, "partial")];
+    for target in [id.as_str(), "web", "/web"] {
+        let got: Vec<LogChunk> =
+            fake.container_logs(target, false).await.unwrap().map(|c| c.expect("no error")).collect().await;
+        assert_eq!(got, expected, "{target}");
+    }
+    // A running container's stream without follow ends with what there was.
+    let mut stream = fake.container_logs("web", false).await.unwrap();
+    fake.write_output("web", LogSource::Stdout, b"later\n");
+    assert_eq!(stream.by_ref().count().await, 3);
+    // Output stays readable once the container has exited.
+    fake.exit("web", 0);
+    assert_eq!(fake.container_logs("web", false).await.unwrap().count().await, 4);
+    assert_eq!(fake.calls_on(Op::ContainerLogs, &id), 0, "counted under the name");
+    assert_eq!(fake.calls_on(Op::ContainerLogs, "web"), 5);
+
+    let err = fake.container_logs("nope", false).await.err().expect("no such container");
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert_eq!(err.operation, "container logs");
+    assert_eq!(err.target, "nope");
+    assert!(err.message.contains("nope"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn followed_logs_go_on_with_new_output_until_the_container_stops() {
+    let fake = fake();
+    let id = run(&fake, "web", &[]).await;
+    fake.write_output("web", LogSource::Stdout, b"one\n");
+    let mut stream = fake.container_logs("web", true).await.unwrap();
+    let mut other = fake.container_logs(&id, true).await.unwrap();
+    assert_eq!(next_chunk(&mut stream).await, chunk(LogSource::Stdout, "one\n"));
+    fake.write_output("web", LogSource::Stderr, b"two\n");
+    assert_eq!(next_chunk(&mut stream).await, chunk(LogSource::Stderr, "two\n"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), stream.next()).await.is_err(),
+        "nothing more while the container runs and writes nothing"
+    );
+    fake.write_output("web", LogSource::Stdout, b"three\n");
+    assert!(fake.exit("web", 0));
+    fake.write_output("web", LogSource::Stdout, b"after\n");
+    assert_eq!(next_chunk(&mut stream).await, chunk(LogSource::Stdout, "three\n"));
+    ends(&mut stream).await;
+    let all: Vec<LogChunk> = other.by_ref().map(|c| c.expect("no error")).collect().await;
+    assert_eq!(all.len(), 3, "a second follower saw the same run: {all:?}");
+
+    // Following a container that is not running gives its output and ends.
+    let mut exited = fake.container_logs("web", true).await.unwrap();
+    assert_eq!(exited.by_ref().count().await, 4);
+    fake.create_container(&config("fresh", &[])).await.unwrap();
+    ends(&mut fake.container_logs("fresh", true).await.unwrap()).await;
+
+    // A stop, a kill and a removal end the streams that follow too.
+    for how in ["stop", "kill", "remove"] {
+        let name = format!("c-{how}");
+        run(&fake, &name, &[]).await;
+        let mut stream = fake.container_logs(&name, true).await.unwrap();
+        match how {
+            "stop" => fake.stop_container(&name, Duration::ZERO).await.unwrap(),
+            "kill" => assert!(fake.kill(&name, 137)),
+            _ => fake.remove_container(&name).await.unwrap(),
+        }
+        ends(&mut stream).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn followed_logs_end_when_the_container_exits_on_its_own() {
+    let fake = fake();
+    let begun = tokio::time::Instant::now();
+    run(&fake, "job", &["sh", "-c", "echo hi; sleep 5; echo bye"]).await;
+    fake.write_output("job", LogSource::Stdout, b"hi\n");
+    let mut stream = fake.container_logs("job", true).await.unwrap();
+    assert_eq!(stream.next().await.expect("open").expect("no error"), chunk(LogSource::Stdout, "hi\n"));
+    let writer = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        writer.write_output("job", LogSource::Stdout, b"bye\n");
+    });
+    assert_eq!(stream.next().await.expect("open").expect("no error"), chunk(LogSource::Stdout, "bye\n"));
+    assert_eq!(begun.elapsed(), Duration::from_secs(2));
+    assert!(stream.next().await.is_none(), "the stream ends with the run");
+    assert_eq!(begun.elapsed(), Duration::from_secs(5));
+    assert_eq!(fake.container("job").unwrap().state, RunState::Exited);
+}
+
+#[tokio::test]
+async fn container_logs_take_faults() {
+    let fake = fake();
+    let id = run(&fake, "web", &[]).await;
+    fake.fail_next(Op::ContainerLogs, Some("web"), 1, ErrorKind::Transient);
+    let err = fake.container_logs(&id, true).await.err().expect("injected");
+    assert_eq!(
+        (err.kind, err.operation.as_str(), err.target.as_str()),
+        (ErrorKind::Transient, "container logs", id.as_str())
+    );
+    assert_eq!(fake.container_logs(&id, false).await.unwrap().count().await, 0);
+    assert_eq!(fake.calls(Op::ContainerLogs), 2);
+}
+
+// --- image removal and listings -----------------------------------------------------------
+
+#[tokio::test]
+async fn remove_image_is_refused_while_a_container_was_created_from_it() {
+    let fake = fake();
+    fake.add_image("nginx:1.25");
+    let busybox = fake.list_images().await.unwrap().into_iter().find(|i| i.repo_tags == ["busybox:latest"]).unwrap();
+    let id = fake.create_container(&config("web", &[])).await.unwrap();
+
+    // Created, running and exited containers all hold the image, by reference or id.
+    for state in ["created", "running", "exited"] {
+        match state {
+            "running" => fake.start_container(&id).await.unwrap(),
+            "exited" => assert!(fake.exit(&id, 0)),
+            _ => {}
+        }
+        for target in ["busybox", "docker.io/library/busybox:latest", busybox.id.as_str(), &busybox.id[7..19]] {
+            let err = fake.remove_image(target).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Conflict, "{state} {target}");
+            assert_eq!(err.operation, "remove image");
+            assert_eq!(err.target, target);
+            assert!(err.message.contains(&id[..12]), "names the container: {}", err.message);
+            assert!(err.message.starts_with("conflict: unable to"), "{}", err.message);
+        }
+        assert!(fake.has_image("busybox"), "{state}: still there");
+    }
+    assert!(fake.remove_image(&busybox.id).await.unwrap_err().message.contains("must be forced"));
+    assert_eq!(fake.calls_on(Op::RemoveImage, "busybox"), 13, "counted under the image, by reference or id");
+
+    // Another image is not held by it.
+    fake.remove_image("nginx:1.25").await.unwrap();
+    assert!(!fake.has_image("nginx:1.25"));
+
+    fake.remove_container(&id).await.unwrap();
+    fake.remove_image("busybox").await.unwrap();
+    assert!(!fake.has_image("busybox"));
+    assert!(!fake.image_exists(&busybox.id).await.unwrap());
+    fake.remove_image("busybox").await.unwrap();
+    fake.remove_image(&busybox.id).await.unwrap();
+    fake.remove_image("never/was:there").await.unwrap();
+}
+
+#[tokio::test]
+async fn remove_image_by_id_of_a_running_container_cannot_be_forced() {
+    let fake = fake();
+    let image = fake.list_images().await.unwrap().remove(0).id;
+    run(&fake, "web", &[]).await;
+    let err = fake.remove_image(&image).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    assert!(err.message.contains("(cannot be forced) - image is being used by running container"), "{}", err.message);
+    fake.fail_next(Op::RemoveImage, Some("busybox"), 1, ErrorKind::Transient);
+    assert_eq!(fake.remove_image("busybox").await.unwrap_err().kind, ErrorKind::Transient);
+}
+
+#[tokio::test]
+async fn images_have_distinct_ids_that_a_pull_keeps() {
+    let fake = fake();
+    fake.add_registry_image("nginx");
+    fake.add_registry_image("redis:7");
+    fake.pull_image("nginx", None, &|_| {}).await.unwrap();
+    fake.pull_image("redis:7", None, &|_| {}).await.unwrap();
+    let ids = |images: Vec<berth_docker::ImageSummary>| -> BTreeMap<String, String> {
+        images.into_iter().map(|i| (i.repo_tags[0].clone(), i.id)).collect()
+    };
+    let before = ids(fake.list_images().await.unwrap());
+    assert_eq!(before.len(), 3);
+    let distinct: std::collections::BTreeSet<&String> = before.values().collect();
+    assert_eq!(distinct.len(), 3, "{before:?}");
+    fake.pull_image("nginx:latest", None, &|_| {}).await.unwrap();
+    fake.add_image("busybox:latest");
+    assert_eq!(ids(fake.list_images().await.unwrap()), before, "a pull of a present image keeps its id");
+    // Removed and pulled again, it is a new image.
+    fake.remove_image("nginx").await.unwrap();
+    fake.pull_image("nginx", None, &|_| {}).await.unwrap();
+    assert_ne!(ids(fake.list_images().await.unwrap())["nginx:latest"], before["nginx:latest"]);
+}
+
+#[tokio::test]
+async fn list_containers_without_labels_lists_every_container_with_its_image() {
+    let fake = fake();
+    fake.add_image("nginx:1.25");
+    let image_ids: BTreeMap<String, String> =
+        fake.list_images().await.unwrap().into_iter().map(|i| (i.repo_tags[0].clone(), i.id)).collect();
+    let web = run(&fake, "web", &[]).await;
+    let mut other = config("proxy", &[]);
+    other.image = "nginx:1.25".into();
+    other.labels = BTreeMap::from([("someone.else".to_string(), "yes".to_string())]);
+    let proxy = fake.create_container(&other).await.unwrap();
+    let mut unlabelled = config("bare", &[]);
+    unlabelled.image = "docker.io/library/busybox".into();
+    unlabelled.labels.clear();
+    let bare = fake.create_container(&unlabelled).await.unwrap();
+    fake.exit("web", 3);
+
+    let all = fake.list_containers(&[]).await.unwrap();
+    let seen: Vec<(&str, &str, &str, &str)> =
+        all.iter().map(|c| (c.id.as_str(), c.image.as_str(), c.image_id.as_str(), c.state.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            (web.as_str(), "busybox", image_ids["busybox:latest"].as_str(), "exited"),
+            (proxy.as_str(), "nginx:1.25", image_ids["nginx:1.25"].as_str(), "created"),
+            (bare.as_str(), "docker.io/library/busybox", image_ids["busybox:latest"].as_str(), "created"),
+        ]
+    );
+    assert_eq!(all[1].names, ["proxy"]);
+    assert_eq!(fake.list_containers(&[("berth.task-arn", "arn:task/1")]).await.unwrap().len(), 1);
+    assert_eq!(fake.list_containers(&[("someone.else", "yes")]).await.unwrap()[0].id, proxy);
+
+    // An image gone from under a container leaves its id unknown.
+    assert!(fake.forget_image("nginx:1.25"));
+    let all = fake.list_containers(&[]).await.unwrap();
+    assert_eq!(all[1].image_id, "");
+    assert_eq!(all[1].image, "nginx:1.25");
 }
 
 // --- events ---------------------------------------------------------------------------------
@@ -715,6 +958,8 @@ async fn an_unreachable_daemon_refuses_every_call() {
         fake.remove_volume("v1").await.unwrap_err(),
         fake.volume_labels("v1").await.unwrap_err(),
         fake.list_images().await.unwrap_err(),
+        fake.container_logs(&id, false).await.err().expect("refused"),
+        fake.remove_image("busybox").await.unwrap_err(),
     ];
     for err in errors {
         assert_eq!(err.kind, ErrorKind::Transient, "{err}");

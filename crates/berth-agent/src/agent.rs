@@ -1,0 +1,185 @@
+//! The agent: one engine, its API listeners and the image cleanup, started together and
+//! stopped together. Stopping leaves task containers running (a restarted agent picks them
+//! up; stopping tasks is an explicit act) and every committed change durable.
+
+use crate::api::{Access, ApiState, router};
+use crate::config::{AgentConfig, ConfigError};
+use crate::docker::MeteredDocker;
+use crate::images::{self, ImageLedger, LedgerError};
+use crate::metrics::Metrics;
+use crate::server::{self, ListenError};
+use berth_docker::DockerClient;
+use berth_engine::{DockerTaskEngine, EngineError, TaskEngine};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long shutdown waits for open API connections to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Why the agent could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The engine failed (its data directory, its store, Docker).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A listener could not be set up.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The image ledger cannot be read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A file of the data directory could not be set up.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running agent.
+pub struct Agent {
+    engine: Arc<DockerTaskEngine>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    cleanup: JoinHandle<()>,
+    socket: PathBuf,
+    tcp: Option<SocketAddr>,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("socket", &self.socket).field("tcp", &self.tcp).finish_non_exhaustive()
+    }
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+    move |source| AgentError::File { path: path.to_path_buf(), source }
+}
+
+impl Agent {
+    /// Start: open the data directory and its state (waiting for Docker as long as it does
+    /// not answer), resume every task, then listen.
+    pub async fn start(config: &AgentConfig, docker: Arc<dyn DockerClient>) -> Result<Agent, AgentError> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(file_error(data_dir))?;
+        // Only this user may enter: nothing can reach the socket between its bind and chmod.
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(file_error(data_dir))?;
+        let socket = data_dir.join("berth.sock");
+        if socket.as_os_str().len() > server::MAX_SOCKET_PATH {
+            // Refuse before taking the data directory, with the message that says what to do.
+            return Err(ListenError::PathTooLong { len: socket.as_os_str().len(), path: socket }.into());
+        }
+        let metrics = Metrics::new();
+        let mut engine_config = config.engine_config()?;
+        engine_config.observer = metrics.clone();
+        let ledger = ImageLedger::open(&data_dir.join("images.json"))?;
+        let docker: Arc<dyn DockerClient> = Arc::new(MeteredDocker::new(docker, metrics.clone(), ledger.clone()));
+        let mut engine = DockerTaskEngine::new(engine_config, Arc::clone(&docker));
+        engine.must_init().await?;
+        let instance = engine.instance_id().unwrap_or_default().to_string();
+        let engine = Arc::new(engine);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = Arc::new(ApiState {
+            engine: Arc::clone(&engine),
+            docker: Arc::clone(&docker),
+            metrics: Arc::clone(&metrics),
+            ledger: Arc::clone(&ledger),
+            cluster: config.cluster.clone(),
+            instance,
+            host_policy: config.host.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let mut servers = Vec::new();
+        let unix = server::bind_unix(&socket)?;
+        let app = router(Arc::clone(&state), Access::Local, config.body_limit);
+        servers.push(tokio::spawn(serve(unix, app, shutdown_rx.clone())));
+        tracing::info!(socket = %socket.display(), "API listening on the unix socket");
+        let (mut tcp, mut token) = (None, None);
+        if let Some(addr) = config.tcp {
+            let token_file = config.token_file.clone().unwrap_or_else(|| data_dir.join("token"));
+            let secret = server::token(&token_file).map_err(file_error(&token_file))?;
+            let listener = server::bind_tcp(addr).await?;
+            let bound = listener.local_addr().map_err(|source| ListenError::Bind { what: addr.to_string(), source })?;
+            let app = router(Arc::clone(&state), Access::Token(secret.as_str().into()), config.body_limit);
+            servers.push(tokio::spawn(serve(listener, app, shutdown_rx.clone())));
+            tracing::info!(address = %bound, token_file = %token_file.display(), "API listening on TCP");
+            tcp = Some(bound);
+            token = Some(secret);
+        }
+        let cleanup =
+            tokio::spawn(images::cleanup_loop(docker, ledger, config.image_cleanup.clone(), metrics, shutdown_rx));
+        Ok(Agent { engine, shutdown, servers, cleanup, socket, tcp, token })
+    }
+
+    /// The unix socket the API listens on.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The TCP address the API listens on, if any (the bound one: a configured port 0 is
+    /// replaced by the one the system chose).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The bearer token TCP write calls need, when TCP is on.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<DockerTaskEngine> {
+        &self.engine
+    }
+
+    /// Stop: no new API calls, following streams end, the engine's last commit becomes
+    /// durable and its loop stops. Task containers keep running.
+    pub async fn shutdown(self) -> Result<(), AgentError> {
+        let Agent { engine, shutdown, servers, cleanup, socket, .. } = self;
+        shutdown.send_replace(true);
+        for server in servers {
+            let abort = server.abort_handle();
+            match tokio::time::timeout(DRAIN, server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API listener failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "API listener task failed"),
+                Err(_) => {
+                    tracing::warn!("API connections still open after {DRAIN:?}; closing them");
+                    abort.abort();
+                }
+            }
+        }
+        let _ = cleanup.await;
+        let _ = std::fs::remove_file(&socket);
+        match Arc::into_inner(engine) {
+            Some(mut engine) => engine.shutdown().await?,
+            None => tracing::warn!("the engine is still in use at shutdown; its last commits are durable already"),
+        }
+        tracing::info!("berth stopped; task containers keep running");
+        Ok(())
+    }
+}
+
+/// Serve `app` on `listener` until shutdown, then let open requests finish.
+async fn serve<L>(listener: L, app: axum::Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        })
+        .await
+}

@@ -1,0 +1,107 @@
+//! Every API error is a JSON body with a status code: `{"Code", "Message"}`, plus the
+//! validation `Errors` (each with its JSON `Path`) and `Warnings` for a refused task.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_model::input::Issue;
+use serde::Serialize;
+
+/// A problem at a place in a submitted task definition.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IssueView {
+    /// JSON path, empty for the whole input.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<&Issue> for IssueView {
+    fn from(issue: &Issue) -> Self {
+        IssueView { path: issue.path.clone(), message: issue.message.clone() }
+    }
+}
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    /// A stable word for programs (`InvalidTask`, `NotFound`, ...).
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub message: String,
+    /// Validation errors, each naming its path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<IssueView>,
+    /// Warnings that came with them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<IssueView>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), errors: Vec::new(), warnings: Vec::new() }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+
+    /// 500, for what went wrong inside berth or Docker.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", message)
+    }
+
+    /// 503: the engine is not running (starting or shutting down).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message)
+    }
+
+    /// 400 for a task definition with these errors and warnings.
+    pub fn invalid_task(message: impl Into<String>, errors: &[Issue], warnings: &[Issue]) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidTask",
+            message: message.into(),
+            errors: errors.iter().map(IssueView::from).collect(),
+            warnings: warnings.iter().map(IssueView::from).collect(),
+        }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<berth_engine::EngineError> for ApiError {
+    fn from(e: berth_engine::EngineError) -> Self {
+        use berth_engine::EngineError as E;
+        match e {
+            E::NotRunning => ApiError::unavailable("the engine is not running"),
+            E::TaskNotFound(arn) => ApiError::not_found(format!("no task {arn}")),
+            E::ContainerNotFound(c) => ApiError::not_found(c.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut response = (status, axum::Json(self)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

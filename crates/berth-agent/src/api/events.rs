@@ -1,0 +1,64 @@
+//! `GET /v1/events`: state changes as NDJSON, one JSON object per line, from the durable
+//! change log. `?since=SEQ` starts after the change numbered SEQ (`since=0`: everything
+//! retained); without it, only changes to come. A reader that asks for changes older than
+//! the retention first gets `{"Gap":{"From":a,"To":b}}` (positions a..b are gone). The
+//! stream follows new changes until the client goes away or berth stops; `follow=false`
+//! ends it once caught up.
+
+use super::{ApiError, ApiState};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use berth_engine::LogItem;
+use berth_engine::TaskEngine;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The query `GET /v1/events` takes.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    since: Option<u64>,
+    #[serde(default = "yes")]
+    follow: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One NDJSON line.
+fn line(item: &LogItem) -> Result<Bytes, std::io::Error> {
+    let mut text = match item {
+        LogItem::Change(change) => serde_json::to_vec(change).map_err(std::io::Error::other)?,
+        LogItem::Gap { from, to } => {
+            serde_json::to_vec(&serde_json::json!({"Gap": {"From": from, "To": to}})).map_err(std::io::Error::other)?
+        }
+    };
+    text.push(b'\n');
+    Ok(Bytes::from(text))
+}
+
+/// `GET /v1/events`.
+pub async fn events(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let reader = match query.since {
+        Some(since) => state.engine.task_events_from(since.saturating_add(1))?,
+        None => state.engine.task_events()?,
+    };
+    let follow = query.follow;
+    let items = futures_util::stream::unfold(reader, move |mut reader| async move {
+        let item = if follow { reader.next().await } else { reader.try_next() };
+        item.map(|item| (line(&item), reader))
+    });
+    let mut shutdown = state.shutdown.clone();
+    let items = items.take_until(async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(items)).into_response())
+}

@@ -1,0 +1,144 @@
+//! berth's own task endpoints: submit, look at one, stop, read a container's output.
+
+use super::error::IssueView;
+use super::views::TaskView;
+use super::{ApiError, ApiState};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_engine::TaskEngine;
+use berth_model::Task;
+use berth_model::input::{self, ParseOptions};
+use berth_model::task::arn_last_part;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The answer to a submit: the task, and what berth will not act on.
+#[derive(Debug, Serialize)]
+struct Submitted {
+    #[serde(flatten)]
+    task: TaskView,
+    #[serde(rename = "Warnings", skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<IssueView>,
+}
+
+/// `POST /v1/tasks`: any accepted shape. 201 with the task when it is new, 200 when the
+/// same arn was there (an update: desired statuses only rise); 400 with every error.
+pub async fn submit(
+    State(state): State<Arc<ApiState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "BadBody", e.body_text()))?;
+    let opts = ParseOptions { family: None, arn_random: rand::random() };
+    let accepted =
+        input::parse(&body, &opts).map_err(|r| ApiError::invalid_task(r.to_string(), &r.errors, &r.warnings))?;
+    let refused = crate::policy::refusals(&accepted.task, &state.host_policy);
+    if !refused.is_empty() {
+        let message = refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        return Err(ApiError::invalid_task(
+            format!("refused by this berth's host policy: {message}"),
+            &refused,
+            &accepted.warnings,
+        ));
+    }
+    let arn = accepted.task.arn.clone();
+    let existed = state.engine.task(&arn).await?.is_some();
+    state.engine.add_task(accepted.task).await?;
+    let task = state.engine.task(&arn).await?.ok_or_else(|| ApiError::internal(format!("task {arn} vanished")))?;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let answer =
+        Submitted { task: TaskView::of(&task), warnings: accepted.warnings.iter().map(IssueView::from).collect() };
+    Ok((status, Json(answer)).into_response())
+}
+
+/// The task a route names: its whole arn (percent-encoded in the path), or the last part
+/// of it when that is unique.
+async fn resolve(state: &ApiState, given: &str) -> Result<Task, ApiError> {
+    if let Some(task) = state.engine.task(given).await? {
+        return Ok(task);
+    }
+    let tasks = state.engine.list_tasks().await?;
+    let mut found = tasks.into_iter().filter(|t| arn_last_part(&t.arn) == given);
+    match (found.next(), found.next()) {
+        (Some(task), None) => Ok(task),
+        (Some(a), Some(b)) => Err(ApiError::bad_request(format!(
+            "{given} is ambiguous: it ends both {} and {}; give the whole arn",
+            a.arn, b.arn
+        ))),
+        (None, _) => Err(ApiError::not_found(format!("no task {given}"))),
+    }
+}
+
+/// `GET /v1/tasks/{arn}`.
+pub async fn get_task(State(state): State<Arc<ApiState>>, Path(arn): Path<String>) -> Result<Response, ApiError> {
+    let task = resolve(&state, &arn).await?;
+    Ok(Json(TaskView::of(&task)).into_response())
+}
+
+/// `POST /v1/tasks/{arn}/stop`: desired STOPPED, durable before the answer (202: the
+/// containers stop in the background).
+pub async fn stop(State(state): State<Arc<ApiState>>, Path(arn): Path<String>) -> Result<Response, ApiError> {
+    let task = resolve(&state, &arn).await?;
+    state.engine.stop_task(&task.arn).await?;
+    let task = state.engine.task(&task.arn).await?.unwrap_or(task);
+    Ok((StatusCode::ACCEPTED, Json(TaskView::of(&task))).into_response())
+}
+
+/// The query `GET /v1/tasks/{arn}/logs` takes.
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    container: Option<String>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// `GET /v1/tasks/{arn}/logs?container=NAME&follow=true`: the container's output (stdout
+/// and stderr as Docker keeps them), as it comes when following. The container may be left
+/// out when the task has only one.
+pub async fn logs(
+    State(state): State<Arc<ApiState>>,
+    Path(arn): Path<String>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let task = resolve(&state, &arn).await?;
+    let visible: Vec<_> = task.containers.iter().filter(|c| !c.spec.internal).collect();
+    let container = match &query.container {
+        Some(name) => visible
+            .iter()
+            .find(|c| &c.spec.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("task {} has no container {name}", task.arn)))?,
+        None => match visible.as_slice() {
+            [only] => only,
+            _ => {
+                let names: Vec<&str> = visible.iter().map(|c| c.spec.name.as_str()).collect();
+                return Err(ApiError::bad_request(format!(
+                    "task {} has several containers: name one with ?container= ({})",
+                    task.arn,
+                    names.join(", ")
+                )));
+            }
+        },
+    };
+    let Some(id) = container.docker_id.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NotCreated",
+            format!("container {} of task {} has not been created yet", container.spec.name, task.arn),
+        ));
+    };
+    let stream = state.docker.container_logs(&id, query.follow).await.map_err(|e| match e.kind {
+        berth_docker::ErrorKind::NotFound => ApiError::not_found(e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    })?;
+    let mut shutdown = state.shutdown.clone();
+    let stream =
+        stream.map(|item| item.map(|chunk| chunk.bytes).map_err(std::io::Error::other)).take_until(async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        });
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(stream)).into_response())
+}

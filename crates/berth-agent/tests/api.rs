@@ -1,0 +1,338 @@
+//! The HTTP API over the real unix socket and TCP, against the real engine and Docker:
+//! every endpoint, ECS's shapes field by field, the 4xx answers, the token, the socket's
+//! mode, resumable events, the host policy, and a shutdown that leaves containers running.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use support::{encode, start, task};
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// Submit over the socket; the answer must be 201. Returns the task view.
+async fn submit(api: &support::Api, body: Vec<u8>) -> Value {
+    let answer = api.post("/v1/tasks", body, None).await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_endpoints_answer_with_the_ecs_shapes() {
+    let r = start(|_| {}).await;
+    let view = submit(
+        &r.unix,
+        task("api-ecs", "sleep 60", serde_json::json!({"portMappings": [{"containerPort": 8080, "hostPort": 0}]})),
+    )
+    .await;
+    let arn = view["Arn"].as_str().expect("arn").to_string();
+    let running = r.unix.wait_known(&arn, "RUNNING").await;
+    let docker_id = running["Containers"][0]["DockerId"].as_str().expect("docker id").to_string();
+
+    let root = r.unix.get("/").await;
+    assert_eq!(root.status, 200);
+    assert!(root.json()["AvailableCommands"].as_array().is_some_and(|a| a.iter().any(|c| c == "/v1/tasks")));
+
+    let meta = r.unix.get("/v1/metadata").await.json();
+    assert_eq!(keys(&meta), set(&["Cluster", "ContainerInstanceArn", "Version"]));
+    assert_eq!(meta["Cluster"], "default");
+    assert!(meta["Version"].as_str().is_some_and(|v| v.starts_with("berth v")));
+    assert!(meta["ContainerInstanceArn"].as_str().is_some_and(|a| a.ends_with(&r.cleanup.instance)));
+
+    let all = r.unix.get("/v1/tasks").await;
+    assert_eq!(all.status, 200);
+    assert!(all.content_type.starts_with("application/json"));
+    let all = all.json();
+    assert_eq!(keys(&all), set(&["Tasks"]));
+    let tasks = all["Tasks"].as_array().expect("Tasks");
+    assert_eq!(tasks.len(), 1);
+    let t = &tasks[0];
+    assert_eq!(keys(t), set(&["Arn", "DesiredStatus", "KnownStatus", "Family", "Version", "Containers"]));
+    assert_eq!(t["Arn"], arn.as_str());
+    assert_eq!(t["DesiredStatus"], "RUNNING");
+    assert_eq!(t["KnownStatus"], "RUNNING");
+    assert_eq!(t["Family"], "api-ecs");
+    let c = &t["Containers"][0];
+    assert_eq!(keys(c), set(&["DockerId", "DockerName", "Name", "Ports"]));
+    assert_eq!(c["DockerId"], docker_id.as_str());
+    assert_eq!(c["Name"], "main");
+    assert!(c["DockerName"].as_str().is_some_and(|n| !n.is_empty()));
+    let port = &c["Ports"][0];
+    assert_eq!(keys(port), set(&["ContainerPort", "Protocol", "HostPort", "HostIp"]));
+    assert_eq!(port["ContainerPort"], 8080);
+    assert_eq!(port["Protocol"], "tcp");
+    assert!(port["HostPort"].as_u64().is_some_and(|p| p > 0), "a dynamic port was bound: {port}");
+
+    // One task object (not a list) for ?taskarn= and ?dockerid= (full and short).
+    for query in
+        [format!("taskarn={}", encode(&arn)), format!("dockerid={docker_id}"), format!("dockerid={}", &docker_id[..12])]
+    {
+        let one = r.unix.get(&format!("/v1/tasks?{query}")).await;
+        assert_eq!(one.status, 200, "{query}: {}", one.text);
+        assert_eq!(one.json()["Arn"], arn.as_str(), "{query}");
+    }
+    let both = r.unix.get(&format!("/v1/tasks?taskarn={}&dockerid={docker_id}", encode(&arn))).await;
+    assert_eq!(both.status, 400);
+    assert!(both.json()["Message"].as_str().is_some_and(|m| m.contains("not both")));
+    let unknown = r.unix.get("/v1/tasks?taskarn=arn:nope").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["Code"], "NotFound");
+    assert_eq!(r.unix.get("/v1/tasks?dockerid=ffffffffffff0000").await.status, 404);
+
+    // berth's own view, by the whole arn (percent-encoded) and by its last part.
+    let last = arn.rsplit('/').next().expect("last part");
+    for path in [format!("/v1/tasks/{}", encode(&arn)), format!("/v1/tasks/{last}")] {
+        let view = r.unix.get(&path).await;
+        assert_eq!(view.status, 200, "{path}");
+        let view = view.json();
+        assert_eq!(view["Arn"], arn.as_str());
+        assert_eq!(view["Containers"][0]["KnownStatus"], "RUNNING");
+        assert_eq!(view["Containers"][0]["Image"], "busybox:latest");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_4xx_naming_the_problem() {
+    let r = start(|_| {}).await;
+    let bad_json = r.unix.post("/v1/tasks", "{\"family\": ", None).await;
+    assert_eq!(bad_json.status, 400);
+    let body = bad_json.json();
+    assert_eq!(body["Code"], "InvalidTask");
+    assert!(body["Message"].as_str().is_some_and(|m| m.contains("line")), "{body}");
+
+    let invalid = r.unix.post("/v1/tasks", task("api-bad", "true", serde_json::json!({"memory": "lots"})), None).await;
+    assert_eq!(invalid.status, 400);
+    let body = invalid.json();
+    assert_eq!(body["Errors"][0]["Path"], "containerDefinitions[0].memory", "{body}");
+
+    let oversized = r.unix.post("/v1/tasks", vec![b' '; 100 * 1024], None).await;
+    assert_eq!(oversized.status, 413);
+    assert!(oversized.json()["Message"].as_str().is_some(), "{}", oversized.text);
+
+    for path in ["/v1/tasks/arn:nope", "/v1/tasks/nope/logs", "/nowhere"] {
+        let answer = r.unix.get(path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert_eq!(answer.json()["Code"], "NotFound", "{path}");
+    }
+    let stop_unknown = r.unix.post("/v1/tasks/nope/stop", "", None).await;
+    assert_eq!(stop_unknown.status, 404);
+    assert_eq!(r.unix.post("/v1/metadata", "", None).await.json()["Code"], "MethodNotAllowed");
+    assert_eq!(r.unix.get("/v1/events?since=minus-one").await.status, 400);
+    // Nothing was added by any of these.
+    assert_eq!(r.unix.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_writes_need_the_token_and_the_socket_is_0600() {
+    let r = start(|_| {}).await;
+    let mode = std::fs::metadata(r.agent().socket_path()).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = r.agent().token().expect("token").to_string();
+    let token_mode = std::fs::metadata(r.dir.path().join("token")).expect("token file").permissions().mode() & 0o777;
+    assert_eq!(token_mode, 0o600);
+
+    let body = || task("api-tcp", "sleep 30", Value::Null);
+    let none = r.tcp.post("/v1/tasks", body(), None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["Code"], "Unauthorized");
+    let wrong = r.tcp.post("/v1/tasks", body(), Some("not-the-token")).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(r.tcp.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
+
+    let right = r.tcp.post("/v1/tasks", body(), Some(&token)).await;
+    assert_eq!(right.status, 201, "{}", right.text);
+    let arn = right.json()["Arn"].as_str().expect("arn").to_string();
+    // Reads need no token; stop is a write.
+    assert_eq!(r.tcp.get(&format!("/v1/tasks/{}", encode(&arn))).await.status, 200);
+    assert_eq!(r.tcp.post(&format!("/v1/tasks/{}/stop", encode(&arn)), "", None).await.status, 401);
+    assert_eq!(r.tcp.post(&format!("/v1/tasks/{}/stop", encode(&arn)), "", Some(&token)).await.status, 202);
+    // The same arn again is an update: 200, not 201.
+    let again = serde_json::to_vec(&serde_json::json!({
+        "arn": arn, "family": "api-tcp", "desiredStatus": "STOPPED",
+        "containers": [{"name": "main", "image": "busybox:latest", "command": ["sh", "-c", "sleep 30"]}],
+    }))
+    .expect("json");
+    let update = r.unix.post("/v1/tasks", again, None).await;
+    assert_eq!(update.status, 200, "{}", update.text);
+    r.unix.wait_known(&arn, "STOPPED").await;
+}
+
+/// Reads NDJSON lines from a streaming answer until `until` holds for one, 30 s at most.
+async fn read_lines(response: &mut reqwest::Response, mut until: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut lines = Vec::new();
+    let mut buffer = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk()).await.expect("the stream went quiet");
+        let Some(chunk) = chunk.expect("stream") else { return lines };
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let value: Value = serde_json::from_slice(&line).expect("an NDJSON line");
+            let done = until(&value);
+            lines.push(value);
+            if done {
+                return lines;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_resume_from_a_sequence_number_without_gaps_or_repeats() {
+    let r = start(|_| {}).await;
+    let arn = submit(&r.unix, task("api-events", "echo hello; sleep 60", Value::Null)).await["Arn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    r.unix.wait_known(&arn, "RUNNING").await;
+
+    let everything = r.unix.get("/v1/events?since=0&follow=false").await;
+    assert_eq!(everything.status, 200);
+    assert_eq!(everything.content_type, "application/x-ndjson");
+    let lines: Vec<Value> = everything.text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let seqs: Vec<u64> = lines.iter().map(|l| l["Seq"].as_u64().expect("Seq")).collect();
+    assert!(seqs.len() >= 2, "PULLED.. RUNNING: {lines:?}");
+    assert_eq!(seqs[0], 1);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "consecutive: {seqs:?}");
+    let change = &lines[0];
+    for key in ["Seq", "Time", "TaskArn", "ContainerName", "Status", "TaskStatus"] {
+        assert!(change.get(key).is_some(), "{key} in {change}");
+    }
+    assert!(lines.iter().any(|l| l["Status"] == "RUNNING" && l["TaskArn"] == arn.as_str()));
+
+    // From the middle: exactly what follows.
+    let middle = seqs[seqs.len() / 2];
+    let rest = r.unix.get(&format!("/v1/events?since={middle}&follow=false")).await;
+    let rest: Vec<u64> = rest
+        .text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("line")["Seq"].as_u64().expect("Seq"))
+        .collect();
+    assert_eq!(rest, seqs.iter().copied().filter(|s| *s > middle).collect::<Vec<_>>());
+
+    // Following from the last one seen: the next changes, and nothing before them.
+    let last = *seqs.last().expect("a last one");
+    let mut follow = r.unix.stream(&format!("/v1/events?since={last}")).await;
+    assert_eq!(r.unix.post(&format!("/v1/tasks/{}/stop", encode(&arn)), "", None).await.status, 202);
+    let next = read_lines(&mut follow, |l| l["Status"] == "STOPPED").await;
+    let next_seqs: Vec<u64> = next.iter().map(|l| l["Seq"].as_u64().expect("Seq")).collect();
+    assert_eq!(next_seqs[0], last + 1, "{next:?}");
+    assert!(next_seqs.windows(2).all(|w| w[1] == w[0] + 1), "{next_seqs:?}");
+    assert_eq!(next.iter().filter(|l| l["Status"] == "STOPPED").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_images_metrics_and_health() {
+    let r = start(|_| {}).await;
+    let arn =
+        submit(&r.unix, task("api-logs", "echo hello-from-berth; echo to-stderr >&2; sleep 2; echo bye", Value::Null))
+            .await["Arn"]
+            .as_str()
+            .expect("arn")
+            .to_string();
+    r.unix.wait_known(&arn, "RUNNING").await;
+    // Following ends when the container exits, with everything it printed.
+    let followed = r.unix.get(&format!("/v1/tasks/{}/logs?follow=true", encode(&arn))).await;
+    assert_eq!(followed.status, 200);
+    assert!(followed.text.contains("hello-from-berth") && followed.text.contains("to-stderr"), "{}", followed.text);
+    assert!(followed.text.contains("bye"), "{}", followed.text);
+    let named = r.unix.get(&format!("/v1/tasks/{}/logs?container=main", encode(&arn))).await;
+    assert!(named.text.contains("hello-from-berth"));
+    assert_eq!(r.unix.get(&format!("/v1/tasks/{}/logs?container=other", encode(&arn))).await.status, 404);
+
+    let images = r.unix.get("/v1/images").await.json();
+    let busybox = images["Images"]
+        .as_array()
+        .expect("Images")
+        .iter()
+        .find(|i| i["RepoTags"].as_array().is_some_and(|t| t.iter().any(|t| t == "busybox:latest")))
+        .cloned()
+        .expect("busybox:latest listed");
+    assert_eq!(keys(&busybox), set(&["Id", "RepoTags", "Size", "Created", "PulledByBerth"]));
+
+    let metrics = r.unix.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.content_type.starts_with("text/plain"), "{}", metrics.content_type);
+    for family in ["berth_tasks", "berth_containers", "berth_docker_operation_duration_seconds", "berth_store_commits"]
+    {
+        assert!(metrics.text.contains(family), "{family} in\n{}", metrics.text);
+    }
+
+    let health = r.unix.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json(), serde_json::json!({"Status": "ok", "Docker": "ok"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_powers_are_refused_unless_allowed() {
+    let allowed = tempfile::tempdir().expect("tempdir");
+    let allowed_path = allowed.path().to_path_buf();
+    let r = start(|c| c.host.allowed_host_paths = vec![allowed_path.clone()]).await;
+    let privileged =
+        r.unix.post("/v1/tasks", task("api-priv", "true", serde_json::json!({"privileged": true})), None).await;
+    assert_eq!(privileged.status, 400);
+    assert_eq!(privileged.json()["Errors"][0]["Path"], "containerDefinitions[0].privileged");
+
+    let with_volume = |source: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "family": "api-host-path",
+            "volumes": [{"name": "v", "host": {"sourcePath": source}}],
+            "containerDefinitions": [{"name": "main", "image": "busybox:latest", "memory": 16,
+                "command": ["sh", "-c", "ls /v; sleep 30"],
+                "mountPoints": [{"sourceVolume": "v", "containerPath": "/v"}]}],
+        }))
+        .expect("json")
+    };
+    let etc = r.unix.post("/v1/tasks", with_volume("/etc"), None).await;
+    assert_eq!(etc.status, 400);
+    assert_eq!(etc.json()["Errors"][0]["Path"], "volumes[0].host.sourcePath");
+    let host_net = r
+        .unix
+        .post(
+            "/v1/tasks",
+            serde_json::to_vec(&serde_json::json!({"family": "api-net", "networkMode": "host",
+                "containerDefinitions": [{"name": "main", "image": "busybox:latest", "memory": 16}]}))
+            .expect("json"),
+            None,
+        )
+        .await;
+    assert_eq!(host_net.status, 400);
+    assert_eq!(host_net.json()["Errors"][0]["Path"], "networkMode");
+    assert_eq!(r.unix.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
+
+    // Under an allowed prefix, it runs.
+    let ok = r.unix.post("/v1/tasks", with_volume(&allowed.path().display().to_string()), None).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    r.unix.wait_known(ok.json()["Arn"].as_str().expect("arn"), "RUNNING").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_containers_running_and_a_new_agent_resumes_them() {
+    let mut r = start(|_| {}).await;
+    let arn =
+        submit(&r.unix, task("api-restart", "sleep 120", Value::Null)).await["Arn"].as_str().expect("arn").to_string();
+    let before = r.unix.wait_known(&arn, "RUNNING").await;
+    let id = before["Containers"][0]["DockerId"].as_str().expect("id").to_string();
+    r.shutdown().await;
+    assert!(!r.dir.path().join("berth.sock").exists(), "the socket is gone");
+    let docker = support::docker().await;
+    use berth_docker::DockerClient;
+    let info = docker.inspect_container(&id).await.expect("the container is still there");
+    assert_eq!(info.state.status, "running", "and still running");
+
+    let dir = r.dir.path().to_path_buf();
+    let config = support::config(&dir);
+    let agent = berth_agent::Agent::start(&config, std::sync::Arc::new(docker)).await.expect("restart");
+    let api = support::Api::unix(agent.socket_path());
+    let after = api.wait_known(&arn, "RUNNING").await;
+    assert_eq!(after["Containers"][0]["DockerId"], id.as_str(), "the same container, not a new one");
+    agent.shutdown().await.expect("shutdown");
+}
