@@ -9,7 +9,7 @@ use crate::images::{self, ImageLedger, LedgerError};
 use crate::metrics::Metrics;
 use crate::server::{self, ListenError};
 use berth_docker::DockerClient;
-use berth_engine::{DockerTaskEngine, EngineError, TaskEngine};
+use berth_engine::{DockerTaskEngine, EngineError};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -68,8 +68,8 @@ fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
 }
 
 impl Agent {
-    /// Start: open the data directory and its state (waiting for Docker as long as it does
-    /// not answer), resume every task, then listen.
+    /// Start: open the data directory and its state, resume every task, then listen. Docker
+    /// need not answer yet: Docker calls wait until it does, then the state is reconciled.
     pub async fn start(config: &AgentConfig, docker: Arc<dyn DockerClient>) -> Result<Agent, AgentError> {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(file_error(data_dir))?;
@@ -86,7 +86,8 @@ impl Agent {
         let ledger = ImageLedger::open(&data_dir.join("images.json"))?;
         let docker: Arc<dyn DockerClient> = Arc::new(MeteredDocker::new(docker, metrics.clone(), ledger.clone()));
         let mut engine = DockerTaskEngine::new(engine_config, Arc::clone(&docker));
-        engine.must_init().await?;
+        // The API answers at once, from the loaded state, even while Docker does not.
+        engine.init_without_docker().await?;
         let instance = engine.instance_id().unwrap_or_default().to_string();
         let engine = Arc::new(engine);
         let (shutdown, shutdown_rx) = watch::channel(false);

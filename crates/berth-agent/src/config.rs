@@ -638,6 +638,7 @@ impl AgentConfig {
             auth: Arc::new(DockerAuth::new(self.auth_source()?)),
             pull_behavior: self.pull_behavior,
             steady_state_check: self.steady_state_check,
+            orphan_grace: self.orphan_grace,
             secrets: Arc::new(self.secrets()?),
             ..EngineConfig::default()
         })

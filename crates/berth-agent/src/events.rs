@@ -91,6 +91,46 @@ impl EventStreamReopened {
     }
 }
 
+/// A STOPPED task was swept: its containers and task volumes removed after the cleanup
+/// wait, the task out of the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskSwept<'a> {
+    /// The task.
+    pub arn: &'a str,
+    /// Its containers.
+    pub containers: usize,
+    /// How long it had been STOPPED, in seconds.
+    pub stopped_for_secs: Option<i64>,
+}
+
+impl TaskSwept<'_> {
+    /// Log it and count it: `berth_tasks_swept_total`.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            task = self.arn,
+            containers = self.containers,
+            stopped_for_secs = self.stopped_for_secs,
+            "swept a stopped task: containers and task volumes removed"
+        );
+        metrics.tasks_swept.inc();
+    }
+}
+
+/// A container of this berth that no task owned was removed after the orphan grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrphanRemoved<'a> {
+    /// Its Docker id.
+    pub docker_id: &'a str,
+}
+
+impl OrphanRemoved<'_> {
+    /// Log it and count it: `berth_orphans_removed_total`.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(id = self.docker_id, "removed a container of this berth that no task owned");
+        metrics.orphans_removed.inc();
+    }
+}
+
 /// The periodic steady-state check began (every container not known to be STOPPED is
 /// inspected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,18 +86,15 @@ pub struct ImageLedger {
 }
 
 impl ImageLedger {
-    /// Open the ledger at `path`, or start an empty one there when there is no file (the
-    /// empty ledger is written at once, so that a directory berth cannot write to is
-    /// found now). A file that cannot be read, is not a ledger, or has a newer version is
+    /// Open the ledger at `path`, or start an empty one when there is no file (written at
+    /// its first change). A file that cannot be read, is not a ledger, or has a newer version is
     /// an error naming it, and is left as it is.
     pub fn open(path: &Path) -> Result<Arc<ImageLedger>, LedgerError> {
         let images = match std::fs::read(path) {
             Ok(bytes) => parse(path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let images = BTreeMap::new();
-                write_file(path, &images)?;
-                images
-            }
+            // Written at the first change: opening writes nothing (the agent opens the
+            // ledger before the engine has taken the data directory's lock).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(LedgerError::new(path, format!("cannot be read: {e}"))),
         };
         tracing::debug!(path = %path.display(), images = images.len(), "image ledger opened");

@@ -10,11 +10,14 @@
 //! `event_stream_reopens_total`, `steady_state_check_last_timestamp_seconds`,
 //! `steady_state_check_age_seconds` (absent before the first check),
 //! `store_commits_total{result}`, `store_commit_duration_seconds` (histogram),
-//! `images_removed_total`, `image_cleanup_cycles_total`,
+//! `images_removed_total`, `image_cleanup_cycles_total`, `tasks_swept_total`, `orphans_removed_total`,
 //! `api_requests_total{route,status}`. A labelled family shows once one of its series
 //! has been counted (the status gauges always show every status).
 
-use crate::events::{ApiRequestServed, EventStreamReopened, StateChangesCommitted, SteadyStateCheck, StoreCommitted};
+use crate::events::{
+    ApiRequestServed, EventStreamReopened, OrphanRemoved, StateChangesCommitted, SteadyStateCheck, StoreCommitted,
+    TaskSwept,
+};
 use berth_docker::ErrorKind;
 use berth_engine::{EngineEvent, Observer};
 use berth_model::{ContainerStatus, Task, TaskStatus};
@@ -78,6 +81,7 @@ pub(crate) fn error_kind_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Transient => "transient",
         ErrorKind::Permanent => "permanent",
         ErrorKind::Timeout => "timeout",
+        ErrorKind::Unreachable => "unreachable",
     }
 }
 
@@ -111,6 +115,8 @@ pub struct Metrics {
     pub(crate) store_commit_duration: Histogram,
     pub(crate) images_removed: Counter,
     pub(crate) image_cleanup_cycles: Counter,
+    pub(crate) tasks_swept: Counter,
+    pub(crate) orphans_removed: Counter,
     pub(crate) api_requests: Family<ApiLabels, Counter>,
 }
 
@@ -178,6 +184,8 @@ impl Metrics {
             store_commit_duration: Histogram::new(exponential_buckets(0.00025, 2.0, 15)),
             images_removed: Counter::default(),
             image_cleanup_cycles: Counter::default(),
+            tasks_swept: Counter::default(),
+            orphans_removed: Counter::default(),
             api_requests: Family::default(),
         };
         registry.register("tasks", "Tasks by known status", metrics.tasks.clone());
@@ -227,6 +235,16 @@ impl Metrics {
         );
         registry.register("images_removed", "Images removed by image cleanup", metrics.images_removed.clone());
         registry.register("image_cleanup_cycles", "Image cleanup cycles run", metrics.image_cleanup_cycles.clone());
+        registry.register(
+            "tasks_swept",
+            "STOPPED tasks swept after the cleanup wait (containers and task volumes removed)",
+            metrics.tasks_swept.clone(),
+        );
+        registry.register(
+            "orphans_removed",
+            "Containers of this berth that no task owned, removed after the orphan grace period",
+            metrics.orphans_removed.clone(),
+        );
         registry.register("api_requests", "HTTP API requests, by route and status", metrics.api_requests.clone());
         Metrics { registry, ..metrics }
     }
@@ -274,6 +292,11 @@ impl Observer for Metrics {
             }
             EngineEvent::ChangesCommitted(changes) => StateChangesCommitted { changes }.emit(self),
             EngineEvent::EventStreamReopened => EventStreamReopened.emit(self),
+            EngineEvent::OrphanRemoved { docker_id } => OrphanRemoved { docker_id }.emit(self),
+            EngineEvent::TaskSwept { arn, containers, stopped_for } => {
+                TaskSwept { arn, containers: *containers, stopped_for_secs: stopped_for.map(|d| d.num_seconds()) }
+                    .emit(self)
+            }
             EngineEvent::SteadyStateCheck => SteadyStateCheck { at: chrono::Utc::now() }.emit(self),
         }
     }

@@ -194,10 +194,19 @@ async fn events_resume_from_a_sequence_number_without_gaps_or_repeats() {
         .to_string();
     r.unix.wait_known(&arn, "RUNNING").await;
 
-    let everything = r.unix.get("/v1/events?since=0&follow=false").await;
-    assert_eq!(everything.status, 200);
-    assert_eq!(everything.content_type, "application/x-ndjson");
-    let lines: Vec<Value> = everything.text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    // The task's state shows RUNNING as soon as the engine knows it; its change reaches the
+    // log once durable, a moment later.
+    let mut lines: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        let everything = r.unix.get("/v1/events?since=0&follow=false").await;
+        assert_eq!(everything.status, 200);
+        assert_eq!(everything.content_type, "application/x-ndjson");
+        lines = everything.text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+        if lines.iter().any(|l| l["Status"] == "RUNNING") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let seqs: Vec<u64> = lines.iter().map(|l| l["Seq"].as_u64().expect("Seq")).collect();
     assert!(seqs.len() >= 2, "PULLED.. RUNNING: {lines:?}");
     assert_eq!(seqs[0], 1);

@@ -115,6 +115,14 @@ pub fn classify(e: BollardError, operation: &str, target: &str) -> DockerError {
             (if permanent_message(&error) { ErrorKind::Permanent } else { ErrorKind::Transient }, error)
         }
         BollardError::RequestTimeoutError => (ErrorKind::Timeout, "Docker did not answer in time".to_string()),
+        // The request never reached Docker.
+        BollardError::HyperLegacyError { err } if err.is_connect() => (ErrorKind::Unreachable, err.to_string()),
+        other @ BollardError::SocketNotFoundError(_) => (ErrorKind::Unreachable, other.to_string()),
+        BollardError::IOError { err }
+            if matches!(err.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) =>
+        {
+            (ErrorKind::Unreachable, err.to_string())
+        }
         other @ (BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. }) => {
             (ErrorKind::Permanent, other.to_string())
         }

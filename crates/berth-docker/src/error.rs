@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Permanent,
     /// The call did not answer in time; Docker may have done the work.
     Timeout,
+    /// Docker could not be reached at all (no socket, connection refused): the call did
+    /// nothing.
+    Unreachable,
 }
 
 /// A failed Docker call: what failed, on what, and its class. Never carries credentials.
@@ -46,6 +49,11 @@ impl DockerError {
     /// Retrying cannot help.
     pub fn is_permanent(&self) -> bool {
         matches!(self.kind, ErrorKind::Permanent | ErrorKind::NotFound | ErrorKind::Conflict)
+    }
+
+    /// Docker could not be reached: the call did nothing.
+    pub fn is_unreachable(&self) -> bool {
+        self.kind == ErrorKind::Unreachable
     }
 
     /// The thing does not exist.

@@ -20,7 +20,7 @@ use crate::executor::{self, Job};
 use crate::observe::EngineEvent;
 use crate::settings;
 use berth_docker::events::{ContainerEvent, EventKind};
-use berth_docker::{DockerClient, VolumeConfig, labels};
+use berth_docker::{ContainerSummary, DockerClient, VolumeConfig, labels};
 use berth_model::container::PAUSE_IMAGE;
 use berth_model::event::take_changes;
 use berth_model::graph::DependencyGraph;
@@ -65,6 +65,12 @@ pub enum Input {
     Observed { task_arn: String, container: String, observation: Observation },
     /// The event stream was reopened: what it missed must be looked at again.
     Resync,
+    /// Docker answers again (or for the first time): this instance's containers, as listed
+    /// then, to reconcile the state with.
+    Connected(Vec<ContainerSummary>),
+    /// The grace period of these containers (ids) that no task owned has passed: remove
+    /// those no task owns now either.
+    OrphanCheck(Vec<String>),
 }
 
 struct Entry {
@@ -101,6 +107,18 @@ pub struct Actor {
     pending: Batch,
     /// The group commit in flight, if any.
     committing: Option<Committing>,
+    /// Docker answered the last time berth asked; while it does not, Docker calls wait in
+    /// `held` (nothing is lost or counted as failed) and a connector retries.
+    docker_up: bool,
+    /// A connector is trying to reach Docker.
+    connecting: bool,
+    /// Docker has answered at least once since this loop began.
+    connected_before: bool,
+    /// Docker calls decided while Docker did not answer, made once it does.
+    held: Vec<(String, Op, Job)>,
+    /// Containers whose first inspect since (re)connecting has not answered yet, with the
+    /// reason to give if it finds the container gone.
+    reconciling: HashMap<(String, String), &'static str>,
 }
 
 /// What the actor needs to start.
@@ -127,6 +145,9 @@ pub struct ActorParts {
     pub inputs_tx: mpsc::UnboundedSender<Input>,
     /// Where pulls report their progress.
     pub progress: tokio::sync::broadcast::Sender<berth_docker::PullProgress>,
+    /// This instance's containers as listed at start, when Docker answered then; `None`:
+    /// the loop connects in the background (and holds Docker calls until it has).
+    pub listed: Option<Vec<ContainerSummary>>,
 }
 
 impl Actor {
@@ -150,7 +171,8 @@ impl Actor {
         }
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
-        Ok(Actor {
+        let listed = parts.listed;
+        let mut actor = Actor {
             config: parts.config,
             instance: parts.instance,
             docker: parts.docker,
@@ -169,7 +191,17 @@ impl Actor {
             pulls: Arc::new(executor::Pulls::new(pull_behavior, auth, parts.progress)),
             pending: Batch::default(),
             committing: None,
-        })
+            docker_up: false,
+            connecting: false,
+            connected_before: false,
+            held: Vec::new(),
+            reconciling: HashMap::new(),
+        };
+        match listed {
+            Some(listed) => actor.connected(listed),
+            None => actor.docker_lost("not yet reached"),
+        }
+        Ok(actor)
     }
 
     /// Run until shut down or until the handle is gone. A store failure stops the loop:
@@ -317,16 +349,32 @@ impl Actor {
                 {
                     let result = match &outcome {
                         Outcome::Failed(e) => Err(EngineError::Operation(e.message.clone())),
-                        Outcome::Unknown(m) => Err(EngineError::Operation(m.clone())),
+                        Outcome::Unknown(m) | Outcome::NotDone(m) => Err(EngineError::Operation(m.clone())),
                         _ => Ok(()),
                     };
                     let _ = reply.send(result);
+                }
+                if let Outcome::NotDone(why) = &outcome {
+                    self.docker_lost(why);
+                }
+                let mut outcome = outcome;
+                if let Op::Container { container, action: Action::Inspect } = &op
+                    && !matches!(outcome, Outcome::NotDone(_))
+                    && let Some(reason) = self.reconciling.remove(&(task_arn.clone(), container.clone()))
+                    && let Outcome::Inspected(observation) = &mut outcome
+                    && observation.removed
+                    && observation.status == ContainerStatus::Stopped
+                {
+                    tracing::warn!(task = %task_arn, container = %container, "{reason}");
+                    observation.reason = Some(reason.to_string());
                 }
                 if let Some(entry) = self.tasks.get_mut(&task_arn) {
                     plan::apply(&mut entry.task, Feedback::Done(op, outcome), now, &self.config.plan);
                     self.dirty.insert(task_arn);
                 }
             }
+            Input::Connected(listed) => self.connected(listed),
+            Input::OrphanCheck(ids) => self.remove_orphans(ids),
             Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
             Input::Event(event) => self.event(event, now),
             Input::Resync => {
@@ -466,6 +514,9 @@ impl Actor {
             let forget = advance(entry, &arn, &self.instance, &self.config, now, &mut jobs);
             group.changes.extend(take_changes(&mut entry.task, now));
             if forget {
+                let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
+                let stopped_for = entry.task.known_time.map(|t| now - t);
+                self.config.observer.observe(&EngineEvent::TaskSwept { arn: &arn, containers, stopped_for });
                 self.tasks.remove(&arn);
                 group.tasks.push((arn, None));
                 continue;
@@ -533,7 +584,16 @@ impl Actor {
         for reply in batch.replies {
             let _ = reply.send(Ok(()));
         }
-        for (task_arn, op, job) in batch.jobs {
+        if !self.docker_up {
+            self.held.extend(batch.jobs);
+            return;
+        }
+        self.spawn_jobs(batch.jobs);
+    }
+
+    /// Start Docker calls, each in its own task, reporting back as an input.
+    fn spawn_jobs(&self, jobs: Vec<(String, Op, Job)>) {
+        for (task_arn, op, job) in jobs {
             let docker = Arc::clone(&self.docker);
             let pulls = Arc::clone(&self.pulls);
             let inputs = self.inputs_tx.clone();
@@ -543,6 +603,119 @@ impl Actor {
                 let _ = inputs.send(Input::Done { task_arn, op, outcome });
             });
         }
+    }
+
+    /// Docker did not answer: hold Docker calls from now on, and have a connector retry
+    /// until it does (one at a time).
+    fn docker_lost(&mut self, why: &str) {
+        if self.docker_up {
+            tracing::warn!(error = why, "Docker does not answer; holding Docker calls until it does");
+            self.docker_up = false;
+        }
+        if !self.connecting {
+            self.connecting = true;
+            let (docker, instance, inputs) = (Arc::clone(&self.docker), self.instance.clone(), self.inputs_tx.clone());
+            tokio::spawn(connect(docker, instance, inputs));
+        }
+    }
+
+    /// Docker answers, and listed this instance's containers: reconcile the state with them
+    /// (SPEC 6), then make the calls held meanwhile.
+    ///
+    /// - a container whose create answer was lost is found by its durable name;
+    /// - one whose id is known but is not listed vanished: STOPPED, with a reason;
+    /// - every other one not known to be STOPPED is inspected before anything else;
+    /// - a listed container that no task owns (by id or name) is removed after the orphan
+    ///   grace period, if no task owns it then either.
+    pub fn connected(&mut self, listed: Vec<ContainerSummary>) {
+        let reason = if self.connected_before {
+            "container vanished while Docker did not answer"
+        } else {
+            "container vanished while berth was down"
+        };
+        let by_name: HashMap<&str, &str> =
+            listed.iter().flat_map(|s| s.names.iter().map(move |n| (n.as_str(), s.id.as_str()))).collect();
+        for (arn, entry) in &mut self.tasks {
+            for c in &mut entry.task.containers {
+                if c.removed {
+                    continue;
+                }
+                if c.docker_id.is_none()
+                    && let Some(id) = c.docker_name.as_deref().and_then(|n| by_name.get(n))
+                {
+                    c.docker_id = Some((*id).to_string());
+                    self.dirty.insert(arn.clone());
+                }
+                // Inspected by id before anything else happens to it (not judged from the
+                // listing: an imported state's containers carry another instance's label).
+                if c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped {
+                    c.needs_inspect = true;
+                    self.reconciling.insert((arn.clone(), c.spec.name.clone()), reason);
+                    self.dirty.insert(arn.clone());
+                }
+            }
+        }
+        let owned = self.owned();
+        let orphans: Vec<&ContainerSummary> = listed
+            .iter()
+            .filter(|s| !owned.contains(s.id.as_str()) && !s.names.iter().any(|n| owned.contains(n.as_str())))
+            .collect();
+        if !orphans.is_empty() {
+            let grace = self.config.orphan_grace;
+            for s in &orphans {
+                tracing::warn!(
+                    id = %s.id,
+                    name = s.names.first().map_or("", String::as_str),
+                    task = s.labels.get(labels::TASK_ARN).map_or("", String::as_str),
+                    "a container of this berth belongs to no task; removing it after {grace:?} unless a task claims it"
+                );
+            }
+            let ids: Vec<String> = orphans.iter().map(|s| s.id.clone()).collect();
+            let inputs = self.inputs_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let _ = inputs.send(Input::OrphanCheck(ids));
+            });
+        }
+        self.docker_up = true;
+        self.connecting = false;
+        self.connected_before = true;
+        let held = std::mem::take(&mut self.held);
+        self.spawn_jobs(held);
+    }
+
+    /// Every Docker id and Docker name a task of this berth has.
+    fn owned(&self) -> HashSet<&str> {
+        self.tasks
+            .values()
+            .flat_map(|e| e.task.containers.iter())
+            .flat_map(|c| c.docker_id.iter().chain(c.docker_name.iter()))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Remove the containers among `ids` that still belong to no task.
+    fn remove_orphans(&mut self, ids: Vec<String>) {
+        let owned = self.owned();
+        let orphans: Vec<String> = ids.into_iter().filter(|id| !owned.contains(id.as_str())).collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let docker = Arc::clone(&self.docker);
+        let timeouts = self.config.timeouts.clone();
+        let observer = Arc::clone(&self.config.observer);
+        tokio::spawn(async move {
+            for id in orphans {
+                match tokio::time::timeout(timeouts.remove, docker.remove_container(&id)).await {
+                    Ok(Ok(())) => {
+                        tracing::warn!(id = %id, "removed a container of this berth that no task owns");
+                        observer.observe(&EngineEvent::OrphanRemoved { docker_id: &id });
+                    }
+                    Ok(Err(e)) => tracing::warn!(id = %id, error = %e, "cannot remove an orphan container"),
+                    Err(_) => tracing::warn!(id = %id, "removing an orphan container timed out"),
+                }
+            }
+        });
     }
 
     /// Wait for the commit in flight, if any (at shutdown).
@@ -687,4 +860,29 @@ fn issue(
         Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return,
     };
     jobs.push((arn.to_string(), op, job));
+}
+
+/// Reach Docker again: ping, then list this instance's containers, retried with backoff
+/// (up to 10 s between attempts) until it answers or the loop is gone.
+async fn connect(docker: Arc<dyn DockerClient>, instance: String, inputs: mpsc::UnboundedSender<Input>) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            docker.ping().await?;
+            docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await
+        };
+        match attempt.await {
+            Ok(listed) => {
+                tracing::info!(containers = listed.len(), "Docker answers; reconciling");
+                let _ = inputs.send(Input::Connected(listed));
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, retry_in = ?backoff, "Docker does not answer yet"),
+        }
+        if inputs.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+    }
 }

@@ -68,6 +68,9 @@ pub struct EngineConfig {
     /// Told of commits, committed changes, event-stream reopenings and steady-state
     /// checks (nothing by default).
     pub observer: Arc<dyn crate::observe::Observer>,
+    /// How long a container of this instance that no task owns is left alone before it is
+    /// removed (SPEC 6; 60 s by default): time for a task being restored to claim it.
+    pub orphan_grace: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             auth: Arc::default(),
             secrets: Arc::default(),
             observer: Arc::new(crate::observe::NoObserver),
+            orphan_grace: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -216,6 +216,86 @@ impl DockerTaskEngine {
         }
     }
 
+    /// `init` that does not wait for Docker: the state is loaded and the loop runs (its
+    /// tasks, change log and answers available at once); Docker calls wait until Docker
+    /// answers, which a connector tries with backoff, then the state is reconciled with
+    /// Docker's containers (SPEC 6). The daemon starts this way, so that its API answers
+    /// while Docker is down.
+    pub async fn init_without_docker(&mut self) -> Result<(), EngineError> {
+        self.start(false).await
+    }
+
+    /// Load the state and start the loop; with `require_docker`, reach Docker first (an
+    /// error when it does not answer), else connect in the background.
+    async fn start(&mut self, require_docker: bool) -> Result<(), EngineError> {
+        if self.running.is_some() {
+            return Err(EngineError::AlreadyInitialized);
+        }
+        if require_docker {
+            self.docker.ping().await?;
+        }
+        let (mut saver, instance, data_dir) = self.open_store()?;
+        let mut loaded = saver.load()?;
+        // Into a data directory, an imported state's tasks are taken (saved at the first
+        // round); its change log is not: the store's own sequence goes on.
+        if let Some(imported) = self.imported.take() {
+            if !loaded.tasks.is_empty() {
+                return Err(EngineError::InvalidState("cannot import a state into a store that holds tasks".into()));
+            }
+            loaded.tasks = imported.tasks;
+        }
+        // Subscribe before listing, so nothing that happens in between is missed.
+        let (events, listed) = if require_docker {
+            let events = self.docker.container_events(None).await?;
+            let listed = self.docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await?;
+            (Some(events), Some(listed))
+        } else {
+            (None, None)
+        };
+        let log = ChangeLog::new(loaded.changes, loaded.next_seq, self.config.retained_changes);
+        let (commands_tx, commands) = mpsc::channel(1024);
+        let (inputs_tx, inputs) = mpsc::unbounded_channel::<Input>();
+        let (progress, _) = tokio::sync::broadcast::channel(PROGRESS_BACKLOG);
+        let actor = Actor::new(ActorParts {
+            config: self.config.clone(),
+            instance: instance.clone(),
+            docker: Arc::clone(&self.docker),
+            clock: Arc::clone(&self.clock),
+            saver,
+            log: Arc::clone(&log),
+            tasks: loaded.tasks,
+            commands,
+            inputs,
+            inputs_tx: inputs_tx.clone(),
+            progress: progress.clone(),
+            listed,
+        })?;
+        let checker = tokio::spawn(watch::steady_state_check(
+            self.config.steady_state_check,
+            inputs_tx.clone(),
+            Arc::clone(&self.config.observer),
+        ));
+        let watcher = tokio::spawn(watch::watch(
+            Arc::clone(&self.docker),
+            events,
+            instance.clone(),
+            inputs_tx,
+            Arc::clone(&self.config.observer),
+        ));
+        let actor = tokio::spawn(actor.run());
+        self.running = Some(Running {
+            commands: commands_tx,
+            log,
+            instance,
+            actor,
+            watcher,
+            checker,
+            progress,
+            _data_dir: data_dir,
+        });
+        Ok(())
+    }
+
     /// The store and instance id `init` uses: the saver set, else the data directory's
     /// store, else memory with a fresh id.
     fn open_store(&mut self) -> Result<OpenedStore, EngineError> {
@@ -245,75 +325,7 @@ impl DockerTaskEngine {
 #[async_trait]
 impl TaskEngine for DockerTaskEngine {
     async fn init(&mut self) -> Result<(), EngineError> {
-        if self.running.is_some() {
-            return Err(EngineError::AlreadyInitialized);
-        }
-        self.docker.ping().await?;
-        let (mut saver, instance, data_dir) = self.open_store()?;
-        let mut loaded = saver.load()?;
-        // Into a data directory, an imported state's tasks are taken (saved at the first
-        // round); its change log is not: the store's own sequence goes on.
-        if let Some(imported) = self.imported.take() {
-            if !loaded.tasks.is_empty() {
-                return Err(EngineError::InvalidState("cannot import a state into a store that holds tasks".into()));
-            }
-            loaded.tasks = imported.tasks;
-        }
-        // Subscribe before listing, so nothing that happens in between is missed.
-        let events = self.docker.container_events(None).await?;
-        let listed = self.docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await?;
-        // A container whose create answer was lost is found by its durable name.
-        for task in &mut loaded.tasks {
-            for c in &mut task.containers {
-                if c.docker_id.is_none()
-                    && let Some(name) = &c.docker_name
-                    && let Some(found) = listed.iter().find(|s| s.names.iter().any(|n| n == name))
-                {
-                    c.docker_id = Some(found.id.clone());
-                }
-            }
-        }
-        let log = ChangeLog::new(loaded.changes, loaded.next_seq, self.config.retained_changes);
-        let (commands_tx, commands) = mpsc::channel(1024);
-        let (inputs_tx, inputs) = mpsc::unbounded_channel::<Input>();
-        let (progress, _) = tokio::sync::broadcast::channel(PROGRESS_BACKLOG);
-        let actor = Actor::new(ActorParts {
-            config: self.config.clone(),
-            instance: instance.clone(),
-            docker: Arc::clone(&self.docker),
-            clock: Arc::clone(&self.clock),
-            saver,
-            log: Arc::clone(&log),
-            tasks: loaded.tasks,
-            commands,
-            inputs,
-            inputs_tx: inputs_tx.clone(),
-            progress: progress.clone(),
-        })?;
-        let checker = tokio::spawn(watch::steady_state_check(
-            self.config.steady_state_check,
-            inputs_tx.clone(),
-            Arc::clone(&self.config.observer),
-        ));
-        let watcher = tokio::spawn(watch::watch(
-            Arc::clone(&self.docker),
-            events,
-            instance.clone(),
-            inputs_tx,
-            Arc::clone(&self.config.observer),
-        ));
-        let actor = tokio::spawn(actor.run());
-        self.running = Some(Running {
-            commands: commands_tx,
-            log,
-            instance,
-            actor,
-            watcher,
-            checker,
-            progress,
-            _data_dir: data_dir,
-        });
-        Ok(())
+        self.start(true).await
     }
 
     async fn must_init(&mut self) -> Result<(), EngineError> {

@@ -12,6 +12,7 @@ use berth_docker::{
 use berth_model::ApplyError;
 use berth_model::ContainerStatus;
 use berth_model::plan::{Observation, Outcome};
+use berth_store::crash;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,8 +79,13 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, p
         Job::Create { config, instance } => create(docker, *config, &instance, timeouts).await,
         Job::Start { target } => {
             match timed(timeouts.start, "start container", &target, docker.start_container(&target)).await {
+                // Started: an inspect that fails does not undo that (a start is never
+                // retried for a container that may have run); the next inspect fills in.
+                Ok(()) => {
+                    crash::point("after-start");
+                    after_done(inspect(docker, Some(target), true, timeouts).await)
+                }
                 // Gone: the inspect says so (and why), rather than a failure to retry.
-                Ok(()) => inspect(docker, Some(target), true, timeouts).await,
                 Err(e) if e.is_not_found() => inspect(docker, Some(target), true, timeouts).await,
                 Err(e) => failed(e),
             }
@@ -88,7 +94,7 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, p
             let limit = Duration::from_secs(timeout_secs) + timeouts.stop_extra;
             let stop = docker.stop_container(&target, Duration::from_secs(timeout_secs));
             match timed(limit, "stop container", &target, stop).await {
-                Ok(()) => inspect(docker, Some(target), true, timeouts).await,
+                Ok(()) => after_done(inspect(docker, Some(target), true, timeouts).await),
                 Err(e) if e.is_not_found() => inspect(docker, Some(target), true, timeouts).await,
                 Err(e) => failed(e),
             }
@@ -133,6 +139,15 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, p
                 Err(e) => failed(e),
             }
         }
+    }
+}
+
+/// The outcome of a start or stop that Docker did, from the inspect that followed: what it
+/// saw, or plain success when it could not look (the step is done either way).
+fn after_done(inspected: Outcome) -> Outcome {
+    match inspected {
+        Outcome::Inspected(observation) => Outcome::Inspected(observation),
+        _ => Outcome::Ok,
     }
 }
 
@@ -301,8 +316,12 @@ async fn create(
         Ok(config) => config,
         Err(SettingsError(message)) => return Outcome::Failed(ApplyError { message, permanent: true }),
     };
+    crash::point("before-create");
     match timed(timeouts.create, "create container", &config.name, docker.create_container(&config)).await {
-        Ok(id) => Outcome::Created(id),
+        Ok(id) => {
+            crash::point("after-create");
+            Outcome::Created(id)
+        }
         // The name is taken: if by this berth's own container of that name (a create whose
         // answer was lost), it is the one asked for.
         Err(e) if e.kind == ErrorKind::Conflict => {
@@ -369,6 +388,7 @@ async fn timed<T>(
 fn failed(e: DockerError) -> Outcome {
     match e.kind {
         ErrorKind::Timeout => Outcome::Unknown(e.to_string()),
+        ErrorKind::Unreachable => Outcome::NotDone(e.to_string()),
         _ => Outcome::Failed(ApplyError { permanent: e.is_permanent(), message: e.to_string() }),
     }
 }

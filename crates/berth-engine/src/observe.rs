@@ -24,6 +24,22 @@ pub enum EngineEvent<'a> {
     ChangesCommitted(&'a [StateChange]),
     /// The Docker event stream ended or failed and was opened again.
     EventStreamReopened,
+    /// A STOPPED task's containers and task volumes were removed after the cleanup wait,
+    /// and the task left the state.
+    TaskSwept {
+        /// The task.
+        arn: &'a str,
+        /// Its containers (internal ones not counted).
+        containers: usize,
+        /// How long it had been STOPPED.
+        stopped_for: Option<chrono::Duration>,
+    },
+    /// A container of this berth that no task owned was removed after the orphan grace
+    /// period.
+    OrphanRemoved {
+        /// Its Docker id.
+        docker_id: &'a str,
+    },
     /// The periodic steady-state check began: every container not known to be STOPPED
     /// is inspected.
     SteadyStateCheck,

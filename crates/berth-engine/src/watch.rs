@@ -17,15 +17,16 @@ use tokio::sync::mpsc;
 const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Forward events from `first` (already open, so nothing between opening it and listing
-/// containers is missed), then from every reopened stream, until the actor is gone.
+/// containers is missed; `None`: open one), then from every reopened stream, until the
+/// actor is gone.
 pub async fn watch(
     docker: Arc<dyn DockerClient>,
-    first: EventStream,
+    first: Option<EventStream>,
     instance: String,
     inputs: mpsc::UnboundedSender<Input>,
     observer: Arc<dyn Observer>,
 ) {
-    let mut stream = Some(first);
+    let mut stream = first;
     let mut since: Option<DateTime<Utc>> = None;
     let mut backoff = Duration::from_millis(100);
     loop {

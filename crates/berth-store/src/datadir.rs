@@ -7,13 +7,14 @@ use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The store's file in the data directory (schema 2).
 pub const STATE_FILE: &str = "state.redb";
 /// The whole state as one JSON document (schema 1), imported when there is no [`STATE_FILE`].
 pub const STATE_JSON_FILE: &str = "state.json";
-/// The file whose exclusive lock says a berth uses the directory.
+/// The file whose exclusive lock says a berth uses the directory. Its holder writes its pid
+/// into it (for the message a second berth gets; after the holder exits the pid stays, but
+/// only the lock counts).
 pub const LOCK_FILE: &str = "lock";
 /// The berth instance id: 32 lowercase hex digits.
 pub const INSTANCE_ID_FILE: &str = "instance-id";
@@ -26,7 +27,8 @@ pub(crate) struct DirLock {
 }
 
 impl DirLock {
-    /// Create `dir` (mode 0700) if needed and lock it, or say who has it.
+    /// Create `dir` (mode 0700) if needed and lock it, or say who has it; the holder's pid
+    /// goes into the lock file.
     fn take(dir: &Path) -> Result<DirLock, StoreError> {
         DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| StoreError::Io {
             action: "create data directory",
@@ -42,11 +44,21 @@ impl DirLock {
             .open(&lock)
             .map_err(|source| StoreError::Io { action: "open lock file", path: lock.clone(), source })?;
         match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
+            Ok(()) => {
+                // Best effort: the pid only makes a second berth's message clearer.
+                let _ =
+                    file.set_len(0).and_then(|()| (&file).write_all(format!("{}\n", std::process::id()).as_bytes()));
+                Ok(DirLock { _file: file })
+            }
             Err(TryLockError::WouldBlock) => Err(StoreError::Locked { dir: dir.to_path_buf(), lock }),
             Err(TryLockError::Error(source)) => Err(StoreError::Io { action: "lock", path: lock, source }),
         }
     }
+}
+
+/// The pid the holder of `lock` wrote into it, if it did.
+pub(crate) fn lock_holder(lock: &Path) -> Option<u32> {
+    fs::read_to_string(lock).ok()?.trim().parse().ok()
 }
 
 /// berth's data directory, locked for as long as this value (or a store opened from it)
@@ -93,9 +105,8 @@ impl DataDir {
     pub fn store(&self) -> Result<RedbStore, StoreError> {
         let redb = self.path.join(STATE_FILE);
         let json = self.path.join(STATE_JSON_FILE);
-        if !exists(&redb)? && exists(&json)? {
-            let bytes =
-                fs::read(&json).map_err(|source| StoreError::Io { action: "read", path: json.clone(), source })?;
+        if !present(&redb)? && present(&json)? {
+            let bytes = read_state_file(&json)?;
             let state = export::from_json(&bytes).map_err(|e| match e {
                 ExportError::Newer { found, supported } => {
                     StoreError::NewerSchema { file: json.clone(), found, supported }
@@ -108,26 +119,31 @@ impl DataDir {
     }
 
     /// The explicit reset: move the state files of the data directory at `path` aside
-    /// (`state.redb` → `state.redb.reset-<unix time>`, the same for `state.json`), so that
-    /// the next open starts empty. The instance id is kept. Takes the directory's lock
-    /// for the moves ([`StoreError::Locked`] while a berth uses it). Returns the moves made,
-    /// (from, to).
+    /// (`state.redb` → `state.redb.reset-<UTC time>`, e.g. `state.redb.reset-20260102T030405Z`,
+    /// the same for `state.json`; `-2`, `-3`... are added rather than replace an earlier
+    /// reset's file), so that the next open starts empty. Nothing is deleted, and the files
+    /// are moved whatever they hold (damaged or not, even a directory in their place).
+    ///
+    /// The instance id is kept, so containers the old state left behind carry this berth's
+    /// instance label and are removed as orphans (no task owns them) once the new state
+    /// starts. Takes the directory's lock for the moves ([`StoreError::Locked`] while a berth
+    /// uses it). Returns the moves made, (from, to).
     pub fn reset(path: impl AsRef<Path>) -> Result<Vec<(PathBuf, PathBuf)>, StoreError> {
         let path = path.as_ref();
         if !exists(path)? {
             return Ok(Vec::new());
         }
         let _lock = DirLock::take(path)?;
-        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let mut moved = Vec::new();
         for name in [STATE_FILE, STATE_JSON_FILE] {
             let from = path.join(name);
-            if !exists(&from)? {
+            if !present(&from)? {
                 continue;
             }
             let mut to = path.join(format!("{name}.reset-{stamp}"));
             let mut n = 1;
-            while exists(&to)? {
+            while present(&to)? {
                 n += 1;
                 to = path.join(format!("{name}.reset-{stamp}-{n}"));
             }
@@ -147,6 +163,38 @@ impl DataDir {
 
 fn exists(path: &Path) -> Result<bool, StoreError> {
     path.try_exists().map_err(|source| StoreError::Io { action: "look for", path: path.to_path_buf(), source })
+}
+
+/// Whether there is anything at `path` (a dangling symbolic link counts: it is not "no
+/// state", and must not be replaced by a new store).
+pub(crate) fn present(path: &Path) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(StoreError::Io { action: "look for", path: path.to_path_buf(), source }),
+    }
+}
+
+/// The bytes of the state file `file` (which is [`present`]), or why it cannot be read as
+/// one: [`StoreError::Unreadable`] for a directory, something other than a file, a dangling
+/// link, a file berth may not read.
+pub(crate) fn read_state_file(file: &Path) -> Result<Vec<u8>, StoreError> {
+    let unreadable = |reason: String| StoreError::Unreadable { file: file.to_path_buf(), reason };
+    let io_reason = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            format!("berth may not read it ({e}; check its owner and mode: berth must be able to read and write it)")
+        }
+        std::io::ErrorKind::NotFound => "it is a symbolic link to nothing".to_string(),
+        _ => format!("it cannot be read ({e})"),
+    };
+    let meta = fs::metadata(file).map_err(|e| unreadable(io_reason(e)))?;
+    if meta.is_dir() {
+        return Err(unreadable("it is a directory, not a file".into()));
+    }
+    if !meta.is_file() {
+        return Err(unreadable("it is not a regular file".into()));
+    }
+    fs::read(file).map_err(|e| unreadable(io_reason(e)))
 }
 
 /// fsync a directory, so that renames and new files in it are durable.

@@ -27,9 +27,15 @@
 //!   when fewer were ever made); older ones are deleted in the same transaction.
 //! - [`Loaded::tasks`] come in arn order; a task record is kept under the arn its group
 //!   gives.
+//! - damaged state (a file that is not a redb file, truncated, empty, not berth's, with
+//!   records that do not decode, newer, unreadable, a directory or a dangling link in its
+//!   place; the same for `state.json`) is refused with a message naming the file, what is
+//!   wrong and what to do, and is never written, moved or deleted by an open; only the
+//!   explicit [`DataDir::reset`] moves it aside (docs/damaged-state.md).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod crash;
 mod datadir;
 pub mod export;
 mod memory;
@@ -41,7 +47,7 @@ pub use redb_store::{RedbReader, RedbStore, SCHEMA_VERSION};
 
 use berth_model::{StateChange, Task};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How many state changes the log keeps at least (SPEC 1).
 pub const DEFAULT_RETAINED_CHANGES: u64 = 100_000;
@@ -121,11 +127,18 @@ pub trait Saver: Send + Sync + 'static {
     fn force_save(&mut self) -> Result<(), StoreError>;
 }
 
-/// Why the state could not be read or written. Messages name the file and say what to do.
+/// Why the state could not be read or written. Messages name the file, say what is wrong
+/// and what to do.
+///
+/// A refused state file ([`StoreError::Unreadable`], [`StoreError::NewerSchema`]) is left
+/// exactly as it was: berth neither writes to it nor moves it. The way out is to move it
+/// aside by hand, or to start with the explicit reset ([`DataDir::reset`], `berth daemon
+/// --reset-state`), which renames it `<name>.reset-<UTC time>` and starts empty.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Another berth holds the data directory.
-    #[error("data directory {dir} is in use by another berth (it holds {lock}); stop it or choose another --data-dir")]
+    /// Another berth holds the data directory. The message names the process holding the
+    /// lock when its lock file says (read when the message is made).
+    #[error("{}", locked_message(.dir, .lock))]
     Locked {
         /// The data directory.
         dir: PathBuf,
@@ -133,9 +146,7 @@ pub enum StoreError {
         lock: PathBuf,
     },
     /// A state file cannot be read; it is left untouched.
-    #[error(
-        "cannot read berth state in {file}: {reason}; the file is left untouched (move it aside, or start with the reset option, to start empty)"
-    )]
+    #[error("cannot read berth state in {file}: {reason}; berth will not touch it (the file is left untouched). {}", advice(.file, "To start empty"))]
     Unreadable {
         /// The file.
         file: PathBuf,
@@ -144,7 +155,8 @@ pub enum StoreError {
     },
     /// A state file written by a newer berth; it is left untouched.
     #[error(
-        "berth state in {file} has schema version {found}, newer than this berth's {supported}; the file is left untouched (run a newer berth)"
+        "berth state in {file} has schema version {found}, newer than this berth's {supported}; berth will not touch it (the file is left untouched). Run a newer berth; or, {}",
+        advice(.file, "to start empty (forgetting the tasks it holds)")
     )]
     NewerSchema {
         /// The file.
@@ -173,4 +185,37 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+}
+
+/// What to do about a refused `file`: `lead` says what moving it aside gives ("To start
+/// empty").
+fn advice(file: &Path, lead: &str) -> String {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name == INSTANCE_ID_FILE {
+        "Write this berth's instance id into it again (32 lowercase hexadecimal digits), or move it aside to get \
+         a new instance id (containers labelled with the old one are then never touched)"
+            .to_string()
+    } else if name == STATE_FILE || name == STATE_JSON_FILE {
+        format!(
+            "{lead}, move it aside, or run `berth daemon --reset-state`, which moves it aside as \
+             {name}.reset-<UTC time> (nothing is deleted)"
+        )
+    } else {
+        format!("{lead}, move it aside")
+    }
+}
+
+/// The message of [`StoreError::Locked`], with the holder's pid when the lock file says.
+fn locked_message(dir: &Path, lock: &Path) -> String {
+    let holder = match datadir::lock_holder(lock) {
+        Some(pid) if pid == std::process::id() => format!(" (this same process, pid {pid})"),
+        Some(pid) => format!(" (pid {pid})"),
+        None => String::new(),
+    };
+    format!(
+        "data directory {} is in use by another berth{holder}: it holds the lock {}. Stop that berth first, or give \
+         this one another data directory (--data-dir)",
+        dir.display(),
+        lock.display()
+    )
 }

@@ -10,7 +10,7 @@
 //! version is read and every record decoded. Only a file that passes is opened in place, so
 //! a damaged file, or one from a newer berth, is never written to.
 
-use crate::datadir::{DirLock, sync_dir};
+use crate::datadir::{DirLock, present, read_state_file, sync_dir};
 use crate::{ChangesSince, DEFAULT_RETAINED_CHANGES, Group, Loaded, Saver, StoreError, gap_before};
 use berth_model::{StateChange, Task};
 use redb::backends::InMemoryBackend;
@@ -78,7 +78,7 @@ impl RedbStore {
     }
 
     pub(crate) fn open_in(file: &Path, guard: Option<Arc<DirLock>>) -> Result<RedbStore, StoreError> {
-        if !exists(file)? {
+        if !present(file)? {
             create(file, &Loaded { next_seq: 1, ..Loaded::default() })?;
         }
         Self::open_existing(file, guard)
@@ -99,7 +99,10 @@ impl RedbStore {
 
     fn open_existing(file: &Path, guard: Option<Arc<DirLock>>) -> Result<RedbStore, StoreError> {
         let loaded = inspect(file)?;
-        let db = Builder::new().set_cache_size(CACHE_BYTES).open(file).map_err(db_err(file))?;
+        let db = Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open(file)
+            .map_err(|e| unreadable(file, format!("it cannot be opened for writing ({e})")))?;
         Ok(RedbStore {
             db: Arc::new(db),
             file: file.to_path_buf(),
@@ -206,6 +209,7 @@ impl Saver for RedbStore {
             let mut meta = txn.open_table(META).map_err(db_err(file))?;
             meta.insert(KEY_NEXT_SEQ, next).map_err(db_err(file))?;
         }
+        crate::crash::point("in-commit");
         txn.commit().map_err(db_err(file))?;
 
         self.next_seq = next;
@@ -245,10 +249,6 @@ impl RedbReader {
     }
 }
 
-fn exists(path: &Path) -> Result<bool, StoreError> {
-    path.try_exists().map_err(|source| StoreError::Io { action: "look for", path: path.to_path_buf(), source })
-}
-
 fn unreadable(file: &Path, reason: impl Display) -> StoreError {
     StoreError::Unreadable { file: file.to_path_buf(), reason: reason.to_string() }
 }
@@ -266,7 +266,7 @@ fn encode<T: serde::Serialize + ?Sized>(file: &Path, what: &str, value: &T) -> R
 /// integrity check, and its repair after a crash, on the copy), check the schema version
 /// and decode every record.
 fn inspect(file: &Path) -> Result<Loaded, StoreError> {
-    let bytes = fs::read(file).map_err(|source| StoreError::Io { action: "read", path: file.to_path_buf(), source })?;
+    let bytes = read_state_file(file)?;
     if bytes.is_empty() {
         return Err(unreadable(file, "the file is empty"));
     }
@@ -327,7 +327,7 @@ fn read_all<D: ReadableDatabase>(db: &D, file: &Path) -> Result<Loaded, StoreErr
     for entry in table.iter().map_err(db_err(file))? {
         let (arn, bytes) = entry.map_err(db_err(file))?;
         let task: Task = serde_json::from_slice(bytes.value())
-            .map_err(|e| unreadable(file, format!("task record {}: {e}", arn.value())))?;
+            .map_err(|e| unreadable(file, format!("task record {} does not decode ({e})", arn.value())))?;
         tasks.push(task);
     }
 
@@ -341,8 +341,8 @@ fn read_all<D: ReadableDatabase>(db: &D, file: &Path) -> Result<Loaded, StoreErr
 }
 
 fn decode_change(file: &Path, seq: u64, bytes: &[u8], next_seq: u64) -> Result<StateChange, StoreError> {
-    let change: StateChange =
-        serde_json::from_slice(bytes).map_err(|e| unreadable(file, format!("change record {seq}: {e}")))?;
+    let change: StateChange = serde_json::from_slice(bytes)
+        .map_err(|e| unreadable(file, format!("change record {seq} does not decode ({e})")))?;
     if change.seq != seq || seq >= next_seq || seq == 0 {
         return Err(unreadable(
             file,

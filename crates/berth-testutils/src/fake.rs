@@ -330,8 +330,8 @@ impl FakeDocker {
         self.lock().events.cut("unexpected EOF");
     }
 
-    /// While unreachable, every call (`container_events` included) fails `Transient`
-    /// "connection refused"; becoming unreachable also ends every open event stream with a
+    /// While unreachable, every call (`container_events` included) fails `Unreachable`
+    /// "connection refused" (the call reaches nothing and does nothing); becoming unreachable also ends every open event stream with a
     /// `Transient` error, as a daemon going away does. Containers keep running.
     pub fn set_unreachable(&self, unreachable: bool) {
         let mut state = self.lock();
@@ -352,7 +352,7 @@ impl FakeDocker {
             *state.calls.entry(op).or_default() += 1;
             *state.calls_on.entry((op, key)).or_default() += 1;
             if state.unreachable {
-                return Err(DockerError::new(ErrorKind::Transient, op.name(), target, "connection refused"));
+                return Err(DockerError::new(ErrorKind::Unreachable, op.name(), target, "connection refused"));
             }
             state.delays.get(&op).copied()
         };

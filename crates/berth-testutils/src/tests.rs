@@ -940,7 +940,7 @@ async fn an_unreachable_daemon_refuses_every_call() {
     let mut stream = fake.container_events(None).await.unwrap();
     fake.set_unreachable(true);
     let err = stream.next().await.expect("an error").unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Transient);
+    assert_eq!(err.kind, ErrorKind::Unreachable);
     assert!(stream.next().await.is_none());
 
     let errors = [
@@ -962,7 +962,7 @@ async fn an_unreachable_daemon_refuses_every_call() {
         fake.remove_image("busybox").await.unwrap_err(),
     ];
     for err in errors {
-        assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+        assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
         assert_eq!(err.message, "connection refused");
     }
     assert_eq!(fake.container(&id).unwrap().state, RunState::Running, "nothing was done");

@@ -27,6 +27,7 @@ use berth_docker::DockerClient;
 use berth_engine::DockerTaskEngine;
 pub use error::ApiError;
 use std::sync::Arc;
+pub use tasks::decode_submission;
 use tokio::sync::watch;
 
 /// What handlers share.

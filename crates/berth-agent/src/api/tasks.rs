@@ -3,6 +3,7 @@
 use super::error::IssueView;
 use super::views::TaskView;
 use super::{ApiError, ApiState};
+use crate::config::HostPolicy;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -33,18 +34,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), "BadBody", e.body_text()))?;
-    let opts = ParseOptions { family: None, arn_random: rand::random() };
-    let accepted =
-        input::parse(&body, &opts).map_err(|r| ApiError::invalid_task(r.to_string(), &r.errors, &r.warnings))?;
-    let refused = crate::policy::refusals(&accepted.task, &state.host_policy);
-    if !refused.is_empty() {
-        let message = refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        return Err(ApiError::invalid_task(
-            format!("refused by this berth's host policy: {message}"),
-            &refused,
-            &accepted.warnings,
-        ));
-    }
+    let accepted = decode_submission(&body, &state.host_policy, rand::random())?;
     let arn = accepted.task.arn.clone();
     let existed = state.engine.task(&arn).await?.is_some();
     state.engine.add_task(accepted.task).await?;
@@ -53,6 +43,25 @@ pub async fn submit(
     let answer =
         Submitted { task: TaskView::of(&task), warnings: accepted.warnings.iter().map(IssueView::from).collect() };
     Ok((status, Json(answer)).into_response())
+}
+
+/// A submitted body as a task the host policy allows, or the 400 that says why not (every
+/// validation error with its path, or every refusal of the policy). Pure: no I/O, no
+/// engine (the fuzz target `api_body` drives it).
+pub fn decode_submission(body: &[u8], policy: &HostPolicy, arn_random: u128) -> Result<input::Accepted, ApiError> {
+    let opts = ParseOptions { family: None, arn_random };
+    let accepted =
+        input::parse(body, &opts).map_err(|r| ApiError::invalid_task(r.to_string(), &r.errors, &r.warnings))?;
+    let refused = crate::policy::refusals(&accepted.task, policy);
+    if !refused.is_empty() {
+        let message = refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        return Err(ApiError::invalid_task(
+            format!("refused by this berth's host policy: {message}"),
+            &refused,
+            &accepted.warnings,
+        ));
+    }
+    Ok(accepted)
 }
 
 /// The task a route names: its whole arn (percent-encoded in the path), or the last part

@@ -51,6 +51,10 @@ pub enum Outcome {
     Unknown(String),
     /// An inspect answered.
     Inspected(Observation),
+    /// Docker could not be reached: the call never got there and did nothing. No attempt
+    /// is counted; the operation is planned again (the engine holds Docker calls until
+    /// Docker answers).
+    NotDone(String),
 }
 
 /// Something that happened to a task.
@@ -119,6 +123,7 @@ fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &Pla
             if let Some(v) = task.volumes.iter_mut().find(|v| v.name == volume) {
                 v.in_flight = false;
                 match (action, outcome) {
+                    (_, Outcome::NotDone(_)) => {}
                     (VolumeAction::Create, Outcome::Failed(err)) => v.error = Some(err.message),
                     (VolumeAction::Create, Outcome::Unknown(msg)) => v.error = Some(msg),
                     (VolumeAction::Create, _) => v.created = true,
@@ -181,6 +186,7 @@ fn container_done(c: &mut Container, action: Action, outcome: Outcome, now: Date
             give_up_if_exhausted(c, cfg);
         }
         Outcome::Failed(err) => failed(c, action, err, now, cfg),
+        Outcome::NotDone(_) => {}
         Outcome::Unknown(message) => {
             c.needs_inspect = true;
             failed(c, action, ApplyError { message, permanent: false }, now, cfg);

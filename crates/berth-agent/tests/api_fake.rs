@@ -1,0 +1,85 @@
+//! API behaviour that needs control over Docker (the in-memory fake): an ambiguous short
+//! docker id, and the task sweep and image cleanup showing in the metrics.
+
+mod support;
+
+use berth_agent::{Agent, AgentConfig};
+use berth_testutils::{Behaviour, FakeDocker};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{Api, encode, task};
+
+async fn agent_on_fake(change: impl FnOnce(&mut AgentConfig)) -> (Agent, Api, FakeDocker, tempfile::TempDir) {
+    let dir = tempfile::Builder::new().prefix("berth-api-fake-").tempdir().expect("tempdir");
+    let mut config = support::config(dir.path());
+    change(&mut config);
+    let fake = FakeDocker::new();
+    fake.add_image("busybox:latest");
+    fake.add_registry_image("busybox:latest");
+    let agent = Agent::start(&config, Arc::new(fake.clone())).await.expect("start");
+    let api = Api::unix(agent.socket_path());
+    (agent, api, fake, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_short_docker_id_is_400_and_a_unique_one_answers() {
+    let (agent, api, _fake, _dir) = agent_on_fake(|_| {}).await;
+    let mut arns = Vec::new();
+    // 17 containers: two of them share their first hex digit.
+    for i in 0..17 {
+        let answer = api.post("/v1/tasks", task(&format!("amb-{i}"), "sleep 60", serde_json::Value::Null), None).await;
+        assert_eq!(answer.status, 201);
+        arns.push(answer.json()["Arn"].as_str().expect("arn").to_string());
+    }
+    let mut ids = Vec::new();
+    for arn in &arns {
+        let view = api.wait_known(arn, "RUNNING").await;
+        ids.push(view["Containers"][0]["DockerId"].as_str().expect("id").to_string());
+    }
+    let shared = ids
+        .iter()
+        .map(|id| &id[..1])
+        .find(|first| ids.iter().filter(|id| id.starts_with(*first)).count() >= 2)
+        .expect("pigeonhole");
+    let ambiguous = api.get(&format!("/v1/tasks?dockerid={shared}")).await;
+    assert_eq!(ambiguous.status, 400, "{}", ambiguous.text);
+    assert!(ambiguous.json()["Message"].as_str().is_some_and(|m| m.contains("ambiguous")));
+    let one = api.get(&format!("/v1/tasks?dockerid={}", &ids[3][..12])).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["Arn"], arns[3].as_str());
+    agent.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_and_image_cleanup_show_in_the_metrics() {
+    let (agent, api, fake, _dir) = agent_on_fake(|c| {
+        c.task_cleanup_wait = Duration::from_secs(1);
+        c.image_cleanup.interval = Duration::from_millis(200);
+    })
+    .await;
+    fake.set_behaviour(|_| Behaviour::exits_after(Duration::from_millis(100), 0));
+    let answer = api.post("/v1/tasks", task("sweep", "true", serde_json::Value::Null), None).await;
+    assert_eq!(answer.status, 201);
+    let arn = answer.json()["Arn"].as_str().expect("arn").to_string();
+    api.wait_known(&arn, "STOPPED").await;
+    // Swept after the wait: the task is gone, the container removed, and it is counted.
+    let mut gone = false;
+    for _ in 0..100 {
+        if api.get(&format!("/v1/tasks/{}", encode(&arn))).await.status == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the task was swept");
+    assert!(fake.containers().is_empty(), "its container was removed");
+    let metrics = api.get("/metrics").await.text;
+    assert!(metrics.contains("berth_tasks_swept_total 1"), "{metrics}");
+    let cycles = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_image_cleanup_cycles_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(cycles >= 1.0, "image cleanup ran: {metrics}");
+    agent.shutdown().await.expect("shutdown");
+}
