@@ -43,9 +43,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// The prefix of every environment variable the daemon reads.
 pub const ENV_PREFIX: &str = "BERTH_";
 
-/// `BERTH_*` variables that belong to the client commands, not the daemon: the daemon
-/// ignores them (as it ignores every variable that is not a setting).
-pub const CLIENT_ENV: &[&str] = &["BERTH_HOST"];
+/// `BERTH_*` variables that are not settings of this module: the clients' (`BERTH_HOST`,
+/// `BERTH_TOKEN`), the daemon's `--config` (`BERTH_CONFIG`) and the crash-point test hook
+/// (`BERTH_CRASH_AT`). The daemon does not warn about them.
+pub const CLIENT_ENV: &[&str] = &["BERTH_HOST", "BERTH_TOKEN", "BERTH_CONFIG", "BERTH_CRASH_AT"];
 
 /// The name of the token file in the data directory when `token_file` is not set.
 pub const TOKEN_FILE_NAME: &str = "token";

@@ -125,8 +125,14 @@ async fn bad_requests_get_json_4xx_naming_the_problem() {
     assert_eq!(stop_unknown.status, 404);
     assert_eq!(r.unix.post("/v1/metadata", "", None).await.json()["Code"], "MethodNotAllowed");
     assert_eq!(r.unix.get("/v1/events?since=minus-one").await.status, 400);
+    let bare = r#"[{"name": "main", "image": "busybox:latest", "memory": 16, "command": ["sleep", "30"]}]"#;
+    let no_family = r.unix.post("/v1/tasks", bare, None).await;
+    assert_eq!(no_family.status, 400, "a bare containerDefinitions array names no family");
     // Nothing was added by any of these.
     assert_eq!(r.unix.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]));
+    let with_family = r.unix.post("/v1/tasks?family=bare", bare, None).await;
+    assert_eq!(with_family.status, 201, "{}", with_family.text);
+    assert_eq!(with_family.json()["Family"], "bare");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +283,7 @@ async fn logs_images_metrics_and_health() {
 
     let health = r.unix.get("/healthz").await;
     assert_eq!(health.status, 200);
-    assert_eq!(health.json(), serde_json::json!({"Status": "ok", "Docker": "ok"}));
+    assert_eq!(health.json(), serde_json::json!({"Status": "ok", "Docker": "ok", "Reconciling": 0, "Tasks": 1}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,8 @@ pub enum Command {
     ListTasks(oneshot::Sender<Vec<Task>>),
     /// One task.
     GetTask(String, oneshot::Sender<Option<Task>>),
+    /// How the engine stands with Docker.
+    Status(oneshot::Sender<crate::engine::EngineStatus>),
     /// Raise a task's desired status to STOPPED.
     StopTask(String, oneshot::Sender<Result<(), EngineError>>),
     /// Look at a task again now (the seed's `ApplyTaskState`).
@@ -266,6 +268,14 @@ impl Actor {
                 let mut tasks: Vec<Task> = self.tasks.values().map(|e| e.task.clone()).collect();
                 tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
                 let _ = reply.send(tasks);
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(crate::engine::EngineStatus {
+                    docker_up: self.docker_up,
+                    reconciling: self.reconciling.len(),
+                    held: self.held.len(),
+                    tasks: self.tasks.len(),
+                });
             }
             Command::GetTask(arn, reply) => {
                 let _ = reply.send(self.tasks.get(&arn).map(|e| e.task.clone()));
@@ -518,6 +528,7 @@ impl Actor {
                 let stopped_for = entry.task.known_time.map(|t| now - t);
                 self.config.observer.observe(&EngineEvent::TaskSwept { arn: &arn, containers, stopped_for });
                 self.tasks.remove(&arn);
+                self.reconciling.retain(|(task, _), _| task != &arn);
                 group.tasks.push((arn, None));
                 continue;
             }

@@ -56,6 +56,20 @@ pub struct EngineState {
     pub containers_by_docker_id: HashMap<String, (String, String)>,
 }
 
+/// How the engine stands with Docker (`GET /healthz` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStatus {
+    /// Docker answered the last time the engine asked.
+    pub docker_up: bool,
+    /// Containers whose first inspect since the engine (re)connected to Docker has not
+    /// answered yet: 0 once the state is reconciled with Docker.
+    pub reconciling: usize,
+    /// Docker calls waiting for Docker to answer.
+    pub held: usize,
+    /// Tasks in the state.
+    pub tasks: usize,
+}
+
 /// The saver, the instance id, and the data directory (held for its lock) `init` uses.
 type OpenedStore = (Box<dyn Saver>, String, Option<DataDir>);
 
@@ -119,6 +133,11 @@ impl DockerTaskEngine {
     /// reports (`Lagged`); pulls never wait for listeners.
     pub fn pull_progress(&self) -> Result<tokio::sync::broadcast::Receiver<berth_docker::PullProgress>, EngineError> {
         Ok(self.running.as_ref().ok_or(EngineError::NotRunning)?.progress.subscribe())
+    }
+
+    /// How the engine stands with Docker: reached or not, reconciled or not.
+    pub async fn status(&self) -> Result<EngineStatus, EngineError> {
+        self.ask(Command::Status).await
     }
 
     /// One task, by its arn.

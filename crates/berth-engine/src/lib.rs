@@ -30,7 +30,7 @@ mod watch;
 pub use changelog::{ChangeLog, ChangeReader, LogItem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EngineConfig, Timeouts};
-pub use engine::{DockerTaskEngine, EngineState, TaskEngine};
+pub use engine::{DockerTaskEngine, EngineState, EngineStatus, TaskEngine};
 pub use error::{ContainerNotFound, EngineError};
 pub use executor::PullBehavior;
 pub use observe::{EngineEvent, NoObserver, Observer};

@@ -172,16 +172,23 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
-/// A port Docker actually bound, reported on RUNNING.
+/// A port Docker actually bound, reported on RUNNING. JSON names are PascalCase like the
+/// rest of a state change (`ContainerPort`, `HostPort`, `BindIp`, `Protocol`); the
+/// snake_case names of earlier stores are still read.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct PortBinding {
     /// Port inside the container.
+    #[serde(alias = "container_port")]
     pub container_port: u16,
     /// Port on the host.
+    #[serde(alias = "host_port")]
     pub host_port: u16,
     /// Host address it is bound to.
+    #[serde(alias = "bind_ip")]
     pub bind_ip: String,
     /// tcp or udp.
+    #[serde(alias = "protocol")]
     pub protocol: Protocol,
 }
 

@@ -3,6 +3,7 @@
 //! `main` only parses the command line and dispatches; each subcommand lives in its own
 //! file under [`commands`].
 
+mod client;
 mod commands;
 mod progress;
 mod taskfile;

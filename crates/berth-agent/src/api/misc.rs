@@ -48,15 +48,22 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
-/// `GET /healthz`: 200 while the engine runs, saying whether Docker answers; 503 when the
-/// engine does not run.
+/// `GET /healthz`: 200 while the engine runs, saying whether Docker answers and how many
+/// containers still wait for their first inspect since berth (re)connected to Docker
+/// (`Reconciling`: 0 once the state agrees with Docker); 503 when the engine does not run.
 pub async fn healthz(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
-    state.engine.task("").await?;
+    let status = state.engine.status().await?;
     let docker = match tokio::time::timeout(PING_TIMEOUT, state.docker.ping()).await {
-        Ok(Ok(())) => "ok",
+        Ok(Ok(())) if status.docker_up => "ok",
         _ => "unreachable",
     };
-    Ok(Json(serde_json::json!({ "Status": "ok", "Docker": docker })).into_response())
+    Ok(Json(serde_json::json!({
+        "Status": "ok",
+        "Docker": docker,
+        "Reconciling": status.reconciling,
+        "Tasks": status.tasks,
+    }))
+    .into_response())
 }
 
 /// Any other route.

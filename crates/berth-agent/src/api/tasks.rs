@@ -27,14 +27,17 @@ struct Submitted {
     warnings: Vec<IssueView>,
 }
 
-/// `POST /v1/tasks`: any accepted shape. 201 with the task when it is new, 200 when the
-/// same arn was there (an update: desired statuses only rise); 400 with every error.
+/// `POST /v1/tasks`: any accepted shape (`?family=` names the family of a bare
+/// `containerDefinitions` array). 201 with the task when it is new, 200 when the same arn
+/// was there (an update: desired statuses only rise); 400 with every error.
 pub async fn submit(
     State(state): State<Arc<ApiState>>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let body = body.map_err(|e| ApiError::new(e.status(), "BadBody", e.body_text()))?;
-    let accepted = decode_submission(&body, &state.host_policy, rand::random())?;
+    let accepted = decode_submission(&body, query.family.as_deref(), &state.host_policy, rand::random())?;
     let arn = accepted.task.arn.clone();
     let existed = state.engine.task(&arn).await?.is_some();
     state.engine.add_task(accepted.task).await?;
@@ -48,20 +51,40 @@ pub async fn submit(
 /// A submitted body as a task the host policy allows, or the 400 that says why not (every
 /// validation error with its path, or every refusal of the policy). Pure: no I/O, no
 /// engine (the fuzz target `api_body` drives it).
-pub fn decode_submission(body: &[u8], policy: &HostPolicy, arn_random: u128) -> Result<input::Accepted, ApiError> {
-    let opts = ParseOptions { family: None, arn_random };
-    let accepted =
-        input::parse(body, &opts).map_err(|r| ApiError::invalid_task(r.to_string(), &r.errors, &r.warnings))?;
+pub fn decode_submission(
+    body: &[u8],
+    family: Option<&str>,
+    policy: &HostPolicy,
+    arn_random: u128,
+) -> Result<input::Accepted, ApiError> {
+    let opts = ParseOptions { family: family.map(str::to_string), arn_random };
+    let accepted = input::parse(body, &opts)
+        .map_err(|r| ApiError::invalid_task(summary("invalid task definition", &r.errors), &r.errors, &r.warnings))?;
     let refused = crate::policy::refusals(&accepted.task, policy);
     if !refused.is_empty() {
-        let message = refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         return Err(ApiError::invalid_task(
-            format!("refused by this berth's host policy: {message}"),
+            summary("refused by this berth's host policy", &refused),
             &refused,
             &accepted.warnings,
         ));
     }
     Ok(accepted)
+}
+
+/// `heading: <the first issue>` and how many more `Errors` lists.
+fn summary(heading: &str, issues: &[input::Issue]) -> String {
+    match issues {
+        [] => heading.to_string(),
+        [one] => format!("{heading}: {one}"),
+        [first, rest @ ..] => format!("{heading}: {first} (and {} more in Errors)", rest.len()),
+    }
+}
+
+/// The query `POST /v1/tasks` takes.
+#[derive(Debug, Deserialize)]
+pub struct SubmitQuery {
+    /// The family of a bare `containerDefinitions` array (which names none).
+    family: Option<String>,
 }
 
 /// The task a route names: its whole arn (percent-encoded in the path), or the last part

@@ -1,0 +1,121 @@
+//! `berth daemon`: the long-running agent. Settings come from the defaults, a TOML file
+//! (`--config`), `BERTH_*` variables and these flags, each overriding the one before (see
+//! docs/daemon-config.md). It serves the HTTP API on `<data dir>/berth.sock` and, when
+//! configured, on TCP. SIGTERM or SIGINT: stop accepting work, make state durable, exit;
+//! task containers keep running and a restarted daemon picks them up.
+//!
+//! A state file berth cannot use stops the start with a message naming it; berth never
+//! writes to it. `--reset-state` moves the state files aside first, and the daemon starts
+//! empty (docs/damaged-state.md).
+
+use anyhow::Context;
+use berth_agent::config::{LogFormat, Overrides};
+use berth_agent::{Agent, AgentConfig};
+use berth_docker::BollardClient;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `berth daemon`.
+#[derive(Debug, clap::Args)]
+pub struct Daemon {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: state, API socket, token.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also listen on TCP: `on` (127.0.0.1:51678), a port, an address, or `off`.
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<String>,
+    /// Log lines for people (`human`) or one JSON object a line (`json`).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log filter: a level (`info`, `debug`) or tracing filter directives.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Start empty: first move the state files aside (`state.redb` becomes
+    /// `state.redb.reset-<UTC time>`, the same for `state.json`; nothing is deleted, the
+    /// instance id is kept). For a state file berth refuses to read.
+    #[arg(long)]
+    reset_state: bool,
+}
+
+impl Daemon {
+    /// Run until SIGTERM or SIGINT.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let log_format =
+            self.log_format.as_deref().map(str::parse::<LogFormat>).transpose().map_err(anyhow::Error::msg)?;
+        let flags = Overrides { data_dir: self.data_dir, tcp: self.tcp, log_format, log_level: self.log_level };
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let config = AgentConfig::load(self.config.as_deref(), &env, &flags)?;
+        berth_agent::logging::init(&config).map_err(anyhow::Error::msg)?;
+        for name in AgentConfig::unrecognized_env(&env) {
+            tracing::warn!(variable = %name, "unknown BERTH_ variable, ignored");
+        }
+        if self.reset_state {
+            reset_state(&config.data_dir)?;
+        }
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        runtime.block_on(serve(config))?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `--reset-state`: move the state files of `data_dir` aside, logging each move.
+fn reset_state(data_dir: &Path) -> anyhow::Result<()> {
+    let moved = berth_store::DataDir::reset(data_dir)
+        .with_context(|| format!("--reset-state: cannot reset the state in {}", data_dir.display()))?;
+    if moved.is_empty() {
+        tracing::info!(data_dir = %data_dir.display(), "--reset-state: no state files to move aside");
+    }
+    for (from, to) in &moved {
+        tracing::warn!(
+            file = %from.display(),
+            moved_to = %to.display(),
+            "--reset-state: state file moved aside; berth starts with an empty state"
+        );
+    }
+    Ok(())
+}
+
+/// Connect to Docker (waiting while it does not answer), start the agent, wait for a
+/// signal, stop.
+async fn serve(config: AgentConfig) -> anyhow::Result<()> {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    let docker = tokio::select! {
+        docker = connect() => docker,
+        _ = terminate.recv() => return Ok(()),
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
+    let agent = tokio::select! {
+        agent = Agent::start(&config, Arc::new(docker)) => agent?,
+        _ = terminate.recv() => return Ok(()),
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
+    tracing::info!(data_dir = %config.data_dir.display(), "berth is running");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    agent.shutdown().await?;
+    Ok(())
+}
+
+/// The Docker client, retried with backoff (up to a minute between attempts).
+async fn connect() -> BollardClient {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match BollardClient::connect().await {
+            Ok(docker) => return docker,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "Docker does not answer; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! `berth submit FILE`: send a task definition to the daemon. Prints the task's arn;
+//! warnings go to standard error. A refused task: each error `path: message`, exit 1.
+
+use crate::client::{self, HostArgs};
+use crate::taskfile;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `berth submit`.
+#[derive(Debug, clap::Args)]
+pub struct Submit {
+    /// The task definition (JSON, in any of the shapes berth reads; `-` for standard
+    /// input).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+impl Submit {
+    /// Submit the file; exit 0 when the daemon took the task.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let body = if self.file.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+                .map_err(|e| anyhow::anyhow!("cannot read standard input: {e}"))?;
+            bytes
+        } else {
+            taskfile::read(&self.file).map_err(anyhow::Error::msg)?
+        };
+        let client = self.host.connect()?;
+        let task = client.block_on(async { client::json(client.post(&["v1", "tasks"], body).await?).await })?;
+        for warning in client::issues(&task["Warnings"]) {
+            eprintln!("warning: {warning}");
+        }
+        let arn = task["Arn"].as_str().unwrap_or_default();
+        println!("{arn}");
+        Ok(ExitCode::SUCCESS)
+    }
+}
