@@ -22,7 +22,11 @@ pub fn filter(level: &str) -> Result<EnvFilter, String> {
 
 /// Install the global subscriber the configuration asks for.
 pub fn init(config: &AgentConfig) -> Result<(), String> {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(&config.log_level)?).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(&config.log_level)?)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let result = match config.log_format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
