@@ -5,6 +5,8 @@
 //! started). Measured after SIGTERM (a clean restart) and after SIGKILL (a crash), rounds
 //! interleaved. Target: under 2 s.
 //!
+//! At the end it reports the resident memory of the idle daemon tracking those tasks.
+//!
 //! `cargo bench -p berth --bench restart` (needs `scripts/test-env.sh`; takes a few minutes,
 //! most of it creating the 200 containers once). Options after `--`: `--tasks N` (200),
 //! `--rounds N` (5 of each). Every container is removed at the end, also on failure.
@@ -143,6 +145,21 @@ fn main() {
                 v.len()
             );
         }
+        // The daemon, idle, tracking every task.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        println!(
+            "idle berth daemon tracking {tasks} RUNNING tasks (real Docker), 5 s after its last restart: VmRSS {:.1} MB, VmHWM {:.1} MB",
+            field("VmRSS"),
+            field("VmHWM")
+        );
         daemon.signal("TERM");
     });
 }
