@@ -307,6 +307,9 @@ impl DockerClient for BollardClient {
     }
 
     async fn container_events(&self, since: Option<DateTime<Utc>>) -> Result<EventStream, DockerError> {
+        // bollard connects only when the stream is first read: make sure Docker answers
+        // now, so that an unreachable daemon is an error here and not an empty stream.
+        self.ping().await?;
         let since = since.unwrap_or_else(Utc::now) - EVENTS_LOOKBACK;
         let since = format!("{}.{:09}", since.timestamp(), since.timestamp_subsec_nanos());
         let filters: HashMap<&str, Vec<&str>> = HashMap::from([("type", vec!["container"])]);

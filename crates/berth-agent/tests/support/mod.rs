@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod proxy;
+
 /// An agent under test.
 pub struct Running {
     /// The agent (`None` once shut down).
@@ -49,6 +51,20 @@ pub async fn start(change: impl FnOnce(&mut AgentConfig)) -> Running {
     change(&mut config);
     let docker = docker().await;
     let agent = Agent::start(&config, Arc::new(docker.clone())).await.unwrap_or_else(|e| panic!("start: {e}"));
+    let instance = std::fs::read_to_string(dir.path().join("instance-id")).expect("instance id").trim().to_string();
+    let unix = Api::unix(agent.socket_path());
+    let tcp = Api::tcp(agent.tcp_addr().expect("tcp is on"));
+    Running { agent: Some(agent), unix, tcp, dir, cleanup: Cleanup { instance } }
+}
+
+/// Start an agent on `docker` (the real daemon reached some other way, e.g. through
+/// [`proxy::Proxy`]; it need not answer yet), with `change` applied to the test
+/// configuration. The cleanup guard still reaches the real daemon directly.
+pub async fn start_with(docker: BollardClient, change: impl FnOnce(&mut AgentConfig)) -> Running {
+    let dir = tempfile::Builder::new().prefix("berth-api-").tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    change(&mut config);
+    let agent = Agent::start(&config, Arc::new(docker)).await.unwrap_or_else(|e| panic!("start: {e}"));
     let instance = std::fs::read_to_string(dir.path().join("instance-id")).expect("instance id").trim().to_string();
     let unix = Api::unix(agent.socket_path());
     let tcp = Api::tcp(agent.tcp_addr().expect("tcp is on"));

@@ -1,0 +1,431 @@
+//! A proxy in front of the real Docker daemon, which a test controls: it listens on a unix
+//! socket of its own and pipes every connection it accepts to `/var/run/docker.sock`.
+//!
+//! - [`Proxy::cut_events`] closes every open connection that carries a `GET .../events`
+//!   request (the Docker event stream), as a daemon or a network hiccup would;
+//! - [`Proxy::set_refusing`] makes Docker unreachable the way a stopped daemon is: the
+//!   listener is closed and its socket file removed (a connect fails with "no such file"),
+//!   and every open connection is closed; passing again binds the socket anew;
+//! - [`Proxy::set_dropping`] keeps the socket but closes every connection, open or new
+//!   (a daemon that accepts and hangs up);
+//! - [`Proxy::counts`]: connections and requests by kind.
+//!
+//! Docker's HTTP client (hyper, under bollard) keeps connections alive and reuses them, so
+//! an events request may come on a connection that served other requests first: every
+//! request the client sends is found, following HTTP/1's framing ([`RequestLines`]), and a
+//! connection is marked as an events connection before that request is forwarded, so a cut
+//! after the request has reached Docker always finds it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The real daemon's socket.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// What the proxy saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Connections accepted and piped to Docker.
+    pub accepted: u64,
+    /// Connections accepted while dropping (or refusing: a race with the listener's close)
+    /// and closed at once.
+    pub dropped_while_refusing: u64,
+    /// Connections that carried at least one `GET .../events` request.
+    pub events_connections: u64,
+    /// `GET .../events` requests.
+    pub events_requests: u64,
+    /// Other requests (`GET /_ping`, `POST /containers/create`, ...).
+    pub other_requests: u64,
+    /// Events connections closed by [`Proxy::cut_events`].
+    pub events_cut: u64,
+    /// Connections closed by [`Proxy::set_refusing`] or [`Proxy::set_dropping`].
+    pub closed_by_refusal: u64,
+}
+
+/// One open connection.
+struct Conn {
+    /// Whether it carried a `GET .../events` request.
+    events: bool,
+    /// Closes it.
+    close: watch::Sender<bool>,
+}
+
+struct Shared {
+    refusing: AtomicBool,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Conn>>,
+    counts: Mutex<Counts>,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Conn>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connection `id` sent a request: `events` when it is a `GET .../events`.
+    fn saw_request(&self, id: u64, events: bool) {
+        let mut newly_events = false;
+        if events && let Some(conn) = self.conns().get_mut(&id) {
+            newly_events = !conn.events;
+            conn.events = true;
+        }
+        let mut counts = self.counts();
+        if events {
+            counts.events_requests += 1;
+            counts.events_connections += u64::from(newly_events);
+        } else {
+            counts.other_requests += 1;
+        }
+    }
+
+    /// Close every open connection `pick` selects; how many.
+    fn close(&self, pick: impl Fn(&Conn) -> bool) -> u64 {
+        let mut conns = self.conns();
+        let ids: Vec<u64> = conns.iter().filter(|(_, c)| pick(c)).map(|(id, _)| *id).collect();
+        for id in &ids {
+            if let Some(conn) = conns.remove(id) {
+                let _ = conn.close.send(true);
+            }
+        }
+        ids.len() as u64
+    }
+}
+
+/// The proxy; dropping it closes its listener and every connection, and removes its
+/// directory.
+pub struct Proxy {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    upstream: PathBuf,
+    shared: Arc<Shared>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("path", &self.path).field("counts", &self.counts()).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy to the real daemon, passing. Panics when the daemon's socket is absent: these
+    /// tests must not pass without Docker (scripts/test-env.sh sets it up).
+    pub fn start() -> Proxy {
+        assert!(
+            Path::new(DOCKER_SOCKET).exists(),
+            "{DOCKER_SOCKET} is missing: these tests need the real Docker daemon (scripts/test-env.sh)"
+        );
+        // Short: a unix socket path has a limit of about 108 bytes.
+        let dir = tempfile::Builder::new().prefix("bpx-").tempdir_in("/tmp").expect("proxy tempdir");
+        let path = dir.path().join("d.sock");
+        let shared = Arc::new(Shared {
+            refusing: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            counts: Mutex::new(Counts::default()),
+        });
+        let proxy = Proxy { dir, path, upstream: PathBuf::from(DOCKER_SOCKET), shared, accept: Mutex::new(None) };
+        proxy.listen();
+        proxy
+    }
+
+    /// The socket clients connect to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The Docker endpoint for it (`unix:///tmp/...`).
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// What it saw so far.
+    pub fn counts(&self) -> Counts {
+        *self.shared.counts()
+    }
+
+    /// Open connections: (all, events ones).
+    pub fn open(&self) -> (usize, usize) {
+        let conns = self.shared.conns();
+        (conns.len(), conns.values().filter(|c| c.events).count())
+    }
+
+    /// Close every open connection that carries the event stream; how many.
+    pub fn cut_events(&self) -> u64 {
+        let n = self.shared.close(|c| c.events);
+        self.shared.counts().events_cut += n;
+        n
+    }
+
+    /// Refuse (close the listener, remove the socket file, close every open connection)
+    /// or pass again (bind the socket anew).
+    pub async fn set_refusing(&self, refusing: bool) {
+        self.shared.refusing.store(refusing, Ordering::SeqCst);
+        if refusing {
+            let accept = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(accept) = accept {
+                accept.abort();
+                let _ = accept.await; // the listener is closed once the task is gone
+            }
+            let _ = std::fs::remove_file(&self.path);
+            let n = self.shared.close(|_| true);
+            self.shared.counts().closed_by_refusal += n;
+        } else {
+            self.listen();
+        }
+    }
+
+    /// Drop connections (accept each and close it at once, and close every open one), or
+    /// pass again: Docker reachable but hanging up, where [`Proxy::set_refusing`] makes it
+    /// unreachable.
+    pub fn set_dropping(&self, dropping: bool) {
+        self.shared.refusing.store(dropping, Ordering::SeqCst);
+        if dropping {
+            let n = self.shared.close(|_| true);
+            self.shared.counts().closed_by_refusal += n;
+        }
+    }
+
+    /// Bind the socket and accept on it (unless it is already accepting).
+    fn listen(&self) {
+        let mut accept = self.accept.lock().unwrap_or_else(|e| e.into_inner());
+        if accept.is_some() {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).unwrap_or_else(|e| panic!("bind {}: {e}", self.path.display()));
+        *accept = Some(tokio::spawn(accept_loop(listener, Arc::clone(&self.shared), self.upstream.clone())));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(accept) = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            accept.abort();
+        }
+        self.shared.close(|_| true);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, upstream: PathBuf) {
+    loop {
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                eprintln!("proxy: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shared.refusing.load(Ordering::SeqCst) {
+            shared.counts().dropped_while_refusing += 1;
+            continue; // dropped: closed at once
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let (close, closed) = watch::channel(false);
+        shared.conns().insert(id, Conn { events: false, close });
+        shared.counts().accepted += 1;
+        tokio::spawn(pipe(client, id, Arc::clone(&shared), upstream.clone(), closed));
+    }
+}
+
+/// Forgets a connection when its task ends, however it ends.
+struct Forget {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.shared.conns().remove(&self.id);
+    }
+}
+
+/// Pipe one connection to Docker until either side closes it or the proxy does.
+async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBuf, mut closed: watch::Receiver<bool>) {
+    let _forget = Forget { id, shared: Arc::clone(&shared) };
+    let piping = async {
+        let Ok(server) = UnixStream::connect(&upstream).await else {
+            eprintln!("proxy: cannot connect to {}", upstream.display());
+            return;
+        };
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        let requests = async {
+            let mut buffer = vec![0u8; 16 * 1024];
+            let mut lines = RequestLines::default();
+            loop {
+                let n = match client_read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                // Classified before being forwarded: an events request is marked before
+                // Docker has it.
+                for events in lines.feed(&buffer[..n]) {
+                    shared.saw_request(id, events);
+                }
+                if server_write.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = server_write.shutdown().await;
+        };
+        let answers = async {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            let _ = client_write.shutdown().await;
+        };
+        tokio::join!(requests, answers);
+    };
+    tokio::select! {
+        () = piping => {}
+        _ = closed.wait_for(|c| *c) => {} // dropping both streams closes them
+    }
+}
+
+/// Finds the HTTP/1 requests in what a client sends, following the framing: a request's
+/// head up to its empty line, then its body (`Content-Length` bytes, or chunks), then the
+/// next request. A connection that stops looking like HTTP (an upgrade, a head too long)
+/// is not looked at any further.
+#[derive(Debug, Default)]
+pub struct RequestLines {
+    state: Framing,
+    buffer: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Reading a request's head.
+    #[default]
+    Head,
+    /// Skipping this many bytes of a body.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize,
+    /// Skipping this many bytes of chunk data (its CRLF included).
+    ChunkData(u64),
+    /// Reading trailer lines up to the empty one.
+    Trailers,
+    /// No longer HTTP requests.
+    Opaque,
+}
+
+/// Longest head or line kept.
+const MAX_HEAD: usize = 64 * 1024;
+
+impl RequestLines {
+    /// Feed bytes; for each request whose head completed, whether it is a `GET .../events`.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<bool> {
+        let mut found = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.state {
+                Framing::Opaque => break,
+                Framing::Body(n) | Framing::ChunkData(n) => {
+                    let take = n.min(rest.len() as u64);
+                    rest = &rest[take as usize..];
+                    let left = n - take;
+                    self.state = match (self.state, left) {
+                        (Framing::Body(_), 0) => Framing::Head,
+                        (Framing::Body(_), _) => Framing::Body(left),
+                        (_, 0) => Framing::ChunkSize,
+                        _ => Framing::ChunkData(left),
+                    };
+                }
+                Framing::Head | Framing::ChunkSize | Framing::Trailers => {
+                    let byte = rest[0];
+                    rest = &rest[1..];
+                    self.buffer.push(byte);
+                    if self.buffer.len() > MAX_HEAD {
+                        self.state = Framing::Opaque;
+                    } else if byte == b'\n' {
+                        self.line_end(&mut found);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// A line ended in the buffer.
+    fn line_end(&mut self, found: &mut Vec<bool>) {
+        let text = match self.state {
+            Framing::Head if self.buffer == b"\r\n" || self.buffer == b"\n" => {
+                self.buffer.clear(); // empty lines between requests
+                return;
+            }
+            Framing::Head if !(self.buffer.ends_with(b"\r\n\r\n") || self.buffer.ends_with(b"\n\n")) => {
+                return; // the head goes on
+            }
+            _ => String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned(),
+        };
+        match self.state {
+            Framing::Head => {
+                let mut lines = text.lines();
+                let Some(events) = lines.next().and_then(request_line) else {
+                    self.state = Framing::Opaque;
+                    return;
+                };
+                found.push(events);
+                let (mut length, mut chunked, mut upgrade) = (0u64, false, false);
+                for line in lines {
+                    let Some((name, value)) = line.split_once(':') else { continue };
+                    let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
+                    match name.as_str() {
+                        "content-length" => length = value.parse().unwrap_or(0),
+                        "transfer-encoding" => chunked = value.contains("chunked"),
+                        "upgrade" => upgrade = true,
+                        _ => {}
+                    }
+                }
+                self.state = if upgrade {
+                    Framing::Opaque
+                } else if chunked {
+                    Framing::ChunkSize
+                } else if length > 0 {
+                    Framing::Body(length)
+                } else {
+                    Framing::Head
+                };
+            }
+            Framing::ChunkSize => {
+                let size = text.trim().split(';').next().unwrap_or_default().trim();
+                self.state = match u64::from_str_radix(size, 16) {
+                    Ok(0) => Framing::Trailers,
+                    Ok(n) => Framing::ChunkData(n + 2),
+                    Err(_) => Framing::Opaque,
+                };
+            }
+            Framing::Trailers => {
+                if text.trim().is_empty() {
+                    self.state = Framing::Head;
+                }
+            }
+            Framing::Body(_) | Framing::ChunkData(_) | Framing::Opaque => {}
+        }
+    }
+}
+
+/// `Some(is a GET .../events)` when `line` is an HTTP request line.
+fn request_line(line: &str) -> Option<bool> {
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let is_method = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+    if !is_method || !target.starts_with('/') || !version.starts_with("HTTP/") {
+        return None;
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    Some(method == "GET" && path.ends_with("/events"))
+}
