@@ -9,8 +9,8 @@ use tracing_subscriber::EnvFilter;
 /// Targets whose `debug` and `trace` output may quote request bodies or headers.
 const CAPPED: &[&str] = &["bollard", "hyper", "hyper_util", "h2", "reqwest", "tower", "axum"];
 
-/// The filter for `level` (a level or tracing filter directives), with [`CAPPED`] capped
-/// at `info`.
+/// The filter for `level` (a level or tracing filter directives), with the HTTP and
+/// Docker client libraries capped at `info`.
 pub fn filter(level: &str) -> Result<EnvFilter, String> {
     let mut directives = level.trim().to_string();
     for target in CAPPED {
