@@ -107,6 +107,8 @@ pub struct Actor {
     pulls: Arc<executor::Pulls>,
     /// What waits for the next group commit.
     pending: Batch,
+    /// Where each task's record is in `pending`'s group.
+    pending_records: HashMap<String, usize>,
     /// The group commit in flight, if any.
     committing: Option<Committing>,
     /// Docker answered the last time berth asked; while it does not, Docker calls wait in
@@ -192,6 +194,7 @@ impl Actor {
             direct: Vec::new(),
             pulls: Arc::new(executor::Pulls::new(pull_behavior, auth, parts.progress)),
             pending: Batch::default(),
+            pending_records: HashMap::new(),
             committing: None,
             docker_up: false,
             connecting: false,
@@ -539,7 +542,17 @@ impl Actor {
         }
         // Everything of this round waits for its group to be durable: the next commit
         // carries it (started now if none is in flight).
-        self.pending.group.tasks.extend(group.tasks);
+        // A task already waiting (planned again while a commit was in flight) has its record
+        // replaced: the group is one commit, so only its latest record matters.
+        for (arn, record) in group.tasks {
+            match self.pending_records.get(&arn) {
+                Some(&at) => self.pending.group.tasks[at].1 = record,
+                None => {
+                    self.pending_records.insert(arn.clone(), self.pending.group.tasks.len());
+                    self.pending.group.tasks.push((arn, record));
+                }
+            }
+        }
         self.pending.group.changes.extend(group.changes);
         self.pending.jobs.extend(jobs);
         self.pending.replies.append(&mut self.after_commit);
@@ -552,6 +565,7 @@ impl Actor {
             return Ok(());
         }
         let Batch { group, jobs, replies } = std::mem::take(&mut self.pending);
+        self.pending_records.clear();
         let released = Batch { group: Group::default(), jobs, replies };
         if group.is_empty() {
             // Nothing to save (replies only): release at once.

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// A stream that lasted longer than this counts as having worked.
+const QUIET_STREAM: Duration = Duration::from_secs(5);
+
 /// Longest wait between attempts to reopen the stream.
 const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -31,18 +34,34 @@ pub async fn watch(
     let mut backoff = Duration::from_millis(100);
     loop {
         if let Some(mut events) = stream.take() {
+            let opened = tokio::time::Instant::now();
+            let mut delivered = false;
             while let Some(item) = events.next().await {
-                let Ok(event) = item else { break };
+                let Ok(mut event) = item else { break };
+                delivered = true;
                 since = Some(since.map_or(event.time, |s| s.max(event.time)));
-                let Some(ce) = container_event(&event) else { continue };
-                if ce.labels.get(labels::INSTANCE) != Some(&instance) {
+                if event.attributes.get(labels::INSTANCE) != Some(&instance) {
                     continue; // not ours: another berth's, or not berth's at all
                 }
+                // Only berth's own labels matter to the loop (and the attributes that are
+                // not labels): the user's are not carried along.
+                event.attributes.retain(|k, _| !is_user_label(k));
+                let Some(ce) = container_event(&event) else { continue };
                 if inputs.send(Input::Event(ce)).is_err() {
                     return;
                 }
             }
-            tracing::warn!("Docker event stream ended; reopening");
+            // A stream that ends at once with nothing (Docker does not answer: the
+            // connection is made only when the stream is first read) is retried after a
+            // growing wait, never in a busy loop.
+            if delivered || opened.elapsed() > QUIET_STREAM {
+                backoff = Duration::from_millis(100);
+                tracing::warn!("Docker event stream ended; reopening");
+            } else {
+                tracing::debug!(retry_in = ?backoff, "Docker event stream ended at once; reopening after a wait");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
+            }
         }
         if inputs.is_closed() {
             return;
@@ -50,7 +69,6 @@ pub async fn watch(
         match docker.container_events(since).await {
             Ok(events) => {
                 stream = Some(events);
-                backoff = Duration::from_millis(100);
                 observer.observe(&EngineEvent::EventStreamReopened);
                 if inputs.send(Input::Resync).is_err() {
                     return;
@@ -63,6 +81,12 @@ pub async fn watch(
             }
         }
     }
+}
+
+/// A container label that is neither berth's nor one of the attributes Docker adds to a
+/// container event besides its labels.
+fn is_user_label(key: &str) -> bool {
+    !key.starts_with("berth.") && !matches!(key, "name" | "image" | "exitCode" | "signal" | "execID")
 }
 
 /// The periodic steady-state check: every `every`, the actor re-inspects every container

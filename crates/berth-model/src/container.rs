@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// The name berth gives the awsvpc pause container. `~` is not allowed in user container
 /// names, so it can never clash with one.
@@ -337,8 +338,10 @@ impl fmt::Display for ApplyError {
 /// A container of a task: its spec plus what the engine knows and has done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Container {
-    /// What the task definition asked for.
-    pub spec: ContainerSpec,
+    /// What the task definition asked for; fixed once the task is accepted, so shared by
+    /// every copy of the task (serialized exactly as the spec itself).
+    #[serde(with = "shared_spec")]
+    pub spec: Arc<ContainerSpec>,
     /// The status berth drives the container to.
     pub desired_status: ContainerStatus,
     /// The status berth last observed; only rises.
@@ -379,7 +382,7 @@ impl Container {
     /// A container that nothing has happened to yet.
     pub fn new(spec: ContainerSpec) -> Container {
         Container {
-            spec,
+            spec: Arc::new(spec),
             desired_status: ContainerStatus::Running,
             known_status: ContainerStatus::None,
             applied_status: ContainerStatus::None,
@@ -418,5 +421,20 @@ impl Container {
     /// The reason its state changes carry: the applying error, else the explicit reason.
     pub fn change_reason(&self) -> Option<String> {
         self.applying_error.as_ref().map(|e| e.message.clone()).or_else(|| self.reason.clone())
+    }
+}
+
+/// Serde for the shared spec: the same form as the spec itself.
+mod shared_spec {
+    use super::ContainerSpec;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(spec: &Arc<ContainerSpec>, serializer: S) -> Result<S::Ok, S::Error> {
+        ContainerSpec::serialize(spec, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<ContainerSpec>, D::Error> {
+        ContainerSpec::deserialize(deserializer).map(Arc::new)
     }
 }

@@ -277,7 +277,7 @@ mod tests {
     fn the_same_arn_again_is_an_update_that_only_raises_desired_statuses() {
         let mut running = task(vec![container("a", true, ContainerStatus::Running)]);
         let mut again = running.clone();
-        again.containers[0].spec.image = "other".into();
+        std::sync::Arc::make_mut(&mut again.containers[0].spec).image = "other".into();
         again.desired_status = TaskStatus::Created;
         assert!(!running.update_from(&again), "a lower desired status changes nothing");
         assert_eq!(running.desired_status, TaskStatus::Running);

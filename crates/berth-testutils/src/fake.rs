@@ -3,7 +3,7 @@
 use crate::behaviour::{Behaviour, has_health_check};
 use crate::fault::{Fault, FaultMode, Op};
 use crate::snapshot::ContainerSnapshot;
-use crate::state::{Started, State, normalize_image};
+use crate::state::{Started, State};
 use async_trait::async_trait;
 use berth_docker::auth::RegistryAuth;
 use berth_docker::{
@@ -244,9 +244,7 @@ impl FakeDocker {
     /// call is counted under the container's name whether it named it by id or name; an
     /// image call under the normalized reference (the image's when it named one by id).
     pub fn calls_on(&self, op: Op, target: &str) -> u64 {
-        let state = self.lock();
-        let key = if op.on_image() { normalize_image(target) } else { target.to_string() };
-        state.calls_on.get(&(op, key)).copied().unwrap_or(0)
+        self.lock().counted_on(op, target)
     }
 
     /// Creates asked for the container `name`.
@@ -348,18 +346,24 @@ impl FakeDocker {
     async fn enter(&self, op: Op, target: &str) -> Result<Mode, DockerError> {
         let delay = {
             let mut state = self.lock();
-            let key = state.count_key(op, target);
-            *state.calls.entry(op).or_default() += 1;
-            *state.calls_on.entry((op, key)).or_default() += 1;
+            state.count(op, target);
             if state.unreachable {
                 return Err(DockerError::new(ErrorKind::Unreachable, op.name(), target, "connection refused"));
             }
-            state.delays.get(&op).copied()
+            match state.delays.get(&op).copied() {
+                Some(delay) => delay,
+                None => return Self::fault(&mut state, op, target),
+            }
         };
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay).await;
+        Self::fault(&mut self.lock(), op, target)
+    }
+
+    /// Apply the first pending fault the call meets.
+    fn fault(state: &mut State, op: Op, target: &str) -> Result<Mode, DockerError> {
+        if state.faults.is_empty() {
+            return Ok(Mode::Normal);
         }
-        let mut state = self.lock();
         let name = state.target_name(op, target);
         let Some(fault) = state.faults.iter_mut().find(|f| f.hits(op, target, name.as_deref())) else {
             return Ok(Mode::Normal);

@@ -25,6 +25,7 @@ mod behaviour;
 mod events;
 mod fake;
 mod fault;
+mod hash;
 mod snapshot;
 mod state;
 

@@ -3,18 +3,20 @@
 //! O(log n) in the number of containers; only listing walks them all.
 
 use crate::behaviour::{BehaviourFn, default_behaviour, has_health_check};
-use crate::events::EventHub;
+use crate::events::{EventHub, Recorded};
 use crate::fault::{Fault, Op};
+use crate::hash::FastMap;
 use crate::snapshot::{ContainerSnapshot, RunState};
 use berth_docker::{
-    Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, DockerEvent, ErrorKind,
-    ImageSummary, LogChunk, LogSource, LogStream, PortSpec, VolumeConfig,
+    Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, ErrorKind, ImageSummary,
+    LogChunk, LogSource, LogStream, PortSpec, VolumeConfig,
 };
 use berth_model::HealthStatus;
 use berth_model::container::PortBinding;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,16 +51,16 @@ pub(crate) struct Container {
 }
 
 impl Container {
-    /// An event about this container, with Docker's attributes: its labels, name,
-    /// image and the `extra` ones.
-    fn event(&self, action: &str, extra: &[(&str, String)], time: DateTime<Utc>) -> DockerEvent {
-        let mut attributes = self.config.labels.clone();
-        attributes.insert("name".into(), self.name.clone());
-        attributes.insert("image".into(), self.config.image.clone());
-        for (k, v) in extra {
-            attributes.insert((*k).to_string(), v.clone());
+    /// An event about this container, as the hub keeps it.
+    fn event(&self, action: &str, extra: &[(&'static str, String)], time: DateTime<Utc>) -> Recorded {
+        Recorded {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            config: Arc::clone(&self.config),
+            action: action.into(),
+            extra: extra.to_vec(),
+            time,
         }
-        DockerEvent { id: self.id.clone(), action: action.into(), attributes, time }
     }
 
     pub fn snapshot(&self) -> ContainerSnapshot {
@@ -147,8 +149,8 @@ pub(crate) struct Started {
 /// Everything the fake daemon knows.
 pub(crate) struct State {
     containers: BTreeMap<u64, Container>,
-    by_id: HashMap<String, u64>,
-    by_name: HashMap<String, u64>,
+    by_id: FastMap<String, u64>,
+    by_name: FastMap<String, u64>,
     next_seq: u64,
     images: BTreeMap<String, ImageSummary>,
     registry: BTreeSet<String>,
@@ -161,7 +163,8 @@ pub(crate) struct State {
     pub delays: HashMap<Op, Duration>,
     pub unreachable: bool,
     pub calls: HashMap<Op, u64>,
-    pub calls_on: HashMap<(Op, String), u64>,
+    /// Calls by target (see [`State::count_key`]), then by operation.
+    calls_on: FastMap<String, Vec<(Op, u64)>>,
     pub exited_restarts: u64,
     pub behaviour: Arc<BehaviourFn>,
 }
@@ -231,8 +234,8 @@ impl State {
     pub fn new() -> Self {
         State {
             containers: BTreeMap::new(),
-            by_id: HashMap::new(),
-            by_name: HashMap::new(),
+            by_id: FastMap::default(),
+            by_name: FastMap::default(),
             next_seq: 1,
             images: BTreeMap::new(),
             registry: BTreeSet::new(),
@@ -245,7 +248,7 @@ impl State {
             delays: HashMap::new(),
             unreachable: false,
             calls: HashMap::new(),
-            calls_on: HashMap::new(),
+            calls_on: FastMap::default(),
             exited_restarts: 0,
             behaviour: Arc::new(default_behaviour),
         }
@@ -267,14 +270,40 @@ impl State {
     /// The key a call of `op` on `target` is counted under: the container's name for
     /// container calls (when it exists), the normalized reference for image calls (the
     /// image's own when an id names a present one).
-    pub fn count_key(&self, op: Op, target: &str) -> String {
+    pub fn count_key<'a>(&'a self, op: Op, target: &'a str) -> Cow<'a, str> {
         if op.on_container() {
-            self.container(target).map_or_else(|| target.trim_start_matches('/').to_string(), |c| c.name.clone())
+            self.container(target)
+                .map_or_else(|| Cow::Borrowed(target.trim_start_matches('/')), |c| Cow::Borrowed(&c.name))
         } else if op.on_image() {
-            self.resolve_image(target).unwrap_or_else(|| normalize_image(target))
+            Cow::Owned(self.resolve_image(target).unwrap_or_else(|| normalize_image(target)))
         } else {
-            target.to_string()
+            Cow::Borrowed(target)
         }
+    }
+
+    /// Count a call of `op` on `target`, in all and under its key.
+    pub fn count(&mut self, op: Op, target: &str) {
+        *self.calls.entry(op).or_default() += 1;
+        let mut calls_on = std::mem::take(&mut self.calls_on);
+        let key = self.count_key(op, target);
+        let bump = |counters: &mut Vec<(Op, u64)>| match counters.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, n)) => *n += 1,
+            None => counters.push((op, 1)),
+        };
+        if let Some(counters) = calls_on.get_mut(key.as_ref()) {
+            bump(counters);
+        } else {
+            let mut counters = Vec::with_capacity(4);
+            bump(&mut counters);
+            calls_on.insert(key.into_owned(), counters);
+        }
+        self.calls_on = calls_on;
+    }
+
+    /// How many calls of `op` were counted on `target`.
+    pub fn counted_on(&self, op: Op, target: &str) -> u64 {
+        let key = if op.on_image() { normalize_image(target) } else { target.to_string() };
+        self.calls_on.get(&key).and_then(|c| c.iter().find(|(o, _)| *o == op)).map_or(0, |(_, n)| *n)
     }
 
     /// The name a container call's target stands for, for matching faults.
@@ -282,7 +311,7 @@ impl State {
         if op.on_container() { self.container(target).map(|c| c.name.clone()) } else { None }
     }
 
-    fn publish(&mut self, seq: u64, action: &str, extra: &[(&str, String)], now: DateTime<Utc>) {
+    fn publish(&mut self, seq: u64, action: &str, extra: &[(&'static str, String)], now: DateTime<Utc>) {
         if let Some(c) = self.containers.get(&seq) {
             let time = self.events.stamp(now);
             self.events.publish(c.event(action, extra, time));

@@ -696,7 +696,11 @@ mod tests {
     fn spec_of(container: Value) -> ContainerSpec {
         let data = json!({"name": "data", "image": "busybox", "essential": false});
         let t = accept(&task(json!([container, data]), json!({"volumes": [{"name": "v"}]}))).task;
-        t.containers.into_iter().next().map(|c| c.spec).unwrap_or_else(|| panic!("no container"))
+        t.containers
+            .into_iter()
+            .next()
+            .map(|c| std::sync::Arc::unwrap_or_clone(c.spec))
+            .unwrap_or_else(|| panic!("no container"))
     }
 
     #[test]
