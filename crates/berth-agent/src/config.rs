@@ -101,6 +101,8 @@ pub struct AgentConfig {
     pub image_cleanup: ImageCleanup,
     /// How long a berth container that no task owns is left alone before removal (60 s).
     pub orphan_grace: Duration,
+    /// How many Docker calls other than pulls may be in flight at once (64).
+    pub docker_concurrency: usize,
     /// How often every container not known to be STOPPED is inspected (60 s).
     pub steady_state_check: Duration,
     /// The bearer token file for TCP write calls; `None` means `<data_dir>/token`
@@ -131,6 +133,7 @@ impl Default for AgentConfig {
             host: HostPolicy::default(),
             image_cleanup: ImageCleanup::default(),
             orphan_grace: Duration::from_secs(60),
+            docker_concurrency: 64,
             steady_state_check: Duration::from_secs(60),
             token_file: None,
         }
@@ -432,6 +435,7 @@ const SETTINGS: &[Setting] = &[
     Setting { key: "image_cleanup.min_age", set: |c, r| set(&mut c.image_cleanup.min_age, duration(r)?) },
     Setting { key: "image_cleanup.per_cycle", set: |c, r| set(&mut c.image_cleanup.per_cycle, per_cycle(r)?) },
     Setting { key: "orphan_grace", set: |c, r| set(&mut c.orphan_grace, duration(r)?) },
+    Setting { key: "docker_concurrency", set: |c, r| set(&mut c.docker_concurrency, at_least_one(r)?) },
     Setting { key: "steady_state_check", set: |c, r| set(&mut c.steady_state_check, at_least_a_second(r)?) },
     Setting { key: "token_file", set: |c, r| set(&mut c.token_file, Some(path(r)?)) },
 ];
@@ -640,6 +644,7 @@ impl AgentConfig {
             pull_behavior: self.pull_behavior,
             steady_state_check: self.steady_state_check,
             orphan_grace: self.orphan_grace,
+            docker_concurrency: self.docker_concurrency,
             secrets: Arc::new(self.secrets()?),
             ..EngineConfig::default()
         })
@@ -882,6 +887,15 @@ fn per_cycle(raw: Raw<'_>) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1 (set image_cleanup.enabled = false to turn cleanup off)".to_owned()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{n} is too large")),
+    }
+}
+
+/// A count of at least 1.
+fn at_least_one(raw: Raw<'_>) -> Result<usize, String> {
+    match usize::try_from(count(raw)?) {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("is too large".to_owned()),
     }
 }
 

@@ -123,6 +123,8 @@ pub struct Actor {
     /// Containers whose first inspect since (re)connecting has not answered yet, with the
     /// reason to give if it finds the container gone.
     reconciling: HashMap<(String, String), &'static str>,
+    /// Permits for Docker calls other than pulls.
+    bound: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the actor needs to start.
@@ -176,6 +178,7 @@ impl Actor {
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
         let listed = parts.listed;
+        let docker_concurrency = parts.config.docker_concurrency.max(1);
         let mut actor = Actor {
             config: parts.config,
             instance: parts.instance,
@@ -201,6 +204,7 @@ impl Actor {
             connected_before: false,
             held: Vec::new(),
             reconciling: HashMap::new(),
+            bound: Arc::new(tokio::sync::Semaphore::new(docker_concurrency)),
         };
         match listed {
             Some(listed) => actor.connected(listed),
@@ -617,13 +621,21 @@ impl Actor {
     }
 
     /// Start Docker calls, each in its own task, reporting back as an input.
+    /// At most `docker_concurrency` calls other than pulls are with Docker at once (a
+    /// restart's inspects of every container, a burst of creates); pulls, which may take
+    /// long and share one pull per image, are not counted.
     fn spawn_jobs(&self, jobs: Vec<(String, Op, Job)>) {
         for (task_arn, op, job) in jobs {
             let docker = Arc::clone(&self.docker);
             let pulls = Arc::clone(&self.pulls);
             let inputs = self.inputs_tx.clone();
             let timeouts = self.config.timeouts.clone();
+            let bound = (!matches!(job, Job::Pull { .. })).then(|| Arc::clone(&self.bound));
             tokio::spawn(async move {
+                let _permit = match &bound {
+                    Some(bound) => bound.acquire().await.ok(),
+                    None => None,
+                };
                 let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
                 let _ = inputs.send(Input::Done { task_arn, op, outcome });
             });

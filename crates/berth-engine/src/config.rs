@@ -71,6 +71,10 @@ pub struct EngineConfig {
     /// How long a container of this instance that no task owns is left alone before it is
     /// removed (SPEC 6; 60 s by default): time for a task being restored to claim it.
     pub orphan_grace: std::time::Duration,
+    /// How many Docker calls other than pulls may be in flight at once (64 by default): a
+    /// restart's inspects of every container, and bursts of creates and starts, go through
+    /// this many at a time.
+    pub docker_concurrency: usize,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +91,7 @@ impl Default for EngineConfig {
             secrets: Arc::default(),
             observer: Arc::new(crate::observe::NoObserver),
             orphan_grace: std::time::Duration::from_secs(60),
+            docker_concurrency: 64,
         }
     }
 }

@@ -152,3 +152,35 @@ async fn init_still_fails_at_once_when_docker_does_not_answer() {
     let mut engine = DockerTaskEngine::new(EngineConfig::default(), Arc::new(fake.clone()));
     assert!(engine.init().await.is_err(), "the seed's init reaches Docker first");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_inspects_its_containers_a_bounded_number_at_a_time() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    let config = || EngineConfig { docker_concurrency: 3, ..durable(dir.path()) };
+    let mut first = engine_with(&fake, config()).await;
+    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
+    let mut arns = Vec::new();
+    for n in 0..10 {
+        let t = task(ONE, 100 + n);
+        arns.push(t.arn.clone());
+        first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    for arn in &arns {
+        until_all(&mut w, arn, &["web"], ContainerStatus::Running).await;
+    }
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Each inspect now takes 400 ms; counted as it begins.
+    fake.delay(berth_testutils::Op::InspectContainer, Duration::from_millis(400));
+    let before = fake.calls(berth_testutils::Op::InspectContainer);
+    let second = engine_with(&fake, config()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.calls(berth_testutils::Op::InspectContainer) - before, 3, "three at a time, not ten");
+    eventually("every container inspected", async || {
+        second.status().await.is_ok_and(|s| s.reconciling == 0 && s.docker_up)
+    })
+    .await;
+    assert_eq!(fake.calls(berth_testutils::Op::InspectContainer) - before, 10);
+}
