@@ -23,3 +23,9 @@ echo "== doc tests"
 cargo test --workspace --doc --locked --quiet
 echo "== tests"
 cargo nextest run --workspace --locked --no-fail-fast
+# Bounded fuzzing of the task-definition parser, the store loader and the API bodies
+# (longer runs: see BENCHMARKS.md). The instrumented build is kept outside the checkout so
+# that later runs on this machine (CI clones afresh) reuse it.
+echo "== fuzz (bounded)"
+FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth-fuzz-target}" \
+  scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
