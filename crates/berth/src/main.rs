@@ -11,6 +11,11 @@ mod taskfile;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: the engine makes many small, short-lived
+/// allocations, and with glibc the allocator was half of its CPU (BENCHMARKS.md, issue 3).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about = "A container task engine for one host")]
