@@ -18,6 +18,8 @@
 //!   [`FakeDocker::delay`], [`FakeDocker::drop_events`],
 //!   [`FakeDocker::cut_event_streams`], [`FakeDocker::set_unreachable`]) and counters
 //!   per operation ([`Op`]) and target.
+//!
+//! [`real`] holds what the tests against the real daemon share.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ mod events;
 mod fake;
 mod fault;
 mod hash;
+pub mod real;
 mod snapshot;
 mod state;
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use berth_agent::{Agent, AgentConfig};
-use berth_docker::{BollardClient, DockerClient, labels};
+use berth_docker::{BollardClient, DockerClient};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -202,27 +202,7 @@ pub struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let instance = self.instance.clone();
-        // A thread with its own runtime: drop may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async {
-                let Ok(docker) = BollardClient::connect().await else { return };
-                let ours = docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.unwrap_or_default();
-                for c in ours {
-                    let _ = docker.remove_container(&c.id).await;
-                }
-            });
-            let out = std::process::Command::new("docker")
-                .args(["volume", "ls", "-q", "--filter", &format!("label={}={instance}", labels::INSTANCE)])
-                .output();
-            if let Ok(out) = out {
-                for v in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = std::process::Command::new("docker").args(["volume", "rm", "-f", v]).output();
-                }
-            }
-        })
-        .join();
+        berth_testutils::real::remove_instance(&self.instance);
     }
 }
 

@@ -99,31 +99,12 @@ pub fn docker_cli_json(args: &[&str]) -> serde_json::Value {
 
 /// The Docker volumes labelled with berth instance `instance`.
 pub fn volumes_labelled(instance: &str) -> Vec<String> {
-    std::process::Command::new("docker")
-        .args(["volume", "ls", "-q", "--filter", &format!("label={}={instance}", labels::INSTANCE)])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
-        .unwrap_or_default()
+    berth_testutils::real::volumes_of(instance)
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let instance = self.instance.clone();
-        // A plain thread with its own runtime: drop may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async {
-                let Ok(docker) = BollardClient::connect().await else { return };
-                let ours = docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.unwrap_or_default();
-                for c in ours {
-                    let _ = docker.remove_container(&c.id).await;
-                }
-                for v in volumes_labelled(&instance) {
-                    let _ = docker.remove_volume(&v).await;
-                }
-            });
-        })
-        .join();
+        berth_testutils::real::remove_instance(&self.instance);
     }
 }
 

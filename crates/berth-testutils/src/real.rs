@@ -1,0 +1,35 @@
+//! For tests against the real Docker daemon: removing what one berth instance left behind.
+
+use berth_docker::{BollardClient, DockerClient, labels};
+use std::process::Command;
+
+/// Remove every container (in any state) and every volume labelled with berth instance
+/// `instance` on the Docker daemon at the default endpoint. Best effort: no Docker, or
+/// nothing to remove, is no error. Blocking, and safe to call from `Drop`, also inside a
+/// test's runtime: the work runs on a thread of its own, with a runtime of its own.
+pub fn remove_instance(instance: &str) {
+    let instance = instance.to_string();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let Ok(docker) = BollardClient::connect().await else { return };
+            let ours = docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.unwrap_or_default();
+            for c in ours {
+                let _ = docker.remove_container(&c.id).await;
+            }
+        });
+        for volume in volumes_of(&instance) {
+            let _ = Command::new("docker").args(["volume", "rm", "-f", &volume]).output();
+        }
+    })
+    .join();
+}
+
+/// The Docker volumes labelled with berth instance `instance`.
+pub fn volumes_of(instance: &str) -> Vec<String> {
+    Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &format!("label={}={instance}", labels::INSTANCE)])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
