@@ -305,12 +305,27 @@ fn exit_code(task: &Task, last: Option<&Task>, changes: &[StateChange], from: Op
     }
     let essentials: Vec<&str> =
         task.containers.iter().filter(|c| c.spec.essential && !c.spec.internal).map(|c| c.spec.name.as_str()).collect();
-    if let Some(name) = essentials.iter().find(|n| !ran(n)) {
+    // Exits after the one that stopped the task, with the codes of berth's own stop, were
+    // caused by berth; the others were the containers' own.
+    let task_stopped_at = changes.iter().find(|c| c.task_status == TaskStatus::Stopped).map(|c| c.seq);
+    let own_exits: Vec<i64> = changes
+        .iter()
+        .filter(|c| {
+            c.status == ContainerStatus::Stopped
+                && essentials.contains(&c.container_name.as_str())
+                && ran(&c.container_name)
+        })
+        .map(|c| c.exit_code.unwrap_or(0))
+        .filter(|code| !(matches!(code, 137 | 143) && task_stopped_at.is_some()))
+        .collect();
+    // An essential container that never started is berth's failure, unless an essential
+    // container that ran had already ended the task on its own (the others were then
+    // stopped before they could start: a fast exit racing slower starts).
+    if own_exits.is_empty()
+        && let Some(name) = essentials.iter().find(|n| !ran(n))
+    {
         return (CANNOT_RUN, Some(format!("essential container \"{name}\" never started: {}", why_not(name))));
     }
-    // Exits after the one that stopped the task, with the codes of berth's own stop, were
-    // caused by berth.
-    let task_stopped_at = changes.iter().find(|c| c.task_status == TaskStatus::Stopped).map(|c| c.seq);
     for c in changes
         .iter()
         .filter(|c| c.status == ContainerStatus::Stopped && essentials.contains(&c.container_name.as_str()))
@@ -409,6 +424,20 @@ mod tests {
         let (code, reason) = exit_code(&task(), None, &[stopped], None);
         assert_eq!(code, 125);
         assert!(reason.unwrap_or_default().contains("pull access denied"));
+    }
+
+    #[test]
+    fn an_essential_exit_that_stops_the_task_before_another_starts_gives_its_code() {
+        // "main" ran and exited 42; the task stopped before "other" could start (its
+        // STOPPED, without an exit code, carried the task's).
+        let changes = [
+            change(1, "main", ContainerStatus::Running, None, TaskStatus::Running),
+            change(2, "other", ContainerStatus::Stopped, None, TaskStatus::Stopped),
+            change(3, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None),
+        ];
+        assert_eq!(exit_code(&task(), None, &changes, None), (42, None));
+        // Without an own exit, the container that never started is berth's failure.
+        assert_eq!(exit_code(&task(), None, &changes[..2], None).0, 125);
     }
 
     #[test]
