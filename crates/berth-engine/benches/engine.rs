@@ -439,6 +439,10 @@ impl Saver for Counting {
     fn force_save(&mut self) -> Result<(), StoreError> {
         self.inner.force_save()
     }
+
+    fn change_source(&self) -> Option<Arc<dyn berth_store::ChangeSource>> {
+        self.inner.change_source()
+    }
 }
 
 /// The state changes read so far.

@@ -30,7 +30,7 @@ use berth_model::{ContainerStatus, Task, TaskStatus};
 use berth_store::{Group, Saver};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,8 +123,19 @@ pub struct Actor {
     /// Containers whose first inspect since (re)connecting has not answered yet, with the
     /// reason to give if it finds the container gone.
     reconciling: HashMap<(String, String), &'static str>,
-    /// Permits for Docker calls other than pulls.
-    bound: Arc<tokio::sync::Semaphore>,
+    /// Docker calls other than pulls waiting for one of the `docker_concurrency` places;
+    /// only the calls in those places are tasks of their own, so a burst of thousands of
+    /// calls costs a queue entry each, not a task each.
+    queued: VecDeque<(String, Op, Job)>,
+    /// Docker calls other than pulls with Docker now (at most `docker_concurrency`).
+    calling: usize,
+}
+
+impl Drop for Actor {
+    /// However the loop ends, the log stops reading from the store, which it held open.
+    fn drop(&mut self) {
+        self.log.close();
+    }
 }
 
 /// What the actor needs to start.
@@ -178,7 +189,6 @@ impl Actor {
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
         let listed = parts.listed;
-        let docker_concurrency = parts.config.docker_concurrency.max(1);
         let mut actor = Actor {
             config: parts.config,
             instance: parts.instance,
@@ -204,7 +214,8 @@ impl Actor {
             connected_before: false,
             held: Vec::new(),
             reconciling: HashMap::new(),
-            bound: Arc::new(tokio::sync::Semaphore::new(docker_concurrency)),
+            queued: VecDeque::new(),
+            calling: 0,
         };
         match listed {
             Some(listed) => actor.connected(listed),
@@ -360,6 +371,10 @@ impl Actor {
         let now = self.clock.now();
         match input {
             Input::Done { task_arn, op, outcome } => {
+                if !is_pull(&op) {
+                    self.calling = self.calling.saturating_sub(1);
+                    self.call_queued();
+                }
                 if !self.waiting.is_empty()
                     && let Op::Container { container, .. } = &op
                     && let Some(reply) = self.waiting.remove(&(task_arn.clone(), container.clone()))
@@ -620,26 +635,40 @@ impl Actor {
         self.spawn_jobs(batch.jobs);
     }
 
-    /// Start Docker calls, each in its own task, reporting back as an input.
-    /// At most `docker_concurrency` calls other than pulls are with Docker at once (a
-    /// restart's inspects of every container, a burst of creates); pulls, which may take
-    /// long and share one pull per image, are not counted.
-    fn spawn_jobs(&self, jobs: Vec<(String, Op, Job)>) {
+    /// Start Docker calls, each in its own task reporting back as an input. Pulls start at
+    /// once (they may take long, and calls for one image share one pull); the others queue
+    /// for one of `docker_concurrency` places, so that a restart's inspects of every
+    /// container or a burst of creates reach Docker a bounded number at a time.
+    fn spawn_jobs(&mut self, jobs: Vec<(String, Op, Job)>) {
         for (task_arn, op, job) in jobs {
-            let docker = Arc::clone(&self.docker);
-            let pulls = Arc::clone(&self.pulls);
-            let inputs = self.inputs_tx.clone();
-            let timeouts = self.config.timeouts.clone();
-            let bound = (!matches!(job, Job::Pull { .. })).then(|| Arc::clone(&self.bound));
-            tokio::spawn(async move {
-                let _permit = match &bound {
-                    Some(bound) => bound.acquire().await.ok(),
-                    None => None,
-                };
-                let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
-                let _ = inputs.send(Input::Done { task_arn, op, outcome });
-            });
+            if matches!(job, Job::Pull { .. }) {
+                self.spawn_job(task_arn, op, job);
+            } else {
+                self.queued.push_back((task_arn, op, job));
+            }
         }
+        self.call_queued();
+    }
+
+    /// Start queued calls while places are free.
+    fn call_queued(&mut self) {
+        while self.calling < self.config.docker_concurrency.max(1)
+            && let Some((task_arn, op, job)) = self.queued.pop_front()
+        {
+            self.calling += 1;
+            self.spawn_job(task_arn, op, job);
+        }
+    }
+
+    fn spawn_job(&self, task_arn: String, op: Op, job: Job) {
+        let docker = Arc::clone(&self.docker);
+        let pulls = Arc::clone(&self.pulls);
+        let inputs = self.inputs_tx.clone();
+        let timeouts = self.config.timeouts.clone();
+        tokio::spawn(async move {
+            let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
+            let _ = inputs.send(Input::Done { task_arn, op, outcome });
+        });
     }
 
     /// Docker did not answer: hold Docker calls from now on, and have a connector retry
@@ -785,6 +814,11 @@ type Committing = (tokio::task::JoinHandle<Saved>, Batch);
 
 /// What a save hands back: the saver, and the committed changes or the failure.
 type Saved = (Box<dyn Saver>, Result<Vec<berth_model::StateChange>, berth_store::StoreError>);
+
+/// Whether `op` is a pull (not bounded by `docker_concurrency`).
+fn is_pull(op: &Op) -> bool {
+    matches!(op, Op::Container { action: Action::Pull, .. })
+}
 
 /// Make a loaded task resumable: nothing is in flight any more, and every container whose
 /// state berth cannot be sure of is inspected first.

@@ -1,13 +1,26 @@
-//! The change log as readers see it: the retained state changes, in sequence order, each
+//! The change log as readers see it: the committed state changes, in sequence order, each
 //! added only once the group commit holding it is durable. Readers read at their own pace
 //! and never hold the engine up (the seed's unbuffered channel did); one that falls behind
 //! the retention gets a [`LogItem::Gap`] saying which positions are gone, and can
 //! resynchronize from the task list.
+//!
+//! Memory holds only the newest changes ([`MEMORY_TAIL`]) when the store can read its log
+//! back ([`berth_store::ChangeSource`]): a reader further behind reads from the store, in
+//! batches, the store's own retention deciding what is gone. A store that cannot (none
+//! today) has the whole retention kept here.
 
 use berth_model::StateChange;
+use berth_store::{ChangeSource, StoreError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
+
+/// Changes kept in memory when the store can read older ones back: enough for readers
+/// that keep up (and a round's burst), a few hundred kilobytes.
+pub const MEMORY_TAIL: usize = 4096;
+
+/// Changes a reader behind the memory tail reads from the store at a time.
+const STORE_BATCH: usize = 1024;
 
 /// What a reader gets next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +49,42 @@ impl Entries {
     }
 }
 
-/// The retained changes, shared by the engine (which appends) and its readers.
-#[derive(Debug)]
+/// The newest changes, shared by the engine (which appends) and its readers, and where to
+/// read older ones.
 pub struct ChangeLog {
     entries: Mutex<Entries>,
-    retained: usize,
+    /// How many changes memory keeps.
+    kept: usize,
+    /// The store's reader of older positions; taken away when the engine stops (it holds
+    /// the store open).
+    source: Mutex<Option<Arc<dyn ChangeSource>>>,
     appended: watch::Sender<u64>,
 }
 
+impl std::fmt::Debug for ChangeLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeLog").field("kept", &self.kept).finish_non_exhaustive()
+    }
+}
+
 impl ChangeLog {
-    /// A log holding `changes` (oldest first), whose next change gets `next_seq`.
-    pub fn new(changes: Vec<StateChange>, next_seq: u64, retained: u64) -> Arc<ChangeLog> {
+    /// A log holding the newest of `changes` (oldest first), whose next change gets
+    /// `next_seq`, keeping `retained` changes in memory, or only [`MEMORY_TAIL`] when
+    /// `source` reads older ones back from the store.
+    pub fn new(
+        changes: Vec<StateChange>,
+        next_seq: u64,
+        retained: u64,
+        source: Option<Arc<dyn ChangeSource>>,
+    ) -> Arc<ChangeLog> {
         let retained = usize::try_from(retained).unwrap_or(usize::MAX).max(1);
-        let mut changes: VecDeque<StateChange> = changes.into();
-        while changes.len() > retained {
-            changes.pop_front();
-        }
+        let kept = if source.is_some() { retained.min(MEMORY_TAIL) } else { retained };
+        let skip = changes.len().saturating_sub(kept);
+        let changes: VecDeque<StateChange> = changes.into_iter().skip(skip).collect();
         Arc::new(ChangeLog {
             entries: Mutex::new(Entries { changes, next_seq }),
-            retained,
+            kept,
+            source: Mutex::new(source),
             appended: watch::Sender::new(next_seq),
         })
     }
@@ -70,7 +100,7 @@ impl ChangeLog {
                 e.next_seq = e.next_seq.max(c.seq + 1);
                 e.changes.push_back(c);
             }
-            while e.changes.len() > self.retained {
+            while e.changes.len() > self.kept {
                 e.changes.pop_front();
             }
             e.next_seq
@@ -78,34 +108,73 @@ impl ChangeLog {
         self.appended.send_replace(next);
     }
 
+    /// Stop reading from the store (the engine stopped and closes it): readers behind the
+    /// memory tail get a gap marker from now on.
+    pub fn close(&self) {
+        self.source.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
     /// The sequence number the next change will get.
     pub fn next_seq(&self) -> u64 {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).next_seq
     }
 
-    /// Every retained change, oldest first.
-    pub fn retained(&self) -> Vec<StateChange> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).changes.iter().cloned().collect()
+    /// Every retained change, oldest first (from the store when it keeps them).
+    pub fn retained(&self) -> Result<Vec<StateChange>, StoreError> {
+        let next_seq = self.next_seq();
+        match self.source() {
+            Some(source) => {
+                let mut changes = source.changes_since(1, usize::MAX)?.changes;
+                changes.retain(|c| c.seq < next_seq);
+                Ok(changes)
+            }
+            None => Ok(self.entries.lock().unwrap_or_else(PoisonError::into_inner).changes.iter().cloned().collect()),
+        }
+    }
+
+    fn source(&self) -> Option<Arc<dyn ChangeSource>> {
+        self.source.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// A reader from position `from` (`None`: only changes to come).
     pub fn reader(self: &Arc<Self>, from: Option<u64>) -> ChangeReader {
         let next = from.unwrap_or_else(|| self.next_seq());
-        ChangeReader { log: Arc::clone(self), next, appended: self.appended.subscribe() }
+        ChangeReader { log: Arc::clone(self), next, appended: self.appended.subscribe(), fetched: VecDeque::new() }
     }
 
-    /// The item at position `seq`, if it has been appended.
-    fn item_at(&self, seq: u64) -> Option<LogItem> {
-        let e = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let first = e.first_seq();
-        if seq < first {
-            return Some(LogItem::Gap { from: seq, to: first });
+    /// The item at position `seq`, if it has been appended; positions older than memory's
+    /// tail are read from the store into `fetched` (which the reader serves first).
+    fn item_at(&self, seq: u64, fetched: &mut VecDeque<StateChange>) -> Option<LogItem> {
+        let (first, next_seq) = {
+            let e = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = e.first_seq();
+            if seq >= first {
+                if seq >= e.next_seq {
+                    return None;
+                }
+                let index = usize::try_from(seq - first).ok()?;
+                return e.changes.get(index).cloned().map(LogItem::Change);
+            }
+            (first, e.next_seq)
+        };
+        // Older than memory keeps: the store, without the log's lock held.
+        let gap_to_tail = LogItem::Gap { from: seq, to: first };
+        let Some(source) = self.source() else { return Some(gap_to_tail) };
+        match source.changes_since(seq, STORE_BATCH) {
+            Ok(since) => {
+                // Only what has been appended here (committed groups not yet released are
+                // seen once they are).
+                fetched.extend(since.changes.into_iter().filter(|c| c.seq < next_seq));
+                match since.gap {
+                    Some(gap) => Some(LogItem::Gap { from: gap.start, to: gap.end }),
+                    None => fetched.pop_front().map(LogItem::Change).or(Some(gap_to_tail)),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, from = seq, "cannot read older state changes from the store; readers get a gap");
+                Some(gap_to_tail)
+            }
         }
-        if seq >= e.next_seq {
-            return None;
-        }
-        let index = usize::try_from(seq - first).ok()?;
-        e.changes.get(index).cloned().map(LogItem::Change)
     }
 }
 
@@ -115,6 +184,8 @@ pub struct ChangeReader {
     log: Arc<ChangeLog>,
     next: u64,
     appended: watch::Receiver<u64>,
+    /// Changes read from the store ahead of `next`, served first.
+    fetched: VecDeque<StateChange>,
 }
 
 impl ChangeReader {
@@ -138,7 +209,10 @@ impl ChangeReader {
 
     /// The next item if there is one now.
     pub fn try_next(&mut self) -> Option<LogItem> {
-        let item = self.log.item_at(self.next)?;
+        let item = match self.fetched.pop_front() {
+            Some(c) => LogItem::Change(c),
+            None => self.log.item_at(self.next, &mut self.fetched)?,
+        };
         self.next = match &item {
             LogItem::Change(c) => c.seq + 1,
             LogItem::Gap { to, .. } => *to,
@@ -169,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn readers_resume_from_any_position_without_gaps_or_repeats() {
-        let log = ChangeLog::new(vec![], 1, 100);
+        let log = ChangeLog::new(vec![], 1, 100, None);
         log.append((1..=10).map(change).collect());
         for from in 1..=10 {
             let mut r = log.reader(Some(from));
@@ -183,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_behind_the_retention_gets_a_gap_marker() {
-        let log = ChangeLog::new(vec![], 1, 5);
+        let log = ChangeLog::new(vec![], 1, 5, None);
         log.append((1..=12).map(change).collect());
         let mut r = log.reader(Some(2));
         assert_eq!(r.try_next(), Some(LogItem::Gap { from: 2, to: 8 }));
@@ -192,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_reader_wakes_on_append_and_a_slow_one_blocks_nobody() {
-        let log = ChangeLog::new(vec![], 1, 1000);
+        let log = ChangeLog::new(vec![], 1, 1000, None);
         let _never_reads = log.reader(None);
         let mut r = log.reader(None);
         let waiter = tokio::spawn(async move { r.next().await });

@@ -271,7 +271,7 @@ impl DockerTaskEngine {
         } else {
             (None, None)
         };
-        let log = ChangeLog::new(loaded.changes, loaded.next_seq, self.config.retained_changes);
+        let log = ChangeLog::new(loaded.changes, loaded.next_seq, self.config.retained_changes, saver.change_source());
         let (commands_tx, commands) = mpsc::channel(1024);
         let (inputs_tx, inputs) = mpsc::unbounded_channel::<Input>();
         let (progress, _) = tokio::sync::broadcast::channel(PROGRESS_BACKLOG);
@@ -394,7 +394,7 @@ impl TaskEngine for DockerTaskEngine {
     async fn marshal_json(&self) -> Result<Vec<u8>, EngineError> {
         let running = self.running.as_ref().ok_or(EngineError::NotRunning)?;
         let tasks = self.list_tasks().await?;
-        let changes: Vec<StateChange> = running.log.retained();
+        let changes: Vec<StateChange> = running.log.retained()?;
         let state = Loaded { tasks, changes, next_seq: running.log.next_seq() };
         berth_store::export::to_json(&state)
             .map(String::into_bytes)

@@ -29,8 +29,18 @@ async fn run_tasks(fake: &FakeDocker, behaviour: PullBehavior, images: &[&str]) 
     events.seen.clone()
 }
 
+/// Tasks whose container ran: reported RUNNING, or STOPPED with an exit code (a container
+/// that exits at once may be seen started and exited in one round, and report only
+/// STOPPED).
 fn ran(changes: &[berth_model::StateChange]) -> usize {
-    changes.iter().filter(|c| c.status == ContainerStatus::Running).count()
+    let ran: std::collections::HashSet<&str> = changes
+        .iter()
+        .filter(|c| {
+            c.status == ContainerStatus::Running || (c.status == ContainerStatus::Stopped && c.exit_code.is_some())
+        })
+        .map(|c| c.task_arn.as_str())
+        .collect();
+    ran.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,14 @@ pub(crate) fn gap_before(from: u64, oldest_retained: Option<u64>, next_seq: u64)
     (from < oldest).then_some(from..oldest)
 }
 
+/// Reads a store's committed changes from any thread while the store saves (the engine's
+/// change log reads positions older than what it keeps in memory from here).
+pub trait ChangeSource: Send + Sync + 'static {
+    /// The committed changes with `seq >= from`, at most `max`, and the gap when some of
+    /// the asked positions were dropped by retention.
+    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError>;
+}
+
 /// Where the engine's state goes (the seed's `statemanager.Saver`).
 pub trait Saver: Send + Sync + 'static {
     /// Everything saved so far.
@@ -125,6 +133,13 @@ pub trait Saver: Send + Sync + 'static {
     /// Make everything saved so far durable now (a saver that buffers flushes here; the
     /// default store's `save` is already durable).
     fn force_save(&mut self) -> Result<(), StoreError>;
+
+    /// A reader of the committed changes that works while this saver saves, when the saver
+    /// keeps its change log where it can be read back (`None`: the engine keeps the whole
+    /// retention in memory itself).
+    fn change_source(&self) -> Option<std::sync::Arc<dyn ChangeSource>> {
+        None
+    }
 }
 
 /// Why the state could not be read or written. Messages name the file, say what is wrong

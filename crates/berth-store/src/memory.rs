@@ -115,6 +115,12 @@ fn injected_failure() -> StoreError {
     }
 }
 
+impl crate::ChangeSource for MemorySaver {
+    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError> {
+        MemorySaver::changes_since(self, from, max)
+    }
+}
+
 impl Saver for MemorySaver {
     fn load(&mut self) -> Result<Loaded, StoreError> {
         Ok(self.snapshot())
@@ -155,5 +161,9 @@ impl Saver for MemorySaver {
         }
         inner.force_saves += 1;
         Ok(())
+    }
+
+    fn change_source(&self) -> Option<std::sync::Arc<dyn crate::ChangeSource>> {
+        Some(std::sync::Arc::new(self.clone()))
     }
 }

@@ -34,7 +34,7 @@ const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_SEQ: &str = "next_seq";
 
 /// redb's page cache; the state is small, redb's default (1 GiB) is far more than needed.
-const CACHE_BYTES: usize = 64 << 20;
+const CACHE_BYTES: usize = 16 << 20;
 
 /// The default [`Saver`]: a redb file, each [`Saver::save`] one write transaction committed
 /// with `Durability::Immediate` (durable when it returns).
@@ -225,6 +225,10 @@ impl Saver for RedbStore {
         // Every save is durable when it returns.
         Ok(())
     }
+
+    fn change_source(&self) -> Option<Arc<dyn crate::ChangeSource>> {
+        Some(Arc::new(self.reader()))
+    }
 }
 
 /// Reads the change log of a [`RedbStore`] from any thread ([`RedbStore::reader`]).
@@ -238,6 +242,12 @@ pub struct RedbReader {
 impl std::fmt::Debug for RedbReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbReader").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+impl crate::ChangeSource for RedbReader {
+    fn changes_since(&self, from: u64, max: usize) -> Result<ChangesSince, StoreError> {
+        read_since(&*self.db, &self.file, from, max)
     }
 }
 
