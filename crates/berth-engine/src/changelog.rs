@@ -264,6 +264,34 @@ mod tests {
         assert!(matches!(r.try_next(), Some(LogItem::Change(c)) if c.seq == 8));
     }
 
+    #[test]
+    fn a_reader_behind_memory_reads_older_changes_from_the_store_without_gaps_or_repeats() {
+        use berth_store::{Group, MemorySaver, Saver};
+        let mut store = MemorySaver::new();
+        let log = ChangeLog::new(vec![], 1, 100_000, store.change_source());
+        for _ in 0..10 {
+            let group = Group { tasks: vec![], changes: (0..1000).map(|_| change(0)).collect() };
+            log.append(store.save(group).unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert!(log.entries.lock().unwrap_or_else(PoisonError::into_inner).changes.len() <= MEMORY_TAIL);
+        for from in [1, 2, 5_000, 10_000 - MEMORY_TAIL as u64, 9_999] {
+            let mut r = log.reader(Some(from));
+            let mut seen = vec![];
+            while let Some(item) = r.try_next() {
+                match item {
+                    LogItem::Change(c) => seen.push(c.seq),
+                    gap => panic!("{gap:?} reading from {from}"),
+                }
+            }
+            assert_eq!(seen, (from..=10_000).collect::<Vec<_>>(), "from {from}");
+        }
+        assert_eq!(log.retained().map(|c| c.len()).unwrap_or_else(|e| panic!("{e}")), 10_000);
+        // Once the engine has stopped, what memory does not keep is a gap.
+        log.close();
+        let first_kept = 10_001 - MEMORY_TAIL as u64;
+        assert_eq!(log.reader(Some(1)).try_next(), Some(LogItem::Gap { from: 1, to: first_kept }));
+    }
+
     #[tokio::test]
     async fn a_waiting_reader_wakes_on_append_and_a_slow_one_blocks_nobody() {
         let log = ChangeLog::new(vec![], 1, 1000, None);
