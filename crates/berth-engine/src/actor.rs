@@ -76,7 +76,9 @@ pub enum Input {
 }
 
 struct Entry {
-    task: Task,
+    /// Shared with the group commit that saves it (and with `MemorySaver`, which keeps
+    /// it): changed through `Arc::make_mut`, which copies it only while a save holds it.
+    task: Arc<Task>,
     graph: DependencyGraph,
     wake_at: Option<DateTime<Utc>>,
     /// Swept as soon as it is STOPPED (`berth run` at its end).
@@ -184,7 +186,7 @@ impl Actor {
             })?;
             resume(&mut task);
             dirty.insert(task.arn.clone());
-            tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None, clean_up_now: false });
+            tasks.insert(task.arn.clone(), Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false });
         }
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
@@ -283,7 +285,7 @@ impl Actor {
                 }
             },
             Command::ListTasks(reply) => {
-                let mut tasks: Vec<Task> = self.tasks.values().map(|e| e.task.clone()).collect();
+                let mut tasks: Vec<Task> = self.tasks.values().map(|e| Task::clone(&e.task)).collect();
                 tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
                 let _ = reply.send(tasks);
             }
@@ -296,11 +298,11 @@ impl Actor {
                 });
             }
             Command::GetTask(arn, reply) => {
-                let _ = reply.send(self.tasks.get(&arn).map(|e| e.task.clone()));
+                let _ = reply.send(self.tasks.get(&arn).map(|e| Task::clone(&e.task)));
             }
             Command::StopTask(arn, reply) => match self.tasks.get_mut(&arn) {
                 Some(entry) => {
-                    entry.task.raise_desired_status(TaskStatus::Stopped);
+                    Arc::make_mut(&mut entry.task).raise_desired_status(TaskStatus::Stopped);
                     self.dirty.insert(arn);
                     self.after_commit.push(reply);
                 }
@@ -338,7 +340,7 @@ impl Actor {
 
     fn add_task(&mut self, task: Task) -> Result<(), EngineError> {
         if let Some(entry) = self.tasks.get_mut(&task.arn) {
-            entry.task.update_from(&task);
+            Arc::make_mut(&mut entry.task).update_from(&task);
             self.dirty.insert(task.arn);
             return Ok(());
         }
@@ -346,7 +348,7 @@ impl Actor {
             EngineError::InvalidState(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
         self.dirty.insert(task.arn.clone());
-        self.tasks.insert(task.arn.clone(), Entry { task, graph, wake_at: None, clean_up_now: false });
+        self.tasks.insert(task.arn.clone(), Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false });
         Ok(())
     }
 
@@ -401,7 +403,7 @@ impl Actor {
                     observation.reason = Some(reason.to_string());
                 }
                 if let Some(entry) = self.tasks.get_mut(&task_arn) {
-                    plan::apply(&mut entry.task, Feedback::Done(op, outcome), now, &self.config.plan);
+                    plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, outcome), now, &self.config.plan);
                     self.dirty.insert(task_arn);
                 }
             }
@@ -410,20 +412,21 @@ impl Actor {
             Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
             Input::Event(event) => self.event(event, now),
             Input::Resync => {
+                let unsure = |c: &berth_model::Container| {
+                    c.applied_status >= ContainerStatus::Created
+                        && c.known_status < ContainerStatus::Stopped
+                        && !c.removed
+                };
                 for (arn, entry) in &mut self.tasks {
-                    let mut any = false;
-                    for c in &mut entry.task.containers {
-                        if c.applied_status >= ContainerStatus::Created
-                            && c.known_status < ContainerStatus::Stopped
-                            && !c.removed
-                        {
+                    if !entry.task.containers.iter().any(unsure) {
+                        continue;
+                    }
+                    for c in &mut Arc::make_mut(&mut entry.task).containers {
+                        if unsure(c) {
                             c.needs_inspect = true;
-                            any = true;
                         }
                     }
-                    if any {
-                        self.dirty.insert(arn.clone());
-                    }
+                    self.dirty.insert(arn.clone());
                 }
             }
         }
@@ -431,7 +434,12 @@ impl Actor {
 
     fn observe(&mut self, arn: String, container: String, observation: Observation, now: DateTime<Utc>) {
         if let Some(entry) = self.tasks.get_mut(&arn) {
-            plan::apply(&mut entry.task, Feedback::Observed { container, observation }, now, &self.config.plan);
+            plan::apply(
+                Arc::make_mut(&mut entry.task),
+                Feedback::Observed { container, observation },
+                now,
+                &self.config.plan,
+            );
             self.dirty.insert(arn);
         }
     }
@@ -544,7 +552,9 @@ impl Actor {
         for arn in dirty {
             let Some(entry) = self.tasks.get_mut(&arn) else { continue };
             let forget = advance(entry, &arn, &self.instance, &self.config, now, &mut jobs);
-            group.changes.extend(take_changes(&mut entry.task, now));
+            if entry.task.containers.iter().any(|c| c.known_status > c.sent_status) {
+                group.changes.extend(take_changes(Arc::make_mut(&mut entry.task), now));
+            }
             if forget {
                 let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
                 let stopped_for = entry.task.known_time.map(|t| now - t);
@@ -557,7 +567,7 @@ impl Actor {
             if let Some(at) = entry.wake_at {
                 self.wakes.push(Reverse((at, arn.clone())));
             }
-            group.tasks.push((arn, Some(entry.task.clone())));
+            group.tasks.push((arn, Some(Arc::clone(&entry.task))));
         }
         // Everything of this round waits for its group to be durable: the next commit
         // carries it (started now if none is in flight).
@@ -702,7 +712,7 @@ impl Actor {
         let by_name: HashMap<&str, &str> =
             listed.iter().flat_map(|s| s.names.iter().map(move |n| (n.as_str(), s.id.as_str()))).collect();
         for (arn, entry) in &mut self.tasks {
-            for c in &mut entry.task.containers {
+            for c in &mut Arc::make_mut(&mut entry.task).containers {
                 if c.removed {
                     continue;
                 }
@@ -861,7 +871,7 @@ fn advance(
                 return true;
             }
             if op.is_bookkeeping() {
-                plan::apply(&mut entry.task, Feedback::Done(op, Outcome::Ok), now, &config.plan);
+                plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, Outcome::Ok), now, &config.plan);
                 bookkept = true;
             } else {
                 issue(entry, arn, op, instance, config, now, jobs);
@@ -884,7 +894,7 @@ fn issue(
     now: DateTime<Utc>,
     jobs: &mut Vec<(String, Op, Job)>,
 ) {
-    let task = &mut entry.task;
+    let task = Arc::make_mut(&mut entry.task);
     if let Op::Container { container, action: Action::Create } = &op
         && let Some(i) = task.container_index(container)
         && task.containers[i].docker_name.is_none()

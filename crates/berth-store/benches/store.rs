@@ -70,7 +70,7 @@ fn store_with(tasks: u64, log: u64) -> (tempfile::TempDir, RedbStore) {
             .map(|i| {
                 let mut t = template.clone();
                 t.arn = arn(i);
-                (t.arn.clone(), Some(t))
+                (t.arn.clone(), Some(std::sync::Arc::new(t)))
             })
             .collect();
         store.save(Group { tasks: records, changes: vec![] }).expect("fill the store");
@@ -88,7 +88,7 @@ fn save_one<S: Saver>(saver: &mut S, template: &Task, changes: &[StateChange], t
     let mut t = template.clone();
     t.arn = arn(i % tasks);
     t.version = i.to_string();
-    let group = Group { tasks: vec![(t.arn.clone(), Some(t))], changes: changes.to_vec() };
+    let group = Group { tasks: vec![(t.arn.clone(), Some(std::sync::Arc::new(t)))], changes: changes.to_vec() };
     saver.save(group).expect("save");
 }
 

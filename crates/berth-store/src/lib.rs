@@ -56,7 +56,8 @@ pub const DEFAULT_RETAINED_CHANGES: u64 = 100_000;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Group {
     /// Task records to write: the whole task, or `None` when the task left the state.
-    pub tasks: Vec<(String, Option<Task>)>,
+    /// Shared with the engine, which copies a task it changes only while a save holds it.
+    pub tasks: Vec<(String, Option<std::sync::Arc<Task>>)>,
     /// State changes to append, in order; their `seq` is given at commit.
     pub changes: Vec<StateChange>,
 }

@@ -15,7 +15,7 @@ pub struct MemorySaver {
 
 #[derive(Debug)]
 struct Inner {
-    tasks: BTreeMap<String, Task>,
+    tasks: BTreeMap<String, Arc<Task>>,
     changes: VecDeque<StateChange>,
     next_seq: u64,
     retention: u64,
@@ -57,7 +57,7 @@ impl MemorySaver {
         let saver = MemorySaver::default();
         {
             let mut inner = saver.lock();
-            inner.tasks = loaded.tasks.into_iter().map(|t| (t.arn.clone(), t)).collect();
+            inner.tasks = loaded.tasks.into_iter().map(|t| (t.arn.clone(), Arc::new(t))).collect();
             inner.next_seq = loaded.next_seq.max(loaded.changes.last().map_or(1, |c| c.seq + 1)).max(1);
             inner.changes = loaded.changes.into();
         }
@@ -82,7 +82,7 @@ impl MemorySaver {
     pub fn snapshot(&self) -> Loaded {
         let inner = self.lock();
         Loaded {
-            tasks: inner.tasks.values().cloned().collect(),
+            tasks: inner.tasks.values().map(|t| Task::clone(t)).collect(),
             changes: inner.changes.iter().cloned().collect(),
             next_seq: inner.next_seq,
         }

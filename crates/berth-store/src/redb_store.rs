@@ -172,7 +172,7 @@ impl Saver for RedbStore {
         let mut tasks = Vec::with_capacity(group.tasks.len());
         for (arn, task) in group.tasks {
             let bytes = match &task {
-                Some(task) => Some(encode(file, &format!("task {arn}"), task)?),
+                Some(task) => Some(encode(file, &format!("task {arn}"), &**task)?),
                 None => None,
             };
             tasks.push((arn, bytes));

@@ -59,9 +59,9 @@ fn crash_writer_child() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let n = (next - 1) / GROUP + 1;
-        let mut tasks = vec![(MAIN.to_string(), Some(task(MAIN, n)))];
+        let mut tasks = vec![(MAIN.to_string(), Some(std::sync::Arc::new(task(MAIN, n))))];
         for (arn, write) in side_tasks(n) {
-            let record = write.then(|| task(&arn, n));
+            let record = write.then(|| std::sync::Arc::new(task(&arn, n)));
             tasks.push((arn, record));
         }
         let changes = (next..next + GROUP).map(|seq| change(MAIN, &format!("c{seq}"))).collect();

@@ -128,7 +128,7 @@ fn assert_unreadable(err: &StoreError, file: &Path) {
 
 fn group(arns: &[&str], n: u64, changes: usize) -> Group {
     Group {
-        tasks: arns.iter().map(|arn| ((*arn).to_string(), Some(task(arn, n)))).collect(),
+        tasks: arns.iter().map(|arn| ((*arn).to_string(), Some(std::sync::Arc::new(task(arn, n))))).collect(),
         changes: (0..changes).map(|i| change(arns[0], &format!("c{i}"))).collect(),
     }
 }

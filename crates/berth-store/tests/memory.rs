@@ -13,7 +13,7 @@ fn random_group(round: u64) -> Group {
     let tasks = (0..rand::random_range(0..4))
         .map(|_| {
             let arn = format!("arn:t{}", rand::random_range(0..6));
-            let record = rand::random_bool(0.7).then(|| task(&arn, round));
+            let record = rand::random_bool(0.7).then(|| std::sync::Arc::new(task(&arn, round)));
             (arn, record)
         })
         .collect();
@@ -45,7 +45,7 @@ fn clones_share_the_state_and_count_saves() {
     assert!(saver.save(Group::default()).unwrap().is_empty());
     assert_eq!(watcher.saves(), 0, "an empty group is no commit");
     let saved = saver
-        .save(Group { tasks: vec![("arn:a".into(), Some(task("arn:a", 1)))], changes: vec![change("arn:a", "x")] });
+        .save(Group { tasks: vec![("arn:a".into(), Some(std::sync::Arc::new(task("arn:a", 1))))], changes: vec![change("arn:a", "x")] });
     assert_eq!(saved.unwrap()[0].seq, 1);
     saver.force_save().unwrap();
     assert_eq!((watcher.saves(), watcher.force_saves()), (1, 1));
