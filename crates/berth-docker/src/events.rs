@@ -67,19 +67,7 @@ const NOT_LABELS: [&str; 5] = ["name", "image", "exitCode", "signal", "execID"];
 /// What `event` means, or `None` for actions berth ignores (`exec_*`, `attach`, `pause`,
 /// `rename`, `resize`, `top`, `commit`, `copy`, `export`, `update`, ...).
 pub fn container_event(event: &DockerEvent) -> Option<ContainerEvent> {
-    let number = |key: &str| event.attributes.get(key).and_then(|v| v.parse::<i64>().ok());
-    let kind = match event.action.as_str() {
-        "create" => EventKind::Created,
-        "start" => EventKind::Started,
-        "die" | "stop" => EventKind::Stopped { exit_code: number("exitCode") },
-        "health_status: healthy" => EventKind::Health(HealthStatus::Healthy),
-        "health_status: unhealthy" => EventKind::Health(HealthStatus::Unhealthy),
-        "health_status: starting" => EventKind::Health(HealthStatus::Unknown),
-        "kill" => EventKind::Killed { signal: number("signal") },
-        "oom" => EventKind::OutOfMemory,
-        "destroy" => EventKind::Destroyed,
-        _ => return None,
-    };
+    let kind = event_kind(event)?;
     let labels = event
         .attributes
         .iter()
@@ -93,6 +81,35 @@ pub fn container_event(event: &DockerEvent) -> Option<ContainerEvent> {
         kind,
         time: event.time,
     })
+}
+
+/// [`container_event`] of an event no longer needed: its attributes become the labels
+/// without being copied (the watcher's way, once per event of every container).
+pub fn into_container_event(event: DockerEvent) -> Option<ContainerEvent> {
+    let kind = event_kind(&event)?;
+    let DockerEvent { id, mut attributes, time, .. } = event;
+    let name = attributes.remove("name");
+    for key in NOT_LABELS {
+        attributes.remove(key);
+    }
+    Some(ContainerEvent { docker_id: id, name, labels: attributes, kind, time })
+}
+
+fn event_kind(event: &DockerEvent) -> Option<EventKind> {
+    let number = |key: &str| event.attributes.get(key).and_then(|v| v.parse::<i64>().ok());
+    let kind = match event.action.as_str() {
+        "create" => EventKind::Created,
+        "start" => EventKind::Started,
+        "die" | "stop" => EventKind::Stopped { exit_code: number("exitCode") },
+        "health_status: healthy" => EventKind::Health(HealthStatus::Healthy),
+        "health_status: unhealthy" => EventKind::Health(HealthStatus::Unhealthy),
+        "health_status: starting" => EventKind::Health(HealthStatus::Unknown),
+        "kill" => EventKind::Killed { signal: number("signal") },
+        "oom" => EventKind::OutOfMemory,
+        "destroy" => EventKind::Destroyed,
+        _ => return None,
+    };
+    Some(kind)
 }
 
 #[cfg(test)]
@@ -110,6 +127,27 @@ mod tests {
 
     fn kind(action: &str, attrs: &[(&str, &str)]) -> Option<EventKind> {
         container_event(&event(action, attrs)).map(|e| e.kind)
+    }
+
+    #[test]
+    fn an_owned_event_reads_as_a_borrowed_one() {
+        let attrs = [
+            ("name", "berth-x"),
+            ("image", "busybox"),
+            ("exitCode", "3"),
+            ("signal", "9"),
+            ("execID", "e"),
+            ("berth.task-arn", "arn:t"),
+            ("user", "label"),
+        ];
+        for action in ["create", "start", "die", "stop", "kill", "oom", "destroy", "health_status: healthy", "exec_die"]
+        {
+            let e = event(action, &attrs);
+            assert_eq!(into_container_event(e.clone()), container_event(&e), "{action}");
+        }
+        let owned = into_container_event(event("die", &attrs)).unwrap_or_else(|| panic!("die is an event"));
+        assert_eq!(owned.name.as_deref(), Some("berth-x"));
+        assert_eq!(owned.labels.keys().map(String::as_str).collect::<Vec<_>>(), ["berth.task-arn", "user"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::actor::Input;
 use crate::observe::{EngineEvent, Observer};
-use berth_docker::events::container_event;
+use berth_docker::events::into_container_event;
 use berth_docker::{DockerClient, EventStream, labels};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -46,7 +46,7 @@ pub async fn watch(
                 // Only berth's own labels matter to the loop (and the attributes that are
                 // not labels): the user's are not carried along.
                 event.attributes.retain(|k, _| !is_user_label(k));
-                let Some(ce) = container_event(&event) else { continue };
+                let Some(ce) = into_container_event(event) else { continue };
                 if inputs.send(Input::Event(ce)).is_err() {
                     return;
                 }
