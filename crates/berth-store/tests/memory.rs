@@ -44,8 +44,10 @@ fn clones_share_the_state_and_count_saves() {
     let watcher = saver.clone();
     assert!(saver.save(Group::default()).unwrap().is_empty());
     assert_eq!(watcher.saves(), 0, "an empty group is no commit");
-    let saved = saver
-        .save(Group { tasks: vec![("arn:a".into(), Some(std::sync::Arc::new(task("arn:a", 1))))], changes: vec![change("arn:a", "x")] });
+    let saved = saver.save(Group {
+        tasks: vec![("arn:a".into(), Some(std::sync::Arc::new(task("arn:a", 1))))],
+        changes: vec![change("arn:a", "x")],
+    });
     assert_eq!(saved.unwrap()[0].seq, 1);
     saver.force_save().unwrap();
     assert_eq!((watcher.saves(), watcher.force_saves()), (1, 1));

@@ -16,7 +16,10 @@ use std::os::unix::fs::PermissionsExt;
 
 fn group(tasks: &[(&str, Option<u64>)], changes: usize) -> Group {
     Group {
-        tasks: tasks.iter().map(|(arn, n)| ((*arn).to_string(), n.map(|n| std::sync::Arc::new(task(arn, n))))).collect(),
+        tasks: tasks
+            .iter()
+            .map(|(arn, n)| ((*arn).to_string(), n.map(|n| std::sync::Arc::new(task(arn, n)))))
+            .collect(),
         changes: (0..changes).map(|i| change(tasks.first().map_or("arn:x", |t| t.0), &format!("c{i}"))).collect(),
     }
 }

@@ -27,7 +27,6 @@ mod behaviour;
 mod events;
 mod fake;
 mod fault;
-mod hash;
 pub mod real;
 mod snapshot;
 mod state;

@@ -5,7 +5,6 @@
 use crate::behaviour::{BehaviourFn, default_behaviour, has_health_check};
 use crate::events::{EventHub, Recorded};
 use crate::fault::{Fault, Op};
-use crate::hash::FastMap;
 use crate::snapshot::{ContainerSnapshot, RunState};
 use berth_docker::{
     Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, ErrorKind, ImageSummary,
@@ -21,6 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+/// The fake's id and name indexes: foldhash, faster than the standard SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Docker's dynamic port range (`/proc/sys/net/ipv4/ip_local_port_range` default).
 const FIRST_DYNAMIC_PORT: u16 = 32768;
