@@ -5,6 +5,8 @@
 //! ends. Needs `scripts/test-env.sh` (Docker and `busybox:latest`); a missing piece fails,
 //! never skips.
 
+mod support;
+
 use assert_cmd::Command;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -20,22 +22,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the daemon may take to answer, and a task to get somewhere.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The berth binary.
-fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-/// Docker must answer and hold `busybox:latest`.
-fn require_docker() {
-    let info = std::process::Command::new("docker").arg("info").output();
-    assert!(info.as_ref().is_ok_and(|o| o.status.success()), "Docker must answer (run scripts/test-env.sh): {info:?}");
-    let image = std::process::Command::new("docker").args(["image", "inspect", "busybox:latest"]).output();
-    assert!(
-        image.as_ref().is_ok_and(|o| o.status.success()),
-        "busybox:latest must be present (scripts/test-env.sh makes it)"
-    );
-}
-
 /// A name no other test (of this process or another) uses.
 fn unique(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -48,20 +34,9 @@ fn short_tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("bcl-").tempdir_in("/tmp").unwrap_or_else(|e| panic!("tempdir: {e}"))
 }
 
-/// berth with no `BERTH_*` variable of the environment the tests run in.
-fn berth_std() -> std::process::Command {
-    let mut cmd = std::process::Command::new(berth_bin());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BERTH_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
-
-/// [`berth_std`] for assert_cmd, with a timeout.
+/// [`support::berth`] for assert_cmd, with a timeout.
 fn berth_cmd() -> Command {
-    let mut cmd = Command::from_std(berth_std());
+    let mut cmd = Command::from_std(support::berth());
     cmd.timeout(COMMAND_TIMEOUT);
     cmd
 }
@@ -78,21 +53,11 @@ impl Daemon {
     /// Starts a daemon (also on TCP 127.0.0.1:`tcp` when given) and waits until its
     /// `/healthz` answers 200.
     fn start(tcp: Option<u16>) -> Daemon {
-        require_docker();
+        support::require_busybox();
         let dir = short_tempdir();
-        let log = File::create(dir.path().join("daemon.log")).unwrap_or_else(|e| panic!("daemon.log: {e}"));
-        let mut cmd = berth_std();
-        cmd.arg("daemon")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--log-level", "info"])
-            // busybox:latest is local and never pulled; nothing of the host's is removed.
-            .env("BERTH_PULL_BEHAVIOR", "prefer-cached")
-            .env("BERTH_IMAGE_CLEANUP_ENABLED", "false")
-            .env("BERTH_DEFAULT_STOP_TIMEOUT", "2s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log));
+        let mut cmd = support::daemon(&dir.path().join("data"), &dir.path().join("daemon.log"));
+        // busybox:latest is local and never pulled.
+        cmd.env("BERTH_PULL_BEHAVIOR", "prefer-cached").env("BERTH_DEFAULT_STOP_TIMEOUT", "2s");
         if let Some(port) = tcp {
             cmd.arg("--tcp").arg(format!("127.0.0.1:{port}"));
         }
@@ -472,7 +437,7 @@ impl Reader {
         let stdout = daemon.dir.path().join(format!("{name}.out"));
         let stderr = daemon.dir.path().join(format!("{name}.err"));
         let file = |p: &Path| File::create(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let mut cmd = berth_std();
+        let mut cmd = support::berth();
         let child = cmd
             .env("BERTH_HOST", daemon.unix_host())
             .args(args)

@@ -40,6 +40,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_store::crash::{CRASH_AT_ENV, POINTS};
 use rand::rngs::StdRng;
@@ -495,31 +497,17 @@ impl Drop for Guard {
     }
 }
 
-/// `berth daemon` on `data`, with no `BERTH_*` variable of the environment, stderr to `log`.
+/// `berth daemon` on `data` ([`support::daemon`]), stderr to `log`.
 fn spawn_daemon(data: &Path, crash_at: Option<String>, log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BERTH_") {
-            cmd.env_remove(name);
-        }
-    }
-    let stderr = fs::File::create(log).unwrap();
-    cmd.arg("daemon")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--log-level", "info"])
-        // Orphans are left alone, so that a duplicate, if one were made, is seen here
-        // rather than quietly removed; STOPPED tasks stay for the checks.
-        .env("BERTH_ORPHAN_GRACE", "1h")
+    let mut cmd = support::daemon(data, log);
+    // Orphans are left alone, so that a duplicate, if one were made, is seen here rather
+    // than quietly removed; STOPPED tasks stay for the checks.
+    cmd.env("BERTH_ORPHAN_GRACE", "1h")
         .env("BERTH_TASK_CLEANUP_WAIT", "3h")
         .env("BERTH_STEADY_STATE_CHECK", "30s")
         .env("BERTH_DEFAULT_STOP_TIMEOUT", "1s")
-        // busybox:latest is local and never pulled; nothing of the host's is removed.
-        .env("BERTH_PULL_BEHAVIOR", "prefer-cached")
-        .env("BERTH_IMAGE_CLEANUP_ENABLED", "false")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr));
+        // busybox:latest is local and never pulled.
+        .env("BERTH_PULL_BEHAVIOR", "prefer-cached");
     if let Some(at) = crash_at {
         cmd.env(CRASH_AT_ENV, at);
     }

@@ -8,11 +8,13 @@
 // this covers the helpers too).
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a refused start may take (Docker answers at once; the state is refused before
@@ -20,12 +22,6 @@ use std::time::{Duration, Instant, SystemTime};
 const REFUSAL: Duration = Duration::from_secs(20);
 /// How long a good start may take.
 const START: Duration = Duration::from_secs(60);
-
-/// Docker must answer: the daemon connects to it before it opens its state.
-fn require_docker() {
-    let info = Command::new("docker").arg("info").output();
-    assert!(info.as_ref().is_ok_and(|o| o.status.success()), "Docker must answer (run scripts/test-env.sh): {info:?}");
-}
 
 /// A directory under /tmp (short, so the socket path in it fits) and its data directory.
 fn data_dir() -> (tempfile::TempDir, PathBuf) {
@@ -42,27 +38,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// `berth daemon --data-dir <data> <extra>`, with no `BERTH_*` variable of the
-    /// environment and nothing of the host's images removed.
+    /// `berth daemon --data-dir <data> <extra>` ([`support::daemon`]). Docker must answer:
+    /// the daemon connects to it before it opens its state.
     fn spawn(data: &Path, extra: &[&str], log: &Path) -> Daemon {
-        require_docker();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("BERTH_") {
-                cmd.env_remove(name);
-            }
-        }
-        let stderr = fs::File::create(log).unwrap();
-        cmd.arg("daemon")
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--log-level", "info"])
-            .args(extra)
-            .env("BERTH_IMAGE_CLEANUP_ENABLED", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr));
-        Daemon { child: cmd.spawn().unwrap(), stderr: log.to_path_buf() }
+        support::require_docker();
+        let child = support::daemon(data, log).args(extra).spawn().unwrap();
+        Daemon { child, stderr: log.to_path_buf() }
     }
 
     fn stderr(&self) -> String {

@@ -1,0 +1,53 @@
+//! What the tests that run the `berth` binary against the real Docker daemon share: the
+//! binary with none of the test environment's `BERTH_*` variables, a `berth daemon`
+//! command on a data directory of its own, and the check that Docker is there (a missing
+//! piece fails the test, never skips it).
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// `berth`, with no `BERTH_*` variable of the environment the tests run in.
+pub fn berth() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BERTH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// `berth daemon --data-dir <data> --log-level info`, its stderr to `log`, and nothing of
+/// the host's images ever removed (image cleanup off). Callers add what their test needs.
+pub fn daemon(data: &Path, log: &Path) -> Command {
+    let stderr = File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let mut cmd = berth();
+    cmd.arg("daemon")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--log-level", "info"])
+        .env("BERTH_IMAGE_CLEANUP_ENABLED", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    cmd
+}
+
+/// Docker must answer (run `scripts/test-env.sh`).
+pub fn require_docker() {
+    let info = Command::new("docker").arg("info").output();
+    assert!(info.as_ref().is_ok_and(|o| o.status.success()), "Docker must answer (run scripts/test-env.sh): {info:?}");
+}
+
+/// Docker must answer and hold `busybox:latest` (`scripts/test-env.sh` makes it).
+pub fn require_busybox() {
+    require_docker();
+    let image = Command::new("docker").args(["image", "inspect", "busybox:latest"]).output();
+    assert!(
+        image.as_ref().is_ok_and(|o| o.status.success()),
+        "busybox:latest must be present (scripts/test-env.sh makes it)"
+    );
+}
