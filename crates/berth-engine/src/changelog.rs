@@ -10,7 +10,7 @@
 //! today) has the whole retention kept here.
 
 use berth_model::StateChange;
-use berth_store::{ChangeSource, StoreError};
+use berth_store::{ChangeSource, ChangesSince, StoreError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
@@ -142,38 +142,61 @@ impl ChangeLog {
         ChangeReader { log: Arc::clone(self), next, appended: self.appended.subscribe(), fetched: VecDeque::new() }
     }
 
-    /// The item at position `seq`, if it has been appended; positions older than memory's
-    /// tail are read from the store into `fetched` (which the reader serves first).
-    fn item_at(&self, seq: u64, fetched: &mut VecDeque<StateChange>) -> Option<LogItem> {
+    /// Where position `seq` is.
+    fn locate(&self, seq: u64) -> At {
         let (first, next_seq) = {
             let e = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             let first = e.first_seq();
             if seq >= first {
                 if seq >= e.next_seq {
-                    return None;
+                    return At::NotYet;
                 }
-                let index = usize::try_from(seq - first).ok()?;
-                return e.changes.get(index).cloned().map(LogItem::Change);
+                let index = usize::try_from(seq - first).unwrap_or(usize::MAX);
+                return e.changes.get(index).cloned().map_or(At::NotYet, |c| At::Item(LogItem::Change(c)));
             }
             (first, e.next_seq)
         };
-        // Older than memory keeps: the store, without the log's lock held.
-        let gap_to_tail = LogItem::Gap { from: seq, to: first };
-        let Some(source) = self.source() else { return Some(gap_to_tail) };
-        match source.changes_since(seq, STORE_BATCH) {
-            Ok(since) => {
-                // Only what has been appended here (committed groups not yet released are
-                // seen once they are).
-                fetched.extend(since.changes.into_iter().filter(|c| c.seq < next_seq));
-                match since.gap {
-                    Some(gap) => Some(LogItem::Gap { from: gap.start, to: gap.end }),
-                    None => fetched.pop_front().map(LogItem::Change).or(Some(gap_to_tail)),
-                }
+        // Older than memory keeps: the store's, read without the log's lock held.
+        match self.source() {
+            Some(source) => At::Store { source, first, next_seq },
+            None => At::Item(LogItem::Gap { from: seq, to: first }),
+        }
+    }
+}
+
+/// Where a position of the log is.
+enum At {
+    /// In memory (or gone, with no store to read it from).
+    Item(LogItem),
+    /// Not appended yet.
+    NotYet,
+    /// Older than memory keeps: in the store, before memory's first change `first`; only
+    /// changes before `next_seq` have been appended.
+    Store { source: Arc<dyn ChangeSource>, first: u64, next_seq: u64 },
+}
+
+/// The item at `seq` from what the store answered, the changes after it kept in `fetched`.
+fn from_store(
+    answer: Result<ChangesSince, String>,
+    seq: u64,
+    first: u64,
+    next_seq: u64,
+    fetched: &mut VecDeque<StateChange>,
+) -> LogItem {
+    let gap_to_memory = LogItem::Gap { from: seq, to: first };
+    match answer {
+        Ok(since) => {
+            // Only what has been appended here: a group committed but not yet released is
+            // seen once it is.
+            fetched.extend(since.changes.into_iter().filter(|c| c.seq < next_seq));
+            match since.gap {
+                Some(gap) => LogItem::Gap { from: gap.start, to: gap.end },
+                None => fetched.pop_front().map_or(gap_to_memory, LogItem::Change),
             }
-            Err(e) => {
-                tracing::warn!(error = %e, from = seq, "cannot read older state changes from the store; readers get a gap");
-                Some(gap_to_tail)
-            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, from = seq, "cannot read older state changes from the store; readers get a gap");
+            gap_to_memory
         }
     }
 }
@@ -195,29 +218,56 @@ impl ChangeReader {
     }
 
     /// The next item, waiting for it if need be; `None` once the engine has gone and
-    /// everything has been read.
+    /// everything has been read. A read from the store runs on a blocking thread.
     pub async fn next(&mut self) -> Option<LogItem> {
         loop {
-            if let Some(item) = self.try_next() {
-                return Some(item);
+            if let Some(c) = self.fetched.pop_front() {
+                return Some(self.advance(LogItem::Change(c)));
             }
-            if self.appended.changed().await.is_err() {
-                return self.try_next();
+            match self.log.locate(self.next) {
+                At::Item(item) => return Some(self.advance(item)),
+                At::Store { source, first, next_seq } => {
+                    let seq = self.next;
+                    let answer = tokio::task::spawn_blocking(move || source.changes_since(seq, STORE_BATCH))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    let item = from_store(answer, seq, first, next_seq, &mut self.fetched);
+                    return Some(self.advance(item));
+                }
+                At::NotYet => {
+                    if self.appended.changed().await.is_err() {
+                        return self.try_next();
+                    }
+                }
             }
         }
     }
 
-    /// The next item if there is one now.
+    /// The next item if there is one now (a read from the store, if need be, on this
+    /// thread).
     pub fn try_next(&mut self) -> Option<LogItem> {
-        let item = match self.fetched.pop_front() {
-            Some(c) => LogItem::Change(c),
-            None => self.log.item_at(self.next, &mut self.fetched)?,
+        if let Some(c) = self.fetched.pop_front() {
+            return Some(self.advance(LogItem::Change(c)));
+        }
+        let item = match self.log.locate(self.next) {
+            At::Item(item) => item,
+            At::NotYet => return None,
+            At::Store { source, first, next_seq } => {
+                let answer = source.changes_since(self.next, STORE_BATCH).map_err(|e| e.to_string());
+                from_store(answer, self.next, first, next_seq, &mut self.fetched)
+            }
         };
+        Some(self.advance(item))
+    }
+
+    /// Move past `item`.
+    fn advance(&mut self, item: LogItem) -> LogItem {
         self.next = match &item {
             LogItem::Change(c) => c.seq + 1,
             LogItem::Gap { to, .. } => *to,
         };
-        Some(item)
+        item
     }
 }
 
@@ -290,6 +340,25 @@ mod tests {
         log.close();
         let first_kept = 10_001 - MEMORY_TAIL as u64;
         assert_eq!(log.reader(Some(1)).try_next(), Some(LogItem::Gap { from: 1, to: first_kept }));
+    }
+
+    #[tokio::test]
+    async fn an_awaiting_reader_behind_memory_reads_the_store_without_gaps_or_repeats() {
+        use berth_store::{Group, MemorySaver, Saver};
+        let mut store = MemorySaver::new();
+        let log = ChangeLog::new(vec![], 1, 100_000, store.change_source());
+        for _ in 0..10 {
+            let group = Group { tasks: vec![], changes: (0..1000).map(|_| change(0)).collect() };
+            log.append(store.save(group).unwrap_or_else(|e| panic!("{e}")));
+        }
+        let mut r = log.reader(Some(1));
+        for expected in 1..=10_000 {
+            match r.next().await {
+                Some(LogItem::Change(c)) => assert_eq!(c.seq, expected),
+                other => panic!("{other:?} at {expected}"),
+            }
+        }
+        assert_eq!(r.try_next(), None);
     }
 
     #[tokio::test]
