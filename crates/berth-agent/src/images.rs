@@ -12,7 +12,7 @@ use crate::config::ImageCleanup;
 use crate::events::{ImageCleanupCycle, ImageRemoved};
 use crate::metrics::Metrics;
 use berth_docker::{DockerClient, ErrorKind, ImageSummary};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
@@ -73,11 +73,19 @@ struct LedgerFile {
 struct Times {
     pulled_at: DateTime<Utc>,
     last_used: Option<DateTime<Utc>>,
+    /// The `last_used` the file holds.
+    saved_use: Option<DateTime<Utc>>,
 }
 
+/// How far the file's `last_used` of an image may lag the one in memory. Uses closer
+/// together than this are kept in memory only, so a burst of creates from one image does
+/// not rewrite and fsync the ledger for each; after a crash an image looks unused at most
+/// this much too early, far less than the cleanup's `min_age` (an hour by default).
+const USE_WRITE_INTERVAL: TimeDelta = TimeDelta::minutes(1);
+
 /// The images berth pulled, durable in the data directory: a JSON file rewritten whole
-/// (temporary file, fsync, rename) at each change; changes are rare (a pull, a create
-/// from one of these images, a removal). A file that cannot be read is refused, never
+/// (temporary file, fsync, rename) at each change; changes are rare (a pull, a removal, a
+/// create from one of these images at most once a minute per image). A file that cannot be read is refused, never
 /// overwritten. Safe to share between threads; no lock is held across an `.await`.
 #[derive(Debug)]
 pub struct ImageLedger {
@@ -113,9 +121,10 @@ impl ImageLedger {
     /// Write the ledger after a change (under the lock, so that writes land in order). A
     /// failure is logged: the ledger in memory stays right, and the next change writes
     /// all of it again.
-    fn persist(&self, images: &BTreeMap<String, Times>) {
-        if let Err(e) = write_file(&self.path, images) {
-            tracing::warn!(error = %e, "image ledger not saved");
+    fn persist(&self, images: &mut BTreeMap<String, Times>) {
+        match write_file(&self.path, images) {
+            Ok(()) => images.values_mut().for_each(|t| t.saved_use = t.last_used),
+            Err(e) => tracing::warn!(error = %e, "image ledger not saved"),
         }
     }
 
@@ -127,14 +136,15 @@ impl ImageLedger {
             Some(t) if t.pulled_at >= now => return,
             Some(t) => t.pulled_at = now,
             None => {
-                images.insert(key, Times { pulled_at: now, last_used: None });
+                images.insert(key, Times { pulled_at: now, last_used: None, saved_use: None });
             }
         }
-        self.persist(&images);
+        self.persist(&mut images);
     }
 
     /// A container was created from `image` at `now`; nothing happens for an image that
-    /// is not in the ledger (berth did not pull it).
+    /// is not in the ledger (berth did not pull it). The file is written when its use time
+    /// of the image is older than [`USE_WRITE_INTERVAL`] (or absent).
     pub fn record_use(&self, image: &str, now: DateTime<Utc>) {
         let key = normalize_reference(image);
         let mut images = self.lock();
@@ -143,7 +153,10 @@ impl ImageLedger {
             return;
         }
         t.last_used = Some(now);
-        self.persist(&images);
+        if t.saved_use.is_some_and(|saved| now - saved < USE_WRITE_INTERVAL) {
+            return;
+        }
+        self.persist(&mut images);
     }
 
     /// Whether berth pulled `image` (any spelling of the reference Docker takes as the
@@ -171,7 +184,7 @@ impl ImageLedger {
         let key = normalize_reference(image);
         let mut images = self.lock();
         if images.remove(&key).is_some() {
-            self.persist(&images);
+            self.persist(&mut images);
         }
     }
 }
@@ -193,7 +206,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Times>, LedgerErr
         if key.is_empty() {
             return Err(LedgerError::new(path, "damaged: an entry has an empty image reference"));
         }
-        let times = Times { pulled_at: entry.pulled_at, last_used: entry.last_used };
+        let times = Times { pulled_at: entry.pulled_at, last_used: entry.last_used, saved_use: entry.last_used };
         if images.insert(key, times).is_some() {
             return Err(LedgerError::new(path, format!("damaged: image {} appears twice", entry.image)));
         }

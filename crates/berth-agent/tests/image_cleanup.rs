@@ -233,6 +233,37 @@ async fn through_metered_docker_pulls_and_creates_feed_the_ledger() {
     assert!(text.contains("berth_images_removed_total 1\n"), "{text}");
 }
 
+/// The last use of `image` the ledger file holds (read by opening it again).
+fn saved_use(path: &std::path::Path, image: &str) -> Option<DateTime<Utc>> {
+    let reopened = ImageLedger::open(path).unwrap_or_else(|e| panic!("{e}"));
+    reopened.entries().into_iter().find(|e| e.image == image).and_then(|e| e.last_used)
+}
+
+#[tokio::test]
+async fn uses_less_than_a_minute_after_the_written_one_are_kept_in_memory_only() {
+    let s = setup();
+    let t = Utc::now();
+    let at = |secs: i64| t - TimeDelta::seconds(secs);
+    s.ledger.record_pull("a:1", at(600));
+    s.ledger.record_use("a:1", at(300));
+    assert_eq!(saved_use(&s.path, "a:1"), Some(at(300)), "the first use is written");
+    s.ledger.record_use("a:1", at(290));
+    s.ledger.record_use("a:1", at(270));
+    assert_eq!(s.ledger.entries()[0].last_used, Some(at(270)), "memory has the latest");
+    assert_eq!(saved_use(&s.path, "a:1"), Some(at(300)), "uses within a minute of the written one are not written");
+    // Uses 30 s apart: written once a minute has passed since the written one.
+    s.ledger.record_use("a:1", at(240));
+    assert_eq!(saved_use(&s.path, "a:1"), Some(at(240)));
+    s.ledger.record_use("a:1", at(210));
+    assert_eq!(saved_use(&s.path, "a:1"), Some(at(240)));
+    s.ledger.record_use("a:1", at(180));
+    assert_eq!(saved_use(&s.path, "a:1"), Some(at(180)));
+    // Any other change writes everything, the latest uses included.
+    s.ledger.record_use("a:1", at(170));
+    s.ledger.record_pull("b:1", at(100));
+    assert_eq!(saved_use(&s.path, "a:1"), Some(at(170)));
+}
+
 #[tokio::test]
 async fn the_ledger_survives_a_reopen() {
     let s = setup();
