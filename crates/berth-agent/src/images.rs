@@ -144,7 +144,7 @@ impl ImageLedger {
 
     /// A container was created from `image` at `now`; nothing happens for an image that
     /// is not in the ledger (berth did not pull it). The file is written when its use time
-    /// of the image is older than [`USE_WRITE_INTERVAL`] (or absent).
+    /// of the image is a minute old or more (or absent).
     pub fn record_use(&self, image: &str, now: DateTime<Utc>) {
         let key = normalize_reference(image);
         let mut images = self.lock();
