@@ -314,15 +314,22 @@ mod tests {
         assert!(matches!(r.try_next(), Some(LogItem::Change(c)) if c.seq == 8));
     }
 
-    #[test]
-    fn a_reader_behind_memory_reads_older_changes_from_the_store_without_gaps_or_repeats() {
+    /// A log over a `MemorySaver` that has committed `n` changes (in groups of 1,000), of
+    /// which memory keeps only the tail.
+    fn log_over_store(n: usize) -> Arc<ChangeLog> {
         use berth_store::{Group, MemorySaver, Saver};
         let mut store = MemorySaver::new();
         let log = ChangeLog::new(vec![], 1, 100_000, store.change_source());
-        for _ in 0..10 {
+        for _ in 0..n / 1000 {
             let group = Group { tasks: vec![], changes: (0..1000).map(|_| change(0)).collect() };
             log.append(store.save(group).unwrap_or_else(|e| panic!("{e}")));
         }
+        log
+    }
+
+    #[test]
+    fn a_reader_behind_memory_reads_older_changes_from_the_store_without_gaps_or_repeats() {
+        let log = log_over_store(10_000);
         assert!(log.entries.lock().unwrap_or_else(PoisonError::into_inner).changes.len() <= MEMORY_TAIL);
         for from in [1, 2, 5_000, 10_000 - MEMORY_TAIL as u64, 9_999] {
             let mut r = log.reader(Some(from));
@@ -344,13 +351,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_awaiting_reader_behind_memory_reads_the_store_without_gaps_or_repeats() {
-        use berth_store::{Group, MemorySaver, Saver};
-        let mut store = MemorySaver::new();
-        let log = ChangeLog::new(vec![], 1, 100_000, store.change_source());
-        for _ in 0..10 {
-            let group = Group { tasks: vec![], changes: (0..1000).map(|_| change(0)).collect() };
-            log.append(store.save(group).unwrap_or_else(|e| panic!("{e}")));
-        }
+        let log = log_over_store(10_000);
         let mut r = log.reader(Some(1));
         for expected in 1..=10_000 {
             match r.next().await {
