@@ -1,6 +1,15 @@
 //! The fake daemon's event hub: retained history and live subscribers.
+//!
+//! An event is recorded small ([`Recorded`]: the container's number, its shared create
+//! request, the action and the time, some 50 bytes); the history and every subscriber's
+//! channel hold copies of that, and the event Docker would send ([`DockerEvent`], with
+//! its attribute map) is made from it only when a stream yields it, outside the fake's
+//! lock. A subscriber that reads late costs those few bytes per waiting event.
 
-use berth_docker::{ContainerConfig, DockerError, DockerEvent, ErrorKind, EventStream};
+use crate::state::hex_id;
+use crate::stored::StoredConfig;
+use berth_docker::{DockerError, DockerEvent, ErrorKind, EventStream};
+use berth_model::HealthStatus;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
@@ -11,36 +20,89 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 /// How many events Docker keeps for replay.
 pub const EVENT_HISTORY: usize = 256;
 
-type Item = Result<DockerEvent, DockerError>;
+/// What happened to a container, with what Docker tells of it besides the action word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Create,
+    Start,
+    /// Killed with this signal.
+    Kill(i64),
+    /// Exited with this code.
+    Die(i64),
+    Stop,
+    Destroy,
+    /// Its health check reported this.
+    Health(HealthStatus),
+}
+
+impl Action {
+    /// Docker's action word.
+    fn word(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Start => "start",
+            Action::Kill(_) => "kill",
+            Action::Die(_) => "die",
+            Action::Stop => "stop",
+            Action::Destroy => "destroy",
+            Action::Health(HealthStatus::Healthy) => "health_status: healthy",
+            Action::Health(HealthStatus::Unhealthy) => "health_status: unhealthy",
+            Action::Health(HealthStatus::Unknown) => "health_status: starting",
+        }
+    }
+
+    /// The attribute it adds to the labels, name and image, if any.
+    fn attribute(self) -> Option<(&'static str, i64)> {
+        match self {
+            Action::Kill(signal) => Some(("signal", signal)),
+            Action::Die(code) => Some(("exitCode", code)),
+            _ => None,
+        }
+    }
+}
 
 /// An event as the hub keeps it: the container's (unchanging) create request shared rather
 /// than its labels copied; each subscriber gets the event Docker would send, made from it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Recorded {
-    /// The container's id.
-    pub id: String,
-    /// The container's name.
-    pub name: String,
-    /// What it was created with (its labels and image).
-    pub config: Arc<ContainerConfig>,
-    /// Docker's action word.
-    pub action: String,
-    /// Attributes besides labels, name and image.
-    pub extra: Vec<(&'static str, String)>,
+    /// The container's sequence number (its id is `hex_id(seq, 0)`).
+    pub seq: u64,
+    /// What it was created with (its name, labels and image).
+    pub config: Arc<StoredConfig>,
+    /// What happened.
+    pub action: Action,
     /// When it happened.
     pub time: DateTime<Utc>,
 }
 
 impl Recorded {
-    /// The event, with Docker's attributes: the labels, name, image and the extra ones.
+    /// The event, with Docker's attributes: the labels, name, image and the action's own.
     pub fn event(&self) -> DockerEvent {
-        let mut attributes = self.config.labels.clone();
-        attributes.insert("name".into(), self.name.clone());
+        let mut attributes = self.config.labels();
+        attributes.insert("name".into(), self.config.name.clone());
         attributes.insert("image".into(), self.config.image.clone());
-        for (k, v) in &self.extra {
-            attributes.insert((*k).to_string(), v.clone());
+        if let Some((k, v)) = self.action.attribute() {
+            attributes.insert(k.into(), v.to_string());
         }
-        DockerEvent { id: self.id.clone(), action: self.action.clone(), attributes, time: self.time }
+        DockerEvent { id: hex_id(self.seq, 0), action: self.action.word().into(), attributes, time: self.time }
+    }
+}
+
+/// What a subscriber's channel carries: an event, or the end of the stream.
+#[derive(Debug)]
+enum Delivery {
+    Event(Recorded),
+    /// The stream ends with a `Transient` error carrying this message.
+    Cut(&'static str),
+}
+
+impl Delivery {
+    /// What the stream yields for it.
+    fn item(self) -> Result<DockerEvent, DockerError> {
+        match self {
+            Delivery::Event(event) => Ok(event.event()),
+            Delivery::Cut(message) => Err(DockerError::new(ErrorKind::Transient, "container events", "", message)),
+        }
     }
 }
 
@@ -48,7 +110,7 @@ impl Recorded {
 #[derive(Debug, Default)]
 pub(crate) struct EventHub {
     history: VecDeque<Recorded>,
-    subscribers: Vec<UnboundedSender<Item>>,
+    subscribers: Vec<UnboundedSender<Delivery>>,
     drop_next: usize,
     last_time: Option<DateTime<Utc>>,
 }
@@ -69,7 +131,7 @@ impl EventHub {
         if self.drop_next > 0 {
             self.drop_next -= 1;
         } else {
-            self.subscribers.retain(|tx| tx.send(Ok(event.event())).is_ok());
+            self.subscribers.retain(|tx| tx.send(Delivery::Event(event.clone())).is_ok());
         }
         if self.history.len() == EVENT_HISTORY {
             self.history.pop_front();
@@ -80,14 +142,14 @@ impl EventHub {
     /// A stream that first replays the history from `since` (when given), then every
     /// event published after this call.
     pub fn subscribe(&mut self, since: Option<DateTime<Utc>>) -> EventStream {
-        let replay: Vec<Item> = match since {
-            Some(since) => self.history.iter().filter(|e| e.time >= since).map(|e| Ok(e.event())).collect(),
+        let replay: Vec<Recorded> = match since {
+            Some(since) => self.history.iter().filter(|e| e.time >= since).cloned().collect(),
             None => Vec::new(),
         };
-        let (tx, rx) = unbounded_channel();
+        let (tx, mut rx) = unbounded_channel();
         self.subscribers.push(tx);
-        let live = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        stream::iter(replay).chain(live).boxed()
+        let live = stream::poll_fn(move |cx| rx.poll_recv(cx).map(|d| d.map(Delivery::item)));
+        stream::iter(replay).map(|e| Ok(e.event())).chain(live).boxed()
     }
 
     /// The next `n` events reach no subscriber.
@@ -96,9 +158,9 @@ impl EventHub {
     }
 
     /// End every open stream with a `Transient` error carrying `message`.
-    pub fn cut(&mut self, message: &str) {
+    pub fn cut(&mut self, message: &'static str) {
         for tx in self.subscribers.drain(..) {
-            let _ = tx.send(Err(DockerError::new(ErrorKind::Transient, "container events", "", message)));
+            let _ = tx.send(Delivery::Cut(message));
         }
     }
 

@@ -1,6 +1,6 @@
 //! [`FakeDocker`]: the in-memory daemon, its test controls and its `DockerClient` face.
 
-use crate::behaviour::{Behaviour, has_health_check};
+use crate::behaviour::Behaviour;
 use crate::fault::{Fault, FaultMode, Op};
 use crate::snapshot::ContainerSnapshot;
 use crate::state::{Started, State};
@@ -237,7 +237,7 @@ impl FakeDocker {
 
     /// How many calls of `op` were made (failed ones included).
     pub fn calls(&self, op: Op) -> u64 {
-        self.lock().calls.get(&op).copied().unwrap_or(0)
+        self.lock().calls(op)
     }
 
     /// How many calls of `op` were made on `target` (failed ones included). A container
@@ -398,9 +398,10 @@ impl FakeDocker {
         let now = self.now();
         let started = self.lock().start(target, now)?;
         if let Some(Started { seq, run, config, behaviour }) = started {
-            // Called without the lock: a behaviour may look at the fake.
-            let b = behaviour(&config);
-            self.schedule(seq, run, b, has_health_check(&config));
+            // Called without the lock: a behaviour may look at the fake. It gets the
+            // whole config, made again from the stored one.
+            let b = behaviour(&config.config());
+            self.schedule(seq, run, b, config.has_health_check());
         }
         Ok(())
     }

@@ -484,6 +484,26 @@ async fn counters_count_calls_per_operation_and_target() {
     assert_eq!(fake.pulls("docker.io/library/nginx"), 2);
 }
 
+#[tokio::test]
+async fn counters_by_name_count_before_the_container_exists_and_after_it_is_gone() {
+    let fake = fake();
+    let _ = fake.start_container("/web").await;
+    let _ = fake.inspect_container("web").await;
+    fake.create_volume(&VolumeConfig { name: "web".into(), ..VolumeConfig::default() }).await.unwrap();
+    let id = run(&fake, "web", &[]).await;
+    fake.inspect_container(&id).await.unwrap();
+    assert_eq!((fake.creates("web"), fake.starts("web"), fake.calls_on(Op::InspectContainer, "web")), (1, 2, 2));
+    fake.remove_container(&id).await.unwrap();
+    let _ = fake.stop_container(&id, Duration::ZERO).await;
+    fake.stop_container("web", Duration::ZERO).await.unwrap_err();
+    assert_eq!((fake.starts("web"), fake.removes("web"), fake.stops("web")), (2, 1, 1), "kept after removal");
+    assert_eq!(fake.stops(&id), 1, "an id no container has is a name like another");
+    assert_eq!(fake.calls_on(Op::CreateVolume, "web"), 1);
+    run(&fake, "web", &[]).await;
+    assert_eq!((fake.creates("web"), fake.starts("web"), fake.removes("web")), (2, 3, 1), "and go on");
+    assert_eq!((fake.starts("/web"), fake.starts(&id)), (0, 0));
+}
+
 // --- images and volumes -------------------------------------------------------------------
 
 #[tokio::test]
@@ -792,6 +812,34 @@ async fn the_event_stream_is_live_from_the_call() {
     let acts: Vec<&str> = got.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(acts, ["create", "start", "kill", "die", "stop"]);
     quiet(&mut stream).await;
+}
+
+#[tokio::test]
+async fn a_stream_read_late_gets_every_event_in_order_as_published() {
+    let fake = fake();
+    let mut stream = fake.container_events(None).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let id = run(&fake, &format!("c{i}"), &[]).await;
+        fake.stop_container(&id, Duration::ZERO).await.unwrap();
+        fake.remove_container(&id).await.unwrap();
+        ids.push(id);
+    }
+    // Nothing was read until every container was gone; each event still tells all.
+    let got = take(&mut stream, 1000 * 6).await;
+    quiet(&mut stream).await;
+    for (i, (events, id)) in got.chunks(6).zip(&ids).enumerate() {
+        let acts: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(acts, ["create", "start", "kill", "die", "stop", "destroy"]);
+        let name = format!("c{i}");
+        for e in events {
+            assert_eq!((&e.id, &e.attributes["name"], &e.attributes["image"]), (id, &name, &"busybox".to_string()));
+            assert_eq!(e.attributes["berth.container-name"], name);
+        }
+        assert_eq!((events[2].attributes["signal"].as_str(), events[3].attributes["exitCode"].as_str()), ("15", "143"));
+    }
+    assert!(got.windows(2).all(|w| w[0].time < w[1].time), "times strictly rise");
+    assert_eq!(fake.events(), got[got.len() - EVENT_HISTORY..], "the history holds the same events");
 }
 
 #[tokio::test]
