@@ -19,6 +19,7 @@ use crate::error::{ContainerNotFound, EngineError};
 use crate::executor::{self, Job};
 use crate::observe::EngineEvent;
 use crate::settings;
+use crate::specs::Specs;
 use berth_docker::events::{ContainerEvent, EventKind};
 use berth_docker::{ContainerSummary, DockerClient, VolumeConfig, labels};
 use berth_model::container::PAUSE_IMAGE;
@@ -137,6 +138,8 @@ pub struct Actor {
     queued: VecDeque<(String, Op, Job)>,
     /// Docker calls other than pulls with Docker now (at most `docker_concurrency`).
     calling: usize,
+    /// One copy of each distinct container spec of the tasks held.
+    specs: Specs,
 }
 
 impl Drop for Actor {
@@ -182,7 +185,9 @@ impl Actor {
     pub fn new(parts: ActorParts) -> Result<Actor, EngineError> {
         let mut tasks = Map::default();
         let mut dirty = Set::default();
+        let mut specs = Specs::default();
         for mut task in parts.tasks {
+            specs.share(&mut task);
             let graph = DependencyGraph::build(&task).map_err(|errs| {
                 EngineError::InvalidState(format!(
                     "task {}: {}",
@@ -224,6 +229,7 @@ impl Actor {
             reconciling: Map::default(),
             queued: VecDeque::new(),
             calling: 0,
+            specs,
         };
         match listed {
             Some(listed) => actor.connected(listed),
@@ -344,7 +350,7 @@ impl Actor {
         }
     }
 
-    fn add_task(&mut self, task: Task) -> Result<(), EngineError> {
+    fn add_task(&mut self, mut task: Task) -> Result<(), EngineError> {
         if let Some(entry) = self.tasks.get_mut(&task.arn) {
             Arc::make_mut(&mut entry.task).update_from(&task);
             self.dirty.insert(task.arn);
@@ -353,6 +359,7 @@ impl Actor {
         let graph = DependencyGraph::build(&task).map_err(|errs| {
             EngineError::InvalidState(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
+        self.specs.share(&mut task);
         self.dirty.insert(task.arn.clone());
         self.tasks.insert(task.arn.clone(), Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false });
         Ok(())
@@ -555,6 +562,7 @@ impl Actor {
             }
         }
         let dirty: Vec<String> = self.dirty.drain().collect();
+        let mut swept = false;
         for arn in dirty {
             let Some(entry) = self.tasks.get_mut(&arn) else { continue };
             let forget = advance(entry, &arn, &self.instance, &self.config, now, &mut jobs);
@@ -568,12 +576,16 @@ impl Actor {
                 self.tasks.remove(&arn);
                 self.reconciling.retain(|(task, _), _| task != &arn);
                 group.tasks.push((arn, None));
+                swept = true;
                 continue;
             }
             if let Some(at) = entry.wake_at {
                 self.wakes.push(Reverse((at, arn.clone())));
             }
             group.tasks.push((arn, Some(Arc::clone(&entry.task))));
+        }
+        if swept {
+            self.specs.let_go_of_unused();
         }
         // Everything of this round waits for its group to be durable: the next commit
         // carries it (started now if none is in flight).

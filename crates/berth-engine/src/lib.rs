@@ -25,6 +25,7 @@ pub mod error;
 pub mod executor;
 pub mod observe;
 pub mod settings;
+mod specs;
 mod watch;
 
 pub use changelog::{ChangeLog, ChangeReader, LogItem};
