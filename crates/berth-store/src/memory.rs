@@ -144,12 +144,23 @@ impl Saver for MemorySaver {
         for change in &mut changes {
             change.seq = inner.next_seq;
             inner.next_seq += 1;
-            inner.changes.push_back(change.clone());
         }
+        // Old changes out before new ones in, so the ring never holds more than retention
+        // keeps, and grows (doubling) no further than that: 100,000 retained changes take
+        // 100,000 slots, not the next power of two.
         let cut = inner.next_seq.saturating_sub(inner.retention);
         while inner.changes.front().is_some_and(|c| c.seq < cut) {
             inner.changes.pop_front();
         }
+        let kept = changes.iter().filter(|c| c.seq >= cut);
+        let (len, capacity) = (inner.changes.len(), inner.changes.capacity());
+        let wanted = len + kept.clone().count();
+        if wanted > capacity {
+            let limit = usize::try_from(inner.retention).unwrap_or(usize::MAX);
+            let grown = capacity.saturating_mul(2).min(limit).max(wanted);
+            inner.changes.reserve_exact(grown - len);
+        }
+        inner.changes.extend(kept.cloned());
         inner.saves += 1;
         Ok(changes)
     }
@@ -165,5 +176,49 @@ impl Saver for MemorySaver {
 
     fn change_source(&self) -> Option<std::sync::Arc<dyn crate::ChangeSource>> {
         Some(std::sync::Arc::new(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::{ContainerStatus, TaskStatus};
+
+    fn changes(n: usize) -> Vec<StateChange> {
+        let change = StateChange {
+            seq: 0,
+            time: chrono::DateTime::UNIX_EPOCH,
+            task_arn: "arn:a".into(),
+            container_name: "c".into(),
+            status: ContainerStatus::Running,
+            reason: None,
+            exit_code: None,
+            port_bindings: vec![],
+            task_status: TaskStatus::None,
+        };
+        vec![change; n]
+    }
+
+    #[test]
+    fn the_ring_of_changes_grows_no_further_than_retention_keeps() {
+        let mut saver = MemorySaver::with_retention(1_000);
+        for _ in 0..30 {
+            saver.save(Group { tasks: vec![], changes: changes(100) }).unwrap();
+        }
+        let inner = saver.lock();
+        assert_eq!(inner.changes.len(), 1_000);
+        assert_eq!(inner.changes.front().map(|c| c.seq), Some(2_001));
+        // Doubling alone would have reached 1,024 slots.
+        assert!(inner.changes.capacity() <= 1_000, "capacity {}", inner.changes.capacity());
+    }
+
+    #[test]
+    fn a_group_larger_than_retention_keeps_its_newest_changes() {
+        let mut saver = MemorySaver::with_retention(10);
+        let saved = saver.save(Group { tasks: vec![], changes: changes(25) }).unwrap();
+        assert_eq!(saved.len(), 25, "every change of the group is answered with its number");
+        let inner = saver.lock();
+        let kept: Vec<u64> = inner.changes.iter().map(|c| c.seq).collect();
+        assert_eq!(kept, (16..=25).collect::<Vec<u64>>());
     }
 }
