@@ -1,6 +1,6 @@
 //! Writes the `store_loader` seeds into `fuzz/corpus/store_loader/`: real state files made
-//! by the store itself (`state.redb`, schema 2) and export documents (`state.json`,
-//! schema 1). `scripts/fuzz.sh` runs it when the seeds are missing (or with
+//! by the store itself (`state.redb`, schema 3) and export documents (`state.json`,
+//! export version 2). `scripts/fuzz.sh` runs it when the seeds are missing (or with
 //! `FUZZ_REGEN_SEEDS=1`).
 //!
 //! Usage: `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds [OUT_DIR]`

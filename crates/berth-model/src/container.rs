@@ -17,74 +17,104 @@ pub const PAUSE_CONTAINER_NAME: &str = "~pause";
 pub const PAUSE_IMAGE: &str = "berth/pause:1";
 
 /// A container as the task definition describes it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct ContainerSpec {
     /// Unique within its task.
     pub name: String,
     /// Image reference, as Docker's reference grammar accepts it.
     pub image: String,
     /// Replaces the image's `CMD`; empty keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
     /// Replaces the image's `ENTRYPOINT`; empty keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entry_point: Vec<String>,
     /// CPU shares; 0 means absent (sent to Docker as the kernel's minimum, 2).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub cpu: u64,
     /// Hard memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
     /// Soft memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<u64>,
     /// When an essential container stops, the whole task stops. Default true, as in ECS.
     pub essential: bool,
     /// Environment variables, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
     /// Files of `KEY=value` lines, resolved from the local secret source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environment_files: Vec<String>,
     /// Environment variables whose values come from the local secret source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<Secret>,
     /// Legacy Docker links to other containers of the task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
     /// Containers whose volumes this one mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<VolumeFrom>,
     /// Task volumes mounted into this container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mount_points: Vec<MountPoint>,
     /// Ports published on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_mappings: Vec<PortMapping>,
     /// Labels the user puts on the Docker container (never under `berth.`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub docker_labels: BTreeMap<String, String>,
     /// Working directory inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
     /// User (name, uid, or uid:gid) to run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when berth stops the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
     /// Docker health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     /// Containers that must reach a condition before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
     /// Resource limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ulimits: Vec<Ulimit>,
     /// Mount the root filesystem read-only.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub readonly_root_filesystem: bool,
     /// Extra `/etc/hosts` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<ExtraHost>,
     /// Container host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// DNS servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_servers: Vec<String>,
     /// DNS search domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_search_domains: Vec<String>,
     /// Linux-specific settings.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub linux_parameters: LinuxParameters,
     /// Run with every capability and every device.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub privileged: bool,
     /// Docker `--security-opt` values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub docker_security_options: Vec<String>,
     /// Namespaced kernel parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub system_controls: BTreeMap<String, String>,
     /// Docker log driver, when it is one berth honours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<LogConfiguration>,
     /// A container berth adds itself (the awsvpc pause container): planned like the others,
     /// hidden from state changes.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub internal: bool,
 }
 
@@ -104,7 +134,7 @@ impl ContainerSpec {
 }
 
 /// A secret or environment file reference, resolved from the local source at create.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Secret {
     /// Environment variable to set.
     pub name: String,
@@ -113,7 +143,7 @@ pub struct Secret {
 }
 
 /// A link to another container of the task, `name[:alias]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Link {
     /// The linked container's name in the task.
     pub name: String,
@@ -122,7 +152,7 @@ pub struct Link {
 }
 
 /// Mount the volumes of another container of the task.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct VolumeFrom {
     /// The container whose volumes are mounted.
     pub source_container: String,
@@ -131,7 +161,7 @@ pub struct VolumeFrom {
 }
 
 /// Mount a task volume.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct MountPoint {
     /// Name of a volume of the task.
     pub source_volume: String,
@@ -163,7 +193,7 @@ impl Protocol {
 }
 
 /// Publish a container port on the host.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct PortMapping {
     /// Port inside the container.
     pub container_port: u16,
@@ -194,7 +224,7 @@ pub struct PortBinding {
 }
 
 /// Docker health check settings (seconds, as ECS gives them).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct HealthCheck {
     /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
     pub command: Vec<String>,
@@ -241,7 +271,7 @@ impl fmt::Display for DependencyCondition {
 }
 
 /// `dependsOn`: start only once another container meets a condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dependency {
     /// The container depended on.
     pub container_name: String,
@@ -250,7 +280,7 @@ pub struct Dependency {
 }
 
 /// A resource limit.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Ulimit {
     /// Limit name (`nofile`, ...).
     pub name: String,
@@ -261,7 +291,7 @@ pub struct Ulimit {
 }
 
 /// An extra `/etc/hosts` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct ExtraHost {
     /// Host name.
     pub hostname: String,
@@ -270,7 +300,7 @@ pub struct ExtraHost {
 }
 
 /// `linuxParameters`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct LinuxParameters {
     /// Capabilities to add.
     pub capabilities_add: Vec<String>,
@@ -287,7 +317,7 @@ pub struct LinuxParameters {
 }
 
 /// A tmpfs mount.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Tmpfs {
     /// Where it is mounted.
     pub container_path: String,
@@ -298,7 +328,7 @@ pub struct Tmpfs {
 }
 
 /// A host device exposed to the container.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Device {
     /// Path on the host.
     pub host_path: String,
@@ -312,7 +342,7 @@ pub struct Device {
 pub const HONOURED_LOG_DRIVERS: [&str; 5] = ["json-file", "local", "journald", "syslog", "none"];
 
 /// A log driver berth honours, with its options.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct LogConfiguration {
     /// One of [`HONOURED_LOG_DRIVERS`].
     pub log_driver: String,
@@ -349,32 +379,45 @@ pub struct Container {
     /// The highest status berth has issued an operation for.
     pub applied_status: ContainerStatus,
     /// The last failure of an operation, carried as the reason of its STOPPED change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applying_error: Option<ApplyError>,
     /// An explicit reason for the last status change ("removed outside berth", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Exit code, once the container has exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_exit_code: Option<i64>,
     /// Ports Docker bound, read on RUNNING.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known_port_bindings: Vec<PortBinding>,
     /// Last reported health.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub health: HealthStatus,
     /// Docker's id, durable right after create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_id: Option<String>,
     /// Docker's name, durable before create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_name: Option<String>,
     /// The highest status already appended to the change log.
     pub sent_status: ContainerStatus,
     /// True once the container has ever run: berth never starts it again.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub has_run: bool,
     /// An operation is in flight; the planner issues nothing more for this container.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub in_flight: bool,
     /// The outcome of an operation is unknown (timeout, restart): inspect before acting.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub needs_inspect: bool,
     /// Failed attempts at the current step.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub failures: u32,
     /// Do not retry before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
     /// The Docker container has been removed (cleanup).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub removed: bool,
 }
 

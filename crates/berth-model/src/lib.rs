@@ -24,3 +24,10 @@ pub use event::StateChange;
 pub use status::{ContainerStatus, HealthStatus, TaskStatus};
 pub use task::{Task, task_completed};
 pub use volume::{Volume, VolumeKind};
+
+/// Whether `value` is its type's default: the fields of a stored task that are skipped when
+/// so (absent fields read back as the default), which keeps a task record to what is set
+/// (a few hundred bytes instead of 3.5 KB for three plain containers).
+pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}

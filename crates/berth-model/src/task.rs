@@ -54,16 +54,19 @@ pub struct Task {
     /// Its containers, in definition order (an internal pause container first, if any).
     pub containers: Vec<Container>,
     /// Its volumes, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     /// The status berth drives the task to; only rises.
     pub desired_status: TaskStatus,
     /// The status derived from its containers; only rises.
     pub known_status: TaskStatus,
     /// When `known_status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_time: Option<DateTime<Utc>>,
     /// The highest task status already appended to the change log.
     pub sent_status: TaskStatus,
     /// Why the task was stopped, when berth stopped it (essential exit, unmet dependency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
 }
 

@@ -8,7 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The store's file in the data directory (schema 2).
+/// The store's file in the data directory (schema [`crate::SCHEMA_VERSION`]).
 pub const STATE_FILE: &str = "state.redb";
 /// The whole state as one JSON document (schema 1), imported when there is no [`STATE_FILE`].
 pub const STATE_JSON_FILE: &str = "state.json";

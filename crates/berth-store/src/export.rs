@@ -4,12 +4,16 @@
 //! {"SchemaVersion": 1, "Tasks": [...], "NextSeq": 42, "Changes": [...]}
 //! ```
 //!
-//! This is schema 1, the seed's way of keeping state (its statemanager wrote the whole
-//! state to one JSON file; berth's was `state.json` in the data directory). Schema 2 is the
-//! redb store ([`crate::RedbStore`]). The same document is what the engine's
+//! This is the seed's way of keeping state (its statemanager wrote the whole state to one
+//! JSON file; berth's was `state.json` in the data directory, schema 1 of the store, before
+//! the redb store, [`crate::RedbStore`]). The same document is what the engine's
 //! `marshal_json`/`unmarshal_json` produce and read; [`from_json`] refuses a newer version
-//! and migrates older ones (version 1 is the oldest there is, so today there is nothing to
-//! migrate), and the round trip [`to_json`] → [`from_json`] is lossless.
+//! and reads older ones, and the round trip [`to_json`] → [`from_json`] is lossless.
+//!
+//! Versions: 1 wrote every field of every task; 2 leaves out the fields at their default
+//! (read back as the default), as the redb store's records do from its schema 3 on. A
+//! version-1 document is a version-2 one with nothing left out, so reading it needs no
+//! step of its own.
 
 use crate::Loaded;
 use berth_model::{StateChange, Task};
@@ -17,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// The version of the export document this berth writes, and the newest it reads.
-pub const EXPORT_VERSION: u32 = 1;
+pub const EXPORT_VERSION: u32 = 2;
 
 /// The oldest export version this berth reads.
 pub const OLDEST_EXPORT_VERSION: u32 = 1;
@@ -107,8 +111,9 @@ pub fn from_json(bytes: &[u8]) -> Result<Loaded, ExportError> {
 }
 
 /// Bring a document of `version` up to [`EXPORT_VERSION`], one version at a time. Each
-/// future version adds its step here (`if version < 2 { doc = v1_to_v2(doc) }`, ...);
-/// version 1 is both the oldest and the current one, so there is none yet.
+/// future version that changes the shape adds its step here (`if version < 3 { doc =
+/// v2_to_v3(doc) }`, ...); version 1 reads as version 2 (see the module's doc), so there is
+/// none yet.
 fn migrate(doc: serde_json::Value, version: u32) -> serde_json::Value {
     debug_assert!((OLDEST_EXPORT_VERSION..=EXPORT_VERSION).contains(&version));
     doc

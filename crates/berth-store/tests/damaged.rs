@@ -370,7 +370,9 @@ fn a_state_json_with_a_newer_schema_is_refused() {
     let (dir, json) = setup(STATE_JSON_FILE);
     fs::write(&json, r#"{"SchemaVersion": 7, "Tasks": [], "NextSeq": 1, "Changes": []}"#).unwrap();
     match refused(dir.path(), &json, &["schema version 7", "Run a newer berth"]) {
-        StoreError::NewerSchema { file, found: 7, supported: 1 } => assert_eq!(file, json),
+        StoreError::NewerSchema { file, found: 7, supported: berth_store::export::EXPORT_VERSION } => {
+            assert_eq!(file, json)
+        }
         other => panic!("expected NewerSchema, got {other:?}"),
     }
     assert!(!dir.path().join(STATE_FILE).exists(), "no store is made from a refused state.json");

@@ -275,7 +275,7 @@ fn the_export_round_trip_is_lossless() {
         next_seq: 43,
     };
     let text = to_json(&state).unwrap();
-    assert!(text.starts_with(r#"{"SchemaVersion":1,"Tasks":["#), "{}", &text[..40]);
+    assert!(text.starts_with(r#"{"SchemaVersion":2,"Tasks":["#), "{}", &text[..40]);
     assert!(text.contains(r#""NextSeq":43"#) && text.contains(r#""Changes":["#));
     let back = from_json(text.as_bytes()).unwrap();
     assert_eq!(back, state);
@@ -287,10 +287,10 @@ fn the_export_round_trip_is_lossless() {
 
 #[test]
 fn the_export_refuses_newer_versions_and_inconsistent_logs() {
-    let err = from_json(br#"{"SchemaVersion": 2, "Tasks": [], "NextSeq": 1, "Changes": []}"#).unwrap_err();
+    let err = from_json(br#"{"SchemaVersion": 3, "Tasks": [], "NextSeq": 1, "Changes": []}"#).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "berth state export has schema version 2, newer than this berth's 1; run a newer berth"
+        "berth state export has schema version 3, newer than this berth's 2; run a newer berth"
     );
     assert!(from_json(br#"{"SchemaVersion": 0}"#).unwrap_err().to_string().contains("which no berth wrote"));
     assert!(from_json(br#"{"SchemaVersion": "1"}"#).unwrap_err().to_string().contains("not a version number"));
@@ -312,4 +312,63 @@ fn the_export_refuses_newer_versions_and_inconsistent_logs() {
     state.changes.clear();
     state.next_seq = 0;
     assert!(from_json(to_json(&state).unwrap().as_bytes()).unwrap_err().to_string().contains("NextSeq is 0"));
+}
+
+/// A task record as schema 2 of the store (and version 1 of the export) wrote it: every
+/// field, those at their default included (one container, `busybox`, `httpd -f`).
+const FULL_RECORD: &str = r#"{"arn":"arn:berth:task/00000000000000000000000000000001","family":"web","version":"1","network_mode":"bridge","containers":[{"spec":{"name":"web","image":"busybox","command":["httpd","-f"],"entry_point":[],"cpu":0,"memory":null,"memory_reservation":null,"essential":true,"environment":{},"environment_files":[],"secrets":[],"links":[],"volumes_from":[],"mount_points":[],"port_mappings":[],"docker_labels":{},"working_directory":null,"user":null,"stop_timeout":null,"health_check":null,"depends_on":[],"ulimits":[],"readonly_root_filesystem":false,"extra_hosts":[],"hostname":null,"dns_servers":[],"dns_search_domains":[],"linux_parameters":{"capabilities_add":[],"capabilities_drop":[],"init_process_enabled":false,"tmpfs":[],"devices":[],"shared_memory_size":null},"privileged":false,"docker_security_options":[],"system_controls":{},"log_configuration":null,"internal":false},"desired_status":"RUNNING","known_status":"NONE","applied_status":"NONE","applying_error":null,"reason":null,"known_exit_code":null,"known_port_bindings":[],"health":"UNKNOWN","docker_id":null,"docker_name":null,"sent_status":"NONE","has_run":false,"in_flight":false,"needs_inspect":false,"failures":0,"retry_at":null,"removed":false}],"volumes":[],"desired_status":"RUNNING","known_status":"NONE","known_time":null,"sent_status":"NONE","stop_reason":null}"#;
+
+/// That task as berth parses it today.
+fn plain_task() -> berth_model::Task {
+    let json = r#"{"family": "web", "containerDefinitions": [
+        {"name": "web", "image": "busybox", "command": ["httpd", "-f"]}]}"#;
+    let opts = berth_model::input::ParseOptions { family: None, arn_random: 1 };
+    berth_model::input::parse(json.as_bytes(), &opts).unwrap().task
+}
+
+#[test]
+fn records_leave_out_fields_at_their_default_and_full_records_read_the_same() {
+    let task = plain_task();
+    let compact = serde_json::to_string(&task).unwrap();
+    assert!(compact.len() < 400, "{} bytes: {compact}", compact.len());
+    for empty in ["null", "[]", "{}", "false", ":0"] {
+        assert!(!compact.contains(empty), "{empty} in {compact}");
+    }
+    assert_eq!(serde_json::from_str::<berth_model::Task>(&compact).unwrap(), task);
+    assert_eq!(serde_json::from_str::<berth_model::Task>(FULL_RECORD).unwrap(), task);
+}
+
+#[test]
+fn a_schema_2_store_is_read_as_it_is_and_marked_schema_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(STATE_FILE);
+    drop(RedbStore::open(&file).unwrap());
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+            meta.insert("schema_version", 2).unwrap();
+            let mut tasks = txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("tasks")).unwrap();
+            tasks.insert("arn:berth:task/00000000000000000000000000000001", FULL_RECORD.as_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let mut store = RedbStore::open(&file).unwrap();
+    assert_eq!(store.load().unwrap().tasks, vec![plain_task()]);
+    drop(store);
+    let db = redb::Database::open(&file).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(redb::TableDefinition::<&str, u64>::new("meta")).unwrap();
+    assert_eq!(meta.get("schema_version").unwrap().map(|v| v.value()), Some(u64::from(berth_store::SCHEMA_VERSION)));
+    assert_eq!(berth_store::SCHEMA_VERSION, 3);
+}
+
+#[test]
+fn a_version_1_export_with_every_field_reads_as_version_2() {
+    let doc = format!(r#"{{"SchemaVersion":1,"Tasks":[{FULL_RECORD}],"NextSeq":1,"Changes":[]}}"#);
+    let loaded = from_json(doc.as_bytes()).unwrap();
+    assert_eq!(loaded.tasks, vec![plain_task()]);
+    let again = to_json(&loaded).unwrap();
+    assert!(again.starts_with(r#"{"SchemaVersion":2,"#) && again.len() < doc.len(), "{again}");
 }
