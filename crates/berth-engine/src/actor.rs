@@ -128,14 +128,14 @@ pub struct Actor {
     /// Docker has answered at least once since this loop began.
     connected_before: bool,
     /// Docker calls decided while Docker did not answer, made once it does.
-    held: Vec<(String, Op, Job)>,
+    held: Vec<Call>,
     /// Containers whose first inspect since (re)connecting has not answered yet, with the
     /// reason to give if it finds the container gone.
     reconciling: Map<(String, String), &'static str>,
     /// Docker calls other than pulls waiting for one of the `docker_concurrency` places;
     /// only the calls in those places are tasks of their own, so a burst of thousands of
     /// calls costs a queue entry each, not a task each.
-    queued: VecDeque<(String, Op, Job)>,
+    queued: VecDeque<Call>,
     /// Docker calls other than pulls with Docker now (at most `docker_concurrency`).
     calling: usize,
     /// One copy of each distinct container spec of the tasks held.
@@ -553,19 +553,19 @@ impl Actor {
                 self.dirty.insert(arn);
             }
         }
-        let mut jobs: Vec<(String, Op, Job)> = Vec::new();
+        let mut calls: Vec<Call> = Vec::new();
         let mut group = Group::default();
         let direct: Vec<(String, Op)> = std::mem::take(&mut self.direct);
         for (arn, op) in direct {
             if let Some(entry) = self.tasks.get_mut(&arn) {
-                issue(entry, &arn, op, &self.instance, &self.config, now, &mut jobs);
+                issue(entry, &arn, op, &self.config, now, &mut calls);
             }
         }
         let dirty: Vec<String> = self.dirty.drain().collect();
         let mut swept = false;
         for arn in dirty {
             let Some(entry) = self.tasks.get_mut(&arn) else { continue };
-            let forget = advance(entry, &arn, &self.instance, &self.config, now, &mut jobs);
+            let forget = advance(entry, &arn, &self.config, now, &mut calls);
             if entry.task.containers.iter().any(|c| c.known_status > c.sent_status) {
                 group.changes.extend(take_changes(Arc::make_mut(&mut entry.task), now));
             }
@@ -601,7 +601,7 @@ impl Actor {
             }
         }
         self.pending.group.changes.extend(group.changes);
-        self.pending.jobs.extend(jobs);
+        self.pending.calls.extend(calls);
         self.pending.replies.append(&mut self.after_commit);
         self.start_commit()
     }
@@ -611,9 +611,9 @@ impl Actor {
         if self.committing.is_some() || self.pending.is_empty() {
             return Ok(());
         }
-        let Batch { group, jobs, replies } = std::mem::take(&mut self.pending);
+        let Batch { group, calls, replies } = std::mem::take(&mut self.pending);
         self.pending_records.clear();
-        let released = Batch { group: Group::default(), jobs, replies };
+        let released = Batch { group: Group::default(), calls, replies };
         if group.is_empty() {
             // Nothing to save (replies only): release at once.
             self.release(released, Vec::new());
@@ -657,22 +657,22 @@ impl Actor {
             let _ = reply.send(Ok(()));
         }
         if !self.docker_up {
-            self.held.extend(batch.jobs);
+            self.held.extend(batch.calls);
             return;
         }
-        self.spawn_jobs(batch.jobs);
+        self.start_calls(batch.calls);
     }
 
     /// Start Docker calls, each in its own task reporting back as an input. Pulls start at
     /// once (they may take long, and calls for one image share one pull); the others queue
     /// for one of `docker_concurrency` places, so that a restart's inspects of every
     /// container or a burst of creates reach Docker a bounded number at a time.
-    fn spawn_jobs(&mut self, jobs: Vec<(String, Op, Job)>) {
-        for (task_arn, op, job) in jobs {
-            if matches!(job, Job::Pull { .. }) {
-                self.spawn_job(task_arn, op, job);
+    fn start_calls(&mut self, calls: Vec<Call>) {
+        for (task_arn, op) in calls {
+            if is_pull(&op) {
+                self.spawn_call(task_arn, op);
             } else {
-                self.queued.push_back((task_arn, op, job));
+                self.queued.push_back((task_arn, op));
             }
         }
         self.call_queued();
@@ -681,14 +681,22 @@ impl Actor {
     /// Start queued calls while places are free.
     fn call_queued(&mut self) {
         while self.calling < self.config.docker_concurrency.max(1)
-            && let Some((task_arn, op, job)) = self.queued.pop_front()
+            && let Some((task_arn, op)) = self.queued.pop_front()
         {
-            self.calling += 1;
-            self.spawn_job(task_arn, op, job);
+            if self.spawn_call(task_arn, op) {
+                self.calling += 1;
+            }
         }
     }
 
-    fn spawn_job(&self, task_arn: String, op: Op, job: Job) {
+    /// Make the call's request from its task and start it; false (nothing started) when
+    /// the task no longer has the container or volume.
+    fn spawn_call(&self, task_arn: String, op: Op) -> bool {
+        let Some(job) =
+            self.tasks.get(&task_arn).and_then(|e| request(&e.task, &task_arn, &op, &self.instance, &self.config))
+        else {
+            return false;
+        };
         let docker = Arc::clone(&self.docker);
         let pulls = Arc::clone(&self.pulls);
         let inputs = self.inputs_tx.clone();
@@ -697,6 +705,7 @@ impl Actor {
             let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
             let _ = inputs.send(Input::Done { task_arn, op, outcome });
         });
+        true
     }
 
     /// Docker did not answer: hold Docker calls from now on, and have a connector retry
@@ -775,7 +784,7 @@ impl Actor {
         self.connecting = false;
         self.connected_before = true;
         let held = std::mem::take(&mut self.held);
-        self.spawn_jobs(held);
+        self.start_calls(held);
     }
 
     /// Every Docker id and Docker name a task of this berth has.
@@ -822,17 +831,23 @@ impl Actor {
     }
 }
 
+/// A Docker call decided for a task: the task's arn and the operation. Its request (a
+/// create's whole config, ...) is made when the call starts ([`request`]), so that the
+/// calls waiting for their group commit, for Docker or for a place cost a few bytes each,
+/// not a config each (thousands wait at once when thousands of tasks arrive together).
+type Call = (String, Op);
+
 /// What waits for one group commit: the group, and what is released once it is durable.
 #[derive(Default)]
 struct Batch {
     group: Group,
-    jobs: Vec<(String, Op, Job)>,
+    calls: Vec<Call>,
     replies: Vec<oneshot::Sender<Result<(), EngineError>>>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.group.is_empty() && self.jobs.is_empty() && self.replies.is_empty()
+        self.group.is_empty() && self.calls.is_empty() && self.replies.is_empty()
     }
 }
 
@@ -864,14 +879,7 @@ fn resume(task: &mut Task) {
 
 /// Plan a task until only Docker calls (or nothing) remain: bookkeeping is applied at
 /// once and the task planned again. Returns true when the task is to be forgotten.
-fn advance(
-    entry: &mut Entry,
-    arn: &str,
-    instance: &str,
-    config: &EngineConfig,
-    now: DateTime<Utc>,
-    jobs: &mut Vec<(String, Op, Job)>,
-) -> bool {
+fn advance(entry: &mut Entry, arn: &str, config: &EngineConfig, now: DateTime<Utc>, calls: &mut Vec<Call>) -> bool {
     // Each bookkeeping pass settles at least one container or the task; bounded anyway.
     let now_config;
     let plan_config = if entry.clean_up_now {
@@ -892,7 +900,7 @@ fn advance(
                 plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, Outcome::Ok), now, &config.plan);
                 bookkept = true;
             } else {
-                issue(entry, arn, op, instance, config, now, jobs);
+                issue(entry, arn, op, config, now, calls);
             }
         }
         if !bookkept {
@@ -902,16 +910,9 @@ fn advance(
     false
 }
 
-/// Mark `op` issued (choosing a create's Docker name first) and prepare its Docker call.
-fn issue(
-    entry: &mut Entry,
-    arn: &str,
-    op: Op,
-    instance: &str,
-    config: &EngineConfig,
-    now: DateTime<Utc>,
-    jobs: &mut Vec<(String, Op, Job)>,
-) {
+/// Mark `op` issued (choosing a create's Docker name first) and, when it is a Docker
+/// call, add it to `calls`.
+fn issue(entry: &mut Entry, arn: &str, op: Op, config: &EngineConfig, now: DateTime<Utc>, calls: &mut Vec<Call>) {
     let task = Arc::make_mut(&mut entry.task);
     if let Op::Container { container, action: Action::Create } = &op
         && let Some(i) = task.container_index(container)
@@ -921,9 +922,18 @@ fn issue(
         task.containers[i].docker_name = Some(name);
     }
     plan::apply(task, Feedback::Issued(op.clone()), now, &config.plan);
-    let job = match &op {
+    if matches!(op, Op::Container { .. } | Op::Volume { .. }) {
+        calls.push((arn.to_string(), op));
+    }
+}
+
+/// The Docker request of a call, made from the task as it is when the call starts (a
+/// create's whole config, a stop's target: the id if known by then, else the name).
+/// `None` when the task no longer has the container or volume.
+fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfig) -> Option<Job> {
+    let job = match op {
         Op::Container { container, action } => {
-            let Some(c) = task.container(container) else { return };
+            let c = task.container(container)?;
             let target = c.docker_id.clone().or_else(|| c.docker_name.clone());
             match *action {
                 Action::Pull => Job::Pull {
@@ -941,7 +951,7 @@ fn issue(
             }
         }
         Op::Volume { volume, action } => {
-            let Some(v) = task.volume(volume) else { return };
+            let v = task.volume(volume)?;
             let name = task.docker_volume_name(v);
             match action {
                 VolumeAction::Create => {
@@ -956,9 +966,9 @@ fn issue(
                 VolumeAction::Remove => Job::RemoveVolume { name, instance: instance.to_string() },
             }
         }
-        Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return,
+        Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return None,
     };
-    jobs.push((arn.to_string(), op, job));
+    Some(job)
 }
 
 /// Reach Docker again: ping, then list this instance's containers, retried with backoff
