@@ -20,8 +20,13 @@
 //!
 //! `cargo bench -p berth-engine --bench engine` (well under a minute on 2 cores). Options
 //! after `--`: `--quick` (1,000 tasks), `--tasks N` (or `BERTH_BENCH_TASKS=N`),
-//! `--only fake|memory|durable`. One configuration in this process, e.g. under `perf`:
-//! `<bench binary> --child durable --tasks 10000`.
+//! `--only fake|memory|durable`, `--distinct` (every task's containers differ from every
+//! other task's, so the engine shares no spec; the default is 10,000 copies of one task
+//! definition, as a service's replicas are). One configuration in this process, e.g. under
+//! `perf`: `<bench binary> --child durable --tasks 10000`.
+//!
+//! The tasks are parsed from JSON as they are added (within the timed run), as a daemon
+//! receives them, so the driver holds no parsed tasks of its own.
 
 /// The allocator the `berth` binary uses (mimalloc): the engine's work is mostly small
 /// allocations, and glibc's malloc was half the CPU of this benchmark.
@@ -48,6 +53,8 @@ use std::time::{Duration, Instant};
 const DEFAULT_TASKS: usize = 10_000;
 const QUICK_TASKS: usize = 1_000;
 const CONTAINERS_PER_TASK: usize = 3;
+/// Task `i`'s arn is made from `ARN_BASE + i`.
+const ARN_BASE: u128 = 0xbe47_0000_0000;
 /// Transitions a container makes: PULLED, CREATED, RUNNING, STOPPED.
 const TRANSITIONS_PER_CONTAINER: usize = 4;
 /// `add_task` and `stop_task` calls in flight at once (each is answered once the group
@@ -111,6 +118,8 @@ struct Args {
     tasks: usize,
     only: Option<Mode>,
     child: Option<Mode>,
+    /// Every task's containers differ from every other's (see [`task`]).
+    distinct: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -118,7 +127,7 @@ fn args() -> Result<Args, String> {
         Ok(v) => Some(v.parse::<usize>().map_err(|e| format!("BERTH_BENCH_TASKS={v}: {e}"))?),
         Err(_) => None,
     };
-    let (mut only, mut child) = (None, None);
+    let (mut only, mut child, mut distinct) = (None, None, false);
     let mut it = std::env::args().skip(1);
     let mode = |v: Option<String>| {
         let v = v.unwrap_or_default();
@@ -135,8 +144,11 @@ fn args() -> Result<Args, String> {
             }
             "--only" => only = Some(mode(it.next())?),
             "--child" => child = Some(mode(it.next())?),
+            "--distinct" => distinct = true,
             other => {
-                return Err(format!("unknown argument {other:?} (--quick, --tasks N, --only fake|memory|durable)"));
+                return Err(format!(
+                    "unknown argument {other:?} (--quick, --tasks N, --only fake|memory|durable, --distinct)"
+                ));
             }
         }
     }
@@ -144,7 +156,7 @@ fn args() -> Result<Args, String> {
     if tasks == 0 {
         return Err("--tasks must be at least 1".into());
     }
-    Ok(Args { tasks, only, child })
+    Ok(Args { tasks, only, child, distinct })
 }
 
 fn main() -> ExitCode {
@@ -156,7 +168,7 @@ fn main() -> ExitCode {
         }
     };
     match args.child {
-        Some(mode) => child(mode, args.tasks),
+        Some(mode) => child(mode, args.tasks, args.distinct),
         None => parent(&args),
     }
 }
@@ -177,15 +189,19 @@ fn parent(args: &Args) -> ExitCode {
         args.tasks
     );
     println!("{cpus} CPUs; tokio multi-thread runtime with {cpus} workers; each configuration in its own process");
+    if args.distinct {
+        println!("--distinct: every task's containers have their own command, so no two tasks share a spec");
+    }
     let mut results = Vec::new();
     let mut failed = false;
     for mode in Mode::ALL.into_iter().filter(|m| args.only.is_none_or(|o| o == *m)) {
         eprintln!("running {} ...", mode.describe());
-        let output = Command::new(&exe)
-            .args(["--child", mode.name(), "--tasks", &args.tasks.to_string()])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output();
+        let mut command = Command::new(&exe);
+        command.args(["--child", mode.name(), "--tasks", &args.tasks.to_string()]);
+        if args.distinct {
+            command.arg("--distinct");
+        }
+        let output = command.stdin(Stdio::null()).stderr(Stdio::inherit()).output();
         let output = match output {
             Ok(output) => output,
             Err(e) => {
@@ -368,7 +384,7 @@ fn table(results: &[(Mode, Results)]) {
 
 // --- a child: one configuration ---------------------------------------------------------------
 
-fn child(mode: Mode, tasks: usize) -> ExitCode {
+fn child(mode: Mode, tasks: usize, distinct: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -378,7 +394,7 @@ fn child(mode: Mode, tasks: usize) -> ExitCode {
     };
     let result = match mode {
         Mode::Fake => runtime.block_on(run_fake(tasks)),
-        Mode::Memory | Mode::Durable => runtime.block_on(run_engine(mode, tasks)),
+        Mode::Memory | Mode::Durable => runtime.block_on(run_engine(mode, tasks, distinct)),
     };
     match result {
         Ok(report) => {
@@ -547,9 +563,13 @@ fn fake() -> FakeDocker {
     fake
 }
 
-fn task(i: usize) -> Result<Task, String> {
-    let opts = ParseOptions { family: None, arn_random: 0xbe47_0000_0000 + i as u128 };
-    parse(TASK_JSON.as_bytes(), &opts).map(|a| a.task).map_err(|r| r.to_string())
+/// Task `i`, parsed from [`TASK_JSON`]. `distinct`: with `-p <i>` added to each command,
+/// so that no two tasks have equal container specs (the engine shares equal ones).
+fn task(i: usize, distinct: bool) -> Result<Task, String> {
+    let opts = ParseOptions { family: None, arn_random: ARN_BASE + i as u128 };
+    let json =
+        if distinct { TASK_JSON.replace(r#""-f"]"#, &format!(r#""-f", "-p", "{i}"]"#)) } else { TASK_JSON.to_string() };
+    parse(json.as_bytes(), &opts).map(|a| a.task).map_err(|r| r.to_string())
 }
 
 /// Results, in order, as `key value` lines.
@@ -660,11 +680,14 @@ fn put_sampled(report: &mut Report, seen: Sampled, up: Duration) {
 }
 
 /// (a) and (b): the engine.
-async fn run_engine(mode: Mode, n: usize) -> Result<Report, String> {
+async fn run_engine(mode: Mode, n: usize, distinct: bool) -> Result<Report, String> {
     let mut report = Report::default();
     let fake = fake();
-    let tasks: Vec<Task> = (0..n).map(task).collect::<Result<_, _>>()?;
-    let arns: Vec<String> = tasks.iter().map(|t| t.arn.clone()).collect();
+    // Tasks are parsed from their JSON as they are added, IN_FLIGHT at a time, as a daemon
+    // receives them: the driver holds no 10,000 parsed tasks of its own. Their arns are
+    // known in advance.
+    task(0, distinct)?;
+    let arns: Vec<String> = (0..n).map(|i| generated_arn(ARN_BASE + i as u128)).collect();
     let containers = n * CONTAINERS_PER_TASK;
 
     let stats = Arc::new(SaveStats::default());
@@ -709,8 +732,11 @@ async fn run_engine(mode: Mode, n: usize) -> Result<Report, String> {
     let sampling = sampler(start, Arc::clone(&stop_sampling));
     let e = Arc::clone(&engine);
     let adds = tokio::spawn(async move {
-        stream::iter(tasks.into_iter().map(Ok))
-            .try_for_each_concurrent(IN_FLIGHT, |t| e.add_task(t))
+        stream::iter((0..n).map(Ok))
+            .try_for_each_concurrent(IN_FLIGHT, |i| {
+                let e = &e;
+                async move { e.add_task(task(i, distinct)?).await.map_err(|e| e.to_string()) }
+            })
             .await
             .map(|()| Instant::now())
     });
@@ -869,7 +895,7 @@ async fn run_fake(n: usize) -> Result<Report, String> {
         }
     });
     // Tasks are made from one parsed task (parsing each would cost more than the fake).
-    let template = task(0)?;
+    let template = task(0, false)?;
     let template = &template;
     let no_secrets = BTreeMap::new();
     let no_secrets = &no_secrets;
@@ -886,7 +912,7 @@ async fn run_fake(n: usize) -> Result<Report, String> {
     let ids: Vec<Vec<String>> = stream::iter((0..n).map(Ok))
         .map_ok(|i| async move {
             let mut task = template.clone();
-            task.arn = generated_arn(0xbe47_0000_0000 + i as u128);
+            task.arn = generated_arn(ARN_BASE + i as u128);
             for k in 0..task.containers.len() {
                 let name = docker_name(&task, &task.containers[k], (i * CONTAINERS_PER_TASK + k) as u64);
                 task.containers[k].docker_name = Some(name);
