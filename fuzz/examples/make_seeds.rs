@@ -1,6 +1,8 @@
 //! Writes the `store_loader` seeds into `fuzz/corpus/store_loader/`: real state files made
 //! by the store itself (`state.redb`, schema 3) and export documents (`state.json`,
-//! export version 2). `scripts/fuzz.sh` runs it when the seeds are missing (or with
+//! export version 2). The corpus also keeps the files an earlier berth made
+//! (`*-schema2.redb`, `*-export-v1.json`), which this berth still reads; this example
+//! does not touch them. `scripts/fuzz.sh` runs it when the seeds are missing (or with
 //! `FUZZ_REGEN_SEEDS=1`).
 //!
 //! Usage: `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds [OUT_DIR]`
@@ -12,6 +14,7 @@ use berth_store::export::to_json;
 use berth_store::{DataDir, Group, Loaded, STATE_FILE, Saver};
 use chrono::{TimeZone, Utc};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::{env, fs};
 
 const DEFINITION: &[u8] = br#"{
@@ -100,9 +103,9 @@ fn main() {
 
     let a = task(1);
     let groups = vec![
-        Group { tasks: vec![(a.arn.clone(), Some(a.clone()))], changes: vec![] },
+        Group { tasks: vec![(a.arn.clone(), Some(Arc::new(a.clone())))], changes: vec![] },
         Group {
-            tasks: vec![(a.arn.clone(), Some(a.clone()))],
+            tasks: vec![(a.arn.clone(), Some(Arc::new(a.clone())))],
             changes: vec![
                 change(&a, "db", ContainerStatus::Running, TaskStatus::None),
                 change(&a, "web", ContainerStatus::Running, TaskStatus::Running),
@@ -117,13 +120,13 @@ fn main() {
     // not 1).
     let (b, c) = (task(2), task(3));
     let mut groups = vec![Group {
-        tasks: [&a, &b, &c].iter().map(|t| (t.arn.clone(), Some((*t).clone()))).collect(),
+        tasks: [&a, &b, &c].iter().map(|t| (t.arn.clone(), Some(Arc::new((*t).clone())))).collect(),
         changes: vec![],
     }];
     for round in 0..4 {
         let status = if round < 3 { ContainerStatus::Running } else { ContainerStatus::Stopped };
         groups.push(Group {
-            tasks: vec![(b.arn.clone(), Some(b.clone()))],
+            tasks: vec![(b.arn.clone(), Some(Arc::new(b.clone())))],
             changes: vec![
                 change(&b, "db", status, TaskStatus::None),
                 change(&c, "web", status, if round == 3 { TaskStatus::Stopped } else { TaskStatus::None }),
