@@ -2,9 +2,10 @@
 //! thousands of containers, and a [`ContainerConfig`] is large (some 800 bytes before
 //! its strings, mostly empty lists of host settings), while containers created one after
 //! another (those of one task, or of many alike tasks) mostly differ in their name and a
-//! few labels. So the fake keeps the name, the image and the labels of each, and shares
-//! the rest, and the label strings, with the container created before it when equal; it
-//! makes the whole config again when one is asked for.
+//! few labels, and their command. So the fake keeps the name, the image, the labels and
+//! the command of each, and shares the rest, the command and the label strings with the
+//! container created before it when equal; it makes the whole config again when one is
+//! asked for.
 
 use crate::behaviour::has_health_check;
 use berth_docker::{ContainerConfig, HostConfig};
@@ -20,7 +21,9 @@ pub(crate) struct StoredConfig {
     pub image: String,
     /// By key, in order, as a `BTreeMap` holds them.
     labels: Box<[(Arc<str>, Arc<str>)]>,
-    /// Everything else: the config with an empty name and image and no labels.
+    /// `Cmd`.
+    command: Arc<[String]>,
+    /// Everything else: the config with an empty name, image and command and no labels.
     rest: Arc<ContainerConfig>,
 }
 
@@ -44,7 +47,6 @@ impl StoredConfig {
             host,
         } = config;
         let rest = ContainerConfig {
-            command: command.clone(),
             entry_point: entry_point.clone(),
             env: env.clone(),
             working_dir: working_dir.clone(),
@@ -59,6 +61,10 @@ impl StoredConfig {
             Some(previous) if *previous.rest == rest => Arc::clone(&previous.rest),
             _ => Arc::new(rest),
         };
+        let command = match previous {
+            Some(previous) if *previous.command == command[..] => Arc::clone(&previous.command),
+            _ => Arc::from(command.as_slice()),
+        };
         let labels = labels
             .iter()
             .map(|(key, value)| {
@@ -66,7 +72,7 @@ impl StoredConfig {
                 (share(key, earlier.map(|(k, _)| k)), share(value, earlier.map(|(_, v)| v)))
             })
             .collect();
-        StoredConfig { name, image: image.clone(), labels, rest }
+        StoredConfig { name, image: image.clone(), labels, command, rest }
     }
 
     /// The whole config again.
@@ -75,6 +81,7 @@ impl StoredConfig {
             name: self.name.clone(),
             image: self.image.clone(),
             labels: self.labels(),
+            command: self.command.to_vec(),
             ..ContainerConfig::clone(&self.rest)
         }
     }
@@ -163,6 +170,13 @@ mod tests {
         other.host.ports = vec![PortSpec { container_port: 80, ..PortSpec::default() }];
         let c = StoredConfig::new(&other, "c".into(), Some(&b));
         assert!(!Arc::ptr_eq(&b.rest, &c.rest));
-        assert_eq!(c.config(), ContainerConfig { name: "c".into(), ..other });
+        assert!(Arc::ptr_eq(&b.command, &c.command));
+        assert_eq!(c.config(), ContainerConfig { name: "c".into(), ..other.clone() });
+
+        // A different command alone: the rest is still shared.
+        other.command = vec!["other".into()];
+        let d = StoredConfig::new(&other, "d".into(), Some(&c));
+        assert!(Arc::ptr_eq(&c.rest, &d.rest) && !Arc::ptr_eq(&c.command, &d.command));
+        assert_eq!(d.config(), ContainerConfig { name: "d".into(), ..other });
     }
 }
