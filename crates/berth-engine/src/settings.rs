@@ -93,14 +93,14 @@ pub fn container_config(
         cpu_shares: Some(i64::try_from(spec.cpu.max(MIN_CPU_SHARES)).unwrap_or(i64::MAX)),
         readonly_rootfs: spec.readonly_root_filesystem,
         privileged: spec.privileged,
-        security_opt: spec.docker_security_options.clone(),
+        security_opt: spec.docker_security_options.to_vec(),
         sysctls: spec.system_controls.clone(),
-        dns: spec.dns_servers.clone(),
-        dns_search: spec.dns_search_domains.clone(),
+        dns: spec.dns_servers.to_vec(),
+        dns_search: spec.dns_search_domains.to_vec(),
         extra_hosts: spec.extra_hosts.iter().map(|h| format!("{}:{}", h.hostname, h.ip_address)).collect(),
         ulimits: spec.ulimits.iter().map(|u| (u.name.clone(), u.soft_limit, u.hard_limit)).collect(),
-        cap_add: spec.linux_parameters.capabilities_add.clone(),
-        cap_drop: spec.linux_parameters.capabilities_drop.clone(),
+        cap_add: spec.linux_parameters.capabilities_add.to_vec(),
+        cap_drop: spec.linux_parameters.capabilities_drop.to_vec(),
         init: spec.linux_parameters.init_process_enabled,
         shm_size_bytes: spec.linux_parameters.shared_memory_size.map(mib),
         tmpfs: spec
@@ -180,8 +180,8 @@ pub fn container_config(
     Ok(ContainerConfig {
         name,
         image: spec.image.clone(),
-        command: spec.command.clone(),
-        entry_point: spec.entry_point.clone(),
+        command: spec.command.to_vec(),
+        entry_point: spec.entry_point.to_vec(),
         env: spec
             .environment
             .iter()
@@ -193,7 +193,7 @@ pub fn container_config(
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
         health_check: spec.health_check.as_ref().map(|h| HealthConfig {
-            test: h.command.clone(),
+            test: h.command.to_vec(),
             interval_secs: h.interval,
             timeout_secs: h.timeout,
             retries: h.retries,

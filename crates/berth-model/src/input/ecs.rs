@@ -298,7 +298,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
     spec.user = o.non_empty_string("user", s);
     spec.hostname = o.non_empty_string("hostname", s);
     spec.stop_timeout = o.unsigned("stopTimeout", 0, MAX_SECONDS, s);
-    spec.health_check = o.object("healthCheck", s).map(|h| read_health_check(h, s));
+    spec.health_check = o.object("healthCheck", s).map(|h| Box::new(read_health_check(h, s)));
     let mut depends_on_paths = Vec::new();
     for f in o.array("dependsOn", s) {
         if let Some(dep) = read_dependency(&f, s) {
@@ -333,7 +333,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
             spec.system_controls.insert(n, v);
         }
     }
-    spec.log_configuration = o.object("logConfiguration", s).and_then(|l| read_log_configuration(l, s));
+    spec.log_configuration = o.object("logConfiguration", s).and_then(|l| read_log_configuration(l, s)).map(Box::new);
     let mut desired_status = ContainerStatus::Running;
     if flavor == Flavor::Seed
         && let Some(f) = o.field("desiredStatus")
@@ -690,6 +690,7 @@ mod tests {
     use super::super::testing::{accept, reject, task, warnings};
     use super::*;
     use serde_json::{Value, json};
+    use thin_vec::thin_vec;
 
     /// The spec of `container`, read in a valid task that also has a container "data" and a
     /// volume "v" for it to refer to.
@@ -741,8 +742,8 @@ mod tests {
         let want = ContainerSpec {
             name: "app".into(),
             image: "nginx:1.25".into(),
-            command: vec!["nginx".into(), "-g".into(), "daemon off;".into()],
-            entry_point: vec!["/docker-entrypoint.sh".into()],
+            command: thin_vec!["nginx".into(), "-g".into(), "daemon off;".into()],
+            entry_point: thin_vec!["/docker-entrypoint.sh".into()],
             cpu: 512,
             memory: Some(256),
             memory_reservation: Some(128),
@@ -751,19 +752,19 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            environment_files: vec!["arn:aws:s3:::b/app.env".into()],
-            secrets: vec![Secret { name: "PASSWORD".into(), value_from: "/app/password".into() }],
-            links: vec![
+            environment_files: thin_vec!["arn:aws:s3:::b/app.env".into()],
+            secrets: thin_vec![Secret { name: "PASSWORD".into(), value_from: "/app/password".into() }],
+            links: thin_vec![
                 Link { name: "data".into(), alias: None },
                 Link { name: "data".into(), alias: Some("store".into()) },
             ],
-            volumes_from: vec![VolumeFrom { source_container: "data".into(), read_only: true }],
-            mount_points: vec![MountPoint {
+            volumes_from: thin_vec![VolumeFrom { source_container: "data".into(), read_only: true }],
+            mount_points: thin_vec![MountPoint {
                 source_volume: "v".into(),
                 container_path: "C:/data/".into(),
                 read_only: false,
             }],
-            port_mappings: vec![
+            port_mappings: thin_vec![
                 PortMapping { container_port: 80, host_port: 0, protocol: Protocol::Tcp },
                 PortMapping { container_port: 53, host_port: 5353, protocol: Protocol::Udp },
             ],
@@ -771,39 +772,43 @@ mod tests {
             working_directory: Some("/srv".into()),
             user: Some("1000:1000".into()),
             stop_timeout: Some(20),
-            health_check: Some(HealthCheck {
-                command: vec!["CMD-SHELL".into(), "curl -f localhost".into()],
+            health_check: Some(Box::new(HealthCheck {
+                command: thin_vec!["CMD-SHELL".into(), "curl -f localhost".into()],
                 interval: Some(5),
                 timeout: Some(2),
                 retries: Some(3),
                 start_period: Some(10),
-            }),
-            depends_on: vec![Dependency { container_name: "data".into(), condition: DependencyCondition::Start }],
-            ulimits: vec![Ulimit { name: "nofile".into(), soft_limit: 1024, hard_limit: 4096 }],
+            })),
+            depends_on: thin_vec![Dependency { container_name: "data".into(), condition: DependencyCondition::Start }],
+            ulimits: thin_vec![Ulimit { name: "nofile".into(), soft_limit: 1024, hard_limit: 4096 }],
             readonly_root_filesystem: true,
-            extra_hosts: vec![ExtraHost { hostname: "db.local".into(), ip_address: "10.0.0.2".into() }],
+            extra_hosts: thin_vec![ExtraHost { hostname: "db.local".into(), ip_address: "10.0.0.2".into() }],
             hostname: Some("web".into()),
-            dns_servers: vec!["10.0.0.53".into()],
-            dns_search_domains: vec!["example.com".into()],
+            dns_servers: thin_vec!["10.0.0.53".into()],
+            dns_search_domains: thin_vec!["example.com".into()],
             linux_parameters: LinuxParameters {
-                capabilities_add: vec!["NET_ADMIN".into()],
-                capabilities_drop: vec!["ALL".into()],
+                capabilities_add: thin_vec!["NET_ADMIN".into()],
+                capabilities_drop: thin_vec!["ALL".into()],
                 init_process_enabled: true,
-                tmpfs: vec![Tmpfs { container_path: "/tmp".into(), size: 64, mount_options: vec!["noexec".into()] }],
-                devices: vec![Device {
+                tmpfs: thin_vec![Tmpfs {
+                    container_path: "/tmp".into(),
+                    size: 64,
+                    mount_options: thin_vec!["noexec".into()]
+                }],
+                devices: thin_vec![Device {
                     host_path: "/dev/fuse".into(),
                     container_path: None,
-                    permissions: vec!["read".into(), "write".into()],
+                    permissions: thin_vec!["read".into(), "write".into()],
                 }],
                 shared_memory_size: Some(128),
             },
             privileged: false,
-            docker_security_options: vec!["no-new-privileges".into()],
+            docker_security_options: thin_vec!["no-new-privileges".into()],
             system_controls: [("net.core.somaxconn".to_string(), "1024".to_string())].into_iter().collect(),
-            log_configuration: Some(LogConfiguration {
+            log_configuration: Some(Box::new(LogConfiguration {
                 log_driver: "json-file".into(),
                 options: [("max-size".to_string(), "10m".to_string())].into_iter().collect(),
-            }),
+            })),
             internal: false,
         };
         assert_eq!(spec, want);

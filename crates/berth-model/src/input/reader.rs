@@ -13,6 +13,7 @@
 use super::Issue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
+use thin_vec::ThinVec;
 
 /// Longest piece of the input quoted in a message, in characters.
 const QUOTE_MAX: usize = 60;
@@ -179,7 +180,7 @@ impl<'v> Field<'v> {
     }
 
     /// An array of strings; a non-string element is an error and is left out.
-    pub fn strings(&self, s: &mut Sink) -> Vec<String> {
+    pub fn strings(&self, s: &mut Sink) -> ThinVec<String> {
         self.array(s).iter().filter_map(|f| f.string(s)).map(str::to_string).collect()
     }
 
@@ -280,7 +281,7 @@ impl<'v> Obj<'v> {
     }
 
     /// An array of strings (empty when absent).
-    pub fn strings(&mut self, key: &str, s: &mut Sink) -> Vec<String> {
+    pub fn strings(&mut self, key: &str, s: &mut Sink) -> ThinVec<String> {
         self.field(key).map(|f| f.strings(s)).unwrap_or_default()
     }
 
