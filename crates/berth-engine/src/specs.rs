@@ -70,14 +70,19 @@ mod tests {
         Task::new(arn.into(), "family".into(), "1".into(), containers, Vec::new())
     }
 
-    #[test]
-    fn equal_specs_of_different_tasks_share_one_copy() {
+    /// Tasks `a` and `b` with these commands, shared in that order into a new set.
+    fn shared(a: &[&str], b: &[&str]) -> (Specs, Task, Task) {
         let mut specs = Specs::default();
-        let mut a = task("a", &["x", "y"]);
-        let mut b = task("b", &["x", "y"]);
-        assert!(!Arc::ptr_eq(&a.containers[0].spec, &b.containers[0].spec));
+        let (mut a, mut b) = (task("a", a), task("b", b));
         specs.share(&mut a);
         specs.share(&mut b);
+        (specs, a, b)
+    }
+
+    #[test]
+    fn equal_specs_of_different_tasks_share_one_copy() {
+        assert!(!Arc::ptr_eq(&task("a", &["x"]).containers[0].spec, &task("b", &["x"]).containers[0].spec));
+        let (specs, a, b) = shared(&["x", "y"], &["x", "y"]);
         assert_eq!(specs.len(), 2);
         for i in 0..2 {
             assert!(Arc::ptr_eq(&a.containers[i].spec, &b.containers[i].spec), "container {i}");
@@ -88,11 +93,7 @@ mod tests {
 
     #[test]
     fn different_specs_keep_their_own_copy() {
-        let mut specs = Specs::default();
-        let mut a = task("a", &["x"]);
-        let mut b = task("b", &["z"]);
-        specs.share(&mut a);
-        specs.share(&mut b);
+        let (specs, a, b) = shared(&["x"], &["z"]);
         assert_eq!(specs.len(), 2);
         assert!(!Arc::ptr_eq(&a.containers[0].spec, &b.containers[0].spec));
         assert_eq!(b.containers[0].spec.command, vec!["z".to_string()]);
@@ -100,11 +101,7 @@ mod tests {
 
     #[test]
     fn specs_no_task_uses_are_let_go_of_and_others_kept() {
-        let mut specs = Specs::default();
-        let mut a = task("a", &["x"]);
-        let mut b = task("b", &["y"]);
-        specs.share(&mut a);
-        specs.share(&mut b);
+        let (mut specs, a, b) = shared(&["x"], &["y"]);
         drop(a);
         specs.let_go_of_unused();
         assert_eq!(specs.len(), 1);
