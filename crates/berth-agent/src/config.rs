@@ -204,9 +204,9 @@ pub fn parse_pull_behavior(s: &str) -> Result<PullBehavior, String> {
     }
 }
 
-/// What task definitions submitted to the daemon may do to the host (SPEC 9). Every
-/// power is refused by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What task definitions submitted to the daemon may do to the host (SPEC 9, and
+/// `docs/host-policy.md`). Every power is refused by default; each setting allows one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPolicy {
     /// Containers may be `privileged`.
     pub allow_privileged: bool,
@@ -216,6 +216,72 @@ pub struct HostPolicy {
     pub allow_devices: bool,
     /// Host-path bind mounts are allowed under these prefixes (absolute paths).
     pub allowed_host_paths: Vec<PathBuf>,
+    /// Capabilities that may be added beyond Docker's default set (`SYS_ADMIN`, `ALL`, ...;
+    /// any spelling Docker accepts).
+    pub allowed_capabilities: Vec<String>,
+    /// `dockerSecurityOptions` allowed besides `no-new-privileges` (`apparmor=unconfined`,
+    /// ...; `key=value` or `key:value`).
+    pub allowed_security_options: Vec<String>,
+    /// Volume drivers whose volumes may be made with any driver options; `local` without
+    /// options is always allowed (with options it makes host binds or network mounts).
+    pub allowed_volume_drivers: Vec<String>,
+    /// Shared-scope Docker volumes tasks may use, by name (never a name under `berth-`).
+    pub allowed_shared_volumes: Vec<String>,
+    /// Log drivers whose every option is allowed (including those that make dockerd
+    /// connect somewhere, such as `syslog-address`).
+    pub allowed_log_drivers: Vec<String>,
+    /// tmpfs mount options among `exec`, `suid`, `dev` that tasks may use.
+    pub allowed_tmpfs_options: Vec<String>,
+    /// The largest value of each ulimit (soft and hard); names not listed are not bounded.
+    pub ulimit_max: BTreeMap<String, i64>,
+    /// Every container must set a hard `memory` limit.
+    pub require_memory: bool,
+    /// The pids limit every container gets (4096; 0: none).
+    pub pids_limit: i64,
+    /// Log rotation for json-file and local logs: the largest file (`10m`; empty: no
+    /// rotation). Containers without `logConfiguration` get json-file with it.
+    pub log_max_size: String,
+    /// Log rotation: how many files (5).
+    pub log_max_file: u32,
+}
+
+impl Default for HostPolicy {
+    fn default() -> Self {
+        HostPolicy {
+            allow_privileged: false,
+            allow_host_network: false,
+            allow_devices: false,
+            allowed_host_paths: Vec::new(),
+            allowed_capabilities: Vec::new(),
+            allowed_security_options: Vec::new(),
+            allowed_volume_drivers: Vec::new(),
+            allowed_shared_volumes: Vec::new(),
+            allowed_log_drivers: Vec::new(),
+            allowed_tmpfs_options: Vec::new(),
+            ulimit_max: default_ulimit_max(),
+            require_memory: false,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+            log_max_size: DEFAULT_LOG_MAX_SIZE.to_owned(),
+            log_max_file: DEFAULT_LOG_MAX_FILE,
+        }
+    }
+}
+
+/// The pids limit containers get by default.
+pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
+/// The largest json-file/local log file by default.
+pub const DEFAULT_LOG_MAX_SIZE: &str = "10m";
+/// How many log files are kept by default.
+pub const DEFAULT_LOG_MAX_FILE: u32 = 5;
+
+/// The default bounds of ulimits: those whose raising lets a container take from the host
+/// (locked memory, real-time priority, scheduling priority) or exceed what the kernel
+/// itself allows a process by default.
+pub fn default_ulimit_max() -> BTreeMap<String, i64> {
+    [("memlock", 64 << 20), ("rtprio", 0), ("nice", 0), ("nofile", 1 << 20), ("nproc", 1 << 16), ("msgqueue", 819_200)]
+        .into_iter()
+        .map(|(name, max)| (name.to_owned(), max))
+        .collect()
 }
 
 /// Removal of unused images berth itself pulled (SPEC 7).
@@ -430,6 +496,20 @@ const SETTINGS: &[Setting] = &[
     Setting { key: "host.allow_host_network", set: |c, r| set(&mut c.host.allow_host_network, boolean(r)?) },
     Setting { key: "host.allow_devices", set: |c, r| set(&mut c.host.allow_devices, boolean(r)?) },
     Setting { key: "host.allowed_host_paths", set: |c, r| set(&mut c.host.allowed_host_paths, host_paths(r)?) },
+    Setting { key: "host.allowed_capabilities", set: |c, r| set(&mut c.host.allowed_capabilities, names(r)?) },
+    Setting { key: "host.allowed_security_options", set: |c, r| set(&mut c.host.allowed_security_options, names(r)?) },
+    Setting { key: "host.allowed_volume_drivers", set: |c, r| set(&mut c.host.allowed_volume_drivers, names(r)?) },
+    Setting { key: "host.allowed_shared_volumes", set: |c, r| set(&mut c.host.allowed_shared_volumes, names(r)?) },
+    Setting { key: "host.allowed_log_drivers", set: |c, r| set(&mut c.host.allowed_log_drivers, names(r)?) },
+    Setting {
+        key: "host.allowed_tmpfs_options",
+        set: |c, r| set(&mut c.host.allowed_tmpfs_options, tmpfs_options(r)?),
+    },
+    Setting { key: "host.ulimit_max", set: |c, r| ulimit_max(&mut c.host.ulimit_max, r) },
+    Setting { key: "host.require_memory", set: |c, r| set(&mut c.host.require_memory, boolean(r)?) },
+    Setting { key: "host.pids_limit", set: |c, r| set(&mut c.host.pids_limit, pids_limit(r)?) },
+    Setting { key: "host.log_max_size", set: |c, r| set(&mut c.host.log_max_size, log_size(r)?) },
+    Setting { key: "host.log_max_file", set: |c, r| set(&mut c.host.log_max_file, log_max_file(r)?) },
     Setting { key: "image_cleanup.enabled", set: |c, r| set(&mut c.image_cleanup.enabled, boolean(r)?) },
     Setting { key: "image_cleanup.interval", set: |c, r| set(&mut c.image_cleanup.interval, at_least_a_second(r)?) },
     Setting { key: "image_cleanup.min_age", set: |c, r| set(&mut c.image_cleanup.min_age, duration(r)?) },
@@ -817,6 +897,105 @@ fn host_paths(raw: Raw<'_>) -> Result<Vec<PathBuf>, String> {
             if path.is_absolute() { Ok(path) } else { Err(format!("host path {p:?} is not absolute")) }
         })
         .collect()
+}
+
+/// A list of names: an array of strings in the file, a `,`-separated list in the
+/// environment; each trimmed and not empty.
+fn names(raw: Raw<'_>) -> Result<Vec<String>, String> {
+    let items: Vec<&str> = match raw {
+        Raw::Text(s) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).collect(),
+        Raw::Toml(TomlValue::Array(values)) => values
+            .iter()
+            .map(|v| match v {
+                TomlValue::String(s) => Ok(s.trim()),
+                other => Err(format!("expected an array of strings, found {} in it", type_name(other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => return Err(format!("expected an array of strings, found {}", type_name(other))),
+    };
+    if items.iter().any(|i| i.is_empty()) {
+        return Err("an empty name in the list".to_owned());
+    }
+    Ok(items.into_iter().map(str::to_owned).collect())
+}
+
+/// tmpfs options that may be allowed: `exec`, `suid`, `dev` (any case).
+fn tmpfs_options(raw: Raw<'_>) -> Result<Vec<String>, String> {
+    let options = names(raw)?;
+    options
+        .into_iter()
+        .map(|o| {
+            let lower = o.to_ascii_lowercase();
+            if crate::policy::GUARDED_TMPFS_OPTIONS.contains(&lower.as_str()) {
+                Ok(lower)
+            } else {
+                Err(format!("tmpfs option {o:?} needs no allowing: expected exec, suid or dev"))
+            }
+        })
+        .collect()
+}
+
+/// Ulimit bounds, merged over the defaults: a table of name = integer in the file,
+/// `name=value,...` in the environment. A name Docker does not know is refused.
+fn ulimit_max(bounds: &mut BTreeMap<String, i64>, raw: Raw<'_>) -> Result<(), String> {
+    let entries: Vec<(String, i64)> = match raw {
+        Raw::Toml(TomlValue::Table(table)) => table
+            .iter()
+            .map(|(k, v)| match v {
+                TomlValue::Integer(i) => Ok((k.clone(), *i)),
+                other => Err(format!("ulimit {k}: expected an integer, found {}", type_name(other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => {
+            return Err(format!("expected a table of ulimit names to integers, found {}", type_name(other)));
+        }
+        Raw::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|entry| {
+                let (k, v) =
+                    entry.split_once('=').ok_or_else(|| format!("invalid entry {entry:?}: expected name=value"))?;
+                let v = v.trim().parse::<i64>().map_err(|_| format!("ulimit {}: invalid number {v:?}", k.trim()))?;
+                Ok((k.trim().to_owned(), v))
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    for (name, max) in entries {
+        if !berth_model::container::ULIMIT_NAMES.contains(&name.as_str()) {
+            return Err(format!("unknown ulimit {name:?}"));
+        }
+        if max < -1 {
+            return Err(format!("ulimit {name}: {max} is not a limit (-1 means unlimited)"));
+        }
+        bounds.insert(name, max);
+    }
+    Ok(())
+}
+
+/// A pids limit: 0 (none) or more.
+fn pids_limit(raw: Raw<'_>) -> Result<i64, String> {
+    let n = count(raw)?;
+    i64::try_from(n).map_err(|_| format!("{n} is too large"))
+}
+
+/// A log file size as Docker's json-file driver reads it (`10m`, `512k`, `1g`); empty
+/// switches rotation off.
+fn log_size(raw: Raw<'_>) -> Result<String, String> {
+    let s = text(raw, "a size such as \"10m\"")?.trim().to_owned();
+    if !s.is_empty() {
+        crate::policy::log_size_bytes(&s)
+            .ok_or_else(|| format!("invalid size {s:?}: expected a number with k, m or g"))?;
+    }
+    Ok(s)
+}
+
+fn log_max_file(raw: Raw<'_>) -> Result<u32, String> {
+    match u32::try_from(count(raw)?) {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("is too large".to_owned()),
+    }
 }
 
 /// A boolean: `true`/`false` in the file; `true`/`false`, `on`/`off`, `yes`/`no`,

@@ -185,6 +185,7 @@ fn file_only() {
             allow_host_network: true,
             allow_devices: true,
             allowed_host_paths: vec![PathBuf::from("/srv/data"), PathBuf::from("/mnt")],
+            ..HostPolicy::default()
         }
     );
     assert_eq!(

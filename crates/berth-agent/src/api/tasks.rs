@@ -60,7 +60,7 @@ pub fn decode_submission(
     let opts = ParseOptions { family: family.map(str::to_string), arn_random };
     let accepted = input::parse(body, &opts)
         .map_err(|r| ApiError::invalid_task(summary("invalid task definition", &r.errors), &r.errors, &r.warnings))?;
-    let refused = crate::policy::refusals(&accepted.task, policy);
+    let refused = crate::policy::refusals(&accepted.task, &accepted.paths, policy);
     if !refused.is_empty() {
         return Err(ApiError::invalid_task(
             summary("refused by this berth's host policy", &refused),

@@ -24,7 +24,8 @@ use super::validate::check_name;
 use super::{Draft, DraftContainer, DraftVolume, MAX_CONTAINERS, MAX_ENVIRONMENT};
 use crate::container::{
     ContainerSpec, Dependency, DependencyCondition, Device, ExtraHost, HONOURED_LOG_DRIVERS, HealthCheck, Link,
-    LinuxParameters, LogConfiguration, MountPoint, PortMapping, Protocol, Secret, Tmpfs, Ulimit, VolumeFrom,
+    LinuxParameters, LogConfiguration, MountPoint, PortMapping, Protocol, Secret, Tmpfs, ULIMIT_NAMES, Ulimit,
+    VolumeFrom,
 };
 use crate::status::ContainerStatus;
 use crate::task::NetworkMode;
@@ -81,25 +82,6 @@ const CONTAINER_NOT_ACTED_ON: [&str; 10] = [
 
 /// Volume kinds berth accepts with a warning and refuses when the task runs.
 const UNSUPPORTED_VOLUME_KINDS: [&str; 2] = ["efsVolumeConfiguration", "fsxWindowsFileServerVolumeConfiguration"];
-
-/// Ulimit names Docker and ECS know.
-const ULIMIT_NAMES: [&str; 15] = [
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
 
 /// How the container definitions of a shape differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

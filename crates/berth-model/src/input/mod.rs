@@ -75,6 +75,31 @@ pub struct Accepted {
     pub task: Task,
     /// Fields berth does not act on, unknown keys, log drivers it replaces.
     pub warnings: Vec<Issue>,
+    /// Where each container and volume of the task was in the input, so that a later check
+    /// (the daemon's host policy) can name the path as the input spells it.
+    pub paths: InputPaths,
+}
+
+/// The JSON paths of a task's parts as its input spelled them (`containerDefinitions[0]`,
+/// `taskDefinition.containerDefinitions[0]`, `containers[0]`, `[0]` in a bare array).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputPaths {
+    /// One per user container, in the task's order (internal containers have none).
+    pub containers: Vec<String>,
+    /// One per volume, in the task's order.
+    pub volumes: Vec<String>,
+}
+
+impl InputPaths {
+    /// The path of the `i`-th user container (counting only containers the input gave).
+    pub fn container(&self, i: usize) -> String {
+        self.containers.get(i).cloned().unwrap_or_else(|| format!("containerDefinitions[{i}]"))
+    }
+
+    /// The path of the `i`-th volume.
+    pub fn volume(&self, i: usize) -> String {
+        self.volumes.get(i).cloned().unwrap_or_else(|| format!("volumes[{i}]"))
+    }
 }
 
 /// A task definition berth refused: every error found, plus the warnings.
@@ -142,10 +167,14 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
         return Err(Rejected { errors: s.errors, warnings: s.warnings });
     };
     validate::check_draft(&draft, &mut s);
+    let paths = InputPaths {
+        containers: draft.containers.iter().map(|c| c.path.clone()).collect(),
+        volumes: draft.volumes.iter().map(|v| v.path.clone()).collect(),
+    };
     let task = draft.into_task(opts, &mut s);
     validate::check_graph(&task, &mut s);
     if s.errors.is_empty() {
-        Ok(Accepted { task, warnings: s.warnings })
+        Ok(Accepted { task, warnings: s.warnings, paths })
     } else {
         Err(Rejected { errors: s.errors, warnings: s.warnings })
     }
