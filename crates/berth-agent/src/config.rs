@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_docker::auth::{AuthError, AuthSource, DOCKER_CONFIG_ENV, DockerAuth, Secret, docker_config_path_from};
-use berth_engine::{EngineConfig, PullBehavior, Timeouts};
+use berth_engine::{ContainerLimits, EngineConfig, LogRotation, PullBehavior, Timeouts};
 use berth_model::plan::PlanConfig;
 use serde_json::Value as JsonValue;
 use toml::Value as TomlValue;
@@ -263,6 +263,17 @@ impl Default for HostPolicy {
             pids_limit: DEFAULT_PIDS_LIMIT,
             log_max_size: DEFAULT_LOG_MAX_SIZE.to_owned(),
             log_max_file: DEFAULT_LOG_MAX_FILE,
+        }
+    }
+}
+
+impl HostPolicy {
+    /// The limits the engine gives every container under this policy.
+    pub fn container_limits(&self) -> ContainerLimits {
+        ContainerLimits {
+            pids_limit: (self.pids_limit > 0).then_some(self.pids_limit),
+            log_rotation: (!self.log_max_size.is_empty())
+                .then(|| LogRotation { max_size: self.log_max_size.clone(), max_file: self.log_max_file }),
         }
     }
 }
@@ -725,6 +736,8 @@ impl AgentConfig {
             steady_state_check: self.steady_state_check,
             orphan_grace: self.orphan_grace,
             docker_concurrency: self.docker_concurrency,
+            container_limits: self.host.container_limits(),
+            host_paths: Some(self.host.allowed_host_paths.clone().into()),
             secrets: Arc::new(self.secrets()?),
             ..EngineConfig::default()
         })

@@ -17,6 +17,7 @@ use crate::auth::RegistryAuth;
 use crate::client::{DockerClient, EventStream, LogStream, ProgressSink};
 use crate::error::{DockerError, ErrorKind};
 use crate::events::DockerEvent;
+use crate::labels;
 use crate::types::{
     ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, LogChunk, LogSource, PullProgress,
     VolumeConfig,
@@ -65,6 +66,46 @@ pub struct BollardClient {
 pub const DEFAULT_PULL_INACTIVITY: Duration = Duration::from_secs(60);
 
 impl BollardClient {
+    /// Make berth's pause image present as `reference`: used only when the image of that
+    /// reference carries berth's label with this program's fingerprint; otherwise (missing,
+    /// or another image under that tag) it is imported again, which moves the tag to berth's
+    /// own. The daemon uses `berth/pause:1`; tests use a reference of their own.
+    pub async fn ensure_pause_image_as(&self, reference: &str) -> Result<(), DockerError> {
+        let fingerprint = crate::pause::pause_fingerprint();
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => {
+                let label = image.config.and_then(|c| c.labels).and_then(|l| l.get(labels::PAUSE).cloned());
+                if label.as_deref() == Some(fingerprint.as_str()) {
+                    return Ok(());
+                }
+                // Another image holds the tag: berth's own is imported over it.
+            }
+            Err(e) => {
+                let e = classify(e, "inspect image", reference);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        let rootfs = crate::pause::pause_rootfs()
+            .map_err(|e| DockerError::new(ErrorKind::Permanent, "make pause image", reference, e.to_string()))?;
+        let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .changes(vec![
+                format!("CMD [\"{}\"]", crate::pause::PAUSE_PATH),
+                format!("LABEL {}={fingerprint}", labels::PAUSE),
+            ])
+            .build();
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| classify(e, "make pause image", reference))?;
+        }
+        Ok(())
+    }
+
     /// Connect to `DOCKER_HOST`, else `unix:///var/run/docker.sock`, and negotiate the API
     /// version with the daemon.
     pub async fn connect() -> Result<BollardClient, DockerError> {
@@ -228,6 +269,7 @@ fn create_body(c: &ContainerConfig) -> ContainerCreateBody {
                 .collect(),
         ),
         shm_size: h.shm_size_bytes,
+        pids_limit: h.pids_limit,
         privileged: h.privileged.then_some(true),
         security_opt: some_vec(h.security_opt.clone()),
         sysctls: (!h.sysctls.is_empty()).then(|| h.sysctls.clone().into_iter().collect()),
@@ -529,24 +571,7 @@ impl DockerClient for BollardClient {
     }
 
     async fn ensure_pause_image(&self) -> Result<(), DockerError> {
-        let image = berth_model::container::PAUSE_IMAGE;
-        if self.image_exists(image).await? {
-            return Ok(());
-        }
-        let rootfs = crate::pause::pause_rootfs()
-            .map_err(|e| DockerError::new(ErrorKind::Permanent, "make pause image", image, e.to_string()))?;
-        let (repo, tag) = crate::pause::pause_repo_and_tag();
-        let options = CreateImageOptionsBuilder::new()
-            .from_src("-")
-            .repo(repo)
-            .tag(tag)
-            .changes(vec![format!("CMD [\"{}\"]", crate::pause::PAUSE_PATH)])
-            .build();
-        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
-        while let Some(item) = stream.next().await {
-            item.map_err(|e| classify(e, "make pause image", image))?;
-        }
-        Ok(())
+        self.ensure_pause_image_as(berth_model::container::PAUSE_IMAGE).await
     }
 
     async fn remove_image(&self, image: &str) -> Result<(), DockerError> {

@@ -46,4 +46,7 @@ pub mod labels {
     pub const FAMILY: &str = "berth.task-definition-family";
     /// The task definition's version.
     pub const VERSION: &str = "berth.task-definition-version";
+    /// On berth's pause image: the fingerprint of the program berth put in it
+    /// ([`crate::pause::pause_fingerprint`]); an image of that tag without it is not berth's.
+    pub const PAUSE: &str = "berth.pause";
 }

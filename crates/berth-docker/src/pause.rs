@@ -3,8 +3,6 @@
 //! berth makes on the host with Docker's import, never pulled (like the seed's emptyvolume
 //! image). No toolchain is needed at run time: the program's bytes are built into berth.
 
-use berth_model::container::PAUSE_IMAGE;
-
 /// The pause program (built from `pause/pause.S`, see the command in that file).
 pub const PAUSE_PROGRAM: &[u8] = include_bytes!("../pause/pause");
 
@@ -23,9 +21,14 @@ pub fn pause_rootfs() -> std::io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
-/// `berth/pause:1` as repository and tag.
-pub fn pause_repo_and_tag() -> (&'static str, &'static str) {
-    PAUSE_IMAGE.rsplit_once(':').unwrap_or((PAUSE_IMAGE, "latest"))
+/// The fingerprint of the pause program (64-bit FNV-1a of its bytes, hex): berth labels
+/// its pause image with it ([`crate::labels::PAUSE`]) and uses an image of the pause tag
+/// only when the label matches, never because the tag is present.
+pub fn pause_fingerprint() -> String {
+    let hash = PAUSE_PROGRAM
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]
@@ -53,7 +56,9 @@ mod tests {
             })
             .collect();
         assert_eq!(entries, [("pause".to_string(), 0o755, PAUSE_PROGRAM.len() as u64)]);
-        assert_eq!(pause_repo_and_tag(), ("berth/pause", "1"));
+        let fingerprint = pause_fingerprint();
+        assert_eq!(fingerprint.len(), 16);
+        assert_eq!(fingerprint, pause_fingerprint());
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub struct HostConfig {
     pub sysctls: BTreeMap<String, String>,
     /// Log driver.
     pub log_config: Option<LogConfig>,
+    /// The most processes the container may have (`None`: Docker's default, none).
+    pub pids_limit: Option<i64>,
 }
 
 /// A container's state as inspect reports it.

@@ -213,3 +213,29 @@ async fn remove_image_is_refused_while_a_container_uses_it_and_missing_is_done()
     docker.remove_image(&committed).await.unwrap_or_else(|e| panic!("remove {committed} (gone) by id: {e}"));
     assert!(docker.image_exists(IMAGE).await.unwrap_or_else(|e| panic!("{e}")), "busybox is untouched");
 }
+
+#[tokio::test]
+async fn the_pause_image_is_used_only_with_berths_label_never_for_its_tag_alone() {
+    let docker = docker().await;
+    // A reference of this test's own: the real pause tag is shared by every test on the daemon.
+    let reference = format!("{}:1", unique("berth-test/pause"));
+    let _cleanup = Cleanup { containers: Vec::new(), images: vec![reference.clone()] };
+    let (repo, tag) = reference.rsplit_once(':').unwrap_or_else(|| panic!("{reference}"));
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+    docker.bollard().tag_image(IMAGE, Some(options)).await.unwrap_or_else(|e| panic!("tag {IMAGE}: {e}"));
+    let id_of = |image: bollard::models::ImageInspect| image.id.unwrap_or_default();
+    let busybox_id = id_of(docker.bollard().inspect_image(IMAGE).await.unwrap_or_else(|e| panic!("{e}")));
+
+    // Not berth's (no label): berth's own is imported over the tag.
+    docker.ensure_pause_image_as(&reference).await.unwrap_or_else(|e| panic!("ensure: {e}"));
+    let made = docker.bollard().inspect_image(&reference).await.unwrap_or_else(|e| panic!("{e}"));
+    let label = made.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get(berth_docker::labels::PAUSE));
+    assert_eq!(label, Some(&berth_docker::pause::pause_fingerprint()));
+    let made_id = id_of(made);
+    assert_ne!(made_id, busybox_id, "the tag still names busybox");
+
+    // Berth's own: kept as it is (no new import).
+    docker.ensure_pause_image_as(&reference).await.unwrap_or_else(|e| panic!("ensure again: {e}"));
+    let again = id_of(docker.bollard().inspect_image(&reference).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(again, made_id);
+}

@@ -941,8 +941,15 @@ fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfi
                     local_only: c.spec.internal && c.spec.image == PAUSE_IMAGE,
                 },
                 Action::Create => Job::Create {
-                    config: Box::new(settings::container_config(task, c, instance, &config.secrets)),
+                    config: Box::new(settings::container_config(
+                        task,
+                        c,
+                        instance,
+                        &config.secrets,
+                        &config.container_limits,
+                    )),
                     instance: instance.to_string(),
+                    host_paths: config.host_paths.clone(),
                 },
                 Action::Start => Job::Start { target: target.unwrap_or_default() },
                 Action::Stop { timeout_secs } => Job::Stop { target: target.unwrap_or_default(), timeout_secs },

@@ -40,6 +40,26 @@ impl Default for Timeouts {
     }
 }
 
+/// Limits every container gets from the engine's host (the daemon's host policy); none by
+/// default, as `berth run` wants (its task file is the user's own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerLimits {
+    /// Docker's pids limit for every container.
+    pub pids_limit: Option<i64>,
+    /// Log rotation for json-file and local logs. A task's own smaller `max-size` or
+    /// `max-file` is kept; a container without `logConfiguration` gets json-file with it.
+    pub log_rotation: Option<LogRotation>,
+}
+
+/// json-file and local log rotation (Docker's `max-size` and `max-file` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRotation {
+    /// The largest log file, as Docker reads it (`10m`).
+    pub max_size: String,
+    /// How many files are kept.
+    pub max_file: u32,
+}
+
 /// The engine's configuration (the seed's `config.Config`, the part the engine reads).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -75,6 +95,13 @@ pub struct EngineConfig {
     /// restart's inspects of every container, and bursts of creates and starts, go through
     /// this many at a time.
     pub docker_concurrency: usize,
+    /// Limits every container gets (none by default).
+    pub container_limits: ContainerLimits,
+    /// When set, host-path bind mounts are resolved when their container is created
+    /// (symlinks followed), must then lie under one of these prefixes, and are bound by
+    /// their resolved path: a symlink planted under an allowed prefix cannot lead outside
+    /// it. `None` (the default, and `berth run`): bound as given.
+    pub host_paths: Option<Arc<[PathBuf]>>,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +119,8 @@ impl Default for EngineConfig {
             observer: Arc::new(crate::observe::NoObserver),
             orphan_grace: std::time::Duration::from_secs(60),
             docker_concurrency: 64,
+            container_limits: ContainerLimits::default(),
+            host_paths: None,
         }
     }
 }

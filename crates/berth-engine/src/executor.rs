@@ -15,6 +15,7 @@ use berth_model::plan::{Observation, Outcome};
 use berth_store::crash;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -36,6 +37,8 @@ pub enum Job {
         config: Box<Result<ContainerConfig, SettingsError>>,
         /// This berth's instance id (a name conflict with its own container is adopted).
         instance: String,
+        /// When set, host-path binds are resolved and checked against these prefixes first.
+        host_paths: Option<Arc<[PathBuf]>>,
     },
     /// Start, then inspect (for the port bindings).
     Start {
@@ -81,7 +84,9 @@ pub enum Job {
 pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, pulls: &Pulls) -> Outcome {
     match job {
         Job::Pull { image, local_only } => Box::pin(pull(docker, &image, local_only, timeouts, pulls)).await,
-        Job::Create { config, instance } => Box::pin(create(docker, *config, &instance, timeouts)).await,
+        Job::Create { config, instance, host_paths } => {
+            Box::pin(create(docker, *config, &instance, host_paths.as_deref(), timeouts)).await
+        }
         Job::CreateVolume(config) => Box::pin(create_volume(docker, config, timeouts)).await,
         Job::RemoveVolume { name, instance } => Box::pin(remove_volume(docker, name, instance, timeouts)).await,
         Job::Start { target } => {
@@ -319,12 +324,18 @@ async fn create(
     docker: &dyn DockerClient,
     config: Result<ContainerConfig, SettingsError>,
     instance: &str,
+    host_paths: Option<&[PathBuf]>,
     timeouts: &Timeouts,
 ) -> Outcome {
-    let config = match config {
+    let mut config = match config {
         Ok(config) => config,
         Err(SettingsError(message)) => return Outcome::Failed(ApplyError { message, permanent: true }),
     };
+    if let Some(allowed) = host_paths
+        && let Err(message) = crate::host_paths::resolve_binds(&mut config.host.binds, allowed).await
+    {
+        return Outcome::Failed(ApplyError { message, permanent: true });
+    }
     crash::point("before-create");
     match timed(timeouts.create, "create container", &config.name, docker.create_container(&config)).await {
         Ok(id) => {

@@ -23,6 +23,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod executor;
+mod host_paths;
 pub mod observe;
 pub mod settings;
 mod specs;
@@ -30,7 +31,7 @@ mod watch;
 
 pub use changelog::{ChangeLog, ChangeReader, LogItem};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{EngineConfig, Timeouts};
+pub use config::{ContainerLimits, EngineConfig, LogRotation, Timeouts};
 pub use engine::{DockerTaskEngine, EngineState, EngineStatus, TaskEngine};
 pub use error::{ContainerNotFound, EngineError};
 pub use executor::PullBehavior;

@@ -2,8 +2,9 @@
 //! (SPEC 2 and 3). Settings go at create (the seed sent some at start, which current Docker
 //! rejects).
 
+use crate::config::{ContainerLimits, LogRotation};
 use berth_docker::{ContainerConfig, HealthConfig, HostConfig, LogConfig, PortSpec, labels};
-use berth_model::container::Container;
+use berth_model::container::{Container, LogConfiguration};
 use berth_model::task::{NetworkMode, Task, docker_safe};
 use berth_model::volume::VolumeKind;
 use std::collections::BTreeMap;
@@ -62,12 +63,13 @@ fn secret_environment(
 }
 
 /// The create request for `container` of `task`, owned by berth instance `instance`, with
-/// secrets from the local source `secrets`.
+/// secrets from the local source `secrets` and the host's `limits`.
 pub fn container_config(
     task: &Task,
     container: &Container,
     instance: &str,
     secrets: &BTreeMap<String, String>,
+    limits: &ContainerLimits,
 ) -> Result<ContainerConfig, SettingsError> {
     let spec = &container.spec;
     let secret_env = secret_environment(container, secrets)?;
@@ -123,10 +125,8 @@ pub fn container_config(
                 (d.host_path.clone(), d.container_path.clone().unwrap_or_else(|| d.host_path.clone()), perms)
             })
             .collect(),
-        log_config: spec
-            .log_configuration
-            .as_ref()
-            .map(|l| LogConfig { driver: l.log_driver.clone(), options: l.options.clone() }),
+        log_config: log_config(spec.log_configuration.as_deref(), limits.log_rotation.as_ref()),
+        pids_limit: limits.pids_limit,
         ..HostConfig::default()
     };
     for link in &spec.links {
@@ -204,6 +204,67 @@ pub fn container_config(
     })
 }
 
+/// The container's log driver, with the host's rotation for json-file and local logs (the
+/// task's own options first); json-file with rotation when the task names no driver and
+/// rotation is on.
+fn log_config(given: Option<&LogConfiguration>, rotation: Option<&LogRotation>) -> Option<LogConfig> {
+    let mut config = match (given, rotation) {
+        (Some(l), _) => LogConfig { driver: l.log_driver.clone(), options: l.options.clone() },
+        (None, Some(_)) => LogConfig { driver: "json-file".into(), options: BTreeMap::new() },
+        (None, None) => return None,
+    };
+    if let Some(rotation) = rotation
+        && matches!(config.driver.as_str(), "json-file" | "local")
+    {
+        config.options.entry("max-size".into()).or_insert_with(|| rotation.max_size.clone());
+        config.options.entry("max-file".into()).or_insert_with(|| rotation.max_file.to_string());
+    }
+    Some(config)
+}
+
 fn mib(m: u64) -> i64 {
     i64::try_from(m.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rotation() -> LogRotation {
+        LogRotation { max_size: "10m".into(), max_file: 5 }
+    }
+
+    fn given(driver: &str, options: &[(&str, &str)]) -> LogConfiguration {
+        LogConfiguration {
+            log_driver: driver.into(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn options(config: &LogConfig) -> Vec<(&str, &str)> {
+        config.options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn without_rotation_the_task_s_log_configuration_goes_as_given() {
+        assert_eq!(log_config(None, None), None);
+        let journald = given("journald", &[("tag", "x")]);
+        let config = log_config(Some(&journald), None).expect("a driver");
+        assert_eq!((config.driver.as_str(), options(&config)), ("journald", vec![("tag", "x")]));
+    }
+
+    #[test]
+    fn rotation_fills_in_json_file_and_local_and_keeps_the_task_s_own_values() {
+        let config = log_config(None, Some(&rotation())).expect("json-file by default");
+        assert_eq!(
+            (config.driver.as_str(), options(&config)),
+            ("json-file", vec![("max-file", "5"), ("max-size", "10m")])
+        );
+        let local = given("local", &[("max-size", "1m")]);
+        let config = log_config(Some(&local), Some(&rotation())).expect("local");
+        assert_eq!(options(&config), [("max-file", "5"), ("max-size", "1m")]);
+        let syslog = given("syslog", &[]);
+        let config = log_config(Some(&syslog), Some(&rotation())).expect("syslog");
+        assert!(config.options.is_empty(), "only json-file and local rotate");
+    }
 }
