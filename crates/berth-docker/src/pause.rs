@@ -25,10 +25,7 @@ pub fn pause_rootfs() -> std::io::Result<Vec<u8>> {
 /// its pause image with it ([`crate::labels::PAUSE`]) and uses an image of the pause tag
 /// only when the label matches, never because the tag is present.
 pub fn pause_fingerprint() -> String {
-    let hash = PAUSE_PROGRAM
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
-    format!("{hash:016x}")
+    format!("{:016x}", berth_model::fnv1a_64(PAUSE_PROGRAM))
 }
 
 #[cfg(test)]

@@ -970,7 +970,9 @@ fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfi
                     volume_labels.insert(labels::TASK_ARN.into(), arn.into());
                     Job::CreateVolume(VolumeConfig { name, driver, driver_opts, labels: volume_labels })
                 }
-                VolumeAction::Remove => Job::RemoveVolume { name, instance: instance.to_string() },
+                VolumeAction::Remove => {
+                    Job::RemoveVolume { name, instance: instance.to_string(), arn: arn.to_string() }
+                }
             }
         }
         Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return None,

@@ -66,12 +66,14 @@ pub enum Job {
     },
     /// Create a volume.
     CreateVolume(VolumeConfig),
-    /// Remove a volume (unless another berth's).
+    /// Remove a volume (unless another berth's or another task's).
     RemoveVolume {
         /// The volume.
         name: String,
         /// This berth's instance id.
         instance: String,
+        /// The task whose volume it is.
+        arn: String,
     },
 }
 
@@ -88,7 +90,9 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, p
             Box::pin(create(docker, *config, &instance, host_paths.as_deref(), timeouts)).await
         }
         Job::CreateVolume(config) => Box::pin(create_volume(docker, config, timeouts)).await,
-        Job::RemoveVolume { name, instance } => Box::pin(remove_volume(docker, name, instance, timeouts)).await,
+        Job::RemoveVolume { name, instance, arn } => {
+            Box::pin(remove_volume(docker, name, Owner { instance: &instance, arn: &arn }, timeouts)).await
+        }
         Job::Start { target } => {
             match timed(timeouts.start, "start container", &target, docker.start_container(&target)).await {
                 // Started: an inspect that fails does not undo that (a start is never
@@ -123,13 +127,14 @@ pub async fn perform(docker: &dyn DockerClient, job: Job, timeouts: &Timeouts, p
 }
 
 async fn create_volume(docker: &dyn DockerClient, config: VolumeConfig, timeouts: &Timeouts) -> Outcome {
-    let instance = config.labels.get(labels::INSTANCE).cloned().unwrap_or_default();
-    // A volume of that name made by another berth (the same task arn run by two berths) is
-    // not this task's: refused, never shared.
-    match other_owner(docker, &config.name, &instance, timeouts).await {
-        Ok(Some(owner)) => {
+    let label = |key: &str| config.labels.get(key).map(String::as_str).unwrap_or_default();
+    let owner = Owner { instance: label(labels::INSTANCE), arn: label(labels::TASK_ARN) };
+    // A volume of that name made by another berth (the same task arn run by two berths) or
+    // for another task is not this task's: refused, never shared.
+    match other_owner(docker, &config.name, owner, timeouts).await {
+        Ok(Some(other)) => {
             return Outcome::Failed(ApplyError {
-                message: format!("volume {} belongs to another berth (instance {owner})", config.name),
+                message: format!("volume {} belongs to {other}", config.name),
                 permanent: true,
             });
         }
@@ -142,9 +147,9 @@ async fn create_volume(docker: &dyn DockerClient, config: VolumeConfig, timeouts
     }
 }
 
-async fn remove_volume(docker: &dyn DockerClient, name: String, instance: String, timeouts: &Timeouts) -> Outcome {
-    match other_owner(docker, &name, &instance, timeouts).await {
-        // Another berth's: not this task's to remove.
+async fn remove_volume(docker: &dyn DockerClient, name: String, owner: Owner<'_>, timeouts: &Timeouts) -> Outcome {
+    match other_owner(docker, &name, owner, timeouts).await {
+        // Another berth's or another task's: not this task's to remove.
         Ok(Some(_)) => return Outcome::Ok,
         Ok(None) => {}
         Err(e) => return failed(e),
@@ -156,6 +161,13 @@ async fn remove_volume(docker: &dyn DockerClient, name: String, instance: String
     }
 }
 
+/// Whose task volume this is: a berth instance and a task arn.
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    instance: &'a str,
+    arn: &'a str,
+}
+
 /// The outcome of a start or stop that Docker did, from the inspect that followed: what it
 /// saw, or plain success when it could not look (the step is done either way).
 fn after_done(inspected: Outcome) -> Outcome {
@@ -165,15 +177,22 @@ fn after_done(inspected: Outcome) -> Outcome {
     }
 }
 
-/// The instance id of the berth that made volume `name`, when that is not `instance`.
+/// Who else made volume `name`, when its labels name another berth instance or another
+/// task than `owner` (`another berth (instance X)`, `task Y`); `None` when it is missing or
+/// `owner`'s (or carries no berth labels, as a volume made before them).
 async fn other_owner(
     docker: &dyn DockerClient,
     name: &str,
-    instance: &str,
+    owner: Owner<'_>,
     timeouts: &Timeouts,
 ) -> Result<Option<String>, DockerError> {
-    let found = timed(timeouts.inspect, "inspect volume", name, docker.volume_labels(name)).await?;
-    Ok(found.and_then(|l| l.get(labels::INSTANCE).cloned()).filter(|owner| owner != instance))
+    let Some(found) = timed(timeouts.inspect, "inspect volume", name, docker.volume_labels(name)).await? else {
+        return Ok(None);
+    };
+    if let Some(instance) = found.get(labels::INSTANCE).filter(|i| *i != owner.instance) {
+        return Ok(Some(format!("another berth (instance {instance})")));
+    }
+    Ok(found.get(labels::TASK_ARN).filter(|a| *a != owner.arn).map(|arn| format!("another task ({arn})")))
 }
 
 async fn pull(docker: &dyn DockerClient, image: &str, local_only: bool, timeouts: &Timeouts, pulls: &Pulls) -> Outcome {

@@ -712,3 +712,57 @@ async fn a_task_volume_of_another_berth_is_refused_never_shared() {
     assert_eq!(first_cleanup.volumes().len(), 1, "the first berth's volume is left alone");
     stop(&first, &mut first_events, &arn).await;
 }
+
+/// A seed-shape task with arn `arn`, one empty task volume `v` mounted at `/v`, running
+/// `script` in container `c`.
+fn with_volume(arn: &str, script: &str) -> Task {
+    let json = format!(
+        r#"{{"arn": "{arn}", "family": "volnames", "version": "1", "volumes": [{{"name": "v", "host": {{}}}}],
+        "containers": [{{"name": "c", "image": "busybox:latest", "essential": true, "command": {},
+          "mountPoints": [{{"sourceVolume": "v", "containerPath": "/v"}}]}}]}}"#,
+        sh(script)
+    );
+    task(&json, n())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_volumes_of_arns_that_end_alike_are_kept_apart() {
+    let (engine, cleanup) = real().await;
+    let n = n();
+    // Two arns with the same last part: SPEC 1's `berth-<task id>-<volume>` would be one name.
+    let first = with_volume(&format!("arn:aws:ecs:eu-west-1:1:task/a-{n:x}/job"), "echo first > /v/f; exec sleep 600");
+    let second = with_volume(&format!("arn:aws:ecs:eu-west-1:1:task/b-{n:x}/job"), r#"test -z "$(ls -A /v)""#);
+    let (first_name, second_name) =
+        (first.docker_volume_name(&first.volumes[0]), second.docker_volume_name(&second.volumes[0]));
+    assert_ne!(first_name, second_name);
+    let (a, mut a_events) = start_task(&engine, first).await;
+    until_all(&mut a_events, &a, &["c"], ContainerStatus::Running).await;
+    let (b, mut b_events) = start_task(&engine, second).await;
+    until_task_stopped(&mut b_events, &b).await;
+    assert_eq!(exit_code(&b_events, &b, "c"), Some(0), "the second task's volume was its own, empty");
+    let volumes: BTreeSet<String> = cleanup.volumes().into_iter().collect();
+    assert_eq!(volumes, BTreeSet::from([first_name, second_name]));
+    stop(&engine, &mut a_events, &a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_whose_labels_name_another_task_is_refused_and_left_alone() {
+    let (engine, cleanup) = real().await;
+    let t = with_volume(&format!("arn:aws:ecs:eu-west-1:1:task/c-{:x}/job", n()), "true");
+    let name = t.docker_volume_name(&t.volumes[0]);
+    let other = format!("{}-other", t.arn);
+    let made = std::process::Command::new("docker")
+        .args(["volume", "create", "--label", &format!("{}={}", labels::INSTANCE, cleanup.instance)])
+        .args(["--label", &format!("{}={other}", labels::TASK_ARN), &name])
+        .output()
+        .unwrap_or_else(|e| panic!("docker volume create: {e}"));
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (arn, mut events) = start_task(&engine, t).await;
+    until_task_stopped(&mut events, &arn).await;
+    assert!(events.change(&arn, "c", ContainerStatus::Running).is_none(), "the task never ran on it");
+    let tasks = engine.list_tasks().await.unwrap_or_else(|e| panic!("{e}"));
+    let reason = tasks.iter().find(|t| t.arn == arn).and_then(|t| t.stop_reason.clone()).unwrap_or_default();
+    assert!(reason.contains(&format!("belongs to another task ({other})")), "{reason}");
+    let v = docker_cli_json(&["volume", "inspect", &name]);
+    assert_eq!(v["Labels"][labels::TASK_ARN], other.as_str(), "the other task's volume is untouched: {v}");
+}

@@ -34,3 +34,9 @@ pub use volume::{Volume, VolumeKind};
 pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
+
+/// 64-bit FNV-1a of `bytes`: a stable, dependency-free fingerprint for names (not for
+/// security: collisions can be made on purpose).
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}

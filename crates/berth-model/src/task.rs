@@ -84,6 +84,15 @@ pub fn arn_last_part(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
+/// The Docker name of a task volume berth makes: `berth-<task id>-<hash>-<volume name>`,
+/// where the hash (12 hex digits of FNV-1a over the whole arn) keeps apart two tasks whose
+/// arns end alike (`.../a/x` and `.../b/x`). The executor also refuses a volume whose
+/// labels name another task, which no choice of name can make safe alone.
+pub fn task_volume_name(arn: &str, volume: &str) -> String {
+    let hash = crate::fnv1a_64(arn.as_bytes()) >> 16;
+    format!("berth-{}-{hash:012x}-{}", docker_safe(arn_last_part(arn)), docker_safe(volume))
+}
+
 /// A piece of a name berth derives for Docker (volume names, container names): every
 /// character outside `[A-Za-z0-9_.-]` replaced by `-`.
 pub fn docker_safe(s: &str) -> String {
@@ -123,11 +132,13 @@ impl Task {
         self.volumes.iter().find(|v| v.name == name)
     }
 
-    /// The Docker name of a volume berth makes for this task:
-    /// `berth-<task id>-<volume name>` for task-scoped ones, the volume's own name for
-    /// shared ones.
+    /// The Docker name of a volume: for one berth makes, the name chosen when its create
+    /// was issued ([`task_volume_name`]), or, in a record of an earlier berth, the older
+    /// `berth-<task id>-<volume name>`; a shared volume's own name otherwise.
     pub fn docker_volume_name(&self, volume: &Volume) -> String {
-        if volume.managed_by_task() {
+        if let Some(name) = &volume.docker_name {
+            name.clone()
+        } else if volume.managed_by_task() {
             format!("berth-{}-{}", docker_safe(arn_last_part(&self.arn)), docker_safe(&volume.name))
         } else {
             volume.name.clone()
@@ -223,6 +234,28 @@ mod tests {
 
     fn task(containers: Vec<Container>) -> Task {
         Task::new("arn:berth:task/x".into(), "f".into(), "1".into(), containers, vec![])
+    }
+
+    #[test]
+    fn task_volume_names_keep_apart_arns_that_end_alike_and_old_records_keep_their_names() {
+        let a = task_volume_name("arn:aws:ecs:eu-west-1:1:task/a/x", "data");
+        let b = task_volume_name("arn:aws:ecs:eu-west-1:1:task/b/x", "data");
+        assert_ne!(a, b);
+        assert!(a.starts_with("berth-x-") && a.ends_with("-data"), "{a}");
+        assert_eq!(a.len(), "berth-x--data".len() + 12, "{a}");
+        assert_eq!(a, task_volume_name("arn:aws:ecs:eu-west-1:1:task/a/x", "data"), "stable");
+
+        let mut t = task(vec![]);
+        t.volumes.push(Volume::new("data", crate::VolumeKind::Empty));
+        assert_eq!(t.docker_volume_name(&t.volumes[0]), "berth-x-data", "a record without a name: the older one");
+        t.volumes[0].docker_name = Some(task_volume_name(&t.arn, "data"));
+        assert_eq!(t.docker_volume_name(&t.volumes[0]), task_volume_name(&t.arn, "data"));
+        let shared = crate::VolumeKind::Docker(crate::volume::DockerVolumeConfiguration {
+            scope: crate::volume::VolumeScope::Shared,
+            ..Default::default()
+        });
+        t.volumes.push(Volume::new("pg", shared));
+        assert_eq!(t.docker_volume_name(&t.volumes[1]), "pg");
     }
 
     #[test]

@@ -71,6 +71,11 @@ pub struct Volume {
     pub failures: u32,
     /// Do not retry the removal before this time.
     pub retry_at: Option<DateTime<Utc>>,
+    /// The Docker volume's name, chosen when its create is issued (volumes berth makes).
+    /// Absent in records of berths before it, whose volumes have the older name
+    /// ([`crate::Task::docker_volume_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_name: Option<String>,
 }
 
 impl Volume {
@@ -85,6 +90,7 @@ impl Volume {
             error: None,
             failures: 0,
             retry_at: None,
+            docker_name: None,
         }
     }
 

@@ -285,7 +285,17 @@ impl Draft {
             container.desired_status = c.desired_status;
             containers.push(container);
         }
-        let volumes = self.volumes.into_iter().map(|v| v.volume).collect();
+        let volumes = self
+            .volumes
+            .into_iter()
+            .map(|v| {
+                let mut volume = v.volume;
+                if volume.managed_by_task() {
+                    volume.docker_name = Some(crate::task::task_volume_name(&arn, &volume.name));
+                }
+                volume
+            })
+            .collect();
         let mut task = Task::new(arn, family, version, containers, volumes);
         task.network_mode = self.network_mode;
         task.raise_desired_status(self.desired_status);

@@ -102,9 +102,14 @@ fn issued(task: &mut Task, op: &Op) {
                 }
             }
         }
-        Op::Volume { volume, .. } => {
+        Op::Volume { volume, action } => {
+            let arn = task.arn.clone();
             if let Some(v) = task.volumes.iter_mut().find(|v| &v.name == volume) {
                 v.in_flight = true;
+                // Named before the create is sent (and saved with the round), as containers are.
+                if *action == VolumeAction::Create && v.managed_by_task() && v.docker_name.is_none() {
+                    v.docker_name = Some(crate::task::task_volume_name(&arn, &v.name));
+                }
             }
         }
         Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => {}
