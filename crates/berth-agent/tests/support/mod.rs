@@ -156,9 +156,15 @@ impl Api {
 
     /// Poll `GET /v1/tasks/{arn}` until its KnownStatus is `status` (30 s at most).
     pub async fn wait_known(&self, arn: &str, status: &str) -> Value {
+        self.wait_known_within(arn, status, Duration::from_secs(30)).await
+    }
+
+    /// Poll `GET /v1/tasks/{arn}` until its KnownStatus is `status`, `patience` at most.
+    pub async fn wait_known_within(&self, arn: &str, status: &str, patience: Duration) -> Value {
         let path = format!("/v1/tasks/{}", encode(arn));
         let mut last = Value::Null;
-        for _ in 0..300 {
+        let deadline = tokio::time::Instant::now() + patience;
+        while tokio::time::Instant::now() < deadline {
             let answer = self.get(&path).await;
             if answer.status == 200 {
                 last = answer.json();
@@ -168,7 +174,7 @@ impl Api {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("task {arn} never reached {status}; last: {last}");
+        panic!("task {arn} never reached {status} in {patience:?}; last: {last}");
     }
 }
 
