@@ -7,8 +7,10 @@
 //! 3. a bare `containerDefinitions` array (family from [`ParseOptions::family`]);
 //! 4. the seed's task payload (`arn`, `family`, `version`, `desiredStatus`, `containers`).
 //!
-//! Everything is checked before anything starts; an invalid task yields every error found,
-//! each naming its JSON path, and nothing else. `null` means absent.
+//! Everything is checked before anything starts; an invalid task yields the errors found
+//! (the first [`MAX_ERRORS`], and how many more), each naming its JSON path, and nothing
+//! else. `null` means absent. Every list and string has a limit (the `MAX_*` constants
+//! below).
 //!
 //! Decisions where the SPEC is silent (the rules of each part are documented with it:
 //! the reader, the ECS shapes, the seed payload, image references, validation):
@@ -39,8 +41,8 @@ use std::fmt;
 // Limits. Every list and string of a task definition has one, checked while reading: a
 // list over its limit is one error naming the list's path (its items are not read, so the
 // work and the errors stay bounded), a string over its limit one error naming the
-// string's path. The values are far above what real task definitions use (ECS refuses a
-// task definition over 64 KiB in all) and bound what one task can make berth hold.
+// string's path. The values are far above what real task definitions use and bound what
+// one task can make berth hold and pass on to Docker.
 
 /// Largest input accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
@@ -51,7 +53,7 @@ pub const MAX_VOLUMES: usize = 100;
 /// Longest container (and family, and volume) name.
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest string anywhere a tighter limit does not apply (image, paths, environment
-/// values, hostnames, map keys, ...), in bytes: the size of a whole ECS task definition.
+/// values, hostnames, map keys, ...), in bytes.
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Most environment entries in one container.
 pub const MAX_ENVIRONMENT: usize = 1000;
