@@ -1,5 +1,6 @@
 //! API behaviour that needs control over Docker (the in-memory fake): an ambiguous short
-//! docker id, and the task sweep and image cleanup showing in the metrics.
+//! docker id, the task sweep and image cleanup showing in the metrics, and the caps on
+//! the errors and warnings of a submission.
 
 mod support;
 
@@ -81,5 +82,46 @@ async fn the_sweep_and_image_cleanup_show_in_the_metrics() {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(cycles >= 1.0, "image cleanup ran: {metrics}");
+    agent.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_with_50000_errors_lists_100_and_counts_the_rest() {
+    // The default body limit (the tests' configuration has a smaller one).
+    let (agent, api, _fake, _dir) = agent_on_fake(|c| c.body_limit = 1024 * 1024).await;
+    // 50 containers of 1,000 environment entries with an invalid name each.
+    let containers: Vec<serde_json::Value> = (0..50)
+        .map(|i| {
+            let env: Vec<serde_json::Value> = (0..1000).map(|_| serde_json::json!({"name": "="})).collect();
+            serde_json::json!({"name": format!("c{i}"), "image": "busybox", "environment": env})
+        })
+        .collect();
+    let body = serde_json::json!({"family": "many", "containerDefinitions": containers}).to_string();
+    assert!(body.len() < 1024 * 1024, "within the body limit: {} bytes", body.len());
+    let answer = api.post("/v1/tasks", body, None).await;
+    assert_eq!(answer.status, 400, "{}", &answer.text[..answer.text.len().min(500)]);
+    let json = answer.json();
+    assert_eq!(json["Code"], "InvalidTask");
+    assert_eq!(json["Errors"].as_array().map(Vec::len), Some(100));
+    assert_eq!(json["ErrorsOmitted"], 49_900);
+    assert_eq!(json["Errors"][0]["Path"], "containerDefinitions[0].environment[0].name");
+    assert_eq!(
+        json["Message"],
+        "invalid task definition: containerDefinitions[0].environment[0].name: \"=\" is not a valid environment \
+         variable name (and 99 more in Errors), and 49900 more not listed (ErrorsOmitted)"
+    );
+    assert!(answer.text.len() < 20_000, "the answer stays small: {} bytes", answer.text.len());
+
+    // Warnings: 20,000 unknown keys, accepted with the first 100 listed.
+    let mut container = serde_json::json!({"name": "main", "image": "busybox:latest", "command": ["sleep", "60"]});
+    if let Some(c) = container.as_object_mut() {
+        c.extend((0..20_000).map(|i| (format!("unknown{i}"), serde_json::json!(1))));
+    }
+    let body = serde_json::json!({"family": "noisy", "containerDefinitions": [container]}).to_string();
+    let answer = api.post("/v1/tasks", body, None).await;
+    assert_eq!(answer.status, 201, "{}", &answer.text[..answer.text.len().min(500)]);
+    let json = answer.json();
+    assert_eq!(json["Warnings"].as_array().map(Vec::len), Some(100));
+    assert_eq!(json["WarningsOmitted"], 19_900);
     agent.shutdown().await.expect("shutdown");
 }

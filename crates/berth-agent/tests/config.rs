@@ -364,6 +364,13 @@ fn bad_values_name_file_and_key() {
         ("host.allow_privileged = \"yes\"", "host.allow_privileged", "expected a boolean, found a string"),
         ("host.allowed_host_paths = [\"rel/path\"]", "host.allowed_host_paths", "not absolute"),
         ("host.allowed_host_paths = \"/srv\"", "host.allowed_host_paths", "expected an array"),
+        ("host.allowed_capabilities = \"SYS_ADMIN\"", "host.allowed_capabilities", "expected an array of strings"),
+        ("host.allowed_tmpfs_options = [\"noexec\"]", "host.allowed_tmpfs_options", "expected exec, suid or dev"),
+        ("host.ulimit_max = { bogus = 1 }", "host.ulimit_max", "unknown ulimit \"bogus\""),
+        ("host.ulimit_max = { nofile = -5 }", "host.ulimit_max", "is not a limit"),
+        ("host.log_max_size = \"ten\"", "host.log_max_size", "invalid size \"ten\""),
+        ("host.log_max_file = 0", "host.log_max_file", "at least 1"),
+        ("host.pids_limit = -1", "host.pids_limit", "must not be negative"),
         ("image_cleanup.per_cycle = -1", "image_cleanup.per_cycle", "must not be negative"),
         ("image_cleanup.per_cycle = 0", "image_cleanup.per_cycle", "at least 1"),
         ("timeouts.create = \"0s\"", "timeouts.create", "must be more than 0"),
@@ -698,4 +705,36 @@ fn every_setting_has_its_variable() {
         assert!(doc.contains(&format!("`{leaf}`")), "the doc lacks the key {key}");
         assert!(doc.contains(&env_var(key)), "the doc lacks {}", env_var(key));
     }
+}
+
+#[test]
+fn host_policy_lists_bounds_and_limits_load_from_the_file_and_the_environment() {
+    let c = load_text(
+        "[host]\nallowed_capabilities = [\"SYS_ADMIN\", \"cap_net_admin\"]\nallowed_tmpfs_options = [\"EXEC\"]\n\
+         pids_limit = 0\nlog_max_size = \"\"\n[host.ulimit_max]\nmemlock = -1\nnofile = 4096\n",
+    )
+    .expect("host settings");
+    assert_eq!(c.host.allowed_capabilities, ["SYS_ADMIN", "cap_net_admin"]);
+    assert_eq!(c.host.allowed_tmpfs_options, ["exec"]);
+    assert_eq!(c.host.ulimit_max.get("memlock"), Some(&-1));
+    assert_eq!(c.host.ulimit_max.get("nofile"), Some(&4096));
+    assert_eq!(c.host.ulimit_max.get("rtprio"), Some(&0), "defaults not named stay");
+    let limits = c.host.container_limits();
+    assert_eq!((limits.pids_limit, limits.log_rotation), (None, None), "0 and empty switch them off");
+    let defaults = HostPolicy::default().container_limits();
+    assert_eq!(defaults.pids_limit, Some(4096));
+    assert_eq!(defaults.log_rotation.map(|r| (r.max_size, r.max_file)), Some(("10m".to_string(), 5)));
+
+    let c = load(
+        None,
+        &env(&[
+            ("BERTH_HOST_ALLOWED_SHARED_VOLUMES", "pgdata, cache"),
+            ("BERTH_HOST_ULIMIT_MAX", "rtprio=10,nice=-1"),
+            ("BERTH_HOST_REQUIRE_MEMORY", "yes"),
+        ]),
+    )
+    .expect("environment");
+    assert_eq!(c.host.allowed_shared_volumes, ["pgdata", "cache"]);
+    assert_eq!((c.host.ulimit_max.get("rtprio"), c.host.ulimit_max.get("nice")), (Some(&10), Some(&-1)));
+    assert!(c.host.require_memory);
 }

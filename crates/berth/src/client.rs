@@ -145,16 +145,20 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// An error answer: `{"Code", "Message", "Errors", "Warnings"}` (the code, for programs,
-/// is not shown).
+/// An error answer: `{"Code", "Message", "Errors", "ErrorsOmitted", "Warnings",
+/// "WarningsOmitted"}` (the code, for programs, is not shown).
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// What was wrong.
     pub message: String,
     /// Validation errors, `path: message`.
     pub errors: Vec<String>,
+    /// How many errors the daemon left out of `errors`.
+    pub errors_omitted: u64,
     /// Warnings that came with them, `path: message`.
     pub warnings: Vec<String>,
+    /// How many warnings the daemon left out of `warnings`.
+    pub warnings_omitted: u64,
     /// A hint of the client's own.
     pub hint: Option<String>,
 }
@@ -170,7 +174,14 @@ impl ApiError {
             let body = body.trim();
             if body.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {body}") }
         });
-        ApiError { message, errors: issues(&json["Errors"]), warnings: issues(&json["Warnings"]), hint: None }
+        ApiError {
+            message,
+            errors: issues(&json["Errors"]),
+            errors_omitted: json["ErrorsOmitted"].as_u64().unwrap_or(0),
+            warnings: issues(&json["Warnings"]),
+            warnings_omitted: json["WarningsOmitted"].as_u64().unwrap_or(0),
+            hint: None,
+        }
     }
 }
 
@@ -191,8 +202,14 @@ impl fmt::Display for ApiError {
         for e in &self.errors {
             write!(f, "\n  {e}")?;
         }
+        if self.errors_omitted > 0 {
+            write!(f, "\n  ... and {} more errors", self.errors_omitted)?;
+        }
         for w in &self.warnings {
             write!(f, "\n  warning: {w}")?;
+        }
+        if self.warnings_omitted > 0 {
+            write!(f, "\n  warning: ... and {} more warnings", self.warnings_omitted)?;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n{hint}")?;
@@ -502,6 +519,14 @@ mod tests {
             "Warnings":[{"Path":"","Message":"odd"}]}"#;
         let e = ApiError::from_answer(StatusCode::BAD_REQUEST, body);
         assert_eq!(e.to_string(), "invalid task definition\n  a.b: bad\n  c: worse\n  warning: odd");
+        let capped = br#"{"Code":"InvalidTask","Message":"invalid task definition: a.b: bad",
+            "Errors":[{"Path":"a.b","Message":"bad"}],"ErrorsOmitted":7,
+            "Warnings":[{"Path":"","Message":"odd"}],"WarningsOmitted":2}"#;
+        let e = ApiError::from_answer(StatusCode::BAD_REQUEST, capped);
+        assert_eq!(
+            e.to_string(),
+            "invalid task definition\n  a.b: bad\n  ... and 7 more errors\n  warning: odd\n  warning: ... and 2 more warnings"
+        );
         let e = ApiError::from_answer(StatusCode::BAD_GATEWAY, b"nope");
         assert_eq!(e.to_string(), "HTTP 502 Bad Gateway: nope");
     }

@@ -127,3 +127,21 @@ fn usage_errors_exit_2() {
     let out = berth(&["frobnicate"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_file_with_50000_errors_lists_100_and_counts_the_rest() {
+    let dir = tempfile::Builder::new().prefix("berth-validate-cap-").tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // 50 containers of 1,000 environment entries with an invalid name each.
+    let env = vec![r#"{"name":"="}"#; 1000].join(",");
+    let containers: Vec<String> =
+        (0..50).map(|i| format!(r#"{{"name":"c{i}","image":"busybox","environment":[{env}]}}"#)).collect();
+    let file = dir.path().join("many.json");
+    std::fs::write(&file, format!(r#"{{"family":"many","containerDefinitions":[{}]}}"#, containers.join(",")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = berth(&["validate"], std::slice::from_ref(&file));
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines = section(&text, &file);
+    assert_eq!(lines.iter().filter(|l| l.starts_with("  error: ")).count(), 100, "{text}");
+    assert_eq!(lines.last().copied(), Some("  ... and 49900 more errors"), "{text}");
+}

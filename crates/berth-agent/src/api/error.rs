@@ -1,5 +1,7 @@
 //! Every API error is a JSON body with a status code: `{"Code", "Message"}`, plus the
-//! validation `Errors` (each with its JSON `Path`) and `Warnings` for a refused task.
+//! validation `Errors` (each with its JSON `Path`) and `Warnings` for a refused task: at
+//! most the first 100 of each, with `ErrorsOmitted` and `WarningsOmitted` counting the
+//! others when there are more.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,15 +37,34 @@ pub struct ApiError {
     /// Validation errors, each naming its path.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<IssueView>,
+    /// How many errors there were beyond those in `errors`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub errors_omitted: usize,
     /// Warnings that came with them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<IssueView>,
+    /// How many warnings there were beyond those in `warnings`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub warnings_omitted: usize,
+}
+
+/// For `skip_serializing_if`: the counts of omitted issues are left out when nothing was.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), errors: Vec::new(), warnings: Vec::new() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+            errors_omitted: 0,
+            warnings: Vec::new(),
+            warnings_omitted: 0,
+        }
     }
 
     /// 400.
@@ -73,8 +94,17 @@ impl ApiError {
             code: "InvalidTask",
             message: message.into(),
             errors: errors.iter().map(IssueView::from).collect(),
+            errors_omitted: 0,
             warnings: warnings.iter().map(IssueView::from).collect(),
+            warnings_omitted: 0,
         }
+    }
+
+    /// The same error, saying how many errors and warnings were left out of its lists.
+    pub fn with_omitted(mut self, errors_omitted: usize, warnings_omitted: usize) -> ApiError {
+        self.errors_omitted = errors_omitted;
+        self.warnings_omitted = warnings_omitted;
+        self
     }
 
     /// The status code.

@@ -25,6 +25,14 @@ struct Submitted {
     task: TaskView,
     #[serde(rename = "Warnings", skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<IssueView>,
+    /// Warnings beyond the first 100, which `Warnings` leaves out.
+    #[serde(rename = "WarningsOmitted", skip_serializing_if = "is_zero")]
+    warnings_omitted: usize,
+}
+
+/// For `skip_serializing_if`.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `POST /v1/tasks`: any accepted shape (`?family=` names the family of a bare
@@ -43,8 +51,11 @@ pub async fn submit(
     state.engine.add_task(accepted.task).await?;
     let task = state.engine.task(&arn).await?.ok_or_else(|| ApiError::internal(format!("task {arn} vanished")))?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    let answer =
-        Submitted { task: TaskView::of(&task), warnings: accepted.warnings.iter().map(IssueView::from).collect() };
+    let answer = Submitted {
+        task: TaskView::of(&task),
+        warnings: accepted.warnings.iter().map(IssueView::from).collect(),
+        warnings_omitted: accepted.omitted_warnings,
+    };
     Ok((status, Json(answer)).into_response())
 }
 
@@ -58,26 +69,31 @@ pub fn decode_submission(
     arn_random: u128,
 ) -> Result<input::Accepted, ApiError> {
     let opts = ParseOptions { family: family.map(str::to_string), arn_random };
-    let accepted = input::parse(body, &opts)
-        .map_err(|r| ApiError::invalid_task(summary("invalid task definition", &r.errors), &r.errors, &r.warnings))?;
+    let accepted = input::parse(body, &opts).map_err(|r| {
+        ApiError::invalid_task(summary("invalid task definition", &r.errors, r.omitted_errors), &r.errors, &r.warnings)
+            .with_omitted(r.omitted_errors, r.omitted_warnings)
+    })?;
     let refused = crate::policy::refusals(&accepted.task, &accepted.paths, policy);
     if !refused.is_empty() {
         return Err(ApiError::invalid_task(
-            summary("refused by this berth's host policy", &refused),
+            summary("refused by this berth's host policy", &refused, 0),
             &refused,
             &accepted.warnings,
-        ));
+        )
+        .with_omitted(0, accepted.omitted_warnings));
     }
     Ok(accepted)
 }
 
-/// `heading: <the first issue>` and how many more `Errors` lists.
-fn summary(heading: &str, issues: &[input::Issue]) -> String {
-    match issues {
+/// `heading: <the first issue>`, how many more `Errors` lists, and how many more there
+/// were that it does not (`omitted`, counted in `ErrorsOmitted`).
+fn summary(heading: &str, issues: &[input::Issue], omitted: usize) -> String {
+    let text = match issues {
         [] => heading.to_string(),
         [one] => format!("{heading}: {one}"),
         [first, rest @ ..] => format!("{heading}: {first} (and {} more in Errors)", rest.len()),
-    }
+    };
+    if omitted == 0 { text } else { format!("{text}, and {omitted} more not listed (ErrorsOmitted)") }
 }
 
 /// The query `POST /v1/tasks` takes.

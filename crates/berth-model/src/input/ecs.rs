@@ -19,9 +19,15 @@
 //!   `efsVolumeConfiguration`.
 
 use super::image::image_problem;
-use super::reader::{Field, Obj, Sink, index_path, key_path, quote};
+use super::reader::{Field, MapLimits, Obj, Sink, index_path, key_path, quote};
 use super::validate::check_name;
-use super::{Draft, DraftContainer, DraftVolume, MAX_CONTAINERS, MAX_ENVIRONMENT};
+use super::{
+    Draft, DraftContainer, DraftVolume, MAX_CAPABILITIES, MAX_COMMAND_BYTES, MAX_COMMAND_ITEMS, MAX_CONTAINERS,
+    MAX_DEPENDS_ON, MAX_DEVICE_PERMISSIONS, MAX_DEVICES, MAX_DNS_ENTRIES, MAX_DRIVER_OPTIONS, MAX_ENVIRONMENT,
+    MAX_ENVIRONMENT_FILES, MAX_EXTRA_HOSTS, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, MAX_LINKS,
+    MAX_MOUNT_POINTS, MAX_PORT_MAPPINGS, MAX_SECRETS, MAX_SECURITY_OPTIONS, MAX_SYSTEM_CONTROLS, MAX_TMPFS,
+    MAX_TMPFS_MOUNT_OPTIONS, MAX_ULIMITS, MAX_VOLUMES, MAX_VOLUMES_FROM,
+};
 use crate::container::{
     ContainerSpec, Dependency, DependencyCondition, Device, ExtraHost, HONOURED_LOG_DRIVERS, HealthCheck, Link,
     LinuxParameters, LogConfiguration, MountPoint, PortMapping, Protocol, Secret, Tmpfs, ULIMIT_NAMES, Ulimit,
@@ -31,6 +37,7 @@ use crate::status::ContainerStatus;
 use crate::task::NetworkMode;
 use crate::volume::{DockerVolumeConfiguration, Volume, VolumeKind, VolumeScope};
 use std::collections::BTreeMap;
+use thin_vec::ThinVec;
 
 /// Most CPU shares the kernel takes.
 const MAX_CPU_SHARES: u64 = 262_144;
@@ -82,6 +89,10 @@ const CONTAINER_NOT_ACTED_ON: [&str; 10] = [
 
 /// Volume kinds berth accepts with a warning and refuses when the task runs.
 const UNSUPPORTED_VOLUME_KINDS: [&str; 2] = ["efsVolumeConfiguration", "fsxWindowsFileServerVolumeConfiguration"];
+
+/// The limits of `dockerLabels` (and of a Docker volume's `labels`).
+const LABEL_LIMITS: MapLimits =
+    MapLimits { entries: MAX_LABELS, key_bytes: MAX_LABEL_KEY_BYTES, value_bytes: MAX_LABEL_VALUE_BYTES };
 
 /// How the container definitions of a shape differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +164,7 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
         o.ignored(key, "read-only field of describe-task-definition output, ignored", s);
     }
     read_containers(o.field("containerDefinitions"), Flavor::Ecs, &mut d, s);
-    d.volumes = read_volumes(o.field("volumes"), s);
+    read_volumes(o.field("volumes"), &mut d, s);
     o.finish(s);
     d
 }
@@ -192,7 +203,7 @@ pub(crate) fn read_containers(f: Option<Field<'_>>, flavor: Flavor, d: &mut Draf
         d.containers_read = false;
         return;
     }
-    for item in f.array(s) {
+    for item in f.array(MAX_CONTAINERS, s) {
         if let Some(c) = read_container(&item, flavor, s) {
             d.containers.push(c);
         }
@@ -213,8 +224,8 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
         }
         spec.image = image;
     }
-    spec.command = o.strings("command", s);
-    spec.entry_point = o.strings("entryPoint", s);
+    spec.command = read_command(&mut o, "command", s);
+    spec.entry_point = read_command(&mut o, "entryPoint", s);
     spec.cpu = o.unsigned("cpu", 0, MAX_CPU_SHARES, s).unwrap_or(0);
     spec.memory = o.unsigned("memory", 0, MAX_MIB, s).filter(|&m| m > 0);
     spec.memory_reservation = o.unsigned("memoryReservation", 0, MAX_MIB, s).filter(|&m| m > 0);
@@ -224,7 +235,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
         Flavor::Seed => read_environment_map(&mut o, s),
     };
     spec.environment_files = o
-        .array("environmentFiles", s)
+        .array("environmentFiles", MAX_ENVIRONMENT_FILES, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
@@ -235,7 +246,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
         })
         .collect();
     spec.secrets = o
-        .array("secrets", s)
+        .array("secrets", MAX_SECRETS, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
@@ -245,9 +256,9 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
             Some(Secret { name: name?, value_from: value_from? })
         })
         .collect();
-    spec.links = o.array("links", s).iter().filter_map(|f| read_link(f, s)).collect();
+    spec.links = o.array("links", MAX_LINKS, s).iter().filter_map(|f| read_link(f, s)).collect();
     spec.volumes_from = o
-        .array("volumesFrom", s)
+        .array("volumesFrom", MAX_VOLUMES_FROM, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
@@ -258,7 +269,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
         })
         .collect();
     spec.mount_points = o
-        .array("mountPoints", s)
+        .array("mountPoints", MAX_MOUNT_POINTS, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
@@ -269,29 +280,25 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
             Some(MountPoint { source_volume: source?, container_path: path?, read_only })
         })
         .collect();
-    spec.port_mappings = o.array("portMappings", s).iter().filter_map(|f| read_port_mapping(f, s)).collect();
-    spec.docker_labels = o.string_map("dockerLabels", s);
-    for key in spec.docker_labels.keys() {
-        if key.starts_with("berth.") {
-            s.error(&key_path(&o.path_of("dockerLabels"), key), "labels under \"berth.\" are reserved for berth");
-        }
-    }
+    spec.port_mappings =
+        o.array("portMappings", MAX_PORT_MAPPINGS, s).iter().filter_map(|f| read_port_mapping(f, s)).collect();
+    spec.docker_labels = o.string_map("dockerLabels", LABEL_LIMITS, s);
     spec.working_directory = o.non_empty_string("workingDirectory", s);
     spec.user = o.non_empty_string("user", s);
     spec.hostname = o.non_empty_string("hostname", s);
     spec.stop_timeout = o.unsigned("stopTimeout", 0, MAX_SECONDS, s);
     spec.health_check = o.object("healthCheck", s).map(|h| Box::new(read_health_check(h, s)));
     let mut depends_on_paths = Vec::new();
-    for f in o.array("dependsOn", s) {
+    for f in o.array("dependsOn", MAX_DEPENDS_ON, s) {
         if let Some(dep) = read_dependency(&f, s) {
             spec.depends_on.push(dep);
             depends_on_paths.push(f.path);
         }
     }
-    spec.ulimits = o.array("ulimits", s).iter().filter_map(|f| read_ulimit(f, s)).collect();
+    spec.ulimits = o.array("ulimits", MAX_ULIMITS, s).iter().filter_map(|f| read_ulimit(f, s)).collect();
     spec.readonly_root_filesystem = o.boolean("readonlyRootFilesystem", s).unwrap_or(false);
     spec.extra_hosts = o
-        .array("extraHosts", s)
+        .array("extraHosts", MAX_EXTRA_HOSTS, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
@@ -301,12 +308,12 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
             Some(ExtraHost { hostname: hostname?, ip_address: ip_address? })
         })
         .collect();
-    spec.dns_servers = o.strings("dnsServers", s);
-    spec.dns_search_domains = o.strings("dnsSearchDomains", s);
+    spec.dns_servers = o.strings("dnsServers", MAX_DNS_ENTRIES, s);
+    spec.dns_search_domains = o.strings("dnsSearchDomains", MAX_DNS_ENTRIES, s);
     spec.linux_parameters = o.object("linuxParameters", s).map(|l| read_linux_parameters(l, s)).unwrap_or_default();
     spec.privileged = o.boolean("privileged", s).unwrap_or(false);
-    spec.docker_security_options = o.strings("dockerSecurityOptions", s);
-    for f in o.array("systemControls", s) {
+    spec.docker_security_options = o.strings("dockerSecurityOptions", MAX_SECURITY_OPTIONS, s);
+    for f in o.array("systemControls", MAX_SYSTEM_CONTROLS, s) {
         let Some(mut e) = f.object(s) else { continue };
         let namespace = e.required_string("namespace", s);
         let value = e.required_string("value", s);
@@ -339,13 +346,7 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
 fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let Some(f) = o.field("environment") else { return env };
-    if let serde_json::Value::Array(items) = f.value
-        && items.len() > MAX_ENVIRONMENT
-    {
-        s.error(&f.path, format!("{} entries, more than the limit of {MAX_ENVIRONMENT}", items.len()));
-        return env;
-    }
-    for item in f.array(s) {
+    for item in f.array(MAX_ENVIRONMENT, s) {
         let Some(mut e) = item.object(s) else { continue };
         let name = e.required_string("name", s);
         let value = e.string("value", s).unwrap_or_default();
@@ -364,13 +365,7 @@ fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, Stri
 /// Seed `environment`: `{"KEY": "value"}`.
 fn read_environment_map(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
     let Some(f) = o.field("environment") else { return BTreeMap::new() };
-    if let serde_json::Value::Object(map) = f.value
-        && map.len() > MAX_ENVIRONMENT
-    {
-        s.error(&f.path, format!("{} entries, more than the limit of {MAX_ENVIRONMENT}", map.len()));
-        return BTreeMap::new();
-    }
-    let mut env = f.string_map(s);
+    let mut env = f.string_map(MapLimits::entries(MAX_ENVIRONMENT), s);
     env.retain(|name, _| env_name_ok(&key_path(&f.path, name), name, s));
     env
 }
@@ -382,6 +377,18 @@ fn env_name_ok(path: &str, name: &str, s: &mut Sink) -> bool {
         s.error(path, format!("{} is not a valid environment variable name", quote(name)));
     }
     ok
+}
+
+/// A `command`, `entryPoint` or health-check `command`: at most [`MAX_COMMAND_ITEMS`]
+/// strings of at most [`MAX_COMMAND_BYTES`] together (empty when over).
+fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> ThinVec<String> {
+    let items = o.strings(key, MAX_COMMAND_ITEMS, s);
+    let total: usize = items.iter().map(String::len).sum();
+    if total > MAX_COMMAND_BYTES {
+        s.error(&o.path_of(key), format!("{total} bytes in all, more than the limit of {MAX_COMMAND_BYTES}"));
+        return ThinVec::new();
+    }
+    items
 }
 
 /// A `links` entry, `name[:alias]`.
@@ -432,7 +439,7 @@ fn read_port_mapping(f: &Field<'_>, s: &mut Sink) -> Option<PortMapping> {
 
 /// `healthCheck`.
 fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> HealthCheck {
-    let command = o.strings("command", s);
+    let command = read_command(&mut o, "command", s);
     let command_path = o.path_of("command");
     let check = HealthCheck {
         interval: o.unsigned("interval", 0, MAX_SECONDS, s),
@@ -515,14 +522,14 @@ fn read_ulimit(f: &Field<'_>, s: &mut Sink) -> Option<Ulimit> {
 fn read_linux_parameters(mut o: Obj<'_>, s: &mut Sink) -> LinuxParameters {
     let mut lp = LinuxParameters::default();
     if let Some(mut caps) = o.object("capabilities", s) {
-        lp.capabilities_add = caps.strings("add", s);
-        lp.capabilities_drop = caps.strings("drop", s);
+        lp.capabilities_add = caps.strings("add", MAX_CAPABILITIES, s);
+        lp.capabilities_drop = caps.strings("drop", MAX_CAPABILITIES, s);
         caps.finish(s);
     }
     lp.init_process_enabled = o.boolean("initProcessEnabled", s).unwrap_or(false);
     lp.shared_memory_size = o.unsigned("sharedMemorySize", 0, MAX_MIB, s);
     lp.tmpfs = o
-        .array("tmpfs", s)
+        .array("tmpfs", MAX_TMPFS, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
@@ -531,20 +538,20 @@ fn read_linux_parameters(mut o: Obj<'_>, s: &mut Sink) -> LinuxParameters {
             if !e.has("size") {
                 s.error(&e.path_of("size"), "required field is missing");
             }
-            let mount_options = e.strings("mountOptions", s);
+            let mount_options = e.strings("mountOptions", MAX_TMPFS_MOUNT_OPTIONS, s);
             e.finish(s);
             Some(Tmpfs { container_path: path?, size: size?, mount_options })
         })
         .collect();
     lp.devices = o
-        .array("devices", s)
+        .array("devices", MAX_DEVICES, s)
         .iter()
         .filter_map(|f| {
             let mut e = f.object(s)?;
             let host_path = e.required_string("hostPath", s);
             let container_path = e.non_empty_string("containerPath", s);
             let permissions_path = e.path_of("permissions");
-            let permissions = e.strings("permissions", s);
+            let permissions = e.strings("permissions", MAX_DEVICE_PERMISSIONS, s);
             for (i, p) in permissions.iter().enumerate() {
                 if !matches!(p.as_str(), "read" | "write" | "mknod") {
                     s.error(
@@ -568,7 +575,7 @@ fn read_linux_parameters(mut o: Obj<'_>, s: &mut Sink) -> LinuxParameters {
 fn read_log_configuration(mut o: Obj<'_>, s: &mut Sink) -> Option<LogConfiguration> {
     let driver_path = o.path_of("logDriver");
     let driver = o.required_string("logDriver", s);
-    let options = o.string_map("options", s);
+    let options = o.string_map("options", MapLimits::entries(MAX_DRIVER_OPTIONS), s);
     o.ignored("secretOptions", "log driver secrets are not acted on by berth", s);
     o.finish(s);
     let driver = driver?;
@@ -583,10 +590,12 @@ fn read_log_configuration(mut o: Obj<'_>, s: &mut Sink) -> Option<LogConfigurati
     }
 }
 
-/// The task's volumes (every shape).
-pub(crate) fn read_volumes(f: Option<Field<'_>>, s: &mut Sink) -> Vec<DraftVolume> {
-    let Some(f) = f else { return Vec::new() };
-    f.array(s).iter().filter_map(|f| read_volume(f, s)).collect()
+/// The task's volumes (every shape), into `d.volumes` (`d.volumes_read` false when the
+/// array could not be read as a whole).
+pub(crate) fn read_volumes(f: Option<Field<'_>>, d: &mut Draft, s: &mut Sink) {
+    let Some(f) = f else { return };
+    d.volumes_read = matches!(f.value, serde_json::Value::Array(items) if items.len() <= MAX_VOLUMES);
+    d.volumes = f.array(MAX_VOLUMES, s).iter().filter_map(|f| read_volume(f, s)).collect();
 }
 
 /// One task volume.
@@ -660,8 +669,8 @@ fn read_docker_volume(mut o: Obj<'_>, s: &mut Sink) -> Option<DockerVolumeConfig
         scope,
         autoprovision,
         driver: o.non_empty_string("driver", s),
-        driver_opts: o.string_map("driverOpts", s),
-        labels: o.string_map("labels", s),
+        driver_opts: o.string_map("driverOpts", MapLimits::entries(MAX_DRIVER_OPTIONS), s),
+        labels: o.string_map("labels", LABEL_LIMITS, s),
     };
     o.finish(s);
     ok.then_some(cfg)

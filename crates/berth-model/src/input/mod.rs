@@ -7,8 +7,10 @@
 //! 3. a bare `containerDefinitions` array (family from [`ParseOptions::family`]);
 //! 4. the seed's task payload (`arn`, `family`, `version`, `desiredStatus`, `containers`).
 //!
-//! Everything is checked before anything starts; an invalid task yields every error found,
-//! each naming its JSON path, and nothing else. `null` means absent.
+//! Everything is checked before anything starts; an invalid task yields the errors found
+//! (the first [`MAX_ERRORS`], and how many more), each naming its JSON path, and nothing
+//! else. `null` means absent. Every list and string has a limit (the `MAX_*` constants
+//! below).
 //!
 //! Decisions where the SPEC is silent (the rules of each part are documented with it:
 //! the reader, the ECS shapes, the seed payload, image references, validation):
@@ -26,6 +28,8 @@ mod reader;
 mod seed;
 mod validate;
 
+pub use validate::EVENT_ATTRIBUTES;
+
 use crate::container::{Container, ContainerSpec};
 use crate::status::{ContainerStatus, TaskStatus};
 use crate::task::{NetworkMode, Task, generated_arn};
@@ -34,14 +38,79 @@ use reader::{Field, Obj, Sink, describe};
 use serde_json::Value;
 use std::fmt;
 
+// Limits. Every list and string of a task definition has one, checked while reading: a
+// list over its limit is one error naming the list's path (its items are not read, so the
+// work and the errors stay bounded), a string over its limit one error naming the
+// string's path. The values are far above what real task definitions use and bound what
+// one task can make berth hold and pass on to Docker.
+
 /// Largest input accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
 /// Most containers in one task.
 pub const MAX_CONTAINERS: usize = 100;
-/// Longest container (and family) name.
+/// Most volumes in one task (as many as containers: each is a name and a few settings).
+pub const MAX_VOLUMES: usize = 100;
+/// Longest container (and family, and volume) name.
 pub const MAX_NAME_LEN: usize = 255;
+/// Longest string anywhere a tighter limit does not apply (image, paths, environment
+/// values, hostnames, map keys, ...), in bytes.
+pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Most environment entries in one container.
 pub const MAX_ENVIRONMENT: usize = 1000;
+/// Most `environmentFiles` of one container (ECS's own limit).
+pub const MAX_ENVIRONMENT_FILES: usize = 10;
+/// Most `secrets` of one container.
+pub const MAX_SECRETS: usize = 1000;
+/// Most items of a container's `command` or `entryPoint`, or of a health check's
+/// `command`.
+pub const MAX_COMMAND_ITEMS: usize = 1000;
+/// Most bytes of a `command`, `entryPoint` or health-check `command`, all items together
+/// (Linux refuses a single argument over 128 KiB).
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Most `portMappings` of one container.
+pub const MAX_PORT_MAPPINGS: usize = 100;
+/// Most `mountPoints` of one container.
+pub const MAX_MOUNT_POINTS: usize = 100;
+/// Most `volumesFrom` entries of one container.
+pub const MAX_VOLUMES_FROM: usize = 100;
+/// Most `links` of one container.
+pub const MAX_LINKS: usize = 100;
+/// Most `dependsOn` entries of one container.
+pub const MAX_DEPENDS_ON: usize = 100;
+/// Most `dockerLabels` of one container (and labels of one Docker volume).
+pub const MAX_LABELS: usize = 1000;
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY_BYTES: usize = 1024;
+/// Longest label value, in bytes. Docker copies every label into every event of the
+/// container, so labels are kept small.
+pub const MAX_LABEL_VALUE_BYTES: usize = 4096;
+/// Most `ulimits` of one container (there are 15 names).
+pub const MAX_ULIMITS: usize = 50;
+/// Most `extraHosts` of one container.
+pub const MAX_EXTRA_HOSTS: usize = 100;
+/// Most `dnsServers`, and most `dnsSearchDomains`, of one container.
+pub const MAX_DNS_ENTRIES: usize = 20;
+/// Most `dockerSecurityOptions` of one container.
+pub const MAX_SECURITY_OPTIONS: usize = 20;
+/// Most `systemControls` of one container.
+pub const MAX_SYSTEM_CONTROLS: usize = 100;
+/// Most capabilities in `linuxParameters.capabilities.add`, and in `drop`.
+pub const MAX_CAPABILITIES: usize = 100;
+/// Most `linuxParameters.devices` of one container.
+pub const MAX_DEVICES: usize = 100;
+/// Most `permissions` of one device (there are three).
+pub const MAX_DEVICE_PERMISSIONS: usize = 10;
+/// Most `linuxParameters.tmpfs` mounts of one container.
+pub const MAX_TMPFS: usize = 100;
+/// Most `mountOptions` of one tmpfs mount (ECS knows about 40).
+pub const MAX_TMPFS_MOUNT_OPTIONS: usize = 50;
+/// Most `logConfiguration.options` of one container, and `driverOpts` of one Docker
+/// volume.
+pub const MAX_DRIVER_OPTIONS: usize = 100;
+/// Most errors a rejection lists; the rest are counted ([`Rejected::omitted_errors`]).
+pub const MAX_ERRORS: usize = 100;
+/// Most warnings listed; the rest are counted (`omitted_warnings`).
+pub const MAX_WARNINGS: usize = 100;
 
 /// What the caller knows beside the JSON itself.
 #[derive(Debug, Clone, Default)]
@@ -73,8 +142,11 @@ impl fmt::Display for Issue {
 pub struct Accepted {
     /// The task, desired RUNNING unless the input says otherwise.
     pub task: Task,
-    /// Fields berth does not act on, unknown keys, log drivers it replaces.
+    /// Fields berth does not act on, unknown keys, log drivers it replaces: the first
+    /// [`MAX_WARNINGS`].
     pub warnings: Vec<Issue>,
+    /// How many warnings there were beyond those listed.
+    pub omitted_warnings: usize,
     /// Where each container and volume of the task was in the input, so that a later check
     /// (the daemon's host policy) can name the path as the input spells it.
     pub paths: InputPaths,
@@ -102,19 +174,40 @@ impl InputPaths {
     }
 }
 
-/// A task definition berth refused: every error found, plus the warnings.
+/// A task definition berth refused: the errors found, plus the warnings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Rejected {
-    /// What is wrong, each naming its path (invalid JSON: line and column).
+    /// What is wrong, each naming its path (invalid JSON: line and column): the first
+    /// [`MAX_ERRORS`].
     pub errors: Vec<Issue>,
-    /// What berth would not have acted on.
+    /// How many errors there were beyond those listed.
+    pub omitted_errors: usize,
+    /// What berth would not have acted on: the first [`MAX_WARNINGS`].
     pub warnings: Vec<Issue>,
+    /// How many warnings there were beyond those listed.
+    pub omitted_warnings: usize,
+}
+
+impl Rejected {
+    /// A rejection with one error and nothing else.
+    fn one(path: &str, message: String) -> Rejected {
+        Rejected {
+            errors: vec![Issue { path: path.to_string(), message }],
+            omitted_errors: 0,
+            warnings: Vec::new(),
+            omitted_warnings: 0,
+        }
+    }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-        write!(f, "invalid task definition: {}", all.join("; "))
+        write!(f, "invalid task definition: {}", all.join("; "))?;
+        if self.omitted_errors > 0 {
+            write!(f, "; and {} more", self.omitted_errors)?;
+        }
+        Ok(())
     }
 }
 
@@ -125,19 +218,13 @@ impl fmt::Display for Rejected {
 /// one with `containers` is the seed payload. Anything else is refused with one error.
 pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
     if input.len() > MAX_INPUT_BYTES {
-        return Err(Rejected {
-            errors: vec![Issue {
-                path: String::new(),
-                message: format!("input is {} bytes, more than the limit of {MAX_INPUT_BYTES}", input.len()),
-            }],
-            warnings: Vec::new(),
-        });
+        return Err(Rejected::one(
+            "",
+            format!("input is {} bytes, more than the limit of {MAX_INPUT_BYTES}", input.len()),
+        ));
     }
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    let value: Value = serde_json::from_slice(input).map_err(|e| Rejected {
-        errors: vec![Issue { path: String::new(), message: json_error_message(&e) }],
-        warnings: Vec::new(),
-    })?;
+    let value: Value = serde_json::from_slice(input).map_err(|e| Rejected::one("", json_error_message(&e)))?;
     let mut s = Sink::default();
     let draft = match &value {
         Value::Array(_) => Some(ecs::read_bare(Field::new(String::new(), &value), &mut s)),
@@ -164,7 +251,7 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
         }
     };
     let Some(draft) = draft else {
-        return Err(Rejected { errors: s.errors, warnings: s.warnings });
+        return Err(s.into_rejected());
     };
     validate::check_draft(&draft, &mut s);
     let paths = InputPaths {
@@ -173,10 +260,10 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
     };
     let task = draft.into_task(opts, &mut s);
     validate::check_graph(&task, &mut s);
-    if s.errors.is_empty() {
-        Ok(Accepted { task, warnings: s.warnings, paths })
+    if s.has_errors() {
+        Err(s.into_rejected())
     } else {
-        Err(Rejected { errors: s.errors, warnings: s.warnings })
+        Ok(Accepted { task, warnings: s.warnings, omitted_warnings: s.omitted_warnings, paths })
     }
 }
 
@@ -214,6 +301,9 @@ pub(crate) struct Draft {
     pub containers: Vec<DraftContainer>,
     /// The volumes read, in order.
     pub volumes: Vec<DraftVolume>,
+    /// False when the volume array could not be read as a whole (so mount points naming
+    /// its volumes are not reported as dangling).
+    pub volumes_read: bool,
 }
 
 /// A container as read.
@@ -252,6 +342,7 @@ impl Draft {
             containers_read: true,
             containers: Vec::new(),
             volumes: Vec::new(),
+            volumes_read: true,
         }
     }
 
@@ -498,5 +589,457 @@ mod tests {
                 r#"links of "b": no container named "zzz""#,
             ]
         );
+    }
+}
+
+/// The limits of every list, map and string, and the caps on errors and warnings.
+#[cfg(test)]
+mod limit_tests {
+    use super::testing::{accept, opts, reject};
+    use super::*;
+    use serde_json::{Map, json};
+
+    /// A valid register-shape task whose first container gets `extra`; a second container
+    /// "data" and a volume "v" are there for it to refer to.
+    fn with(extra: Value) -> Value {
+        let mut a = json!({"name": "a", "image": "busybox"});
+        if let (Value::Object(a), Value::Object(extra)) = (&mut a, extra) {
+            a.extend(extra);
+        }
+        json!({"family": "f", "volumes": [{"name": "v"}],
+               "containerDefinitions": [a, {"name": "data", "image": "busybox", "essential": false}]})
+    }
+
+    /// `n` items made by `item`.
+    fn list(n: usize, item: impl Fn(usize) -> Value) -> Value {
+        Value::Array((0..n).map(item).collect())
+    }
+
+    /// An object of `n` distinct keys `k0`... with string values.
+    fn map(n: usize) -> Value {
+        Value::Object((0..n).map(|i| (format!("k{i}"), json!("x"))).collect::<Map<_, _>>())
+    }
+
+    /// A string of `n` bytes.
+    fn text(n: usize) -> String {
+        "x".repeat(n)
+    }
+
+    type Build = Box<dyn Fn(usize) -> Value>;
+
+    /// Every list and map limit: (the path of the list, its limit, the task with a list of
+    /// n entries there).
+    fn list_cases() -> Vec<(&'static str, usize, Build)> {
+        vec![
+            (
+                "containerDefinitions",
+                MAX_CONTAINERS,
+                Box::new(
+                    |n| json!({"family": "f", "containerDefinitions": list(n, |i| json!({"name": format!("c{i}"), "image": "busybox"}))}),
+                ),
+            ),
+            (
+                "volumes",
+                MAX_VOLUMES,
+                Box::new(|n| {
+                    let mut t = with(json!({}));
+                    t["volumes"] = list(n, |i| json!({"name": format!("v{i}")}));
+                    t
+                }),
+            ),
+            (
+                "containerDefinitions[0].environment",
+                MAX_ENVIRONMENT,
+                Box::new(|n| with(json!({"environment": list(n, |i| json!({"name": format!("V{i}"), "value": "x"}))}))),
+            ),
+            (
+                "containerDefinitions[0].environmentFiles",
+                MAX_ENVIRONMENT_FILES,
+                Box::new(|n| {
+                    with(
+                        json!({"environmentFiles": list(n, |_| json!({"value": "arn:aws:s3:::b/x.env", "type": "s3"}))}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].secrets",
+                MAX_SECRETS,
+                Box::new(|n| {
+                    with(json!({"secrets": list(n, |i| json!({"name": format!("S{i}"), "valueFrom": "arn:x"}))}))
+                }),
+            ),
+            (
+                "containerDefinitions[0].command",
+                MAX_COMMAND_ITEMS,
+                Box::new(|n| with(json!({"command": list(n, |_| json!("x"))}))),
+            ),
+            (
+                "containerDefinitions[0].entryPoint",
+                MAX_COMMAND_ITEMS,
+                Box::new(|n| with(json!({"entryPoint": list(n, |_| json!("x"))}))),
+            ),
+            (
+                "containerDefinitions[0].healthCheck.command",
+                MAX_COMMAND_ITEMS,
+                Box::new(|n| with(json!({"healthCheck": {"command": list(n, |_| json!("CMD"))}}))),
+            ),
+            (
+                "containerDefinitions[0].portMappings",
+                MAX_PORT_MAPPINGS,
+                Box::new(|n| with(json!({"portMappings": list(n, |i| json!({"containerPort": 1 + i}))}))),
+            ),
+            (
+                "containerDefinitions[0].mountPoints",
+                MAX_MOUNT_POINTS,
+                Box::new(|n| {
+                    with(
+                        json!({"mountPoints": list(n, |i| json!({"sourceVolume": "v", "containerPath": format!("/m{i}")}))}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].volumesFrom",
+                MAX_VOLUMES_FROM,
+                Box::new(|n| with(json!({"volumesFrom": list(n, |_| json!({"sourceContainer": "data"}))}))),
+            ),
+            (
+                "containerDefinitions[0].links",
+                MAX_LINKS,
+                Box::new(|n| with(json!({"links": list(n, |i| json!(format!("data:alias{i}")))}))),
+            ),
+            (
+                "containerDefinitions[0].dependsOn",
+                MAX_DEPENDS_ON,
+                Box::new(|n| {
+                    with(json!({"dependsOn": list(n, |_| json!({"containerName": "data", "condition": "START"}))}))
+                }),
+            ),
+            ("containerDefinitions[0].dockerLabels", MAX_LABELS, Box::new(|n| with(json!({"dockerLabels": map(n)})))),
+            (
+                "containerDefinitions[0].ulimits",
+                MAX_ULIMITS,
+                Box::new(|n| {
+                    with(json!({"ulimits": list(n, |_| json!({"name": "nofile", "softLimit": 1, "hardLimit": 2}))}))
+                }),
+            ),
+            (
+                "containerDefinitions[0].extraHosts",
+                MAX_EXTRA_HOSTS,
+                Box::new(|n| {
+                    with(
+                        json!({"extraHosts": list(n, |i| json!({"hostname": format!("h{i}"), "ipAddress": "10.0.0.1"}))}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].dnsServers",
+                MAX_DNS_ENTRIES,
+                Box::new(|n| with(json!({"dnsServers": list(n, |_| json!("10.0.0.2"))}))),
+            ),
+            (
+                "containerDefinitions[0].dnsSearchDomains",
+                MAX_DNS_ENTRIES,
+                Box::new(|n| with(json!({"dnsSearchDomains": list(n, |_| json!("example.com"))}))),
+            ),
+            (
+                "containerDefinitions[0].dockerSecurityOptions",
+                MAX_SECURITY_OPTIONS,
+                Box::new(|n| with(json!({"dockerSecurityOptions": list(n, |_| json!("no-new-privileges"))}))),
+            ),
+            (
+                "containerDefinitions[0].systemControls",
+                MAX_SYSTEM_CONTROLS,
+                Box::new(|n| {
+                    with(
+                        json!({"systemControls": list(n, |i| json!({"namespace": format!("net.x{i}"), "value": "1"}))}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].linuxParameters.capabilities.add",
+                MAX_CAPABILITIES,
+                Box::new(|n| {
+                    with(json!({"linuxParameters": {"capabilities": {"add": list(n, |_| json!("NET_ADMIN"))}}}))
+                }),
+            ),
+            (
+                "containerDefinitions[0].linuxParameters.capabilities.drop",
+                MAX_CAPABILITIES,
+                Box::new(|n| {
+                    with(json!({"linuxParameters": {"capabilities": {"drop": list(n, |_| json!("NET_RAW"))}}}))
+                }),
+            ),
+            (
+                "containerDefinitions[0].linuxParameters.devices",
+                MAX_DEVICES,
+                Box::new(|n| {
+                    with(json!({"linuxParameters": {"devices": list(n, |_| json!({"hostPath": "/dev/null"}))}}))
+                }),
+            ),
+            (
+                "containerDefinitions[0].linuxParameters.devices[0].permissions",
+                MAX_DEVICE_PERMISSIONS,
+                Box::new(|n| {
+                    with(
+                        json!({"linuxParameters": {"devices": [{"hostPath": "/dev/null", "permissions": list(n, |_| json!("read"))}]}}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].linuxParameters.tmpfs",
+                MAX_TMPFS,
+                Box::new(|n| {
+                    with(
+                        json!({"linuxParameters": {"tmpfs": list(n, |i| json!({"containerPath": format!("/t{i}"), "size": 1}))}}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].linuxParameters.tmpfs[0].mountOptions",
+                MAX_TMPFS_MOUNT_OPTIONS,
+                Box::new(|n| {
+                    with(
+                        json!({"linuxParameters": {"tmpfs": [{"containerPath": "/t", "size": 1, "mountOptions": list(n, |_| json!("rw"))}]}}),
+                    )
+                }),
+            ),
+            (
+                "containerDefinitions[0].logConfiguration.options",
+                MAX_DRIVER_OPTIONS,
+                Box::new(|n| with(json!({"logConfiguration": {"logDriver": "json-file", "options": map(n)}}))),
+            ),
+            (
+                "volumes[0].dockerVolumeConfiguration.driverOpts",
+                MAX_DRIVER_OPTIONS,
+                Box::new(|n| {
+                    let mut t = with(json!({}));
+                    t["volumes"] = json!([{"name": "v", "dockerVolumeConfiguration": {"driverOpts": map(n)}}]);
+                    t
+                }),
+            ),
+            (
+                "volumes[0].dockerVolumeConfiguration.labels",
+                MAX_LABELS,
+                Box::new(|n| {
+                    let mut t = with(json!({}));
+                    t["volumes"] = json!([{"name": "v", "dockerVolumeConfiguration": {"labels": map(n)}}]);
+                    t
+                }),
+            ),
+            (
+                "containers",
+                MAX_CONTAINERS,
+                Box::new(
+                    |n| json!({"family": "f", "containers": list(n, |i| json!({"name": format!("c{i}"), "image": "busybox"}))}),
+                ),
+            ),
+            (
+                "containers[0].environment",
+                MAX_ENVIRONMENT,
+                Box::new(
+                    |n| json!({"family": "f", "containers": [{"name": "a", "image": "busybox", "environment": map(n)}]}),
+                ),
+            ),
+            (
+                "containers[0].portMappings",
+                MAX_PORT_MAPPINGS,
+                Box::new(|n| {
+                    json!({"family": "f", "containers": [{"name": "a", "image": "busybox",
+                       "portMappings": list(n, |i| json!({"containerPort": 1 + i}))}]})
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_list_at_its_limit_is_read_and_one_over_is_one_error_naming_it() {
+        for (path, limit, build) in list_cases() {
+            let at = accept(&build(limit));
+            assert_eq!(at.omitted_warnings, 0, "{path}");
+            let over = limit + 1;
+            let noun = if path == "containerDefinitions" || path == "containers" { "containers" } else { "entries" };
+            assert_eq!(
+                reject(&build(over)),
+                [format!("{path}: {over} {noun}, more than the limit of {limit}")],
+                "{path}"
+            );
+        }
+    }
+
+    /// Every string limit: (the path of the string, its limit in bytes, whether it is a
+    /// key, the task with a string of n bytes there).
+    fn string_cases() -> Vec<(&'static str, usize, bool, Build)> {
+        vec![
+            (
+                "containerDefinitions[0].hostname",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"hostname": text(n)}))),
+            ),
+            (
+                "containerDefinitions[0].workingDirectory",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"workingDirectory": text(n)}))),
+            ),
+            ("containerDefinitions[0].user", MAX_STRING_BYTES, false, Box::new(|n| with(json!({"user": text(n)})))),
+            (
+                "containerDefinitions[0].command[0]",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"command": [text(n)]}))),
+            ),
+            (
+                "containerDefinitions[0].environment[0].value",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"environment": [{"name": "A", "value": text(n)}]}))),
+            ),
+            (
+                "containerDefinitions[0].secrets[0].valueFrom",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"secrets": [{"name": "A", "valueFrom": text(n)}]}))),
+            ),
+            (
+                "containerDefinitions[0].mountPoints[0].containerPath",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"mountPoints": [{"sourceVolume": "v", "containerPath": text(n)}]}))),
+            ),
+            (
+                "containerDefinitions[0].extraHosts[0].hostname",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"extraHosts": [{"hostname": text(n), "ipAddress": "10.0.0.1"}]}))),
+            ),
+            (
+                "containerDefinitions[0].logConfiguration.options.k",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| with(json!({"logConfiguration": {"logDriver": "json-file", "options": {"k": text(n)}}}))),
+            ),
+            (
+                "containerDefinitions[0].dockerLabels.k",
+                MAX_LABEL_VALUE_BYTES,
+                false,
+                Box::new(|n| with(json!({"dockerLabels": {"k": text(n)}}))),
+            ),
+            (
+                "containerDefinitions[0].dockerLabels",
+                MAX_LABEL_KEY_BYTES,
+                true,
+                Box::new(|n| with(json!({"dockerLabels": {text(n): "v"}}))),
+            ),
+            (
+                "volumes[0].host.sourcePath",
+                MAX_STRING_BYTES,
+                false,
+                Box::new(|n| {
+                    let mut t = with(json!({}));
+                    t["volumes"] = json!([{"name": "v", "host": {"sourcePath": text(n)}}]);
+                    t
+                }),
+            ),
+            (
+                "containers[0].environment",
+                MAX_STRING_BYTES,
+                true,
+                Box::new(
+                    |n| json!({"family": "f", "containers": [{"name": "a", "image": "busybox", "environment": {text(n): "v"}}]}),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_string_at_its_limit_is_read_and_one_byte_over_is_one_error_naming_it() {
+        for (path, limit, is_key, build) in string_cases() {
+            accept(&build(limit));
+            let over = limit + 1;
+            let expected = if is_key {
+                // The key is in the path, quoted and cut.
+                format!("{path}[{:?}...]: key of {over} bytes, more than the limit of {limit}", text(60))
+            } else {
+                format!("{path}: {over} bytes, more than the limit of {limit}")
+            };
+            assert_eq!(reject(&build(over)), [expected], "{path}");
+        }
+        // An image reference too long for any string is refused by that limit alone.
+        assert_eq!(
+            reject(&with(json!({"image": text(70_000)}))),
+            ["containerDefinitions[0].image: 70000 bytes, more than the limit of 65536"]
+        );
+    }
+
+    #[test]
+    fn a_command_is_limited_in_total_too() {
+        let half = MAX_COMMAND_BYTES / 2;
+        for key in ["command", "entryPoint"] {
+            accept(&with(json!({ key: [text(half), text(half)] })));
+            assert_eq!(
+                reject(&with(json!({ key: [text(half), text(half + 1)] }))),
+                [format!("containerDefinitions[0].{key}: 65537 bytes in all, more than the limit of 65536")]
+            );
+        }
+        assert_eq!(
+            reject(&with(json!({"healthCheck": {"command": ["CMD-SHELL", text(MAX_COMMAND_BYTES)]}}))),
+            ["containerDefinitions[0].healthCheck.command: 65545 bytes in all, more than the limit of 65536"]
+        );
+    }
+
+    #[test]
+    fn a_list_over_its_limit_is_not_read() {
+        // 1,001 wrong entries: one error for the list, none for its entries.
+        let t = with(json!({"portMappings": list(1001, |_| json!({"containerPort": "x"}))}));
+        assert_eq!(reject(&t), ["containerDefinitions[0].portMappings: 1001 entries, more than the limit of 100"]);
+    }
+
+    #[test]
+    fn mount_points_are_not_checked_against_volumes_that_were_not_read() {
+        let mut t = with(json!({"mountPoints": [{"sourceVolume": "v0", "containerPath": "/d"}]}));
+        t["volumes"] = list(MAX_VOLUMES + 1, |i| json!({"name": format!("v{i}")}));
+        assert_eq!(reject(&t), ["volumes: 101 entries, more than the limit of 100"]);
+    }
+
+    /// 50 containers with 1,000 environment entries each, every name invalid: 50,000
+    /// errors.
+    fn fifty_thousand_errors() -> Value {
+        let containers = list(
+            50,
+            |i| json!({"name": format!("c{i}"), "image": "busybox", "environment": list(1000, |_| json!({"name": "="}))}),
+        );
+        json!({"family": "f", "containerDefinitions": containers})
+    }
+
+    #[test]
+    fn errors_beyond_the_first_hundred_are_counted_not_kept() {
+        let text = fifty_thousand_errors().to_string();
+        let Err(r) = parse(text.as_bytes(), &opts()) else { panic!("accepted") };
+        assert_eq!(r.errors.len(), MAX_ERRORS);
+        assert_eq!(r.omitted_errors, 50_000 - MAX_ERRORS);
+        assert_eq!(
+            r.errors[0].to_string(),
+            r#"containerDefinitions[0].environment[0].name: "=" is not a valid environment variable name"#
+        );
+        assert_eq!(r.errors[99].path, "containerDefinitions[0].environment[99].name");
+        let shown = r.to_string();
+        assert!(shown.ends_with("; and 49900 more"), "{}", &shown[shown.len() - 100..]);
+        assert_eq!(shown.matches("is not a valid environment variable name").count(), MAX_ERRORS);
+    }
+
+    #[test]
+    fn warnings_beyond_the_first_hundred_are_counted_not_kept() {
+        let extra: Map<String, Value> = (0..50_000).map(|i| (format!("unknown{i}"), json!(1))).collect();
+        let a = accept(&with(Value::Object(extra.clone())));
+        assert_eq!(a.warnings.len(), MAX_WARNINGS);
+        assert_eq!(a.omitted_warnings, 50_000 - MAX_WARNINGS);
+        assert!(a.warnings.iter().all(|w| w.message == "unknown key, ignored"));
+        // And when the task is refused, its warnings are capped the same way.
+        let mut bad = with(Value::Object(extra));
+        bad["containerDefinitions"][0]["cpu"] = json!("x");
+        let Err(r) = parse(bad.to_string().as_bytes(), &opts()) else { panic!("accepted") };
+        assert_eq!((r.errors.len(), r.omitted_errors), (1, 0));
+        assert_eq!((r.warnings.len(), r.omitted_warnings), (MAX_WARNINGS, 50_000 - MAX_WARNINGS));
     }
 }

@@ -8,9 +8,15 @@
 //!   not act on (or an unknown key) only gives a warning when its value is something else;
 //! - a value of the wrong type is an error naming what was expected and what was found
 //!   (`expected an integer, found the string "${MEM}"`), and the field is then left out,
-//!   so that reading goes on and every error is collected.
+//!   so that reading goes on and every error is collected;
+//! - every list, map and string is read against a limit (the constants of [`super`]): one
+//!   over it is one error naming its path (`containerDefinitions[0].portMappings: 1001
+//!   entries, more than the limit of 100`) and is left out unread;
+//! - the [`Sink`] keeps the first [`MAX_ERRORS`] errors and [`MAX_WARNINGS`] warnings and
+//!   only counts the others, so that what one input can make berth hold stays bounded
+//!   while reading.
 
-use super::Issue;
+use super::{Issue, MAX_ERRORS, MAX_STRING_BYTES, MAX_WARNINGS, Rejected};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use thin_vec::ThinVec;
@@ -18,25 +24,89 @@ use thin_vec::ThinVec;
 /// Longest piece of the input quoted in a message, in characters.
 const QUOTE_MAX: usize = 60;
 
-/// Where errors and warnings are collected while reading.
+/// Where errors and warnings are collected while reading: the first [`MAX_ERRORS`] and
+/// [`MAX_WARNINGS`] are kept, the others only counted.
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
-    /// Problems that make the input invalid.
+    /// Problems that make the input invalid (the first [`MAX_ERRORS`]).
     pub errors: Vec<Issue>,
-    /// Things berth accepts but does not act on.
+    /// Things berth accepts but does not act on (the first [`MAX_WARNINGS`]).
     pub warnings: Vec<Issue>,
+    /// Errors found beyond those kept.
+    pub omitted_errors: usize,
+    /// Warnings found beyond those kept.
+    pub omitted_warnings: usize,
 }
 
 impl Sink {
     /// Record an error at `path`.
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
-        self.errors.push(Issue { path: path.to_string(), message: message.into() });
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(Issue { path: path.to_string(), message: message.into() });
+        } else {
+            self.omitted_errors += 1;
+        }
     }
 
     /// Record a warning at `path`.
     pub fn warn(&mut self, path: &str, message: impl Into<String>) {
-        self.warnings.push(Issue { path: path.to_string(), message: message.into() });
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(Issue { path: path.to_string(), message: message.into() });
+        } else {
+            self.omitted_warnings += 1;
+        }
     }
+
+    /// Whether any error was found.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || self.omitted_errors > 0
+    }
+
+    /// Everything found, as a rejection.
+    pub fn into_rejected(self) -> Rejected {
+        Rejected {
+            errors: self.errors,
+            omitted_errors: self.omitted_errors,
+            warnings: self.warnings,
+            omitted_warnings: self.omitted_warnings,
+        }
+    }
+}
+
+/// The limits of an object read as a map of strings ([`Field::string_map`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MapLimits {
+    /// Most entries.
+    pub entries: usize,
+    /// Longest key, in bytes.
+    pub key_bytes: usize,
+    /// Longest value, in bytes.
+    pub value_bytes: usize,
+}
+
+impl MapLimits {
+    /// At most `entries` entries, keys and values within [`MAX_STRING_BYTES`].
+    pub const fn entries(entries: usize) -> MapLimits {
+        MapLimits { entries, key_bytes: MAX_STRING_BYTES, value_bytes: MAX_STRING_BYTES }
+    }
+}
+
+/// The error for a list or map of `len` entries when at most `max` are allowed, if it is.
+fn over_entries(path: &str, len: usize, max: usize, s: &mut Sink) -> bool {
+    let over = len > max;
+    if over {
+        s.error(path, format!("{len} entries, more than the limit of {max}"));
+    }
+    over
+}
+
+/// The error for a string of `len` bytes when at most `max` are allowed, if it is.
+fn over_bytes(path: &str, len: usize, max: usize, s: &mut Sink) -> bool {
+    let over = len > max;
+    if over {
+        s.error(path, format!("{len} bytes, more than the limit of {max}"));
+    }
+    over
 }
 
 /// A piece of input for a message: quoted and escaped, cut after [`QUOTE_MAX`] characters.
@@ -71,9 +141,11 @@ pub(crate) fn is_empty(v: &Value) -> bool {
 }
 
 /// The path of `key` inside the object at `base`: `base.key`, or `base["some key"]` when
-/// the key is not a plain identifier.
+/// the key is not a plain identifier or is longer than [`QUOTE_MAX`] (then cut, as in
+/// messages, so that paths stay short whatever the keys).
 pub(crate) fn key_path(base: &str, key: &str) -> String {
-    let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let plain = key.len() <= QUOTE_MAX
+        && key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     match (plain, base.is_empty()) {
         (true, true) => key.to_string(),
@@ -107,9 +179,15 @@ impl<'v> Field<'v> {
         s.error(&self.path, format!("expected {expected}, found {}", describe(self.value)));
     }
 
-    /// The value as a string.
+    /// The value as a string of at most [`MAX_STRING_BYTES`].
     pub fn string(&self, s: &mut Sink) -> Option<&'v str> {
+        self.string_max(MAX_STRING_BYTES, s)
+    }
+
+    /// The value as a string of at most `max` bytes.
+    pub fn string_max(&self, max: usize, s: &mut Sink) -> Option<&'v str> {
         match self.value {
+            Value::String(v) if over_bytes(&self.path, v.len(), max, s) => None,
             Value::String(v) => Some(v),
             _ => {
                 self.type_error("a string", s);
@@ -166,9 +244,11 @@ impl<'v> Field<'v> {
         }
     }
 
-    /// The elements of an array, each with its path (`null` elements included).
-    pub fn array(&self, s: &mut Sink) -> Vec<Field<'v>> {
+    /// The elements of an array of at most `max` elements, each with its path (`null`
+    /// elements included); a longer array is an error and none of it is read.
+    pub fn array(&self, max: usize, s: &mut Sink) -> Vec<Field<'v>> {
         match self.value {
+            Value::Array(items) if over_entries(&self.path, items.len(), max, s) => Vec::new(),
             Value::Array(items) => {
                 items.iter().enumerate().map(|(i, v)| Field::new(index_path(&self.path, i), v)).collect()
             }
@@ -179,23 +259,33 @@ impl<'v> Field<'v> {
         }
     }
 
-    /// An array of strings; a non-string element is an error and is left out.
-    pub fn strings(&self, s: &mut Sink) -> ThinVec<String> {
-        self.array(s).iter().filter_map(|f| f.string(s)).map(str::to_string).collect()
+    /// An array of at most `max` strings; a non-string element is an error and is left out.
+    pub fn strings(&self, max: usize, s: &mut Sink) -> ThinVec<String> {
+        self.array(max, s).iter().filter_map(|f| f.string(s)).map(str::to_string).collect()
     }
 
-    /// An object whose values are strings (`null` values are left out, as absent).
-    pub fn string_map(&self, s: &mut Sink) -> BTreeMap<String, String> {
+    /// An object whose values are strings (`null` values are left out, as absent), within
+    /// `limits`; an object with too many entries is an error and none of it is read, a key
+    /// or value too long is an error and its entry is left out.
+    pub fn string_map(&self, limits: MapLimits, s: &mut Sink) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let Value::Object(map) = self.value else {
             self.type_error("an object", s);
             return out;
         };
+        if over_entries(&self.path, map.len(), limits.entries, s) {
+            return out;
+        }
         for (k, v) in map {
             if v.is_null() {
                 continue;
             }
-            if let Some(text) = Field::new(key_path(&self.path, k), v).string(s) {
+            let path = key_path(&self.path, k);
+            if k.len() > limits.key_bytes {
+                s.error(&path, format!("key of {} bytes, more than the limit of {}", k.len(), limits.key_bytes));
+                continue;
+            }
+            if let Some(text) = Field::new(path, v).string_max(limits.value_bytes, s) {
                 out.insert(k.clone(), text.to_string());
             }
         }
@@ -275,19 +365,19 @@ impl<'v> Obj<'v> {
         self.field(key).and_then(|f| f.object(s))
     }
 
-    /// The elements of an array field (empty when absent).
-    pub fn array(&mut self, key: &str, s: &mut Sink) -> Vec<Field<'v>> {
-        self.field(key).map(|f| f.array(s)).unwrap_or_default()
+    /// The elements of an array field of at most `max` elements (empty when absent).
+    pub fn array(&mut self, key: &str, max: usize, s: &mut Sink) -> Vec<Field<'v>> {
+        self.field(key).map(|f| f.array(max, s)).unwrap_or_default()
     }
 
-    /// An array of strings (empty when absent).
-    pub fn strings(&mut self, key: &str, s: &mut Sink) -> ThinVec<String> {
-        self.field(key).map(|f| f.strings(s)).unwrap_or_default()
+    /// An array of at most `max` strings (empty when absent).
+    pub fn strings(&mut self, key: &str, max: usize, s: &mut Sink) -> ThinVec<String> {
+        self.field(key).map(|f| f.strings(max, s)).unwrap_or_default()
     }
 
-    /// An object of strings (empty when absent).
-    pub fn string_map(&mut self, key: &str, s: &mut Sink) -> BTreeMap<String, String> {
-        self.field(key).map(|f| f.string_map(s)).unwrap_or_default()
+    /// An object of strings within `limits` (empty when absent).
+    pub fn string_map(&mut self, key: &str, limits: MapLimits, s: &mut Sink) -> BTreeMap<String, String> {
+        self.field(key).map(|f| f.string_map(limits, s)).unwrap_or_default()
     }
 
     /// A field berth knows but does not act on: a warning naming it, unless it asks nothing.
@@ -333,7 +423,7 @@ mod tests {
         assert_eq!(o.unsigned("memory", 0, 100, &mut s), None);
         assert_eq!(o.unsigned("cpu", 0, 100, &mut s), None);
         assert_eq!(o.boolean("essential", &mut s), None);
-        assert!(o.strings("links", &mut s).is_empty());
+        assert!(o.strings("links", 10, &mut s).is_empty());
         assert_eq!(o.unsigned("big", 1, 65535, &mut s), None);
         assert_eq!(
             messages(&s.errors),
@@ -406,7 +496,7 @@ mod tests {
         let mut s = Sink::default();
         assert_eq!(o.required_string("name", &mut s), None);
         assert_eq!(o.required_string("image", &mut s), None);
-        let labels = o.string_map("labels", &mut s);
+        let labels = o.string_map("labels", MapLimits::entries(10), &mut s);
         assert_eq!(labels.len(), 1);
         assert_eq!(
             messages(&s.errors),
@@ -427,5 +517,8 @@ mod tests {
         assert_eq!(key_path("a", "awslogs-group"), r#"a["awslogs-group"]"#);
         assert_eq!(key_path("", "family"), "family");
         assert_eq!(index_path("", 3), "[3]");
+        let long_key = "k".repeat(1000);
+        assert_eq!(key_path("a", &long_key), format!("a[\"{}\"...]", "k".repeat(60)));
+        assert_eq!(key_path("a", &"k".repeat(60)), format!("a.{}", "k".repeat(60)));
     }
 }

@@ -61,7 +61,7 @@ pub(crate) fn read_seed(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     d.network_mode = read_network_mode(&mut o, s);
     let containers = o.field("containers");
     read_containers(containers, Flavor::Seed, &mut d, s);
-    d.volumes = read_volumes(o.field("volumes"), s);
+    read_volumes(o.field("volumes"), &mut d, s);
     o.finish(s);
     d
 }

@@ -3,17 +3,45 @@
 //!
 //! Rules checked while reading (they need only the field itself): names and their limits
 //! ([`check_name`]), image references, number ranges, `dependsOn` conditions, protocols,
-//! labels under `berth.`, the environment limit. Rules checked here, once the whole task
-//! has been read: unique names, an essential container, `dependsOn` against what it names,
-//! `memoryReservation` against `memory`, `mountPoints` against the task's volumes, the
-//! settings awsvpc forbids, and (on the built task) the dependency graph.
+//! the limits of every list and string. Rules checked here, once the whole task has been
+//! read: label keys berth or Docker's events own, unique names, an essential container,
+//! `dependsOn` against what it names, `memoryReservation` against `memory`, `mountPoints`
+//! against the task's volumes, the settings awsvpc forbids, and (on the built task) the
+//! dependency graph.
+//!
+//! Labels: Docker copies a container's labels into the attributes of each of its events,
+//! over the attributes Docker set itself (a `die` event of a container labelled
+//! `exitCode=0` says `exitCode: 0` whatever the exit code was; seen on Docker 20.10), and
+//! berth reads exit codes, signals and names from those events. So a `dockerLabels` key
+//! equal to an attribute Docker puts in container events ([`EVENT_ATTRIBUTES`]) is
+//! refused; keys are compared exactly, as Docker's are (`ExitCode` is an ordinary label).
 
-use super::reader::{Sink, quote};
+use super::reader::{Sink, key_path, quote};
 use super::{Draft, MAX_NAME_LEN};
 use crate::container::DependencyCondition;
 use crate::graph::DependencyGraph;
 use crate::task::{NetworkMode, Task};
 use std::collections::{HashMap, HashSet};
+
+/// The attributes Docker puts in container events (moby's `LogContainerEventWithAttributes`
+/// callers): `exitCode` (die, exec_die), `execDuration` (die, newer Dockers), `signal`
+/// (kill), `execID` (exec_*), `oldName` (rename), `height` and `width` (resize), `comment`,
+/// `imageID` and `imageRef` (commit), and `name` and `image` (every event; set after the
+/// labels, so a label does not replace them, but it would still be read as one of them).
+pub const EVENT_ATTRIBUTES: [&str; 12] = [
+    "exitCode",
+    "execDuration",
+    "signal",
+    "execID",
+    "oldName",
+    "height",
+    "width",
+    "comment",
+    "imageID",
+    "imageRef",
+    "name",
+    "image",
+];
 
 /// Check a family, container or volume name: 1 to [`MAX_NAME_LEN`] characters of
 /// `[A-Za-z0-9_-]`, as ECS requires (`what` is "container name", "family", ...).
@@ -53,6 +81,7 @@ pub(crate) fn check_draft(d: &Draft, s: &mut Sink) {
     let volumes: HashSet<&str> = d.volumes.iter().map(|v| v.volume.name.as_str()).collect();
     for c in &d.containers {
         let spec = &c.spec;
+        check_label_keys(&c.path, spec.docker_labels.keys(), s);
         if let (Some(mem), Some(res)) = (spec.memory, spec.memory_reservation)
             && res > mem
         {
@@ -83,7 +112,7 @@ pub(crate) fn check_draft(d: &Draft, s: &mut Sink) {
             }
         }
         let mut missing = HashSet::new();
-        for m in &spec.mount_points {
+        for m in spec.mount_points.iter().filter(|_| d.volumes_read) {
             if !volumes.contains(m.source_volume.as_str()) && missing.insert(m.source_volume.as_str()) {
                 s.error(
                     "",
@@ -107,6 +136,27 @@ pub(crate) fn check_draft(d: &Draft, s: &mut Sink) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// `dockerLabels` keys that are not the user's to set: those under `berth.` and Docker's
+/// event attributes ([`EVENT_ATTRIBUTES`]).
+fn check_label_keys<'a>(container_path: &str, keys: impl Iterator<Item = &'a String>, s: &mut Sink) {
+    let labels_path = format!("{container_path}.dockerLabels");
+    for key in keys {
+        if key.starts_with("berth.") {
+            s.error(&key_path(&labels_path, key), "labels under \"berth.\" are reserved for berth");
+        } else if EVENT_ATTRIBUTES.contains(&key.as_str()) {
+            s.error(
+                &key_path(&labels_path, key),
+                format!(
+                    "{} is an attribute Docker puts in container events, where this label would replace or pass \
+                     for it (berth reads exit codes, signals and names from these events), so it is refused; label \
+                     keys are compared exactly",
+                    quote(key)
+                ),
+            );
         }
     }
 }
@@ -241,6 +291,32 @@ mod tests {
             reject(&t),
             [r#"containerDefinitions[0].dockerLabels["berth.task"]: labels under "berth." are reserved for berth"#]
         );
+    }
+
+    #[test]
+    fn labels_docker_puts_in_container_events_are_refused() {
+        for key in EVENT_ATTRIBUTES {
+            let t = task(json!([{"name": "a", "image": "busybox", "dockerLabels": { key: "0" }}]), json!({}));
+            assert_eq!(
+                reject(&t),
+                [format!(
+                    "containerDefinitions[0].dockerLabels.{key}: \"{key}\" is an attribute Docker puts in container \
+                     events, where this label would replace or pass for it (berth reads exit codes, signals and names \
+                     from these events), so it is refused; label keys are compared exactly"
+                )]
+            );
+        }
+        // The case of Docker's keys matters to Docker: these are ordinary labels.
+        let other_case = json!({"ExitCode": "0", "SIGNAL": "9", "Name": "x", "image.version": "1", "app": "y"});
+        accept(&task(json!([{"name": "a", "image": "busybox", "dockerLabels": other_case}]), json!({})));
+        // The seed payload's containers too.
+        let seed = json!({"family": "f", "containers": [
+            {"name": "a", "image": "busybox", "dockerLabels": {"exitCode": "0", "signal": "15"}}
+        ]});
+        let errs = reject(&seed);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with(r#"containers[0].dockerLabels.exitCode: "exitCode" is an attribute Docker"#));
+        assert!(errs[1].starts_with(r#"containers[0].dockerLabels.signal: "signal" is an attribute Docker"#));
     }
 
     #[test]

@@ -55,11 +55,17 @@ impl Plan {
                 for e in &rejected.errors {
                     eprintln!("  error: {e}");
                 }
+                if rejected.omitted_errors > 0 {
+                    eprintln!("  ... and {} more errors", rejected.omitted_errors);
+                }
                 return Ok(ExitCode::from(1));
             }
         };
         for w in &accepted.warnings {
             eprintln!("warning: {w}");
+        }
+        if accepted.omitted_warnings > 0 {
+            eprintln!("warning: ... and {} more warnings", accepted.omitted_warnings);
         }
         let text = dry_run(accepted.task, !self.no_stop).context("planning")?;
         print!("{text}");

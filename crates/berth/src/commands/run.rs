@@ -102,10 +102,17 @@ impl Run {
         let opts = taskfile::options(&self.file, self.family.as_deref(), rand::random());
         let accepted = berth_model::input::parse(&bytes, &opts).map_err(|rejected| {
             let lines: Vec<String> = rejected.errors.iter().map(|e| format!("\n  error: {e}")).collect();
-            format!("invalid task definition:{}", lines.concat())
+            let more = match rejected.omitted_errors {
+                0 => String::new(),
+                n => format!("\n  ... and {n} more errors"),
+            };
+            format!("invalid task definition:{}{more}", lines.concat())
         })?;
         for w in &accepted.warnings {
             eprintln!("berth: warning: {w}");
+        }
+        if accepted.omitted_warnings > 0 {
+            eprintln!("berth: warning: ... and {} more warnings", accepted.omitted_warnings);
         }
         if let Some(name) = &self.exit_code_from
             && accepted.task.container(name).is_none()

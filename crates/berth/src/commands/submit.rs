@@ -33,6 +33,9 @@ impl Submit {
         for warning in client::issues(&task["Warnings"]) {
             eprintln!("warning: {warning}");
         }
+        if let Some(more) = task["WarningsOmitted"].as_u64() {
+            eprintln!("warning: ... and {more} more warnings");
+        }
         let arn = task["Arn"].as_str().unwrap_or_default();
         println!("{arn}");
         Ok(ExitCode::SUCCESS)

@@ -8,7 +8,8 @@
 //!   error: containerDefinitions[1].memory: expected an integer, found the string "${MEM}"
 //! ```
 //!
-//! A file that cannot be read is invalid, with an error naming it. The family of a bare
+//! At most 100 errors and 100 warnings are listed per file, then `... and N more errors`
+//! (or warnings). A file that cannot be read is invalid, with an error naming it. The family of a bare
 //! `containerDefinitions` array (and of any definition without one) is `--family`, else
 //! the file's name without its extension.
 
@@ -36,8 +37,12 @@ pub struct Validate {
 struct Outcome {
     /// Empty when the file is valid.
     errors: Vec<String>,
+    /// Errors found beyond those listed.
+    omitted_errors: usize,
     /// Fields berth does not act on, unknown keys.
     warnings: Vec<String>,
+    /// Warnings found beyond those listed.
+    omitted_warnings: usize,
 }
 
 impl Validate {
@@ -59,14 +64,23 @@ impl Validate {
 fn check_file(file: &Path, family: Option<&str>) -> Outcome {
     let bytes = match taskfile::read(file) {
         Ok(bytes) => bytes,
-        Err(message) => return Outcome { errors: vec![message], warnings: Vec::new() },
+        Err(message) => return Outcome { errors: vec![message], ..Outcome::default() },
     };
     // The arn is never shown: no need for real randomness here.
     let opts = taskfile::options(file, family, 0);
     let text = |issues: Vec<Issue>| issues.iter().map(ToString::to_string).collect();
     match input::parse(&bytes, &opts) {
-        Ok(accepted) => Outcome { errors: Vec::new(), warnings: text(accepted.warnings) },
-        Err(rejected) => Outcome { errors: text(rejected.errors), warnings: text(rejected.warnings) },
+        Ok(accepted) => Outcome {
+            warnings: text(accepted.warnings),
+            omitted_warnings: accepted.omitted_warnings,
+            ..Outcome::default()
+        },
+        Err(rejected) => Outcome {
+            errors: text(rejected.errors),
+            omitted_errors: rejected.omitted_errors,
+            warnings: text(rejected.warnings),
+            omitted_warnings: rejected.omitted_warnings,
+        },
     }
 }
 
@@ -77,8 +91,14 @@ fn render(file: &Path, outcome: &Outcome) -> String {
     for e in &outcome.errors {
         text.push_str(&format!("  error: {e}\n"));
     }
+    if outcome.omitted_errors > 0 {
+        text.push_str(&format!("  ... and {} more errors\n", outcome.omitted_errors));
+    }
     for w in &outcome.warnings {
         text.push_str(&format!("  warning: {w}\n"));
+    }
+    if outcome.omitted_warnings > 0 {
+        text.push_str(&format!("  ... and {} more warnings\n", outcome.omitted_warnings));
     }
     text
 }
@@ -89,9 +109,20 @@ mod tests {
 
     #[test]
     fn render_lists_errors_then_warnings() {
-        let outcome = Outcome { errors: vec!["a: bad".into()], warnings: vec!["b: ignored".into()] };
+        let outcome =
+            Outcome { errors: vec!["a: bad".into()], warnings: vec!["b: ignored".into()], ..Outcome::default() };
         assert_eq!(render(Path::new("t.json"), &outcome), "t.json: invalid\n  error: a: bad\n  warning: b: ignored\n");
         assert_eq!(render(Path::new("t.json"), &Outcome::default()), "t.json: valid\n");
+        let capped = Outcome {
+            errors: vec!["a: bad".into()],
+            omitted_errors: 7,
+            warnings: vec!["b: ignored".into()],
+            omitted_warnings: 3,
+        };
+        assert_eq!(
+            render(Path::new("t.json"), &capped),
+            "t.json: invalid\n  error: a: bad\n  ... and 7 more errors\n  warning: b: ignored\n  ... and 3 more warnings\n"
+        );
     }
 
     #[test]
