@@ -1,6 +1,7 @@
 //! The host boundary through the daemon's API on the real Docker daemon (issue 13,
 //! `docs/host-policy.md`): every task of the hostile corpus (`corpus/hostile.json`: one way
-//! around the policy each) is refused at `POST /v1/tasks` with its path and the setting that
+//! around the policy, a list or string past its limit, or a label that would rewrite Docker's
+//! events, each) is refused at `POST /v1/tasks` with its path and the setting that
 //! would allow it, and nothing is added; every task of the harmless corpus
 //! (`corpus/harmless.json`) is accepted and runs to exit 0, with the host's default limits
 //! (pids limit, log rotation) on its container; a symlink planted under an allowed host
@@ -36,7 +37,8 @@ async fn until_stopped(r: &Running, arn: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_around_the_policy_is_refused_with_its_path() {
-    let r = start(|_| {}).await;
+    // The daemon's default body limit (the tests' is smaller): oversized strings must reach the parser.
+    let r = start(|c| c.body_limit = berth_agent::config::DEFAULT_BODY_LIMIT).await;
     let cases = corpus("hostile.json");
     assert!(cases.len() >= 40, "the hostile corpus has {} cases", cases.len());
     for case in &cases {
@@ -52,10 +54,14 @@ async fn every_way_around_the_policy_is_refused_with_its_path() {
             .find(|e| e["Path"] == expected)
             .unwrap_or_else(|| panic!("{name}: no error at {expected}: {json}"));
         let message = error["Message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains("(host.") || message.contains("berth's own"),
-            "{name}: the refusal names the setting that would allow it (or says it is berth's own): {message}"
-        );
+        match case["words"].as_str() {
+            // A limit or a rule of the input: what the case says the message says.
+            Some(words) => assert!(message.contains(words), "{name}: {message}"),
+            None => assert!(
+                message.contains("(host.") || message.contains("berth's own"),
+                "{name}: the refusal names the setting that would allow it (or says it is berth's own): {message}"
+            ),
+        }
     }
     assert_eq!(r.unix.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
 }
