@@ -13,7 +13,12 @@
 //!   Docker, in a child process of its own (agent, fake Docker and driver together: an
 //!   upper bound on the agent's own). Target: under 60 MB.
 //!
-//! `cargo bench -p berth-agent --bench api` runs them all; `-- --only submit|submit-real|list|rss`
+//! - `policy`: the host policy's check of one submitted task (3 containers using most of
+//!   what the policy judges), against parsing the same body and against one durable group
+//!   commit of the task (the fsync every submit waits for), all in this one run. Target: the
+//!   check is not measurable next to the commit.
+//!
+//! `cargo bench -p berth-agent --bench api` runs them all; `-- --only submit|submit-real|list|rss|policy`
 //! one; `-- --rounds N` (default 3) for the submit comparisons.
 
 use berth_agent::{Agent, AgentConfig};
@@ -228,7 +233,7 @@ fn main() {
             "--only" => only = args.next(),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
             "--child-rss" => child = true,
-            other => panic!("unknown argument {other} (--only submit|submit-real|list|rss, --rounds N)"),
+            other => panic!("unknown argument {other} (--only submit|submit-real|list|rss|policy, --rounds N)"),
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -256,9 +261,79 @@ fn main() {
             list().await;
         }
     });
+    if wants("policy") {
+        policy();
+    }
     if wants("rss") {
         let exe = std::env::current_exe().expect("this binary");
         let status = std::process::Command::new(exe).arg("--child-rss").status().expect("child");
         assert!(status.success(), "the rss child failed");
     }
+}
+
+/// A submitted task that exercises the policy: 3 containers with capabilities, security
+/// options, ulimits, tmpfs, log options, a host path and a local Docker volume.
+const POLICY_TASK: &str = r#"{"family": "policy-bench",
+  "volumes": [{"name": "data", "host": {"sourcePath": "/srv/data/app"}},
+              {"name": "scratch", "dockerVolumeConfiguration": {"scope": "task", "driver": "local"}}],
+  "containerDefinitions": [
+    {"name": "web", "image": "registry.example/team/web:1.2.3", "memory": 256, "cpu": 128,
+     "command": ["run", "--port", "8080"], "dockerSecurityOptions": ["no-new-privileges"],
+     "linuxParameters": {"capabilities": {"add": ["NET_BIND_SERVICE", "CHOWN"], "drop": ["ALL"]},
+                         "tmpfs": [{"containerPath": "/tmp", "size": 64, "mountOptions": ["noexec", "nosuid"]}]},
+     "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
+     "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "5m", "max-file": "3", "tag": "web"}},
+     "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}, {"sourceVolume": "scratch", "containerPath": "/s"}],
+     "portMappings": [{"containerPort": 8080}]},
+    {"name": "worker", "image": "registry.example/team/worker:1.2.3", "memory": 256,
+     "linuxParameters": {"capabilities": {"add": ["cap_kill"]}}, "dockerLabels": {"team": "a", "tier": "b"},
+     "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/s"}]},
+    {"name": "sidecar", "image": "busybox:latest", "memory": 32, "essential": false,
+     "logConfiguration": {"logDriver": "local", "options": {"max-size": "1m"}}}]}"#;
+
+/// Median of `rounds` timings of `f` run `n` times each, per call.
+fn per_call(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let begun = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            begun.elapsed() / n
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn policy() {
+    use berth_agent::config::HostPolicy;
+    use berth_store::{Group, RedbStore, STATE_FILE, Saver};
+    let host = HostPolicy { allowed_host_paths: vec!["/srv/data".into()], ..HostPolicy::default() };
+    let opts = ParseOptions { family: None, arn_random: 1 };
+    let accepted = parse(POLICY_TASK.as_bytes(), &opts).expect("the bench task parses");
+    assert!(berth_agent::policy::refusals(&accepted.task, &accepted.paths, &host).is_empty(), "the policy allows it");
+
+    let check = per_call(7, 20_000, || {
+        std::hint::black_box(berth_agent::policy::refusals(&accepted.task, &accepted.paths, &host));
+    });
+    let parsing = per_call(7, 2_000, || {
+        std::hint::black_box(parse(POLICY_TASK.as_bytes(), &opts).is_ok());
+    });
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    let mut store = RedbStore::open(dir.path().join(STATE_FILE)).expect("open the store");
+    let task = Arc::new(accepted.task.clone());
+    let commit = per_call(7, 30, || {
+        let group = Group { tasks: vec![(task.arn.clone(), Some(Arc::clone(&task)))], changes: vec![] };
+        store.save(group).expect("save");
+    });
+    println!("policy check of one task (3 containers): {:>9.2} µs", check.as_secs_f64() * 1e6);
+    println!("parsing the same body:                  {:>9.2} µs", parsing.as_secs_f64() * 1e6);
+    println!("one durable group commit of the task:   {:>9.2} µs", commit.as_secs_f64() * 1e6);
+    println!(
+        "check / commit: {:.4} ({:.2} % of the commit); check / parse: {:.3}",
+        check.as_secs_f64() / commit.as_secs_f64(),
+        100.0 * check.as_secs_f64() / commit.as_secs_f64(),
+        check.as_secs_f64() / parsing.as_secs_f64()
+    );
 }
