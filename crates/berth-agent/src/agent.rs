@@ -33,6 +33,9 @@ pub enum AgentError {
     /// A listener could not be set up.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The data directory is not safe to use.
+    #[error(transparent)]
+    UnsafeDataDir(#[from] berth_store::files::UnsafeDataDir),
     /// The image ledger cannot be read.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -72,7 +75,9 @@ impl Agent {
     /// need not answer yet: Docker calls wait until it does, then the state is reconciled.
     pub async fn start(config: &AgentConfig, docker: Arc<dyn DockerClient>) -> Result<Agent, AgentError> {
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(file_error(data_dir))?;
+        // Before anything is made in it: not a link, this user's, closed to others' writes.
+        berth_store::files::check_data_dir(data_dir)?;
+        berth_store::files::prepare_data_dir(data_dir).map_err(file_error(data_dir))?;
         // Only this user may enter: nothing can reach the socket between its bind and chmod.
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(file_error(data_dir))?;
         let socket = data_dir.join("berth.sock");
