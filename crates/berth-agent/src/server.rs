@@ -4,7 +4,7 @@
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 /// The longest path a unix socket can have (`sun_path` is 108 bytes, with its NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -55,9 +55,19 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener, ListenError> {
     Ok(listener)
 }
 
-/// Listen on TCP at `addr`.
+/// The TCP listen backlog asked for (the kernel caps it at `net.core.somaxconn`): where
+/// connections beyond `tcp_max_connections` wait to be accepted.
+pub const TCP_BACKLOG: u32 = 2048;
+
+/// Listen on TCP at `addr`, with a backlog of [`TCP_BACKLOG`].
 pub async fn bind_tcp(addr: std::net::SocketAddr) -> Result<TcpListener, ListenError> {
-    TcpListener::bind(addr).await.map_err(|source| ListenError::Bind { what: addr.to_string(), source })
+    let bind = || {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(TCP_BACKLOG)
+    };
+    bind().map_err(|source| ListenError::Bind { what: addr.to_string(), source })
 }
 
 /// The bearer token in `path`, made when absent (32 random bytes in hex, written
