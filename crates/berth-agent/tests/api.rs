@@ -247,8 +247,8 @@ async fn a_foreign_host_is_refused_over_tcp() {
         assert!(body["Message"].as_str().is_some_and(|m| m.contains("tcp_allowed_hosts")), "{body}");
     }
     // /healthz too: the check comes before everything.
-    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
-    assert_eq!(support::raw(addr, &healthz).await.0, 403);
+    let healthz = "GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(support::raw(addr, healthz).await.0, 403);
     for fine in [
         addr.to_string(),
         "127.0.0.1".into(),
