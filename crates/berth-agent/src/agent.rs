@@ -2,11 +2,13 @@
 //! stopped together. Stopping leaves task containers running (a restarted agent picks them
 //! up; stopping tasks is an explicit act) and every committed change durable.
 
+use crate::api::access::{Followers, Policy};
 use crate::api::{Access, ApiState, router};
 use crate::config::{AgentConfig, ConfigError};
 use crate::docker::MeteredDocker;
 use crate::images::{self, ImageLedger, LedgerError};
 use crate::metrics::Metrics;
+use crate::serve::{Limits, serve};
 use crate::server::{self, ListenError};
 use berth_docker::DockerClient;
 use berth_engine::{DockerTaskEngine, EngineError};
@@ -21,6 +23,9 @@ use tokio::task::JoinHandle;
 /// How long shutdown waits for open API connections to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// The most connections the unix socket serves at once: its own cap, apart from TCP's.
+pub const UNIX_MAX_CONNECTIONS: usize = 1024;
+
 /// Why the agent could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -33,6 +38,9 @@ pub enum AgentError {
     /// A listener could not be set up.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The data directory is not safe to use.
+    #[error(transparent)]
+    UnsafeDataDir(#[from] berth_store::files::UnsafeDataDir),
     /// The image ledger cannot be read.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -71,8 +79,11 @@ impl Agent {
     /// Start: open the data directory and its state, resume every task, then listen. Docker
     /// need not answer yet: Docker calls wait until it does, then the state is reconciled.
     pub async fn start(config: &AgentConfig, docker: Arc<dyn DockerClient>) -> Result<Agent, AgentError> {
+        config.check_tcp()?;
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(file_error(data_dir))?;
+        // Before anything is made in it: not a link, this user's, closed to others' writes.
+        berth_store::files::check_data_dir(data_dir)?;
+        berth_store::files::prepare_data_dir(data_dir).map_err(file_error(data_dir))?;
         // Only this user may enter: nothing can reach the socket between its bind and chmod.
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(file_error(data_dir))?;
         let socket = data_dir.join("berth.sock");
@@ -102,9 +113,17 @@ impl Agent {
             shutdown: shutdown_rx.clone(),
         });
         let mut servers = Vec::new();
+        let policy = |access| Policy {
+            access,
+            open_introspection: config.tcp_open_introspection,
+            allowed_hosts: config.tcp_allowed_hosts.clone().into(),
+            followers: Followers::new(config.max_log_followers),
+            request_timeout: config.request_timeout,
+        };
         let unix = server::bind_unix(&socket)?;
-        let app = router(Arc::clone(&state), Access::Local, config.body_limit);
-        servers.push(tokio::spawn(serve(unix, app, shutdown_rx.clone())));
+        let app = router(Arc::clone(&state), policy(Access::Local), config.body_limit);
+        let limits = Limits { max_connections: UNIX_MAX_CONNECTIONS, header_timeout: None, idle_timeout: None };
+        servers.push(tokio::spawn(serve(unix, app, limits, metrics.connections("unix"), shutdown_rx.clone())));
         tracing::info!(socket = %socket.display(), "API listening on the unix socket");
         let (mut tcp, mut token) = (None, None);
         if let Some(addr) = config.tcp {
@@ -112,9 +131,21 @@ impl Agent {
             let secret = server::token(&token_file).map_err(file_error(&token_file))?;
             let listener = server::bind_tcp(addr).await?;
             let bound = listener.local_addr().map_err(|source| ListenError::Bind { what: addr.to_string(), source })?;
-            let app = router(Arc::clone(&state), Access::Token(secret.as_str().into()), config.body_limit);
-            servers.push(tokio::spawn(serve(listener, app, shutdown_rx.clone())));
+            let app = router(Arc::clone(&state), policy(Access::Token(secret.as_str().into())), config.body_limit);
+            let limits = Limits {
+                max_connections: config.tcp_max_connections,
+                header_timeout: Some(config.tcp_header_timeout),
+                idle_timeout: Some(config.tcp_idle_timeout),
+            };
+            servers.push(tokio::spawn(serve(listener, app, limits, metrics.connections("tcp"), shutdown_rx.clone())));
             tracing::info!(address = %bound, token_file = %token_file.display(), "API listening on TCP");
+            if !bound.ip().is_loopback() {
+                tracing::warn!(
+                    address = %bound,
+                    "the API listens on TCP beyond this host (tcp_allow_remote): the bearer token and task contents \
+                     (environments, logs, events) travel in clear text; put TLS in front or keep the network private"
+                );
+            }
             tcp = Some(bound);
             token = Some(secret);
         }
@@ -134,7 +165,7 @@ impl Agent {
         self.tcp
     }
 
-    /// The bearer token TCP write calls need, when TCP is on.
+    /// The bearer token TCP calls need, when TCP is on.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
@@ -170,17 +201,4 @@ impl Agent {
         tracing::info!("berth stopped; task containers keep running");
         Ok(())
     }
-}
-
-/// Serve `app` on `listener` until shutdown, then let open requests finish.
-async fn serve<L>(listener: L, app: axum::Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        })
-        .await
 }

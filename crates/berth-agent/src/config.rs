@@ -105,7 +105,28 @@ pub struct AgentConfig {
     pub docker_concurrency: usize,
     /// How often every container not known to be STOPPED is inspected (60 s).
     pub steady_state_check: Duration,
-    /// The bearer token file for TCP write calls; `None` means `<data_dir>/token`
+    /// Whether `tcp` may be an address that is not loopback (false): the token and task
+    /// contents then travel in clear text.
+    pub tcp_allow_remote: bool,
+    /// Host names accepted in a TCP request's `Host` header besides IP literals and
+    /// `localhost` (none; lower case once loaded).
+    pub tcp_allowed_hosts: Vec<String>,
+    /// Whether the ECS introspection endpoints (`GET /`, `/v1/metadata`, `/v1/tasks` and
+    /// its query forms) answer over TCP without the token (false).
+    pub tcp_open_introspection: bool,
+    /// The most TCP connections served at once (256); more wait in the kernel's backlog.
+    pub tcp_max_connections: usize,
+    /// The most following streams (`logs?follow=true`, `/v1/events` following) open at
+    /// once on each listener (32).
+    pub max_log_followers: usize,
+    /// How long a request that does not stream may take to be answered (30 s).
+    pub request_timeout: Duration,
+    /// How long a TCP client may take to send a request's headers (10 s), from the
+    /// connection's start or from the first byte of a later request.
+    pub tcp_header_timeout: Duration,
+    /// How long a TCP connection with no request in flight stays open (60 s).
+    pub tcp_idle_timeout: Duration,
+    /// The bearer token file for TCP calls; `None` means `<data_dir>/token`
     /// ([`AgentConfig::load`] fills it in; see [`AgentConfig::token_path`]).
     pub token_file: Option<PathBuf>,
 }
@@ -135,6 +156,14 @@ impl Default for AgentConfig {
             orphan_grace: Duration::from_secs(60),
             docker_concurrency: 64,
             steady_state_check: Duration::from_secs(60),
+            tcp_allow_remote: false,
+            tcp_allowed_hosts: Vec::new(),
+            tcp_open_introspection: false,
+            tcp_max_connections: 256,
+            max_log_followers: 32,
+            request_timeout: Duration::from_secs(30),
+            tcp_header_timeout: Duration::from_secs(10),
+            tcp_idle_timeout: Duration::from_secs(60),
             token_file: None,
         }
     }
@@ -529,6 +558,14 @@ const SETTINGS: &[Setting] = &[
     Setting { key: "docker_concurrency", set: |c, r| set(&mut c.docker_concurrency, at_least_one(r)?) },
     Setting { key: "steady_state_check", set: |c, r| set(&mut c.steady_state_check, at_least_a_second(r)?) },
     Setting { key: "token_file", set: |c, r| set(&mut c.token_file, Some(path(r)?)) },
+    Setting { key: "tcp_allow_remote", set: |c, r| set(&mut c.tcp_allow_remote, boolean(r)?) },
+    Setting { key: "tcp_allowed_hosts", set: |c, r| set(&mut c.tcp_allowed_hosts, host_names(r)?) },
+    Setting { key: "tcp_open_introspection", set: |c, r| set(&mut c.tcp_open_introspection, boolean(r)?) },
+    Setting { key: "tcp_max_connections", set: |c, r| set(&mut c.tcp_max_connections, at_least_one(r)?) },
+    Setting { key: "max_log_followers", set: |c, r| set(&mut c.max_log_followers, at_least_one(r)?) },
+    Setting { key: "request_timeout", set: |c, r| set(&mut c.request_timeout, positive(r)?) },
+    Setting { key: "tcp_header_timeout", set: |c, r| set(&mut c.tcp_header_timeout, positive(r)?) },
+    Setting { key: "tcp_idle_timeout", set: |c, r| set(&mut c.tcp_idle_timeout, positive(r)?) },
 ];
 
 fn set<T>(field: &mut T, value: T) -> Result<(), String> {
@@ -600,6 +637,7 @@ impl AgentConfig {
         config.auth_type = normalize_auth_type(&config.auth_type)
             .map_err(|reason| ConfigError::Invalid { origin: sources.origin("auth_type"), reason })?;
         config.check_auth(env, &sources)?;
+        config.check_tcp_with(&sources)?;
         if config.token_file.is_none() {
             config.token_file = Some(config.data_dir.join(TOKEN_FILE_NAME));
         }
@@ -658,6 +696,26 @@ impl AgentConfig {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Refuses a TCP address that is not loopback unless `tcp_allow_remote` is set
+    /// ([`AgentConfig::load`] does this; a configuration built in code is checked by
+    /// `Agent::start`).
+    pub fn check_tcp(&self) -> Result<(), ConfigError> {
+        self.check_tcp_with(&Sources::default())
+    }
+
+    fn check_tcp_with(&self, sources: &Sources) -> Result<(), ConfigError> {
+        match self.tcp {
+            Some(addr) if !addr.ip().is_loopback() && !self.tcp_allow_remote => Err(ConfigError::Invalid {
+                origin: sources.origin("tcp"),
+                reason: format!(
+                    "{addr} is not a loopback address: the bearer token and task contents would travel in clear \
+                     text; set tcp_allow_remote = true (BERTH_TCP_ALLOW_REMOTE) to allow it"
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The token file: `token_file`, or `<data_dir>/token` when it is `None`.
@@ -944,6 +1002,22 @@ fn tmpfs_options(raw: Raw<'_>) -> Result<Vec<String>, String> {
             } else {
                 Err(format!("tmpfs option {o:?} needs no allowing: expected exec, suid or dev"))
             }
+        })
+        .collect()
+}
+
+/// Host names: an array of strings in the file, a `,`-separated list in the environment;
+/// each a DNS name (letters, digits, `-`, `.`), kept in lower case without a final dot.
+fn host_names(raw: Raw<'_>) -> Result<Vec<String>, String> {
+    names(raw)?
+        .into_iter()
+        .map(|name| {
+            let lower = name.trim_end_matches('.').to_ascii_lowercase();
+            let valid = !lower.is_empty()
+                && lower
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if valid { Ok(lower) } else { Err(format!("invalid host name {name:?}: expected a DNS name")) }
         })
         .collect()
 }

@@ -9,8 +9,8 @@ use crate::metrics::Metrics;
 use async_trait::async_trait;
 use berth_docker::auth::RegistryAuth;
 use berth_docker::{
-    ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, EventStream, ImageSummary, LogStream,
-    ProgressSink, PullProgress, VolumeConfig,
+    ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, EventStream, ImageSummary, LogOptions,
+    LogStream, ProgressSink, PullProgress, VolumeConfig,
 };
 use berth_model::ContainerStatus;
 use chrono::{DateTime, Utc};
@@ -172,8 +172,8 @@ impl DockerClient for MeteredDocker {
         self.call("inspect_container", self.inner.inspect_container(id)).await
     }
 
-    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError> {
-        self.call("container_logs", self.inner.container_logs(id, follow)).await
+    async fn container_logs(&self, id: &str, options: LogOptions) -> Result<LogStream, DockerError> {
+        self.call("container_logs", self.inner.container_logs(id, options)).await
     }
 
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, DockerError> {

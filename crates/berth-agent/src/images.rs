@@ -15,7 +15,6 @@ use berth_docker::{DockerClient, ErrorKind, ImageSummary};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -99,7 +98,13 @@ impl ImageLedger {
     /// an error naming it, and is left as it is.
     pub fn open(path: &Path) -> Result<Arc<ImageLedger>, LedgerError> {
         let images = match std::fs::read(path) {
-            Ok(bytes) => parse(path, &bytes)?,
+            Ok(bytes) => {
+                // An older berth wrote it with the default mode: narrowed to 0600, as every
+                // file of the data directory.
+                berth_store::files::make_private(path)
+                    .map_err(|e| LedgerError::new(path, format!("cannot be made 0600: {e}")))?;
+                parse(path, &bytes)?
+            }
             // Written at the first change: opening writes nothing (the agent opens the
             // ledger before the engine has taken the data directory's lock).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -226,27 +231,8 @@ fn write_file(path: &Path, images: &BTreeMap<String, Times>) -> Result<(), Ledge
     };
     let mut text = serde_json::to_vec_pretty(&file).map_err(|e| LedgerError::new(path, e.to_string()))?;
     text.push(b'\n');
-    let name = path.file_name().ok_or_else(|| LedgerError::new(path, "is not a file path"))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(LedgerError::new(path, format!("cannot be written: {e}")));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LedgerError::new(path, format!("its directory cannot be synced: {e}")))
+    berth_store::files::write_atomically(path, &text)
+        .map_err(|e| LedgerError::new(path, format!("cannot be written: {e}")))
 }
 
 /// `reference` in Docker's familiar form, as `docker images` shows tags: Docker Hub's

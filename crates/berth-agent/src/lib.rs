@@ -13,6 +13,7 @@ pub mod images;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod serve;
 pub mod server;
 
 pub use agent::{Agent, AgentError};

@@ -11,7 +11,7 @@
 //! `steady_state_check_age_seconds` (absent before the first check),
 //! `store_commits_total{result}`, `store_commit_duration_seconds` (histogram),
 //! `images_removed_total`, `image_cleanup_cycles_total`, `tasks_swept_total`, `orphans_removed_total`,
-//! `api_requests_total{route,status}`. A labelled family shows once one of its series
+//! `api_requests_total{route,status}`, `api_connections{listener}`. A labelled family shows once one of its series
 //! has been counted (the status gauges always show every status).
 
 use crate::events::{
@@ -63,6 +63,12 @@ pub(crate) struct ErrorLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
     pub result: &'static str,
+}
+
+/// A `listener` label: `unix` or `tcp`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct ListenerLabels {
+    pub listener: &'static str,
 }
 
 /// An API request's labels.
@@ -118,6 +124,7 @@ pub struct Metrics {
     pub(crate) tasks_swept: Counter,
     pub(crate) orphans_removed: Counter,
     pub(crate) api_requests: Family<ApiLabels, Counter>,
+    pub(crate) api_connections: Family<ListenerLabels, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -158,6 +165,11 @@ impl Collector for SteadyStateAge {
 }
 
 impl Metrics {
+    /// The gauge of the connections `listener` (`unix`, `tcp`) serves.
+    pub(crate) fn connections(&self, listener: &'static str) -> Gauge {
+        self.api_connections.get_or_create(&ListenerLabels { listener }).clone()
+    }
+
     /// New metrics, registered.
     pub fn new() -> Arc<Metrics> {
         Arc::new(Self::build())
@@ -187,6 +199,7 @@ impl Metrics {
             tasks_swept: Counter::default(),
             orphans_removed: Counter::default(),
             api_requests: Family::default(),
+            api_connections: Family::default(),
         };
         registry.register("tasks", "Tasks by known status", metrics.tasks.clone());
         registry.register(
@@ -223,6 +236,11 @@ impl Metrics {
             metrics.steady_state_check_last.clone(),
         );
         registry.register_collector(Box::new(SteadyStateAge { last: metrics.steady_state_check_last.clone() }));
+        registry.register(
+            "api_connections",
+            "API connections being served, by listener (unix, tcp)",
+            metrics.api_connections.clone(),
+        );
         registry.register(
             "store_commits",
             "Group commits of the state store, by result",

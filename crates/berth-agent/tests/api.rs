@@ -136,27 +136,53 @@ async fn bad_requests_get_json_4xx_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_writes_need_the_token_and_the_socket_is_0600() {
+async fn tcp_calls_need_the_token_reads_included_and_the_files_are_0600() {
     let r = start(|_| {}).await;
     let mode = std::fs::metadata(r.agent().socket_path()).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let token = r.agent().token().expect("token").to_string();
-    let token_mode = std::fs::metadata(r.dir.path().join("token")).expect("token file").permissions().mode() & 0o777;
-    assert_eq!(token_mode, 0o600);
+    let authed = r.tcp.with_token(&token);
 
-    let body = || task("api-tcp", "sleep 30", Value::Null);
+    let body = || task("api-tcp", "echo from-the-task; sleep 30", Value::Null);
     let none = r.tcp.post("/v1/tasks", body(), None).await;
     assert_eq!(none.status, 401);
     assert_eq!(none.json()["Code"], "Unauthorized");
     let wrong = r.tcp.post("/v1/tasks", body(), Some("not-the-token")).await;
     assert_eq!(wrong.status, 401);
-    assert_eq!(r.tcp.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
+    assert_eq!(authed.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
 
     let right = r.tcp.post("/v1/tasks", body(), Some(&token)).await;
     assert_eq!(right.status, 201, "{}", right.text);
     let arn = right.json()["Arn"].as_str().expect("arn").to_string();
-    // Reads need no token; stop is a write.
-    assert_eq!(r.tcp.get(&format!("/v1/tasks/{}", encode(&arn))).await.status, 200);
+    r.unix.wait_known(&arn, "RUNNING").await;
+    // Every read that shows task contents needs the token over TCP: task views, logs,
+    // events, images, metrics, and the introspection endpoints (closed by default).
+    let reads = [
+        "/".to_string(),
+        "/v1/metadata".into(),
+        "/v1/tasks".into(),
+        format!("/v1/tasks?taskarn={}", encode(&arn)),
+        format!("/v1/tasks/{}", encode(&arn)),
+        format!("/v1/tasks/{}/logs", encode(&arn)),
+        "/v1/events?since=0&follow=false".into(),
+        "/v1/images".into(),
+        "/metrics".into(),
+    ];
+    for path in &reads {
+        let refused = r.tcp.get(path).await;
+        assert_eq!(refused.status, 401, "{path} without the token: {}", refused.text);
+        assert_eq!(refused.json()["Code"], "Unauthorized", "{path}");
+        assert!(!refused.text.contains(&arn), "{path} shows nothing of the task");
+        assert_eq!(r.tcp.with_token("not-the-token").get(path).await.status, 401, "{path} with a wrong token");
+        let answered = authed.get(path).await;
+        assert_eq!(answered.status, 200, "{path} with the token: {}", answered.text);
+        // The unix socket needs none.
+        assert_eq!(r.unix.get(path).await.status, 200, "{path} on the socket");
+    }
+    let logs = authed.get(&format!("/v1/tasks/{}/logs", encode(&arn))).await;
+    assert!(logs.text.contains("from-the-task"), "{}", logs.text);
+    // /healthz shows nothing and stays open.
+    assert_eq!(r.tcp.get("/healthz").await.status, 200);
     assert_eq!(r.tcp.post(&format!("/v1/tasks/{}/stop", encode(&arn)), "", None).await.status, 401);
     assert_eq!(r.tcp.post(&format!("/v1/tasks/{}/stop", encode(&arn)), "", Some(&token)).await.status, 202);
     // The same arn again is an update: 200, not 201.
@@ -168,6 +194,213 @@ async fn tcp_writes_need_the_token_and_the_socket_is_0600() {
     let update = r.unix.post("/v1/tasks", again, None).await;
     assert_eq!(update.status, 200, "{}", update.text);
     r.unix.wait_known(&arn, "STOPPED").await;
+
+    // Every file berth wrote in its data directory is 0600 (the socket too).
+    let files = support::files_under(r.dir.path());
+    let names: BTreeSet<String> =
+        files.iter().map(|f| f.file_name().expect("name").to_string_lossy().into_owned()).collect();
+    for expected in ["token", "state.redb", "instance-id", "lock"] {
+        assert!(names.contains(expected), "{expected} in {names:?}");
+    }
+    for file in files {
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_introspection_endpoints_open_over_tcp_only_when_configured() {
+    let r = start(|c| c.tcp_open_introspection = true).await;
+    let arn =
+        submit(&r.unix, task("api-open", "sleep 30", Value::Null)).await["Arn"].as_str().expect("arn").to_string();
+    for path in
+        ["/".to_string(), "/v1/metadata".into(), "/v1/tasks".into(), format!("/v1/tasks?taskarn={}", encode(&arn))]
+    {
+        assert_eq!(r.tcp.get(&path).await.status, 200, "{path} is open");
+    }
+    for path in [
+        format!("/v1/tasks/{}", encode(&arn)),
+        format!("/v1/tasks/{}/logs", encode(&arn)),
+        "/v1/events?since=0&follow=false".into(),
+        "/v1/images".into(),
+        "/metrics".into(),
+    ] {
+        assert_eq!(r.tcp.get(&path).await.status, 401, "{path} still needs the token");
+    }
+    assert_eq!(r.tcp.post("/v1/tasks", task("api-open", "true", Value::Null), None).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_is_refused_over_tcp() {
+    let r = start(|c| c.tcp_allowed_hosts = vec!["berth.internal".into()]).await;
+    let addr = r.agent().tcp_addr().expect("tcp");
+    let token = r.agent().token().expect("token").to_string();
+    let request = |host: &str| {
+        let host = if host.is_empty() { String::new() } else { format!("Host: {host}\r\n") };
+        format!("GET /v1/tasks HTTP/1.1\r\n{host}Authorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+    };
+    for refused in ["evil.example", &format!("evil.example:{}", addr.port()), "127.0.0.1.nip.io", "localhost.evil"] {
+        let (status, body) = support::raw(addr, &request(refused)).await;
+        assert_eq!(status, 403, "{refused}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(body["Code"], "ForbiddenHost", "{refused}");
+        assert!(body["Message"].as_str().is_some_and(|m| m.contains("tcp_allowed_hosts")), "{body}");
+    }
+    // /healthz too: the check comes before everything.
+    let healthz = "GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(support::raw(addr, healthz).await.0, 403);
+    for fine in [
+        addr.to_string(),
+        "127.0.0.1".into(),
+        "10.9.8.7:80".into(),
+        "[::1]:51678".into(),
+        "localhost".into(),
+        format!("LocalHost:{}", addr.port()),
+        "berth.internal".into(),
+        "BERTH.internal.:80".into(),
+        String::new(),
+    ] {
+        let (status, body) = support::raw(addr, &request(&fine)).await;
+        assert_eq!(status, 200, "Host {fine:?}: {body}");
+    }
+    // The unix socket does not look at Host.
+    assert_eq!(r.unix.get("/v1/tasks").await.status, 200);
+    let answer = reqwest::Client::builder()
+        .unix_socket(r.agent().socket_path().to_path_buf())
+        .build()
+        .expect("client")
+        .get("http://evil.example/v1/tasks")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_take_tail_and_since() {
+    let r = start(|_| {}).await;
+    let arn = submit(&r.unix, task("api-tail", "for i in $(seq 1 1500); do echo line-$i; done; sleep 60", Value::Null))
+        .await["Arn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    r.unix.wait_known(&arn, "RUNNING").await;
+    let logs = |query: String| {
+        let api = r.unix.clone();
+        let arn = arn.clone();
+        async move { api.get(&format!("/v1/tasks/{}/logs?{query}", encode(&arn))).await }
+    };
+    // Wait for all the output (the container writes it right after starting).
+    let mut all = String::new();
+    for _ in 0..100 {
+        all = logs("tail=all".into()).await.text;
+        if all.contains("line-1500\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(all.lines().count(), 1500, "tail=all gives everything");
+    let default = logs(String::new()).await.text;
+    assert_eq!(default.lines().count(), 1000, "the last 1,000 lines by default");
+    assert_eq!(default.lines().next(), Some("line-501"));
+    assert_eq!(logs("tail=2".into()).await.text, "line-1499\nline-1500\n");
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    for since in [tomorrow.timestamp().to_string(), tomorrow.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)] {
+        let later = logs(format!("since={}", encode(&since))).await;
+        assert_eq!((later.status, later.text.as_str()), (200, ""), "since={since}");
+    }
+    let earlier = logs("since=2020-01-01T00:00:00Z&tail=1".into()).await;
+    assert_eq!(earlier.text, "line-1500\n");
+    for (query, names) in [("tail=-1", "tail"), ("tail=lots", "tail"), ("since=yesterday", "since")] {
+        let bad = logs(query.into()).await;
+        assert_eq!(bad.status, 400, "{query}");
+        assert!(
+            bad.json()["Message"].as_str().is_some_and(|m| m.starts_with(&format!("invalid {names}"))),
+            "{}",
+            bad.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_beyond_the_cap_get_429_per_listener() {
+    let r = start(|c| c.max_log_followers = 1).await;
+    let token = r.agent().token().expect("token").to_string();
+    let first = r.unix.stream("/v1/events").await;
+    assert_eq!(first.status().as_u16(), 200);
+    let second = r.unix.get("/v1/events").await;
+    assert_eq!(second.status, 429, "{}", second.text);
+    assert_eq!(second.json()["Code"], "TooManyFollowers");
+    assert!(second.json()["Message"].as_str().is_some_and(|m| m.contains("max_log_followers")));
+    // Reading without following takes no place; the other listener has its own.
+    assert_eq!(r.unix.get("/v1/events?since=0&follow=false").await.status, 200);
+    let tcp = r.tcp.with_token(&token).stream("/v1/events").await;
+    assert_eq!(tcp.status().as_u16(), 200, "TCP has its own places");
+    // Closing the stream gives its place back.
+    drop(first);
+    let mut status = 0;
+    for _ in 0..50 {
+        let again = r.unix.stream("/v1/events").await;
+        status = again.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the place came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_takes_too_long_gets_503_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = start(|c| {
+        c.request_timeout = std::time::Duration::from_millis(500);
+        c.tcp_idle_timeout = std::time::Duration::from_secs(1);
+        c.tcp_header_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let addr = r.agent().tcp_addr().expect("tcp");
+    let token = r.agent().token().expect("token").to_string();
+
+    // A body that never comes: the request times out with a JSON 503.
+    let begun = std::time::Instant::now();
+    let slow = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Length: 100\r\n\
+         Connection: close\r\n\r\n{{\"family\""
+    );
+    let (status, body) = support::raw(addr, &slow).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"Code\":\"Timeout\"") && body.contains("request_timeout"), "{body}");
+    assert!(begun.elapsed() >= std::time::Duration::from_millis(450), "{:?}", begun.elapsed());
+
+    // A kept-alive connection: answered, then closed once idle for 1 s.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let idle_from = std::time::Instant::now();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "closed by the server: {closed:?}");
+    let idle = idle_from.elapsed();
+    assert!(idle >= std::time::Duration::from_millis(900) && idle < std::time::Duration::from_secs(5), "{idle:?}");
+
+    // Half a request's headers: closed after the header timeout, without an answer.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 12").await.expect("write");
+    let begun = std::time::Instant::now();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "closed without an answer: {closed:?}");
+    assert!(begun.elapsed() >= std::time::Duration::from_millis(900), "{:?}", begun.elapsed());
+
+    // A connection that streams stays open past the idle timeout while it streams.
+    let mut events = r.tcp.with_token(&token).stream("/v1/events").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let arn =
+        submit(&r.unix, task("api-idle", "sleep 30", Value::Null)).await["Arn"].as_str().expect("arn").to_string();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), events.chunk()).await;
+    let chunk = line.expect("an event in time").expect("still open").expect("a chunk");
+    assert!(String::from_utf8_lossy(&chunk).contains(&arn), "{}", String::from_utf8_lossy(&chunk));
 }
 
 /// Reads NDJSON lines from a streaming answer until `until` holds for one, 30 s at most.

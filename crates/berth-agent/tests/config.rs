@@ -84,6 +84,13 @@ fn defaults() {
     assert_eq!(c.steady_state_check, secs(60));
     assert_eq!(c.token_file, Some(PathBuf::from("/var/lib/berth/token")));
     assert_eq!(c.token_path(), PathBuf::from("/var/lib/berth/token"));
+    assert!(!c.tcp_allow_remote && !c.tcp_open_introspection);
+    assert!(c.tcp_allowed_hosts.is_empty());
+    assert_eq!(c.tcp_max_connections, 256);
+    assert_eq!(c.max_log_followers, 32);
+    assert_eq!(c.request_timeout, secs(30));
+    assert_eq!(c.tcp_header_timeout, secs(10));
+    assert_eq!(c.tcp_idle_timeout, secs(60));
 
     // The struct's own default agrees (with the system data directory, token unresolved).
     let d = AgentConfig::default();
@@ -267,7 +274,14 @@ fn flags_override_env() {
         log_format: Some(LogFormat::Human),
         log_level: Some("trace".into()),
     };
-    let c = AgentConfig::load(Some(&path), &vars, &flags).expect("load");
+    let remote = env(&[
+        ("BERTH_DATA_DIR", "/e"),
+        ("BERTH_TCP", "7000"),
+        ("BERTH_LOG_FORMAT", "json"),
+        ("BERTH_LOG_LEVEL", "debug"),
+        ("BERTH_TCP_ALLOW_REMOTE", "true"),
+    ]);
+    let c = AgentConfig::load(Some(&path), &remote, &flags).expect("load");
     assert_eq!(c.data_dir, PathBuf::from("/flag"));
     assert_eq!(c.tcp, Some("0.0.0.0:8000".parse().expect("addr")));
     assert_eq!(c.log_format, LogFormat::Human);
@@ -496,7 +510,8 @@ fn tcp_forms() {
     assert_eq!(load_text("tcp = false").expect("load").tcp, None);
     assert_eq!(load_text("tcp = 1234").expect("load").tcp, addr("127.0.0.1:1234"));
     assert_eq!(load_text("tcp = \"on\"").expect("load").tcp, addr("127.0.0.1:51678"));
-    assert_eq!(load_text("tcp = \"10.0.0.1:80\"").expect("load").tcp, addr("10.0.0.1:80"));
+    let remote = load_text("tcp = \"10.0.0.1:80\"\ntcp_allow_remote = true");
+    assert_eq!(remote.expect("load").tcp, addr("10.0.0.1:80"));
     // In the environment and flags.
     assert_eq!(load(None, &env(&[("BERTH_TCP", "on")])).expect("load").tcp, addr("127.0.0.1:51678"));
     let flags = Overrides { tcp: Some("5555".into()), ..Overrides::default() };
@@ -687,6 +702,46 @@ fn secrets_file_errors_name_the_file_not_the_value() {
         assert!(message.contains(words), "{message}");
         assert!(!message.contains("73317731"), "{message}");
     }
+}
+
+#[test]
+fn the_tcp_boundary_settings_load_from_file_and_env() {
+    let c = load_text(
+        "tcp_allowed_hosts = [\"Berth.Example.com.\", \"box\"]\ntcp_open_introspection = true\n\
+         tcp_max_connections = 8\nmax_log_followers = 2\nrequest_timeout = \"5s\"\n\
+         tcp_header_timeout = \"2s\"\ntcp_idle_timeout = \"3s\"\n",
+    )
+    .expect("load");
+    assert_eq!(c.tcp_allowed_hosts, ["berth.example.com", "box"]);
+    assert!(c.tcp_open_introspection);
+    assert_eq!((c.tcp_max_connections, c.max_log_followers), (8, 2));
+    assert_eq!((c.request_timeout, c.tcp_header_timeout, c.tcp_idle_timeout), (secs(5), secs(2), secs(3)));
+    let e = load(None, &env(&[("BERTH_TCP_ALLOWED_HOSTS", "a.example, b")])).expect("load");
+    assert_eq!(e.tcp_allowed_hosts, ["a.example", "b"]);
+    let bad = load(None, &env(&[("BERTH_TCP_ALLOWED_HOSTS", "a b")])).expect_err("a space");
+    assert!(bad.to_string().starts_with("BERTH_TCP_ALLOWED_HOSTS: invalid host name"), "{bad}");
+    let zero = load_text("tcp_max_connections = 0").expect_err("0");
+    assert!(zero.to_string().contains("key tcp_max_connections: must be at least 1"), "{zero}");
+}
+
+#[test]
+fn a_tcp_address_that_is_not_loopback_needs_tcp_allow_remote() {
+    for (text, origin) in [("tcp = \"0.0.0.0:51678\"", "key tcp"), ("tcp = \"[::]:9000\"", "key tcp")] {
+        let e = load_text(text).expect_err("not loopback");
+        let message = e.to_string();
+        assert!(message.contains(origin), "{message}");
+        assert!(message.contains("tcp_allow_remote = true"), "{message}");
+        assert!(message.contains("clear text"), "{message}");
+    }
+    let flags = Overrides { tcp: Some("10.1.2.3:80".into()), ..Overrides::default() };
+    let e = AgentConfig::load(None, &no_env(), &flags).expect_err("not loopback");
+    assert!(e.to_string().starts_with("--tcp: "), "{e}");
+    let allowed = AgentConfig::load(None, &env(&[("BERTH_TCP_ALLOW_REMOTE", "yes")]), &flags).expect("allowed");
+    assert_eq!(allowed.tcp, Some("10.1.2.3:80".parse().expect("addr")));
+    assert!(load_text("tcp = \"[::1]:9000\"").is_ok(), "IPv6 loopback is loopback");
+    // A configuration built in code is checked the same way.
+    let code = AgentConfig { tcp: Some("0.0.0.0:1".parse().expect("addr")), ..AgentConfig::default() };
+    assert!(code.check_tcp().expect_err("refused").to_string().starts_with("tcp: "));
 }
 
 #[test]

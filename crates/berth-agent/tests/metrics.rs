@@ -9,7 +9,7 @@ use berth_agent::metrics::Metrics;
 use berth_docker::auth::RegistryAuth;
 use berth_docker::{
     ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, ErrorKind, EventStream, ImageSummary,
-    LogStream, ProgressSink, PullProgress, VolumeConfig,
+    LogOptions, LogStream, ProgressSink, PullProgress, VolumeConfig,
 };
 use berth_engine::{EngineEvent, Observer};
 use berth_model::{Container, ContainerSpec, ContainerStatus, StateChange, Task, TaskStatus};
@@ -324,8 +324,8 @@ impl DockerClient for Progressing {
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, DockerError> {
         self.0.inspect_container(id).await
     }
-    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError> {
-        self.0.container_logs(id, follow).await
+    async fn container_logs(&self, id: &str, options: LogOptions) -> Result<LogStream, DockerError> {
+        self.0.container_logs(id, options).await
     }
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerSummary>, DockerError> {
         self.0.list_containers(labels).await

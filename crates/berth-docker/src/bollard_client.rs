@@ -19,8 +19,8 @@ use crate::error::{DockerError, ErrorKind};
 use crate::events::DockerEvent;
 use crate::labels;
 use crate::types::{
-    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, LogChunk, LogSource, PullProgress,
-    VolumeConfig,
+    ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, LogChunk, LogOptions, LogSource,
+    PullProgress, VolumeConfig,
 };
 use async_trait::async_trait;
 use berth_model::container::{PortBinding, Protocol};
@@ -495,12 +495,18 @@ impl DockerClient for BollardClient {
         })
     }
 
-    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError> {
+    async fn container_logs(&self, id: &str, options: LogOptions) -> Result<LogStream, DockerError> {
         const OPERATION: &str = "container logs";
         // bollard's stream asks nothing until polled: a missing container is found here.
         self.docker.inspect_container(id, None).await.map_err(|e| classify(e, OPERATION, id))?;
-        let options =
-            LogsOptionsBuilder::new().follow(follow).stdout(true).stderr(true).timestamps(false).tail("all").build();
+        let tail = options.tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let mut builder =
+            LogsOptionsBuilder::new().follow(options.follow).stdout(true).stderr(true).timestamps(false).tail(&tail);
+        if let Some(since) = options.since {
+            // Docker's API takes a 32-bit Unix time; later than 2038 means "nothing yet".
+            builder = builder.since(i32::try_from(since.max(0)).unwrap_or(i32::MAX));
+        }
+        let options = builder.build();
         let target = id.to_string();
         let stream = self.docker.logs(id, Some(options)).filter_map(move |item| {
             ready(match item {

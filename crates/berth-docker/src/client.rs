@@ -4,7 +4,7 @@ use crate::auth::RegistryAuth;
 use crate::error::DockerError;
 use crate::events::DockerEvent;
 use crate::types::{
-    ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, LogChunk, PullProgress, VolumeConfig,
+    ContainerConfig, ContainerInfo, ContainerSummary, ImageSummary, LogChunk, LogOptions, PullProgress, VolumeConfig,
 };
 use async_trait::async_trait;
 use berth_model::ContainerStatus;
@@ -65,11 +65,12 @@ pub trait DockerClient: Send + Sync + 'static {
     /// Inspect a container by id or name.
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, DockerError>;
 
-    /// A container's output (by id or name), stdout and stderr, all of it from the start,
-    /// without timestamps. With `follow`, the stream then goes on with new output until
-    /// the container stops (at once when it is not running); without, it ends with the
-    /// output there is. No such container is a `NotFound` naming it.
-    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError>;
+    /// A container's output (by id or name), stdout and stderr, without timestamps: all of
+    /// it from the start, or what `options` keep (the last `tail` lines, what was written
+    /// `since`). With `options.follow`, the stream then goes on with new output until the
+    /// container stops (at once when it is not running); without, it ends with the output
+    /// there is. No such container is a `NotFound` naming it.
+    async fn container_logs(&self, id: &str, options: LogOptions) -> Result<LogStream, DockerError>;
 
     /// Every container (running or not) carrying all these labels; with no labels, every
     /// container on the host.

@@ -24,7 +24,7 @@ pub use error::{DockerError, ErrorKind};
 pub use events::{ContainerEvent, DockerEvent, EventKind};
 pub use types::{
     ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary, LogChunk,
-    LogConfig, LogSource, PortSpec, PullProgress, VolumeConfig,
+    LogConfig, LogOptions, LogSource, PortSpec, PullProgress, VolumeConfig,
 };
 
 /// The seed's default stop timeout, in seconds.

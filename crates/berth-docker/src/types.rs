@@ -204,6 +204,35 @@ pub enum LogSource {
     Stderr,
 }
 
+/// Which part of a container's output to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogOptions {
+    /// Go on with new output until the container stops (at once when it is not running).
+    pub follow: bool,
+    /// Only the last this many lines, as Docker counts them (both streams together);
+    /// `None`: all of it.
+    pub tail: Option<u64>,
+    /// Only output written at this Unix time (seconds) or later; `None`: from the start.
+    pub since: Option<i64>,
+}
+
+impl LogOptions {
+    /// All the output there is, then the end.
+    pub fn all() -> LogOptions {
+        LogOptions::default()
+    }
+
+    /// All the output there is, then new output until the container stops.
+    pub fn following() -> LogOptions {
+        LogOptions { follow: true, ..LogOptions::default() }
+    }
+
+    /// [`LogOptions::all`] or [`LogOptions::following`].
+    pub fn follow(follow: bool) -> LogOptions {
+        LogOptions { follow, ..LogOptions::default() }
+    }
+}
+
 /// A piece of a container's output, as Docker hands it over: not split into lines, and a
 /// line may span pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]

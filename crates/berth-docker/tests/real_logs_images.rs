@@ -6,7 +6,9 @@
 //! so tests may run beside others on the same daemon; a guard removes them when the test
 //! ends, however it ends.
 
-use berth_docker::{BollardClient, ContainerConfig, DockerClient, ErrorKind, LogChunk, LogSource, LogStream};
+use berth_docker::{
+    BollardClient, ContainerConfig, DockerClient, ErrorKind, LogChunk, LogOptions, LogSource, LogStream,
+};
 use bollard::query_parameters::{CommitContainerOptionsBuilder, RemoveImageOptionsBuilder};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,21 +115,48 @@ async fn logs_give_stdout_and_stderr_apart_from_the_beginning() {
     wait_exited(&docker, &name).await;
 
     for follow in [false, true] {
-        let stream = docker.container_logs(&name, follow).await.unwrap_or_else(|e| panic!("logs: {e}"));
+        let stream =
+            docker.container_logs(&name, LogOptions::follow(follow)).await.unwrap_or_else(|e| panic!("logs: {e}"));
         let chunks = read_all(stream).await;
         assert_eq!(text(&chunks, LogSource::Stdout), "out\n", "follow {follow}: {chunks:?}");
         assert_eq!(text(&chunks, LogSource::Stderr), "err\n", "follow {follow}: {chunks:?}");
     }
     // By id too.
     let id = docker.inspect_container(&name).await.unwrap_or_else(|e| panic!("{e}")).id;
-    let chunks = read_all(docker.container_logs(&id, false).await.unwrap_or_else(|e| panic!("{e}"))).await;
+    let chunks = read_all(docker.container_logs(&id, LogOptions::all()).await.unwrap_or_else(|e| panic!("{e}"))).await;
     assert_eq!(text(&chunks, LogSource::Stdout), "out\n");
 
     let missing = unique("berth-test-no-such");
-    let err = docker.container_logs(&missing, false).await.err().expect("no such container is an error");
+    let err = docker.container_logs(&missing, LogOptions::all()).await.err().expect("no such container is an error");
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert_eq!(err.target, missing);
     assert!(err.to_string().contains(&missing), "{err}");
+}
+
+#[tokio::test]
+async fn logs_keep_the_last_lines_and_what_was_written_since() {
+    let docker = docker().await;
+    let name = unique("berth-test-tail");
+    let _cleanup = Cleanup { containers: vec![name.clone()], images: Vec::new() };
+    docker
+        .create_container(&busybox(&name, "for i in 1 2 3 4 5; do echo $i; done"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    docker.start_container(&name).await.unwrap_or_else(|e| panic!("{e}"));
+    wait_exited(&docker, &name).await;
+    let read = |options: LogOptions| {
+        let docker = docker.clone();
+        let name = name.clone();
+        async move {
+            let chunks = read_all(docker.container_logs(&name, options).await.unwrap_or_else(|e| panic!("{e}"))).await;
+            text(&chunks, LogSource::Stdout)
+        }
+    };
+    assert_eq!(read(LogOptions { tail: Some(2), ..LogOptions::all() }).await, "4\n5\n");
+    assert_eq!(read(LogOptions::all()).await, "1\n2\n3\n4\n5\n");
+    assert_eq!(read(LogOptions { since: Some(1), ..LogOptions::all() }).await, "1\n2\n3\n4\n5\n");
+    let tomorrow = chrono::Utc::now().timestamp() + 86_400;
+    assert_eq!(read(LogOptions { since: Some(tomorrow), ..LogOptions::all() }).await, "");
 }
 
 #[tokio::test]
@@ -138,7 +167,8 @@ async fn followed_logs_go_on_until_the_container_exits() {
     let config = busybox(&name, "echo first; sleep 1; echo second");
     docker.create_container(&config).await.unwrap_or_else(|e| panic!("{e}"));
     docker.start_container(&name).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut stream = docker.container_logs(&name, true).await.unwrap_or_else(|e| panic!("logs: {e}"));
+    let mut stream =
+        docker.container_logs(&name, LogOptions::following()).await.unwrap_or_else(|e| panic!("logs: {e}"));
 
     let mut lines = String::new();
     let mut first_at = None;

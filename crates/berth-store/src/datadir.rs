@@ -1,8 +1,9 @@
 //! The data directory: its lock, the instance id, the state files, the explicit reset.
 
 use crate::export::{self, ExportError};
+use crate::files;
 use crate::{RedbStore, StoreError};
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -30,19 +31,25 @@ impl DirLock {
     /// Create `dir` (mode 0700) if needed and lock it, or say who has it; the holder's pid
     /// goes into the lock file.
     fn take(dir: &Path) -> Result<DirLock, StoreError> {
+        files::check_data_dir(dir)?;
         DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| StoreError::Io {
             action: "create data directory",
             path: dir.to_path_buf(),
             source,
         })?;
         let lock = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
+        let file = files::private_options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&lock)
             .map_err(|source| StoreError::Io { action: "open lock file", path: lock.clone(), source })?;
+        files::make_private(&lock).map_err(|source| StoreError::Io {
+            action: "chmod 600",
+            path: lock.clone(),
+            source,
+        })?;
         match file.try_lock() {
             Ok(()) => {
                 // Best effort: the pid only makes a second berth's message clearer.
@@ -209,6 +216,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// The instance id kept in `dir`, made (128 random bits) and written atomically the first time.
 fn instance_id(dir: &Path) -> Result<String, StoreError> {
     let file = dir.join(INSTANCE_ID_FILE);
+    files::make_private(&file).map_err(|source| StoreError::Io { action: "chmod 600", path: file.clone(), source })?;
     match fs::read(&file) {
         Ok(bytes) => parse_instance_id(&bytes).map(str::to_owned).ok_or_else(|| StoreError::Unreadable {
             file: file.clone(),
@@ -230,36 +238,13 @@ fn parse_instance_id(bytes: &[u8]) -> Option<&str> {
     if ok { std::str::from_utf8(bytes).ok() } else { None }
 }
 
-/// Write `file` in `dir` so that it is either absent or whole: a temporary file, fsync,
-/// rename, fsync of the directory.
+/// Write `file` in `dir` so that it is either absent or whole, mode 0600: a temporary
+/// file, fsync, rename, fsync of the directory.
 fn write_atomically(dir: &Path, file: &Path, contents: &[u8]) -> Result<(), StoreError> {
-    let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StoreError::Io { action, path, source }
-    };
-    let mut out = File::create(&tmp).map_err(io("create", &tmp))?;
-    out.write_all(contents).map_err(io("write", &tmp))?;
-    out.sync_all().map_err(io("sync", &tmp))?;
-    drop(out);
-    fs::rename(&tmp, file).map_err(io("rename into place", file))?;
-    sync_dir(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_instance_id;
-
-    #[test]
-    fn instance_id_format() {
-        let id = "0123456789abcdef0123456789abcdef";
-        assert_eq!(parse_instance_id(id.as_bytes()), Some(id));
-        assert_eq!(parse_instance_id(format!("{id}\n").as_bytes()), Some(id));
-        assert_eq!(parse_instance_id(format!("{id}\n\n").as_bytes()), None);
-        assert_eq!(parse_instance_id(id.to_uppercase().as_bytes()), None);
-        assert_eq!(parse_instance_id(&id.as_bytes()[..31]), None);
-        assert_eq!(parse_instance_id(b""), None);
-    }
+    debug_assert_eq!(file.parent(), Some(dir));
+    files::write_atomically(file, contents).map_err(|source| StoreError::Io {
+        action: "write",
+        path: file.to_path_buf(),
+        source,
+    })
 }

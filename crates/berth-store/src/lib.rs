@@ -12,7 +12,9 @@
 //!   the store, and the explicit reset;
 //! - [`export`]: the whole state as one JSON document (schema 1, the old `state.json`),
 //!   for `marshal_json`/`unmarshal_json` and for migration;
-//! - [`MemorySaver`]: the same semantics in memory, for tests and benchmarks.
+//! - [`MemorySaver`]: the same semantics in memory, for tests and benchmarks;
+//! - [`files`]: the data directory's checks (no symbolic link, this user's, closed to
+//!   others' writes) and its files' mode (0600, written atomically).
 //!
 //! Decisions:
 //! - one [`Saver::save`] is one redb write transaction with `Durability::Immediate` (redb's
@@ -38,6 +40,7 @@
 pub mod crash;
 mod datadir;
 pub mod export;
+pub mod files;
 mod memory;
 mod redb_store;
 
@@ -193,6 +196,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory is not safe to use (a symbolic link, another user's, writable by
+    /// others).
+    #[error(transparent)]
+    UnsafeDataDir(#[from] files::UnsafeDataDir),
     /// The embedded database failed.
     #[error("berth state in {file}: {reason}")]
     Database {

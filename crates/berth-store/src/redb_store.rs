@@ -107,6 +107,12 @@ impl RedbStore {
 
     fn open_existing(file: &Path, guard: Option<Arc<DirLock>>) -> Result<RedbStore, StoreError> {
         let loaded = inspect(file)?;
+        // A store an older berth made may be readable by others: it holds task environments.
+        crate::files::make_private(file).map_err(|source| StoreError::Io {
+            action: "chmod 600",
+            path: file.to_path_buf(),
+            source,
+        })?;
         let db = Builder::new()
             .set_cache_size(CACHE_BYTES)
             .open(file)
@@ -413,11 +419,13 @@ fn create(file: &Path, state: &Loaded) -> Result<(), StoreError> {
     let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = file.with_file_name(tmp_name);
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(StoreError::Io { action: "remove", path: tmp, source }),
-    }
+    // A leftover of an interrupted create is removed, and the file made empty with mode 0600
+    // first: redb creates files with the default mode, and the store holds task environments.
+    crate::files::create_private(&tmp).map_err(|source| StoreError::Io {
+        action: "create",
+        path: tmp.clone(),
+        source,
+    })?;
     let db = Builder::new().set_cache_size(CACHE_BYTES).create(&tmp).map_err(db_err(&tmp))?;
     let mut txn = db.begin_write().map_err(db_err(&tmp))?;
     txn.set_durability(Durability::Immediate).map_err(db_err(&tmp))?;

@@ -162,6 +162,63 @@ fn the_data_directory_is_private_and_the_instance_id_stable() {
     assert_ne!(other.instance_id(), id, "each data directory has its own instance id");
 }
 
+/// The mode of every file under `dir` (not following links).
+fn modes(dir: &std::path::Path) -> Vec<(String, u32)> {
+    let mut found: Vec<(String, u32)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().permissions().mode() & 0o777))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn every_file_of_the_data_directory_is_0600_after_a_store_was_opened_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    {
+        let data = DataDir::open(&path).unwrap();
+        let mut store = data.store().unwrap();
+        store.save(group(&[("arn:a", Some(1)), ("arn:b", Some(2))], 3)).unwrap();
+    }
+    let found = modes(&path);
+    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["instance-id", "lock", "state.redb"]);
+    assert!(found.iter().all(|(_, mode)| *mode == 0o600), "{found:?}");
+
+    // Files an older berth left readable by others are narrowed when the store is opened.
+    for (name, _) in &found {
+        fs::set_permissions(path.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    {
+        let data = DataDir::open(&path).unwrap();
+        data.store().unwrap().save(group(&[("arn:c", Some(1))], 1)).unwrap();
+    }
+    let again = modes(&path);
+    assert!(again.iter().all(|(_, mode)| *mode == 0o600), "{again:?}");
+}
+
+#[test]
+fn an_unsafe_data_directory_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    DataDir::open(&real).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let e = DataDir::open(&link).unwrap_err();
+    assert!(matches!(e, StoreError::UnsafeDataDir(_)), "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+
+    let open = dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let e = DataDir::open(&open).unwrap_err();
+    assert!(e.to_string().contains(&format!("chmod 700 {}", open.display())), "{e}");
+    assert_eq!(fs::read_dir(&open).unwrap().count(), 0, "nothing was written in it");
+}
+
 #[test]
 fn a_malformed_instance_id_is_unreadable_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use berth_docker::auth::RegistryAuth;
 use berth_docker::{
     ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, DockerEvent, ErrorKind, EventStream,
-    ImageSummary, LogSource, LogStream, VolumeConfig,
+    ImageSummary, LogOptions, LogSource, LogStream, VolumeConfig,
 };
 use berth_docker::{ProgressSink, PullProgress};
 use berth_model::HealthStatus;
@@ -175,7 +175,8 @@ impl FakeDocker {
     /// `container_logs`, and delivered at once to the streams following it. Nothing
     /// happens when there is no such container.
     pub fn write_output(&self, target: &str, source: LogSource, bytes: &[u8]) {
-        self.lock().write_output(target, source, bytes);
+        let now = self.now();
+        self.lock().write_output(target, source, bytes, now);
     }
 
     // --- images and volumes -----------------------------------------------------------
@@ -480,10 +481,10 @@ impl DockerClient for FakeDocker {
         Self::finish(mode, op, id, result)
     }
 
-    async fn container_logs(&self, id: &str, follow: bool) -> Result<LogStream, DockerError> {
+    async fn container_logs(&self, id: &str, options: LogOptions) -> Result<LogStream, DockerError> {
         let op = Op::ContainerLogs;
         let mode = self.enter(op, id).await?;
-        let result = self.lock().logs(id, follow);
+        let result = self.lock().logs(id, options);
         Self::finish(mode, op, id, result)
     }
 

@@ -13,7 +13,7 @@ use crate::snapshot::{ContainerSnapshot, RunState};
 use crate::stored::StoredConfig;
 use berth_docker::{
     Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, ErrorKind, ImageSummary,
-    LogChunk, LogSource, LogStream, PortSpec, VolumeConfig,
+    LogChunk, LogOptions, LogSource, LogStream, PortSpec, VolumeConfig,
 };
 use berth_model::HealthStatus;
 use berth_model::container::PortBinding;
@@ -53,8 +53,8 @@ pub(crate) struct Container {
     pub ports: Vec<PortBinding>,
     /// Named volumes its binds mount.
     pub volumes: Vec<String>,
-    /// Everything it wrote, stdout and stderr, in order.
-    pub output: Vec<LogChunk>,
+    /// Everything it wrote, stdout and stderr, in order, each piece with its (fake) time.
+    pub output: Vec<(DateTime<Utc>, LogChunk)>,
     /// The open `container_logs(follow)` streams; dropped (which ends them) when it stops.
     pub followers: Vec<UnboundedSender<LogChunk>>,
     /// The calls counted on it, by [`Op::container_slot`] (see [`State::count`]).
@@ -780,25 +780,30 @@ impl State {
     }
 
     /// Append output to a container (any state); false if there is no such container.
-    pub fn write_output(&mut self, target: &str, source: LogSource, bytes: &[u8]) -> bool {
+    pub fn write_output(&mut self, target: &str, source: LogSource, bytes: &[u8], now: DateTime<Utc>) -> bool {
         let Some(c) = self.resolve(target).and_then(|seq| self.containers.get_mut(&seq)) else { return false };
         if bytes.is_empty() {
             return true;
         }
         let chunk = LogChunk { source, bytes: Bytes::copy_from_slice(bytes) };
         c.followers.retain(|tx| tx.send(chunk.clone()).is_ok());
-        c.output.push(chunk);
+        c.output.push((now, chunk));
         true
     }
 
-    /// The output there is; with `follow` and a running container, then the output
-    /// written until it stops.
-    pub fn logs(&mut self, target: &str, follow: bool) -> Result<LogStream, DockerError> {
+    /// The output there is (what was written `since`, its last `tail` lines); with
+    /// `follow` and a running container, then the output written until it stops.
+    pub fn logs(&mut self, target: &str, options: LogOptions) -> Result<LogStream, DockerError> {
         let op = Op::ContainerLogs;
         let seq = self.resolve(target).ok_or_else(|| no_such_container(op, target))?;
         let Some(c) = self.containers.get_mut(&seq) else { return Err(no_such_container(op, target)) };
-        let existing = stream::iter(c.output.clone().into_iter().map(Ok));
-        if !(follow && c.state == RunState::Running) {
+        let kept = c
+            .output
+            .iter()
+            .filter(|(at, _)| options.since.is_none_or(|since| at.timestamp() >= since))
+            .map(|(_, chunk)| chunk.clone());
+        let existing = stream::iter(last_lines(kept.collect(), options.tail).into_iter().map(Ok));
+        if !(options.follow && c.state == RunState::Running) {
             return Ok(existing.boxed());
         }
         let (tx, rx) = unbounded_channel();
@@ -821,6 +826,31 @@ impl State {
             })
             .collect()
     }
+}
+
+/// The last `tail` lines of `chunks` (all of them for `None`), as Docker counts: a line
+/// ends at a newline, a last line without one counts too. Chunks are split at line ends.
+fn last_lines(chunks: Vec<LogChunk>, tail: Option<u64>) -> Vec<LogChunk> {
+    let Some(tail) = tail else { return chunks };
+    let mut lines: Vec<LogChunk> = Vec::new();
+    for chunk in chunks {
+        let mut rest = chunk.bytes;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+            let piece = rest.split_to(end);
+            match lines.last_mut() {
+                // A line a previous chunk began: it goes on here.
+                Some(last) if !last.bytes.ends_with(b"\n") && last.source == chunk.source => {
+                    let mut joined = last.bytes.to_vec();
+                    joined.extend_from_slice(&piece);
+                    last.bytes = Bytes::from(joined);
+                }
+                _ => lines.push(LogChunk { source: chunk.source, bytes: piece }),
+            }
+        }
+    }
+    let skip = lines.len().saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+    lines.split_off(skip)
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use super::*;
 use berth_docker::{
-    ContainerConfig, DockerClient, DockerEvent, ErrorKind, EventStream, HealthConfig, HostConfig, LogChunk, LogSource,
-    LogStream, PortSpec, VolumeConfig, status_of,
+    ContainerConfig, DockerClient, DockerEvent, ErrorKind, EventStream, HealthConfig, HostConfig, LogChunk, LogOptions,
+    LogSource, LogStream, PortSpec, VolumeConfig, status_of,
 };
 use berth_model::{ContainerStatus, HealthStatus};
 use futures_util::StreamExt;
@@ -585,20 +585,20 @@ async fn logs_without_follow_give_all_the_output_there_is_and_end() {
         [chunk(LogSource::Stdout, "out\n"), chunk(LogSource::Stderr, "err\n"), chunk(LogSource::Stdout, "partial")];
     for target in [id.as_str(), "web", "/web"] {
         let got: Vec<LogChunk> =
-            fake.container_logs(target, false).await.unwrap().map(|c| c.expect("no error")).collect().await;
+            fake.container_logs(target, LogOptions::all()).await.unwrap().map(|c| c.expect("no error")).collect().await;
         assert_eq!(got, expected, "{target}");
     }
     // A running container's stream without follow ends with what there was.
-    let mut stream = fake.container_logs("web", false).await.unwrap();
+    let mut stream = fake.container_logs("web", LogOptions::all()).await.unwrap();
     fake.write_output("web", LogSource::Stdout, b"later\n");
     assert_eq!(stream.by_ref().count().await, 3);
     // Output stays readable once the container has exited.
     fake.exit("web", 0);
-    assert_eq!(fake.container_logs("web", false).await.unwrap().count().await, 4);
+    assert_eq!(fake.container_logs("web", LogOptions::all()).await.unwrap().count().await, 4);
     assert_eq!(fake.calls_on(Op::ContainerLogs, &id), 0, "counted under the name");
     assert_eq!(fake.calls_on(Op::ContainerLogs, "web"), 5);
 
-    let err = fake.container_logs("nope", false).await.err().expect("no such container");
+    let err = fake.container_logs("nope", LogOptions::all()).await.err().expect("no such container");
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert_eq!(err.operation, "container logs");
     assert_eq!(err.target, "nope");
@@ -610,8 +610,8 @@ async fn followed_logs_go_on_with_new_output_until_the_container_stops() {
     let fake = fake();
     let id = run(&fake, "web", &[]).await;
     fake.write_output("web", LogSource::Stdout, b"one\n");
-    let mut stream = fake.container_logs("web", true).await.unwrap();
-    let mut other = fake.container_logs(&id, true).await.unwrap();
+    let mut stream = fake.container_logs("web", LogOptions::following()).await.unwrap();
+    let mut other = fake.container_logs(&id, LogOptions::following()).await.unwrap();
     assert_eq!(next_chunk(&mut stream).await, chunk(LogSource::Stdout, "one\n"));
     fake.write_output("web", LogSource::Stderr, b"two\n");
     assert_eq!(next_chunk(&mut stream).await, chunk(LogSource::Stderr, "two\n"));
@@ -628,16 +628,16 @@ async fn followed_logs_go_on_with_new_output_until_the_container_stops() {
     assert_eq!(all.len(), 3, "a second follower saw the same run: {all:?}");
 
     // Following a container that is not running gives its output and ends.
-    let mut exited = fake.container_logs("web", true).await.unwrap();
+    let mut exited = fake.container_logs("web", LogOptions::following()).await.unwrap();
     assert_eq!(exited.by_ref().count().await, 4);
     fake.create_container(&config("fresh", &[])).await.unwrap();
-    ends(&mut fake.container_logs("fresh", true).await.unwrap()).await;
+    ends(&mut fake.container_logs("fresh", LogOptions::following()).await.unwrap()).await;
 
     // A stop, a kill and a removal end the streams that follow too.
     for how in ["stop", "kill", "remove"] {
         let name = format!("c-{how}");
         run(&fake, &name, &[]).await;
-        let mut stream = fake.container_logs(&name, true).await.unwrap();
+        let mut stream = fake.container_logs(&name, LogOptions::following()).await.unwrap();
         match how {
             "stop" => fake.stop_container(&name, Duration::ZERO).await.unwrap(),
             "kill" => assert!(fake.kill(&name, 137)),
@@ -653,7 +653,7 @@ async fn followed_logs_end_when_the_container_exits_on_its_own() {
     let begun = tokio::time::Instant::now();
     run(&fake, "job", &["sh", "-c", "echo hi; sleep 5; echo bye"]).await;
     fake.write_output("job", LogSource::Stdout, b"hi\n");
-    let mut stream = fake.container_logs("job", true).await.unwrap();
+    let mut stream = fake.container_logs("job", LogOptions::following()).await.unwrap();
     assert_eq!(stream.next().await.expect("open").expect("no error"), chunk(LogSource::Stdout, "hi\n"));
     let writer = fake.clone();
     tokio::spawn(async move {
@@ -667,17 +667,44 @@ async fn followed_logs_end_when_the_container_exits_on_its_own() {
     assert_eq!(fake.container("job").unwrap().state, RunState::Exited);
 }
 
+#[tokio::test(start_paused = true)]
+async fn logs_keep_the_last_lines_and_what_was_written_since() {
+    let fake = fake();
+    run(&fake, "web", &[]).await;
+    fake.write_output("web", LogSource::Stdout, b"one\ntw");
+    fake.write_output("web", LogSource::Stdout, b"o\n");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let later = fake.now().timestamp();
+    fake.write_output("web", LogSource::Stderr, b"three\n");
+    fake.write_output("web", LogSource::Stdout, b"four");
+    let read = |options: LogOptions| {
+        let fake = fake.clone();
+        async move {
+            let chunks: Vec<LogChunk> =
+                fake.container_logs("web", options).await.unwrap().map(|c| c.expect("no error")).collect().await;
+            chunks.iter().map(|c| String::from_utf8_lossy(&c.bytes).into_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(read(LogOptions { tail: Some(2), ..LogOptions::all() }).await, ["three\n", "four"]);
+    assert_eq!(read(LogOptions { tail: Some(3), ..LogOptions::all() }).await, ["two\n", "three\n", "four"]);
+    assert_eq!(read(LogOptions { tail: Some(0), ..LogOptions::all() }).await, Vec::<String>::new());
+    assert_eq!(read(LogOptions { tail: Some(99), ..LogOptions::all() }).await.concat(), "one\ntwo\nthree\nfour");
+    assert_eq!(read(LogOptions { since: Some(later), ..LogOptions::all() }).await, ["three\n", "four"]);
+    assert_eq!(read(LogOptions { since: Some(later + 1), ..LogOptions::all() }).await, Vec::<String>::new());
+    assert_eq!(read(LogOptions { since: Some(later), tail: Some(1), follow: false }).await, ["four"]);
+}
+
 #[tokio::test]
 async fn container_logs_take_faults() {
     let fake = fake();
     let id = run(&fake, "web", &[]).await;
     fake.fail_next(Op::ContainerLogs, Some("web"), 1, ErrorKind::Transient);
-    let err = fake.container_logs(&id, true).await.err().expect("injected");
+    let err = fake.container_logs(&id, LogOptions::following()).await.err().expect("injected");
     assert_eq!(
         (err.kind, err.operation.as_str(), err.target.as_str()),
         (ErrorKind::Transient, "container logs", id.as_str())
     );
-    assert_eq!(fake.container_logs(&id, false).await.unwrap().count().await, 0);
+    assert_eq!(fake.container_logs(&id, LogOptions::all()).await.unwrap().count().await, 0);
     assert_eq!(fake.calls(Op::ContainerLogs), 2);
 }
 
@@ -1007,7 +1034,7 @@ async fn an_unreachable_daemon_refuses_every_call() {
         fake.remove_volume("v1").await.unwrap_err(),
         fake.volume_labels("v1").await.unwrap_err(),
         fake.list_images().await.unwrap_err(),
-        fake.container_logs(&id, false).await.err().expect("refused"),
+        fake.container_logs(&id, LogOptions::all()).await.err().expect("refused"),
         fake.remove_image("busybox").await.unwrap_err(),
     ];
     for err in errors {

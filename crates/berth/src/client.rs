@@ -1,13 +1,13 @@
 //! What the client commands (`submit`, `ps`, `inspect`, `stop`, `events`, `logs`,
 //! `images`) share: where the daemon is, HTTP to it over its unix socket or TCP, the
-//! bearer token for TCP writes, API errors turned into messages, and output helpers.
+//! bearer token for TCP, API errors turned into messages, and output helpers.
 //!
 //! The daemon is `-H/--host`, else `BERTH_HOST`: `unix:///path/to/berth.sock`, a bare
 //! socket path, or `tcp://HOST:PORT` / `http://HOST:PORT`; else the socket
 //! `berth.sock` in the data directory `berth daemon` would use with the same
 //! environment (`BERTH_DATA_DIR`, `BERTH_CONFIG`, `XDG_STATE_HOME`, `HOME`). Over TCP,
-//! calls that change anything send the token of `BERTH_TOKEN`, else of the file
-//! `BERTH_TOKEN_FILE` names.
+//! every call (reads too: they show task contents) sends the token of `BERTH_TOKEN`,
+//! else of the file `BERTH_TOKEN_FILE` names.
 
 use anyhow::Context;
 use berth_agent::AgentConfig;
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 /// The variable that names the daemon.
 pub const HOST_ENV: &str = "BERTH_HOST";
-/// The variable holding the bearer token for TCP writes.
+/// The variable holding the bearer token for TCP calls.
 pub const TOKEN_ENV: &str = "BERTH_TOKEN";
 /// The variable naming a file that holds the bearer token.
 pub const TOKEN_FILE_ENV: &str = "BERTH_TOKEN_FILE";
@@ -297,11 +297,9 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response, ClientError> {
-        let writes = method != Method::GET && method != Method::HEAD;
         let mut request = self.http.request(method, self.url(segments, query));
         let mut token_given = false;
-        if writes
-            && matches!(self.endpoint, Endpoint::Tcp(_))
+        if matches!(self.endpoint, Endpoint::Tcp(_))
             && let Some(token) = token().map_err(ClientError::Other)?
         {
             request = request.bearer_auth(token);
@@ -343,7 +341,7 @@ pub async fn json(response: reqwest::Response) -> Result<Value, ClientError> {
         .map_err(|e| ClientError::Other(anyhow::anyhow!("the daemon's answer is not JSON: {e}")))
 }
 
-/// The token for TCP writes: `BERTH_TOKEN`, else the content of `BERTH_TOKEN_FILE`.
+/// The token for TCP calls: `BERTH_TOKEN`, else the content of `BERTH_TOKEN_FILE`.
 fn token() -> anyhow::Result<Option<String>> {
     if let Ok(token) = std::env::var(TOKEN_ENV)
         && !token.trim().is_empty()

@@ -271,6 +271,9 @@ fn a_task_goes_through_every_command() {
     // logs: the container's output, with or without its name.
     daemon.eventually("logs show hello", || daemon.ok(&["logs", &short]).contains("hello").then_some(()));
     assert_eq!(daemon.ok(&["logs", &arn, "main"]), "hello\n");
+    assert_eq!(daemon.ok(&["logs", &arn, "main", "--tail", "0"]), "");
+    assert_eq!(daemon.ok(&["logs", &arn, "--since", "2020-01-01T00:00:00Z", "--tail", "all"]), "hello\n");
+    assert_eq!(daemon.ok(&["logs", &arn, "--since", "4102444800"]), "", "nothing since 2100");
     let out = daemon.berth(&["logs", &short, "nope"]).output().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no container nope"), "{}", text(&out.stderr));
@@ -390,7 +393,7 @@ fn without_a_daemon_the_message_says_where_and_how_to_start_one() {
 }
 
 #[test]
-fn over_tcp_writes_need_the_token() {
+fn over_tcp_every_call_needs_the_token() {
     let daemon = Daemon::start(Some(free_port()));
     let file = hello_task(daemon.dir.path(), &unique("client-tcp"));
     let file = file.to_str().unwrap_or_default();
@@ -403,8 +406,13 @@ fn over_tcp_writes_need_the_token() {
         cmd.output().unwrap_or_else(|e| panic!("{e}"))
     };
 
-    // Reads need no token.
+    let token_file = daemon.data_dir().join("token").display().to_string();
+    // Reads need the token too: they show task contents.
     let out = over_tcp(&["ps"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Bearer") && stderr.contains("BERTH_TOKEN"), "{stderr}");
+    let out = over_tcp(&["ps"], &[("BERTH_TOKEN_FILE", token_file.clone())]);
     daemon.expect_success(&["ps"], &out);
 
     let out = over_tcp(&["submit", file], &[]);
@@ -416,10 +424,14 @@ fn over_tcp_writes_need_the_token() {
     assert!(text(&out.stderr).contains("token is wrong"), "{}", text(&out.stderr));
     assert_eq!(daemon.ok(&["ps", "--all"]).lines().count(), 1, "nothing was added");
 
-    let token_file = daemon.data_dir().join("token").display().to_string();
     let out = over_tcp(&["submit", file], &[("BERTH_TOKEN_FILE", token_file.clone())]);
     let arn = daemon.expect_success(&["submit"], &out).trim().to_owned();
     assert!(arn.starts_with("arn:berth:task/"), "{arn}");
+    let out = over_tcp(&["inspect", &arn], &[("BERTH_TOKEN_FILE", token_file.clone())]);
+    assert!(daemon.expect_success(&["inspect"], &out).contains(&arn));
+    let token = std::fs::read_to_string(&token_file).unwrap_or_default();
+    let out = over_tcp(&["images"], &[("BERTH_TOKEN", token)]);
+    assert!(daemon.expect_success(&["images"], &out).contains("busybox"));
     let out = over_tcp(&["stop", &arn], &[("BERTH_TOKEN_FILE", token_file)]);
     assert_eq!(daemon.expect_success(&["stop"], &out).trim(), arn);
 }

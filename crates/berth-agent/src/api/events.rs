@@ -5,7 +5,9 @@
 //! stream follows new changes until the client goes away or berth stops; `follow=false`
 //! ends it once caught up.
 
+use super::access::Followers;
 use super::{ApiError, ApiState};
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -44,9 +46,12 @@ fn line(item: &LogItem) -> Result<Bytes, std::io::Error> {
 /// `GET /v1/events`.
 pub async fn events(
     State(state): State<Arc<ApiState>>,
+    Extension(followers): Extension<Followers>,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    // A following reader holds one of the listener's places for as long as it reads.
+    let place = if query.follow { Some(followers.take()?) } else { None };
     let reader = match query.since {
         Some(since) => state.engine.task_events_from(since.saturating_add(1))?,
         None => state.engine.task_events()?,
@@ -57,8 +62,13 @@ pub async fn events(
         item.map(|item| (line(&item), reader))
     });
     let mut shutdown = state.shutdown.clone();
-    let items = items.take_until(async move {
-        let _ = shutdown.wait_for(|down| *down).await;
-    });
+    let items = items
+        .take_until(async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        })
+        .map(move |item| {
+            let _held = &place;
+            item
+        });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(items)).into_response())
 }

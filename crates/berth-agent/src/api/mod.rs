@@ -7,9 +7,10 @@
 //!   `GET /v1/tasks/{arn}/logs`;
 //! - `events`: `GET /v1/events` (NDJSON, resumable);
 //! - `misc`: `GET /v1/images`, `/metrics`, `/healthz`;
-//! - `access`: the bearer token TCP write calls need.
+//! - `access`: what every request goes through: over TCP the `Host` check and the bearer
+//!   token, the listener's cap on following streams, the request timeout.
 
-mod access;
+pub mod access;
 mod ecs;
 pub mod error;
 mod events;
@@ -55,12 +56,13 @@ pub struct ApiState {
 pub enum Access {
     /// The unix socket: its mode (0600) is the access control.
     Local,
-    /// TCP: calls that change anything need `Authorization: Bearer <token>`.
+    /// TCP: every call but `/healthz` (and the introspection endpoints when they are
+    /// open) needs `Authorization: Bearer <token>`, and `Host` is checked.
     Token(Arc<str>),
 }
 
 /// The router for one listener, with request bodies limited to `body_limit` bytes.
-pub fn router(state: Arc<ApiState>, access: Access, body_limit: usize) -> Router {
+pub fn router(state: Arc<ApiState>, policy: access::Policy, body_limit: usize) -> Router {
     Router::new()
         .route("/", get(ecs::root))
         .route("/v1/metadata", get(ecs::metadata))
@@ -74,7 +76,7 @@ pub fn router(state: Arc<ApiState>, access: Access, body_limit: usize) -> Router
         .route("/healthz", get(misc::healthz))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(access, access::check))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(policy), access::check))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -1,15 +1,18 @@
 //! berth's own task endpoints: submit, look at one, stop, read a container's output.
 
+use super::access::Followers;
 use super::error::IssueView;
 use super::views::TaskView;
 use super::{ApiError, ApiState};
 use crate::config::HostPolicy;
+use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use berth_docker::LogOptions;
 use berth_engine::TaskEngine;
 use berth_model::Task;
 use berth_model::input::{self, ParseOptions};
@@ -136,23 +139,61 @@ pub async fn stop(State(state): State<Arc<ApiState>>, Path(arn): Path<String>) -
     Ok((StatusCode::ACCEPTED, Json(TaskView::of(&task))).into_response())
 }
 
+/// The lines `GET /v1/tasks/{arn}/logs` gives by default: the last 1,000.
+pub const DEFAULT_LOG_TAIL: u64 = 1000;
+
 /// The query `GET /v1/tasks/{arn}/logs` takes.
 #[derive(Debug, Deserialize)]
 pub struct LogsQuery {
     container: Option<String>,
     #[serde(default)]
     follow: bool,
+    tail: Option<String>,
+    since: Option<String>,
 }
 
-/// `GET /v1/tasks/{arn}/logs?container=NAME&follow=true`: the container's output (stdout
-/// and stderr as Docker keeps them), as it comes when following. The container may be left
-/// out when the task has only one.
+/// `tail`: a number of lines or `all`; absent, [`DEFAULT_LOG_TAIL`].
+fn parse_tail(tail: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match tail.map(str::trim) {
+        None => Ok(Some(DEFAULT_LOG_TAIL)),
+        Some(all) if all.eq_ignore_ascii_case("all") => Ok(None),
+        Some(n) => n
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid tail {n:?}: expected a number of lines or \"all\""))),
+    }
+}
+
+/// `since`: Unix seconds, or an RFC 3339 time (`2026-01-02T03:04:05Z`).
+fn parse_since(since: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = since.map(str::trim) else { return Ok(None) };
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(Some(seconds));
+    }
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| Some(t.timestamp())).map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid since {text:?}: expected Unix seconds or an RFC 3339 time such as 2026-01-02T03:04:05Z"
+        ))
+    })
+}
+
+/// `GET /v1/tasks/{arn}/logs?container=NAME&follow=true&tail=N&since=T`: the container's
+/// output (stdout and stderr as Docker keeps them): its last `tail` lines (1,000 unless
+/// asked; `all` for everything) written `since` (Unix seconds or RFC 3339), then, when
+/// following, as it comes (one of the listener's following places). The container may
+/// be left out when the task has only one.
 pub async fn logs(
     State(state): State<Arc<ApiState>>,
+    Extension(followers): Extension<Followers>,
     Path(arn): Path<String>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let options = LogOptions {
+        follow: query.follow,
+        tail: parse_tail(query.tail.as_deref())?,
+        since: parse_since(query.since.as_deref())?,
+    };
     let task = resolve(&state, &arn).await?;
     let visible: Vec<_> = task.containers.iter().filter(|c| !c.spec.internal).collect();
     let container = match &query.container {
@@ -179,13 +220,18 @@ pub async fn logs(
             format!("container {} of task {} has not been created yet", container.spec.name, task.arn),
         ));
     };
-    let stream = state.docker.container_logs(&id, query.follow).await.map_err(|e| match e.kind {
+    let place = if options.follow { Some(followers.take()?) } else { None };
+    let stream = state.docker.container_logs(&id, options).await.map_err(|e| match e.kind {
         berth_docker::ErrorKind::NotFound => ApiError::not_found(e.to_string()),
         _ => ApiError::internal(e.to_string()),
     })?;
     let mut shutdown = state.shutdown.clone();
-    let stream =
-        stream.map(|item| item.map(|chunk| chunk.bytes).map_err(std::io::Error::other)).take_until(async move {
+    let stream = stream
+        .map(move |item| {
+            let _held = &place;
+            item.map(|chunk| chunk.bytes).map_err(std::io::Error::other)
+        })
+        .take_until(async move {
             let _ = shutdown.wait_for(|down| *down).await;
         });
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(stream)).into_response())

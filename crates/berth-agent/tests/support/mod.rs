@@ -108,28 +108,35 @@ impl Answer {
 pub struct Api {
     client: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    token: Option<String>,
 }
 
 impl Api {
     /// Over the unix socket at `path`.
     pub fn unix(path: &Path) -> Api {
         let client = reqwest::Client::builder().unix_socket(path.to_path_buf()).build().expect("client");
-        Api { client, base: "http://berth".into() }
+        Api { client, base: "http://berth".into(), token: None }
     }
 
-    /// Over TCP.
+    /// Over TCP, without a token.
     pub fn tcp(addr: std::net::SocketAddr) -> Api {
-        Api { client: reqwest::Client::new(), base: format!("http://{addr}") }
+        Api { client: reqwest::Client::new(), base: format!("http://{addr}"), token: None }
+    }
+
+    /// The same, sending `token` with every request.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api { token: Some(token.to_string()), ..self.clone() }
     }
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Answer {
-        self.send(self.client.get(format!("{}{path}", self.base))).await
+        self.send(self.authed(self.client.get(format!("{}{path}", self.base)))).await
     }
 
-    /// `POST path` with `body` and an optional bearer token.
+    /// `POST path` with `body` and a bearer token (this one, else the client's own).
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>, token: Option<&str>) -> Answer {
-        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        let mut request = self.authed(self.client.post(format!("{}{path}", self.base)).body(body));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -138,7 +145,17 @@ impl Api {
 
     /// A streaming `GET`: the response, to read chunk by chunk.
     pub async fn stream(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        self.authed(self.client.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
@@ -176,6 +193,23 @@ impl Api {
         }
         panic!("task {arn} never reached {status} in {patience:?}; last: {last}");
     }
+}
+
+/// One HTTP/1.1 request written by hand over TCP (for headers a client library sets
+/// itself, such as `Host`): the status and the body (the connection is closed after).
+pub async fn raw(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in 30 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
 
 /// Percent-encode an arn for a path segment.

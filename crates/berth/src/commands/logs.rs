@@ -1,5 +1,6 @@
-//! `berth logs ARN [CONTAINER] [-f]`: a container's output (standard output and error as
-//! Docker keeps them), written to standard output as it comes. The container may be left
+//! `berth logs ARN [CONTAINER] [-f] [--tail N|all] [--since TIME]`: a container's output
+//! (standard output and error as Docker keeps them), written to standard output as it
+//! comes: its last 1,000 lines unless `--tail` says otherwise. The container may be left
 //! out when the task has only one.
 
 use crate::client::{self, HostArgs, Written};
@@ -17,6 +18,12 @@ pub struct Logs {
     /// Keep following the output until the container stops.
     #[arg(short, long)]
     follow: bool,
+    /// Only the last N lines (the daemon's default is 1000), or `all`.
+    #[arg(long, value_name = "N")]
+    tail: Option<String>,
+    /// Only output written since TIME: Unix seconds or an RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
     #[command(flatten)]
     host: HostArgs,
 }
@@ -31,6 +38,12 @@ impl Logs {
         }
         if self.follow {
             query.push(("follow", "true"));
+        }
+        if let Some(tail) = &self.tail {
+            query.push(("tail", tail.as_str()));
+        }
+        if let Some(since) = &self.since {
+            query.push(("since", since.as_str()));
         }
         let mut out = std::io::stdout().lock();
         client.block_on(async {
