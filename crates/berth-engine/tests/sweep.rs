@@ -35,7 +35,7 @@ async fn a_stopped_task_is_swept_after_the_wait_and_not_before() {
     let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = task(WITH_VOLUME, 1);
     let arn = t.arn.clone();
-    let volume = format!("berth-{}-scratch", berth_model::task::arn_last_part(&arn));
+    let volume = t.docker_volume_name(t.volume("scratch").unwrap_or_else(|| panic!("scratch")));
     engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
     until_all(&mut events, &arn, &["job"], ContainerStatus::Stopped).await;
     assert_eq!(containers_of(&fake, &arn), 1);
