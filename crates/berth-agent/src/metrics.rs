@@ -87,6 +87,7 @@ pub(crate) fn error_kind_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Transient => "transient",
         ErrorKind::Permanent => "permanent",
         ErrorKind::Timeout => "timeout",
+        ErrorKind::Lost => "lost",
         ErrorKind::Unreachable => "unreachable",
     }
 }

@@ -476,3 +476,42 @@ async fn docker_unreachable(stages: Stages) {
     drop(r); // the cleanup guard removes this instance's containers
     assert_eq!(ours(&real, &instance).await.len(), 0, "nothing is left");
 }
+
+/// Issue 14 item 3: Docker started the container, but the connection broke before its
+/// answer came back (and its events are late). The outcome is unknown, so berth inspects before anything else and
+/// never starts it again (Docker would run an exited container once more): the job, which
+/// appends a line to a host file, ran exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_answer_is_lost_runs_the_job_exactly_once() {
+    let proxy = Proxy::start();
+    let docker = through(&proxy).await;
+    let host = tempfile::tempdir().expect("host dir");
+    let host_dir = host.path().canonicalize().expect("real path");
+    let allowed = host_dir.clone();
+    let r = support::start_with(docker, move |c| c.host.allowed_host_paths = vec![allowed]).await;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "family": "lost-answer",
+        "volumes": [{"name": "out", "host": {"sourcePath": host_dir.display().to_string()}}],
+        "containerDefinitions": [{"name": "job", "image": "busybox:latest", "memory": 16,
+            "command": ["sh", "-c", "echo ran >> /out/runs"],
+            "mountPoints": [{"sourceVolume": "out", "containerPath": "/out"}]}],
+    }))
+    .expect("json");
+    // Docker's events come late (held until the job has long exited), so only an inspect can
+    // tell berth that the start happened: a blind retry would run the job again.
+    proxy.hold_events(true);
+    proxy.lose_answer_of_next("/start");
+    let arn = submit(&r.unix, body).await;
+    let runs = host_dir.join("runs");
+    poll("the job to have run", Duration::from_secs(30), || async {
+        if runs.exists() { Ok(()) } else { Err("no runs file yet".to_string()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.hold_events(false);
+    let stopped = r.unix.wait_known_within(&arn, "STOPPED", Duration::from_secs(60)).await;
+    assert_eq!(proxy.counts().answers_lost, 1, "the start's answer was kept from berth");
+    assert_eq!(stopped["Containers"][0]["ExitCode"], 0, "{stopped}");
+    let runs = std::fs::read_to_string(host_dir.join("runs")).expect("the job ran");
+    assert_eq!(runs, "ran\n", "the job ran exactly once");
+}

@@ -164,6 +164,12 @@ pub fn classify(e: BollardError, operation: &str, target: &str) -> DockerError {
         {
             (ErrorKind::Unreachable, err.to_string())
         }
+        // Sent (or partly sent), then the connection failed before a whole answer came back:
+        // Docker may have acted on it.
+        BollardError::HyperLegacyError { err } => (ErrorKind::Lost, err.to_string()),
+        other @ (BollardError::HyperResponseError { .. } | BollardError::IOError { .. }) => {
+            (ErrorKind::Lost, other.to_string())
+        }
         other @ (BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. }) => {
             (ErrorKind::Permanent, other.to_string())
         }
@@ -629,6 +635,24 @@ mod tests {
         assert_eq!(err(500, "driver failed programming external connectivity").kind, ErrorKind::Transient);
         assert_eq!(err(503, "busy").kind, ErrorKind::Transient);
         assert_eq!(classify(BollardError::RequestTimeoutError, "op", "t").kind, ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn a_connection_that_breaks_after_the_request_is_an_unknown_outcome_not_nothing_done() {
+        let io =
+            |kind| classify(BollardError::IOError { err: std::io::Error::from(kind) }, "start container", "t").kind;
+        // Never reached Docker: nothing was done.
+        assert_eq!(io(std::io::ErrorKind::ConnectionRefused), ErrorKind::Unreachable);
+        assert_eq!(io(std::io::ErrorKind::NotFound), ErrorKind::Unreachable);
+        // Sent, then the answer was lost: Docker may have done it.
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::ConnectionAborted,
+        ] {
+            assert_eq!(io(kind), ErrorKind::Lost, "{kind:?}");
+        }
     }
 
     #[test]

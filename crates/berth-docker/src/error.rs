@@ -17,6 +17,10 @@ pub enum ErrorKind {
     Permanent,
     /// The call did not answer in time; Docker may have done the work.
     Timeout,
+    /// The request may have reached Docker but its answer was lost (connection reset,
+    /// broken pipe, end of stream, a body error): Docker may have done the work, as with
+    /// a timeout.
+    Lost,
     /// Docker could not be reached at all (no socket, connection refused): the call did
     /// nothing.
     Unreachable,

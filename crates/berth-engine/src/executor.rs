@@ -426,7 +426,8 @@ async fn timed<T>(
 
 fn failed(e: DockerError) -> Outcome {
     match e.kind {
-        ErrorKind::Timeout => Outcome::Unknown(e.to_string()),
+        // Docker may have done it: look before anything else (never a blind retry).
+        ErrorKind::Timeout | ErrorKind::Lost => Outcome::Unknown(e.to_string()),
         ErrorKind::Unreachable => Outcome::NotDone(e.to_string()),
         _ => Outcome::Failed(ApplyError { permanent: e.is_permanent(), message: e.to_string() }),
     }

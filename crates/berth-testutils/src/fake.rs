@@ -42,7 +42,8 @@ struct Inner {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Normal,
-    TimeoutAfterWork,
+    /// Do the work, then fail with this kind.
+    AfterWork(ErrorKind),
 }
 
 /// A timed step of one run.
@@ -293,7 +294,13 @@ impl FakeDocker {
     /// The next `times` calls of `op` on a matching target (as [`Self::fail_next`]) do
     /// their work and then answer `ErrorKind::Timeout`: Docker did it, berth cannot know.
     pub fn time_out_next(&self, op: Op, target: Option<&str>, times: usize) {
-        self.push_fault(op, target, times, FaultMode::TimeoutAfterWork);
+        self.push_fault(op, target, times, FaultMode::AfterWork(ErrorKind::Timeout));
+    }
+
+    /// The next `times` calls of `op` on a matching target do their work and then answer
+    /// `ErrorKind::Lost`: the connection broke after the request reached Docker.
+    pub fn lose_answer_next(&self, op: Op, target: Option<&str>, times: usize) {
+        self.push_fault(op, target, times, FaultMode::AfterWork(ErrorKind::Lost));
     }
 
     fn push_fault(&self, op: Op, target: Option<&str>, times: usize, mode: FaultMode) {
@@ -379,18 +386,18 @@ impl FakeDocker {
                 target,
                 format!("fake docker: injected {kind:?} failure of {} on {target}", op.name()),
             )),
-            FaultMode::TimeoutAfterWork => Ok(Mode::TimeoutAfterWork),
+            FaultMode::AfterWork(kind) => Ok(Mode::AfterWork(kind)),
         }
     }
 
     fn finish<T>(mode: Mode, op: Op, target: &str, result: Result<T, DockerError>) -> Result<T, DockerError> {
         match mode {
             Mode::Normal => result,
-            Mode::TimeoutAfterWork => Err(DockerError::new(
-                ErrorKind::Timeout,
+            Mode::AfterWork(kind) => Err(DockerError::new(
+                kind,
                 op.name(),
                 target,
-                format!("fake docker: {} on {target} timed out (the daemon did the work)", op.name()),
+                format!("fake docker: {} on {target}: injected {kind:?} after the daemon did the work", op.name()),
             )),
         }
     }

@@ -123,8 +123,9 @@ impl Op {
 pub(crate) enum FaultMode {
     /// Fail with this kind without doing the work.
     Fail(ErrorKind),
-    /// Do the work, then answer `Timeout`.
-    TimeoutAfterWork,
+    /// Do the work, then answer with this kind (`Timeout`, `Lost`): Docker did it, berth
+    /// cannot know.
+    AfterWork(ErrorKind),
 }
 
 /// A fault waiting for the calls it will hit.

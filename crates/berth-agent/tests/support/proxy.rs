@@ -8,6 +8,11 @@
 //!   and every open connection is closed; passing again binds the socket anew;
 //! - [`Proxy::set_dropping`] keeps the socket but closes every connection, open or new
 //!   (a daemon that accepts and hangs up);
+//! - [`Proxy::lose_answer_of_next`] forwards the next request whose path ends as asked
+//!   (`/start`) and closes its connection once Docker answers, without passing the answer
+//!   on: a call Docker did, whose answer berth never gets;
+//! - [`Proxy::hold_events`] holds back what Docker sends on event streams until released
+//!   (events late, as on a busy daemon);
 //! - [`Proxy::counts`]: connections and requests by kind.
 //!
 //! Docker's HTTP client (hyper, under bollard) keeps connections alive and reuses them, so
@@ -48,6 +53,8 @@ pub struct Counts {
     pub events_cut: u64,
     /// Connections closed by [`Proxy::set_refusing`] or [`Proxy::set_dropping`].
     pub closed_by_refusal: u64,
+    /// Answers Docker gave that [`Proxy::lose_answer_of_next`] kept from the client.
+    pub answers_lost: u64,
 }
 
 /// One open connection.
@@ -60,6 +67,10 @@ struct Conn {
 
 struct Shared {
     refusing: AtomicBool,
+    /// The path ending of the next `POST` whose answer is lost.
+    lose_next: Mutex<Option<String>>,
+    /// True while event streams are held back.
+    events_held: watch::Sender<bool>,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Conn>>,
     counts: Mutex<Counts>,
@@ -132,6 +143,8 @@ impl Proxy {
         let path = dir.path().join("d.sock");
         let shared = Arc::new(Shared {
             refusing: AtomicBool::new(false),
+            lose_next: Mutex::new(None),
+            events_held: watch::channel(false).0,
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             counts: Mutex::new(Counts::default()),
@@ -167,6 +180,18 @@ impl Proxy {
         let n = self.shared.close(|c| c.events);
         self.shared.counts().events_cut += n;
         n
+    }
+
+    /// The next `POST` whose path ends with `suffix` (`/start`) reaches Docker, and its
+    /// connection is closed once Docker answers, the answer not passed on.
+    pub fn lose_answer_of_next(&self, suffix: &str) {
+        *self.shared.lose_next.lock().unwrap_or_else(|e| e.into_inner()) = Some(suffix.to_string());
+    }
+
+    /// Hold back (or release) what Docker sends on event streams; held bytes are passed on,
+    /// in order, once released.
+    pub fn hold_events(&self, held: bool) {
+        self.shared.events_held.send_replace(held);
     }
 
     /// Refuse (close the listener, remove the socket file, close every open connection)
@@ -264,6 +289,9 @@ async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBu
         };
         let (mut client_read, mut client_write) = client.into_split();
         let (mut server_read, mut server_write) = server.into_split();
+        // Set before a request whose answer is to be lost is forwarded: HTTP/1 clients wait
+        // for an answer before the next request, so the next bytes from Docker are that answer.
+        let losing = AtomicBool::new(false);
         let requests = async {
             let mut buffer = vec![0u8; 16 * 1024];
             let mut lines = RequestLines::default();
@@ -277,6 +305,16 @@ async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBu
                 for events in lines.feed(&buffer[..n]) {
                     shared.saw_request(id, events);
                 }
+                for head in lines.heads.drain(..) {
+                    let mut lose = shared.lose_next.lock().unwrap_or_else(|e| e.into_inner());
+                    let path = head.strip_prefix("POST ").map(|t| t.split('?').next().unwrap_or_default());
+                    if let (Some(suffix), Some(path)) = (lose.as_deref(), path)
+                        && path.ends_with(suffix)
+                    {
+                        *lose = None;
+                        losing.store(true, Ordering::SeqCst);
+                    }
+                }
                 if server_write.write_all(&buffer[..n]).await.is_err() {
                     break;
                 }
@@ -284,10 +322,35 @@ async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBu
             let _ = server_write.shutdown().await;
         };
         let answers = async {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                let n = match server_read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if losing.load(Ordering::SeqCst) {
+                    shared.counts().answers_lost += 1;
+                    return true;
+                }
+                let events = shared.conns().get(&id).is_some_and(|c| c.events);
+                if events {
+                    let mut held = shared.events_held.subscribe();
+                    let _ = held.wait_for(|h| !*h).await;
+                }
+                if client_write.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
             let _ = client_write.shutdown().await;
+            false
         };
-        tokio::join!(requests, answers);
+        tokio::pin!(requests, answers);
+        tokio::select! {
+            // A lost answer ends the piping: both halves are dropped, the client sees its
+            // connection end without an answer.
+            lost = &mut answers => if !lost { requests.await },
+            () = &mut requests => { answers.await; }
+        }
     };
     tokio::select! {
         () = piping => {}
@@ -303,6 +366,8 @@ async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBu
 pub struct RequestLines {
     state: Framing,
     buffer: Vec<u8>,
+    /// The request line (`METHOD target`) of each request found, until taken.
+    pub heads: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -374,11 +439,13 @@ impl RequestLines {
         match self.state {
             Framing::Head => {
                 let mut lines = text.lines();
-                let Some(events) = lines.next().and_then(request_line) else {
+                let first = lines.next().unwrap_or_default();
+                let Some(events) = request_line(first) else {
                     self.state = Framing::Opaque;
                     return;
                 };
                 found.push(events);
+                self.heads.push(first.rsplit_once(' ').map_or(first, |(head, _)| head).to_string());
                 let (mut length, mut chunked, mut upgrade) = (0u64, false, false);
                 for line in lines {
                     let Some((name, value)) = line.split_once(':') else { continue };
