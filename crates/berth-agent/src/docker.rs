@@ -106,6 +106,10 @@ impl DockerClient for MeteredDocker {
     ) -> Result<(), DockerError> {
         // The sink handed on must be 'static: reports travel through a channel and are
         // counted and passed to `progress` here, in order, while the pull runs.
+        // Only an image berth brings enters the ledger (and so may be cleaned up): one that
+        // was here before this pull is someone else's, whatever the pull does to its tag. If
+        // Docker cannot say, the image counts as present.
+        let brought = self.ledger.contains(image) || !self.inner.image_exists(image).await.unwrap_or(true);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PullProgress>();
         let sink = move |p: PullProgress| {
             let _ = tx.send(p);
@@ -134,7 +138,7 @@ impl DockerClient for MeteredDocker {
         let result = self.call("pull_image", pull).await;
         let bytes = bytes.total();
         PullFinished { image, bytes, duration: started.elapsed(), ok: result.is_ok() }.emit(&self.metrics);
-        if result.is_ok() {
+        if result.is_ok() && brought {
             let image = image.to_string();
             let now = Utc::now();
             self.update_ledger("record pull", move |ledger| ledger.record_pull(&image, now)).await;

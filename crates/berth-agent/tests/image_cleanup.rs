@@ -366,3 +366,23 @@ async fn the_loop_cleans_every_interval_and_stops_on_shutdown() {
     .unwrap_or_else(|_| panic!("a disabled loop returns at once"));
     assert!(s.fake.has_image("z:1"));
 }
+
+/// Issue 14 item 9: an image that was on the host before berth's pull is someone else's:
+/// the pull does not make it berth's, so cleanup never removes it. One berth brought stays
+/// berth's when pulled again.
+#[tokio::test]
+async fn an_image_present_before_berths_pull_never_enters_the_ledger() {
+    let s = setup();
+    s.fake.add_image("theirs:1");
+    s.fake.add_registry_image("theirs:1");
+    s.fake.add_registry_image("ours:1");
+    let docker = MeteredDocker::new(Arc::new(s.fake.clone()), Arc::clone(&s.metrics), Arc::clone(&s.ledger));
+    for image in ["theirs:1", "ours:1", "ours:1"] {
+        docker.pull_image(image, None, &|_| {}).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(s.fake.pulls("theirs:1"), 1, "pulled all the same");
+    assert_eq!(s.in_ledger(), ["ours:1"]);
+    let removed = cleanup_once(&docker, &s.ledger, &settings(Duration::ZERO, 5), &s.metrics, Utc::now()).await;
+    assert_eq!(removed, ["ours:1"]);
+    assert!(s.fake.has_image("theirs:1"), "theirs is left alone");
+}
