@@ -125,3 +125,37 @@ async fn a_submission_with_50000_errors_lists_100_and_counts_the_rest() {
     assert_eq!(json["WarningsOmitted"], 19_900);
     agent.shutdown().await.expect("shutdown");
 }
+
+/// Issue 14 item 8: `POST /v1/tasks?clientToken=` is idempotent, across a restart too: a
+/// retry gives the same task, never a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_retried_with_its_client_token_gives_the_same_task_across_restarts() {
+    let (agent, api, fake, dir) = agent_on_fake(|_| {}).await;
+    let body = || task("idem", "sleep 60", serde_json::Value::Null);
+    let first = api.post("/v1/tasks?clientToken=retry-1", body(), None).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let arn = first.json()["Arn"].as_str().expect("arn").to_string();
+    let again = api.post("/v1/tasks?clientToken=retry-1", body(), None).await;
+    assert_eq!((again.status, again.json()["Arn"].as_str()), (200, Some(arn.as_str())), "{}", again.text);
+    let other =
+        api.post("/v1/tasks?clientToken=retry-1", task("idem", "sleep 61", serde_json::Value::Null), None).await;
+    assert_eq!(other.status, 409, "a different definition under the same token: {}", other.text);
+    for bad in ["", "%20spaces%20", &"x".repeat(65)] {
+        let answer = api.post(&format!("/v1/tasks?clientToken={bad}"), body(), None).await;
+        assert_eq!(answer.status, 400, "{bad:?}: {}", answer.text);
+    }
+    let without = api.post("/v1/tasks", body(), None).await;
+    assert_eq!(without.status, 201, "no token: a task of its own");
+    assert_eq!(api.get("/v1/tasks").await.json()["Tasks"].as_array().map(Vec::len), Some(2));
+    api.wait_known(&arn, "RUNNING").await;
+    agent.shutdown().await.expect("shutdown");
+
+    let config = support::config(dir.path());
+    let agent = Agent::start(&config, Arc::new(fake.clone())).await.expect("restart");
+    let api = Api::unix(agent.socket_path());
+    let after = api.post("/v1/tasks?clientToken=retry-1", body(), None).await;
+    assert_eq!((after.status, after.json()["Arn"].as_str()), (200, Some(arn.as_str())), "{}", after.text);
+    assert_eq!(api.get("/v1/tasks").await.json()["Tasks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(fake.containers().len(), 2, "one container per task, none twice");
+    agent.shutdown().await.expect("shutdown");
+}

@@ -101,6 +101,8 @@ pub struct Actor {
     saver: Option<Box<dyn Saver>>,
     log: Arc<ChangeLog>,
     tasks: Map<String, Entry>,
+    /// The arn of each held task that has a client token, by token.
+    tokens: Map<String, String>,
     dirty: Set<String>,
     wakes: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
     commands: mpsc::Receiver<Command>,
@@ -186,7 +188,11 @@ impl Actor {
         let mut tasks = Map::default();
         let mut dirty = Set::default();
         let mut specs = Specs::default();
+        let mut tokens = Map::default();
         for mut task in parts.tasks {
+            if let Some(token) = &task.client_token {
+                tokens.insert(token.clone(), task.arn.clone());
+            }
             specs.share(&mut task);
             let graph = DependencyGraph::build(&task).map_err(|errs| {
                 EngineError::InvalidState(format!(
@@ -210,6 +216,7 @@ impl Actor {
             saver: Some(parts.saver),
             log: parts.log,
             tasks,
+            tokens,
             dirty,
             wakes: BinaryHeap::new(),
             commands: parts.commands,
@@ -351,6 +358,11 @@ impl Actor {
     }
 
     fn add_task(&mut self, mut task: Task) -> Result<(), EngineError> {
+        if let Some(token) = &task.client_token
+            && let Some(arn) = self.tokens.get(token).filter(|arn| **arn != task.arn)
+        {
+            return Err(EngineError::ClientTokenUsed { token: token.clone(), arn: arn.clone() });
+        }
         if let Some(entry) = self.tasks.get_mut(&task.arn) {
             Arc::make_mut(&mut entry.task).update_from(&task);
             self.dirty.insert(task.arn);
@@ -360,6 +372,9 @@ impl Actor {
             EngineError::InvalidState(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
         self.specs.share(&mut task);
+        if let Some(token) = &task.client_token {
+            self.tokens.insert(token.clone(), task.arn.clone());
+        }
         self.dirty.insert(task.arn.clone());
         self.tasks.insert(task.arn.clone(), Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false });
         Ok(())
@@ -573,6 +588,9 @@ impl Actor {
                 let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
                 let stopped_for = entry.task.known_time.map(|t| now - t);
                 self.config.observer.observe(&EngineEvent::TaskSwept { arn: &arn, containers, stopped_for });
+                if let Some(token) = &entry.task.client_token {
+                    self.tokens.remove(token);
+                }
                 self.tasks.remove(&arn);
                 self.reconciling.retain(|(task, _), _| task != &arn);
                 group.tasks.push((arn, None));

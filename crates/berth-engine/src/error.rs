@@ -45,6 +45,14 @@ pub enum EngineError {
     /// An operation asked for directly failed.
     #[error("{0}")]
     Operation(String),
+    /// A task with this client token is held already (under another arn).
+    #[error("client token {token:?} was used for task {arn}")]
+    ClientTokenUsed {
+        /// The token.
+        token: String,
+        /// The task that has it.
+        arn: String,
+    },
     /// Imported state is not valid.
     #[error("invalid engine state: {0}")]
     InvalidState(String),

@@ -68,6 +68,10 @@ pub struct Task {
     /// Why the task was stopped, when berth stopped it (essential exit, unmet dependency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// The submitter's idempotency token (ECS RunTask's `clientToken`): while this task is
+    /// held, a submission with the same token is this task, never a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 /// The prefix of the arns berth generates.
@@ -114,6 +118,7 @@ impl Task {
             known_time: None,
             sent_status: TaskStatus::None,
             stop_reason: None,
+            client_token: None,
         }
     }
 

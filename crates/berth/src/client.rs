@@ -281,8 +281,13 @@ impl Client {
     }
 
     /// `POST` with `body`; an answer that is not a success is an error.
-    pub async fn post(&self, segments: &[&str], body: Vec<u8>) -> Result<reqwest::Response, ClientError> {
-        self.send(Method::POST, segments, &[], Some(body)).await
+    pub async fn post(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.send(Method::POST, segments, query, Some(body)).await
     }
 
     /// `GET` of a JSON answer.

@@ -242,8 +242,11 @@ fn a_task_goes_through_every_command() {
     let file = hello_task(daemon.dir.path(), &family);
 
     // submit: the arn on standard output.
-    let arn = daemon.ok(&["submit", file.to_str().unwrap_or_default()]).trim().to_owned();
+    let arn = daemon.ok(&["submit", file.to_str().unwrap_or_default(), "--client-token", &family]).trim().to_owned();
     assert!(arn.starts_with("arn:berth:task/"), "{arn}");
+    // The same submit with its client token again: the same task, not a second one.
+    let again = daemon.ok(&["submit", file.to_str().unwrap_or_default(), "--client-token", &family]);
+    assert_eq!(again.trim(), arn);
     let short = arn.rsplit('/').next().unwrap_or_default().to_owned();
 
     // ps: RUNNING, with its definition and container (by -H too).

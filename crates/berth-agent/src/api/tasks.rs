@@ -41,6 +41,9 @@ fn is_zero(n: &usize) -> bool {
 /// `POST /v1/tasks`: any accepted shape (`?family=` names the family of a bare
 /// `containerDefinitions` array). 201 with the task when it is new, 200 when the same arn
 /// was there (an update: desired statuses only rise); 400 with every error.
+/// `?clientToken=` makes a submit idempotent (ECS RunTask's): while a task submitted with
+/// the token is held, the same token gives that task (200), never a second one; with a
+/// different definition it is a 409.
 pub async fn submit(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<SubmitQuery>, QueryRejection>,
@@ -48,10 +51,35 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let body = body.map_err(|e| ApiError::new(e.status(), "BadBody", e.body_text()))?;
-    let accepted = decode_submission(&body, query.family.as_deref(), &state.host_policy, rand::random())?;
+    let mut accepted = decode_submission(&body, query.family.as_deref(), &state.host_policy, rand::random())?;
+    if let Some(token) = &query.client_token {
+        check_client_token(token)?;
+        accepted.task.client_token = Some(token.clone());
+    }
     let arn = accepted.task.arn.clone();
     let existed = state.engine.task(&arn).await?.is_some();
-    state.engine.add_task(accepted.task).await?;
+    let submitted = accepted.task.clone();
+    match state.engine.add_task(accepted.task).await {
+        Ok(()) => {}
+        Err(berth_engine::EngineError::ClientTokenUsed { token, arn: held }) => {
+            let task =
+                state.engine.task(&held).await?.ok_or_else(|| ApiError::internal(format!("task {held} vanished")))?;
+            if !same_definition(&task, &submitted) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "ClientTokenConflict",
+                    format!("client token {token:?} was used for task {held}, whose definition differs from this one"),
+                ));
+            }
+            let answer = Submitted {
+                task: TaskView::of(&task),
+                warnings: accepted.warnings.iter().map(IssueView::from).collect(),
+                warnings_omitted: accepted.omitted_warnings,
+            };
+            return Ok((StatusCode::OK, Json(answer)).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    }
     let task = state.engine.task(&arn).await?.ok_or_else(|| ApiError::internal(format!("task {arn} vanished")))?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     let answer = Submitted {
@@ -104,6 +132,35 @@ fn summary(heading: &str, issues: &[input::Issue], omitted: usize) -> String {
 pub struct SubmitQuery {
     /// The family of a bare `containerDefinitions` array (which names none).
     family: Option<String>,
+    /// The idempotency token.
+    #[serde(rename = "clientToken")]
+    client_token: Option<String>,
+}
+
+/// The longest client token (ECS RunTask's limit).
+const MAX_CLIENT_TOKEN: usize = 64;
+
+/// A client token: 1 to 64 printable ASCII characters, as ECS takes.
+fn check_client_token(token: &str) -> Result<(), ApiError> {
+    if token.is_empty() || token.len() > MAX_CLIENT_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(format!(
+            "clientToken: expected 1 to {MAX_CLIENT_TOKEN} printable ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `held` (a task submitted before with the same token) is what `submitted` asks
+/// for: the same family, version, network mode, containers and volumes (the arn, random for
+/// a task without one, and the engine's fields aside).
+fn same_definition(held: &Task, submitted: &Task) -> bool {
+    held.family == submitted.family
+        && held.version == submitted.version
+        && held.network_mode == submitted.network_mode
+        && held.containers.len() == submitted.containers.len()
+        && held.containers.iter().zip(&submitted.containers).all(|(a, b)| a.spec == b.spec)
+        && held.volumes.len() == submitted.volumes.len()
+        && held.volumes.iter().zip(&submitted.volumes).all(|(a, b)| a.name == b.name && a.kind == b.kind)
 }
 
 /// The task a route names: its whole arn (percent-encoded in the path), or the last part

@@ -19,7 +19,7 @@ impl Stop {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let client = self.host.connect()?;
         let task = client.block_on(async {
-            client::json(client.post(&["v1", "tasks", &self.arn, "stop"], Vec::new()).await?).await
+            client::json(client.post(&["v1", "tasks", &self.arn, "stop"], &[], Vec::new()).await?).await
         })?;
         println!("{}", task["Arn"].as_str().unwrap_or(&self.arn));
         Ok(ExitCode::SUCCESS)

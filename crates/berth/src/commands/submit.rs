@@ -1,5 +1,5 @@
-//! `berth submit FILE`: send a task definition to the daemon. Prints the task's arn;
-//! warnings go to standard error. A refused task: each error `path: message`, exit 1.
+//! `berth submit FILE [--client-token TOKEN]`: send a task definition to the daemon. Prints
+//! the task's arn; warnings go to standard error. A refused task: each error `path: message`, exit 1.
 
 use crate::client::{self, HostArgs};
 use crate::taskfile;
@@ -13,6 +13,11 @@ pub struct Submit {
     /// input).
     #[arg(value_name = "FILE")]
     file: PathBuf,
+    /// Make the submit idempotent (ECS RunTask's clientToken, 1 to 64 printable ASCII
+    /// characters): while the daemon holds a task submitted with this token, submitting
+    /// again with it gives that task, never a second one.
+    #[arg(long, value_name = "TOKEN")]
+    client_token: Option<String>,
     #[command(flatten)]
     host: HostArgs,
 }
@@ -29,7 +34,8 @@ impl Submit {
             taskfile::read(&self.file).map_err(anyhow::Error::msg)?
         };
         let client = self.host.connect()?;
-        let task = client.block_on(async { client::json(client.post(&["v1", "tasks"], body).await?).await })?;
+        let query: Vec<(&str, &str)> = self.client_token.iter().map(|t| ("clientToken", t.as_str())).collect();
+        let task = client.block_on(async { client::json(client.post(&["v1", "tasks"], &query, body).await?).await })?;
         for warning in client::issues(&task["Warnings"]) {
             eprintln!("warning: {warning}");
         }
