@@ -10,7 +10,9 @@
 //! Checked: no panic escapes; a refusal is an error with a non-empty message, and in a data
 //! directory the message names the state file (its path appears in it). Also: a state that
 //! loads survives the export round trip (`to_json` → `from_json`, lossless), and a
-//! `state.json` that `from_json` accepts imports into the store losslessly.
+//! `state.json` that `from_json` accepts imports into the store losslessly. Every task of a
+//! state that loads has its dependency graph built and is planned once, as the engine does
+//! at start (a `known_time` near the end of time must not overflow).
 //!
 //! A panic inside redb that berth itself catches (the check of a file's in-memory copy runs
 //! under `catch_unwind`, turning it into "unreadable") is counted and reported on stderr,
@@ -95,10 +97,22 @@ fn load_from_dir(name: &str, data: &[u8]) -> Result<Loaded, String> {
 
 /// The export round trip is lossless for any state berth loaded.
 fn round_trip(loaded: &Loaded, from: &str) {
+    plan_each(loaded);
     let json = to_json(loaded).unwrap_or_else(|e| panic!("a state loaded from {from} does not export: {e}"));
     let back =
         from_json(json.as_bytes()).unwrap_or_else(|e| panic!("the export of a state from {from} is refused: {e}"));
     assert!(&back == loaded, "the export round trip changes a state loaded from {from}");
+}
+
+/// Build each task's graph and plan it once (a graph berth refuses is refused at start).
+fn plan_each(loaded: &Loaded) {
+    let now = chrono::Utc::now();
+    let config = berth_model::plan::PlanConfig::default();
+    for task in &loaded.tasks {
+        if let Ok(graph) = berth_model::graph::DependencyGraph::build(task) {
+            let _ = berth_model::plan::plan(task, &graph, now, &config);
+        }
+    }
 }
 
 fn run(data: &[u8]) {

@@ -159,3 +159,29 @@ async fn a_submit_retried_with_its_client_token_gives_the_same_task_across_resta
     assert_eq!(fake.containers().len(), 2, "one container per task, none twice");
     agent.shutdown().await.expect("shutdown");
 }
+
+/// Issue 14 item 13: every answered request is counted by the router's own middleware, by
+/// route pattern and status (refusals and unknown paths included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_through_the_router_is_counted_by_route_and_status() {
+    let (agent, api, _fake, _dir) = agent_on_fake(|_| {}).await;
+    let created = api.post("/v1/tasks", task("counted", "sleep 60", serde_json::Value::Null), None).await;
+    assert_eq!(created.status, 201);
+    let arn = created.json()["Arn"].as_str().expect("arn").to_string();
+    assert_eq!(api.get(&format!("/v1/tasks/{}", encode(&arn))).await.status, 200);
+    assert_eq!(api.get("/v1/tasks/arn%3Anope").await.status, 404);
+    assert_eq!(api.get("/v1/nothing-here").await.status, 404);
+    assert_eq!(api.post("/v1/tasks", b"{".to_vec(), None).await.status, 400);
+    let text = api.get("/metrics").await.text;
+    for (route, status, n) in [
+        ("/v1/tasks", 201, 1),
+        ("/v1/tasks", 400, 1),
+        ("/v1/tasks/{arn}", 200, 1),
+        ("/v1/tasks/{arn}", 404, 1),
+        ("unmatched", 404, 1),
+    ] {
+        let line = format!("berth_api_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}\n");
+        assert!(text.contains(&line), "{line}in:\n{text}");
+    }
+    agent.shutdown().await.expect("shutdown");
+}

@@ -35,6 +35,8 @@ fn golden(number: &str, behaviour: BTreeMap<String, Behaviour>) {
     let rendered = world.trace.join("\n") + "\n";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{stem}.txt"));
     if std::env::var_os("BERTH_UPDATE_GOLDEN").is_some() {
+        // In CI a golden file is compared, never rewritten (a rewrite would pass anything).
+        assert!(std::env::var_os("CI").is_none(), "BERTH_UPDATE_GOLDEN is refused when CI is set");
         std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create golden dir");
         std::fs::write(&path, &rendered).expect("write golden file");
         return;

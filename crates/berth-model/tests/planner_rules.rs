@@ -407,3 +407,17 @@ fn seed_desired_status_only_rises() {
     assert_eq!(t.desired_status, TaskStatus::Stopped);
     assert_eq!(t.containers[0].desired_status, ContainerStatus::Stopped);
 }
+
+/// Issue 14 item 13: a state may hold any time; a STOPPED task known near the end of time
+/// waits (the cleanup is due at the end of time) instead of overflowing.
+#[test]
+fn a_known_time_near_the_end_of_time_saturates_instead_of_panicking() {
+    let mut t = task(vec![spec("a", true)]);
+    set(&mut t, "a", ContainerStatus::Stopped);
+    t.desired_status = TaskStatus::Stopped;
+    t.known_status = TaskStatus::Stopped;
+    t.known_time = Some(DateTime::<Utc>::MAX_UTC - chrono::Duration::seconds(1));
+    let p = plan_at(&t, epoch());
+    assert!(p.ops.is_empty(), "{:?}", p.ops);
+    assert_eq!(p.wake_at, Some(DateTime::<Utc>::MAX_UTC));
+}

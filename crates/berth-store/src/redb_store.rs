@@ -373,6 +373,11 @@ fn read_all<D: ReadableDatabase>(db: &D, file: &Path) -> Result<Loaded, StoreErr
         let (arn, bytes) = entry.map_err(db_err(file))?;
         let task: Task = serde_json::from_slice(bytes.value())
             .map_err(|e| unreadable(file, format!("task record {} does not decode ({e})", arn.value())))?;
+        // Saves and removals find a task's record by its arn: one filed under another key
+        // would be a second, undeletable copy.
+        if task.arn != arn.value() {
+            return Err(unreadable(file, format!("task record {} holds task {}", arn.value(), task.arn)));
+        }
         tasks.push(task);
     }
 

@@ -77,6 +77,21 @@ pub fn router(state: Arc<ApiState>, policy: access::Policy, body_limit: usize) -
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(Arc::new(policy), access::check))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), count))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Counts every answered request, refusals included: `berth_api_requests_total{route,status}`
+/// with the route's pattern (`/v1/tasks/{arn}`), `unmatched` for paths no route has.
+async fn count(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    state.metrics.api_request(&route, response.status().as_u16());
+    response
 }

@@ -134,7 +134,7 @@ fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &Pla
                     (VolumeAction::Create, _) => v.created = true,
                     (VolumeAction::Remove, Outcome::Failed(_) | Outcome::Unknown(_)) => {
                         v.failures += 1;
-                        v.retry_at = Some(now + cfg.retry.backoff(v.failures));
+                        v.retry_at = Some(later(now, cfg.retry.backoff(v.failures)));
                     }
                     (VolumeAction::Remove, _) => v.removed = true,
                 }
@@ -202,7 +202,7 @@ fn container_done(c: &mut Container, action: Action, outcome: Outcome, now: Date
 /// A failed attempt: retry after a backoff, or give up (pull, create, start only).
 fn failed(c: &mut Container, action: Action, err: ApplyError, now: DateTime<Utc>, cfg: &PlanConfig) {
     c.failures += 1;
-    c.retry_at = Some(now + cfg.retry.backoff(c.failures));
+    c.retry_at = Some(later(now, cfg.retry.backoff(c.failures)));
     match action {
         Action::Pull | Action::Create | Action::Start => {
             if err.permanent {
@@ -265,4 +265,9 @@ fn observe(c: &mut Container, o: Observation) {
     if let Some(ports) = o.port_bindings.filter(|_| c.known_status == ContainerStatus::Running) {
         c.known_port_bindings = ports;
     }
+}
+
+/// `t + d`, saturating at the end of time instead of panicking.
+fn later(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

@@ -363,7 +363,9 @@ fn plan_container_down(
 /// Remove a STOPPED task's containers once the wait is over, then its task volumes, then
 /// forget it.
 fn plan_cleanup(task: &Task, now: DateTime<Utc>, cfg: &PlanConfig, plan: &mut Plan) {
-    let due = task.known_time.map_or(now, |t| t + cfg.cleanup_wait);
+    // Saturating: a state may hold a time near the end of time.
+    let due =
+        task.known_time.map_or(now, |t| t.checked_add_signed(cfg.cleanup_wait).unwrap_or(DateTime::<Utc>::MAX_UTC));
     if due > now {
         plan.wake(due);
         return;
