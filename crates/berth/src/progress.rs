@@ -1,21 +1,84 @@
-//! Pull progress for `berth run`: progress bars (indicatif) on a terminal, one plain line
-//! per layer step otherwise (never a line per chunk of bytes).
+//! What `berth run` writes to the terminal: its lines ([`Console`]) and pull progress —
+//! progress bars (indicatif) on a terminal, one plain line per layer step otherwise (never
+//! a line per chunk of bytes).
+//!
+//! On a terminal every line goes through the bars' [`MultiProgress`], which prints it above
+//! them: a line written beside it would be taken for part of the bars and erased by their
+//! next redraw (state changes printed after a pull were lost that way).
 
 use berth_docker::PullProgress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+/// Where `berth run` writes: `who | text` lines on stdout and berth's own messages on
+/// stderr. A write that fails (a closed terminal after SIGHUP, a closed pipe) is dropped,
+/// never a panic, so that the task is still stopped and cleaned up.
+#[derive(Clone, Debug)]
+pub struct Console {
+    /// The bars, when stdout is a terminal indicatif draws on.
+    bars: Option<MultiProgress>,
+    /// Whether stderr shows on the bars' terminal too.
+    stderr_on_bars: bool,
+    /// Width of the `who` column.
+    width: usize,
+}
+
+impl Console {
+    /// A console whose `who` column is `width` wide.
+    pub fn new(width: usize) -> Console {
+        let bars =
+            std::io::stdout().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+        // indicatif draws nothing on a dumb terminal.
+        let bars = bars.filter(|m| !m.is_hidden());
+        Console { bars, stderr_on_bars: std::io::stderr().is_terminal(), width }
+    }
+
+    /// The same console (the same bars) with a `who` column `width` wide.
+    pub fn with_width(&self, width: usize) -> Console {
+        Console { width, ..self.clone() }
+    }
+
+    /// Print `who | text` (one line; `text` has no line end).
+    pub fn line(&self, who: &str, text: &str) {
+        let width = self.width;
+        let line = format!("{who:width$} | {text}");
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+            }
+            None => {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        }
+    }
+
+    /// Print one of berth's own messages on stderr (above the bars when they share its
+    /// terminal).
+    pub fn note(&self, text: &str) {
+        match &self.bars {
+            Some(bars) if self.stderr_on_bars => {
+                let _ = bars.println(text);
+            }
+            _ => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+}
+
 /// Show the pulls reported on `reports` until the engine goes away.
-pub fn show(mut reports: broadcast::Receiver<PullProgress>, width: usize) -> JoinHandle<()> {
-    let terminal = std::io::stdout().is_terminal();
+pub fn show(mut reports: broadcast::Receiver<PullProgress>, console: Console) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut view = if terminal { View::Bars(Bars::new()) } else { View::Lines(HashMap::new()) };
+        let mut view = match &console.bars {
+            Some(multi) => View::Bars(Bars::new(multi.clone())),
+            None => View::Lines(HashMap::new()),
+        };
         loop {
             match reports.recv().await {
-                Ok(p) => view.show(&p, width),
+                Ok(p) => view.show(&p, &console),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -30,12 +93,12 @@ enum View {
 }
 
 impl View {
-    fn show(&mut self, p: &PullProgress, width: usize) {
+    fn show(&mut self, p: &PullProgress, console: &Console) {
         match self {
-            View::Bars(bars) => bars.show(p),
+            View::Bars(bars) => bars.show(p, console),
             View::Lines(seen) => {
                 if let Some(line) = plain_line(seen, p) {
-                    println!("{:width$} | {line}", "berth");
+                    console.line("berth", &line);
                 }
             }
         }
@@ -57,39 +120,76 @@ fn plain_line(seen: &mut HashMap<(String, String), String>, p: &PullProgress) ->
     })
 }
 
+/// One bar per layer; the image's own messages ("Pulling from", "Digest", "Status") are
+/// lines, as they have no bytes to count.
 struct Bars {
     multi: MultiProgress,
-    bars: HashMap<(String, String), ProgressBar>,
+    /// Each layer's bar, and whether it counts bytes yet.
+    bars: HashMap<(String, String), (ProgressBar, bool)>,
+    /// The image's messages already printed.
+    said: HashMap<String, String>,
 }
 
 impl Bars {
-    fn new() -> Bars {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()), bars: HashMap::new() }
+    fn new(multi: MultiProgress) -> Bars {
+        Bars { multi, bars: HashMap::new(), said: HashMap::new() }
     }
 
-    fn show(&mut self, p: &PullProgress) {
+    fn show(&mut self, p: &PullProgress, console: &Console) {
+        // "Pulling from" comes with the tag as its id, not a layer's.
+        if p.layer.is_empty() || p.status.starts_with("Pulling from") {
+            if self.said.get(&p.image) != Some(&p.status) {
+                self.said.insert(p.image.clone(), p.status.clone());
+                // The pull's end ("Status: Downloaded newer image..."): its bars go, so that
+                // they do not stay below the lines printed after them.
+                if p.status.starts_with("Status:") {
+                    self.bars.retain(|(image, _), (bar, _)| {
+                        if *image == p.image {
+                            bar.finish_and_clear();
+                        }
+                        *image != p.image
+                    });
+                }
+                console.line("berth", &format!("pull {}: {}", p.image, p.status));
+            }
+            return;
+        }
         let key = (p.image.clone(), p.layer.clone());
         let multi = &self.multi;
-        let bar = self.bars.entry(key).or_insert_with(|| {
+        let (bar, counting) = self.bars.entry(key).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(0));
-            let style = ProgressStyle::with_template("{prefix} {msg:20} [{bar:30}] {bytes}/{total_bytes}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            bar.set_style(style);
-            bar.set_prefix(if p.layer.is_empty() { p.image.clone() } else { format!("{} {}", p.image, p.layer) });
-            bar
+            bar.set_style(message_style());
+            bar.set_prefix(format!("{} {}", p.image, p.layer));
+            (bar, false)
         });
         bar.set_message(p.status.clone());
-        if let Some(total) = p.total {
+        // A step without byte counts ("Waiting", "Verifying Checksum") is a message; the
+        // bar appears once a step has a total.
+        if let Some(total) = p.total.filter(|t| *t > 0) {
+            if !*counting {
+                bar.set_style(bytes_style());
+                *counting = true;
+            }
             bar.set_length(total);
+            bar.set_position(p.current.unwrap_or(0));
+        } else if *counting {
+            bar.set_style(message_style());
+            *counting = false;
         }
-        if let Some(current) = p.current {
-            bar.set_position(current);
-        }
-        if matches!(p.status.as_str(), "Pull complete" | "Already exists" | "Download complete") {
+        if matches!(p.status.as_str(), "Pull complete" | "Already exists") {
             bar.finish();
         }
     }
+}
+
+fn message_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {msg:20} [{bar:30}] {bytes}/{total_bytes}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 #[cfg(test)]

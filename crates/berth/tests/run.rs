@@ -1,33 +1,66 @@
 //! `berth run` against the real Docker daemon: the runnable files of the corpus end with the
 //! exit code `EXPECTED.md` gives and leave no container or volume behind; awsvpc tasks
-//! share one network namespace; Ctrl-C stops the task and exits 130; a task that cannot
-//! run exits 125 with the reason. Needs `scripts/test-env.sh` (daemon, busybox, the
-//! registry on 127.0.0.1:51670); a missing piece fails, never skips.
+//! share one network namespace; Ctrl-C, SIGTERM and SIGHUP stop the task, remove
+//! everything and exit 128 + the signal; a second signal exits at once and names the
+//! cleanup, which works; on a pseudo-terminal every state change stays on the screen after
+//! the pull's bars; container output comes in bounded pieces; a task that cannot run exits
+//! 125 with the reason. Needs `scripts/test-env.sh` (daemon, busybox, the registry on
+//! 127.0.0.1:51670); a missing piece fails, never skips.
 
+mod support;
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use support::pty::{self, Screen};
 
 /// A data directory of the test's own, so its instance id (and so its containers) can be
-/// found after the run; removed at the end.
-struct DataDir(tempfile::TempDir);
+/// found after the run; what the instance left in Docker is removed at the end.
+struct DataDir {
+    _tmp: tempfile::TempDir,
+    /// `_tmp` itself, or a directory in it that berth makes ([`DataDir::fresh`]).
+    path: PathBuf,
+    /// The instance id, kept once read (berth may remove the directory).
+    instance: RefCell<String>,
+}
 
 impl DataDir {
+    /// An existing, empty directory (berth keeps it).
     fn new() -> DataDir {
-        DataDir(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        DataDir { path: tmp.path().to_path_buf(), _tmp: tmp, instance: RefCell::default() }
+    }
+
+    /// A directory that does not exist yet: berth makes it, and removes it at a clean end.
+    fn fresh() -> DataDir {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        DataDir { path: tmp.path().join("data"), _tmp: tmp, instance: RefCell::default() }
     }
 
     fn path(&self) -> &Path {
-        self.0.path()
+        &self.path
     }
 
     fn instance(&self) -> String {
-        std::fs::read_to_string(self.0.path().join("instance-id")).map(|s| s.trim().to_string()).unwrap_or_default()
+        let mut known = self.instance.borrow_mut();
+        if known.is_empty() {
+            let read = std::fs::read_to_string(self.path.join("instance-id")).unwrap_or_default();
+            *known = read.trim().to_string();
+        }
+        known.clone()
     }
 
-    /// Containers and volumes of this run's berth still in Docker.
+    /// Containers and volumes of this run's berth still in Docker (none before its
+    /// instance id is known).
     fn leftovers(&self) -> (Vec<String>, Vec<String>) {
-        let filter = format!("label=berth.instance={}", self.instance());
+        let instance = self.instance();
+        if instance.is_empty() {
+            return (vec![], vec![]);
+        }
+        let filter = format!("label=berth.instance={instance}");
         let list = |args: &[&str]| -> Vec<String> {
             Command::new("docker")
                 .args(args)
@@ -364,4 +397,232 @@ fn a_credential_helper_of_the_users_docker_config_authenticates_pulls() {
     std::fs::write(config.path().join("config.json"), json.to_string()).unwrap_or_else(|e| panic!("{e}"));
     let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
     run_with_docker_config(&image, config.path(), Some(&path), &password);
+}
+
+/// An image of busybox plus a layer of its own (1 MB of random bytes), pushed to the
+/// registry on 127.0.0.1:51670 and removed locally: its pull downloads that layer.
+fn pushed_image_with_a_new_layer(what: &str) -> String {
+    let image = format!("127.0.0.1:51670/berth-run-{what}:{}-layer", std::process::id());
+    let container = format!("berth-run-{what}-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["run", "--name", &container, "busybox:latest", "sh", "-c", "head -c 1000000 /dev/urandom > /blob"]);
+    docker(&["commit", &container, &image]);
+    docker(&["rm", &container]);
+    docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    image
+}
+
+#[test]
+fn the_screen_drops_what_a_redraw_erased() {
+    // Two lines, then a bar drawn below them that goes up one line and clears it.
+    let screen = Screen::of(b"one\r\ntwo\r\nbar 1\x1b[1A\r\x1b[2K\x1b[1B\r\x1b[2K\x1b[1Abar 2\r\n");
+    assert_eq!(screen.text(), ["one", "bar 2", ""]);
+    // A line padded to the width ends there: what follows starts the next one.
+    let padded = format!("{:width$}next\r\n", "full", width = usize::from(pty::COLUMNS));
+    assert_eq!(Screen::of(padded.as_bytes()).text(), ["full", "next", ""]);
+}
+
+#[test]
+fn on_a_terminal_every_state_change_line_stays_after_the_pull_bars() {
+    support::require_busybox();
+    let image = pushed_image_with_a_new_layer("pty");
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = format!(
+        r#"{{"family": "pty", "containerDefinitions": [{{"name": "a", "image": "{image}", "command": ["sh", "-c", "echo hello; exit 3"]}}]}}"#
+    );
+    let data = DataDir::fresh();
+    let mut cmd = support::berth();
+    cmd.arg("run").arg(write(files.path(), "pty.json", &json)).arg("--data-dir").arg(data.path()).env("TERM", "xterm");
+    let (status, raw) = pty::run(cmd, Duration::from_secs(120));
+    let _ = Command::new("docker").args(["rmi", &image]).output();
+    let shown = Screen::of(&raw).text();
+    let all = shown.join("\n");
+    assert_eq!(status.code(), Some(3), "{all}");
+    assert!(raw.windows(2).any(|w| w == b"\x1b["), "the pull drew bars on the terminal:\n{all}");
+    for line in ["a PULLED", "a CREATED (task CREATED)", "a RUNNING (task RUNNING)", "a STOPPED exit 3 (task STOPPED)"]
+    {
+        let wanted = format!("berth | {line}");
+        assert!(shown.contains(&wanted), "{wanted:?} is on the screen:\n{all}");
+    }
+    assert!(shown.iter().any(|l| l == "a     | hello"), "the container's output is on the screen:\n{all}");
+    assert!(!all.contains(" 0 B/0 B"), "messages without byte counts are not bars:\n{all}");
+    assert!(all.contains(&format!("pull {image}: Status: Downloaded newer image")), "{all}");
+    let drawn = String::from_utf8_lossy(&raw);
+    assert!(drawn.contains("Downloading") && drawn.contains("KiB/"), "the layer's bar counted bytes:\n{drawn}");
+    assert!(!shown.iter().any(|l| l.starts_with(&image)), "the bars are gone after the pull:\n{all}");
+    assert!(!data.path().exists(), "a data directory berth made is removed at a clean end");
+}
+
+#[test]
+fn long_output_without_newlines_comes_in_bounded_pieces_and_carriage_returns_end_lines() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = r#"{"family": "pieces", "containerDefinitions": [{"name": "a", "image": "busybox:latest",
+        "command": ["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' x; echo; printf 'p1\\rp2\\rp3\\r\\n'; printf end"]}]}"#;
+    let data = DataDir::new();
+    let out = berth_run(&write(files.path(), "pieces.json", json), &data, &["--pull", "prefer-cached"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Each line as itself, or a run of x as "x*<count>" (the whole line would be too long
+    // to read in a failure).
+    let lines: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("a     | "))
+        .map(|l| {
+            if !l.is_empty() && l.chars().all(|c| c == 'x') {
+                format!("x*{}", l.len())
+            } else {
+                l.escape_debug().to_string()
+            }
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        ["x*8192", "x*8192", "x*3616", "p1", "p2", "p3", "end"],
+        "8 KiB pieces, then one line per carriage return (\\r\\n is one line end)"
+    );
+}
+
+/// A `berth run` in the background, its stdout and stderr read line by line.
+struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(file: &Path, data: &DataDir) -> Running {
+        let mut child = support::berth()
+            .arg("run")
+            .arg(file)
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [out, err].into_iter().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Read lines until one contains `needle`; fails the test after `limit`.
+    fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line with {needle:?} within {limit:?}:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
+    /// Wait for the exit (failing the test after `limit`): the exit code and every line.
+    fn exit(mut self, limit: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("berth run did not exit within {limit:?}:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The readers end when the pipes close.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+/// A task whose container sleeps under an init process (which passes SIGTERM on).
+const SLEEPER: &str = r#"{"family": "sleeper", "containerDefinitions": [{"name": "app", "image": "busybox:latest",
+    "command": ["sleep", "600"], "linuxParameters": {"initProcessEnabled": true}, "stopTimeout": 20}]}"#;
+
+fn check_stopped_by(signal: &str, code: i32) {
+    support::require_busybox();
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = DataDir::fresh();
+    let mut run = Running::start(&write(files.path(), "sleeper.json", SLEEPER), &data);
+    run.wait_for("app RUNNING", Duration::from_secs(60));
+    let instance = data.instance();
+    assert_eq!(instance.len(), 32, "the instance id is known");
+    assert_eq!(data.leftovers().0.len(), 1, "the container runs");
+    run.signal(signal);
+    let (exit, output) = run.exit(Duration::from_secs(60));
+    assert_eq!(exit, Some(code), "SIG{signal} gives 128 + its number:\n{output}");
+    assert!(output.contains("berth | app STOPPED"), "the task was stopped:\n{output}");
+    assert_eq!(data.leftovers(), (vec![], vec![]), "no container or volume of instance {instance} is left");
+    assert!(!data.path().exists(), "the data directory is removed:\n{output}");
+}
+
+#[test]
+fn sigterm_stops_the_task_removes_everything_and_exits_143() {
+    check_stopped_by("TERM", 143);
+}
+
+#[test]
+fn sighup_stops_the_task_removes_everything_and_exits_129() {
+    check_stopped_by("HUP", 129);
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_naming_the_data_directory_and_its_cleanup() {
+    support::require_busybox();
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Without an init process `sleep`, as PID 1, ignores SIGTERM: the stop takes the
+    // whole stop timeout, so the second signal comes while berth is still stopping it.
+    let json = r#"{"family": "stubborn", "containerDefinitions": [{"name": "app", "image": "busybox:latest",
+        "command": ["sleep", "600"], "stopTimeout": 60}]}"#;
+    let data = DataDir::fresh();
+    let mut run = Running::start(&write(files.path(), "stubborn.json", json), &data);
+    run.wait_for("app RUNNING", Duration::from_secs(60));
+    let instance = data.instance();
+    assert_eq!(instance.len(), 32, "the instance id is known");
+    run.signal("INT");
+    run.wait_for("stopping the task", Duration::from_secs(10));
+    let second = Instant::now();
+    run.signal("INT");
+    let (exit, output) = run.exit(Duration::from_secs(10));
+    assert!(second.elapsed() < Duration::from_secs(5), "exited at once: {:?}", second.elapsed());
+    assert_eq!(exit, Some(130), "{output}");
+    let dir = data.path().display().to_string();
+    let cleanup = format!("berth run --cleanup --data-dir {dir}");
+    assert!(output.contains(&cleanup), "the output names the directory and the cleanup:\n{output}");
+    assert!(data.path().join("instance-id").is_file(), "the data directory is kept");
+    assert_eq!(data.leftovers().0.len(), 1, "the container is still there (berth did not wait)");
+
+    let cleaned = support::berth()
+        .args(["run", "--cleanup", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", String::from_utf8_lossy(&cleaned.stdout), String::from_utf8_lossy(&cleaned.stderr));
+    assert_eq!(cleaned.status.code(), Some(0), "{said}");
+    assert_eq!(data.leftovers(), (vec![], vec![]), "the cleanup removed instance {instance}'s container:\n{said}");
+    assert!(!data.path().exists(), "and the data directory:\n{said}");
+    let again = support::berth().args(["run", "--cleanup", "--data-dir"]).arg(data.path()).output();
+    assert!(again.is_ok_and(|o| o.status.code() == Some(1)), "a directory that is not there: nothing to clean up");
 }

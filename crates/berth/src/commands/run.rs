@@ -13,33 +13,38 @@
 //! on its own, else 0 — a 143 or 137 after berth sent the stop does not count;
 //! `--exit-code-from NAME` takes that container's; 125 when berth could not run the task
 //! (invalid file, no Docker, an essential container that never started), with the reason;
-//! 130 after Ctrl-C, which stops the task cleanly first.
+//! after Ctrl-C, SIGTERM or SIGHUP, which stop the task cleanly first, 128 + the signal's
+//! number (130, 143, 129). A second signal exits at once, naming the data directory and
+//! `berth run --cleanup --data-dir DIR`, which removes what the run left.
 
+use crate::progress::Console;
 use crate::taskfile;
 use anyhow::Context;
-use berth_docker::BollardClient;
+use berth_docker::{BollardClient, DockerClient, labels};
 use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, PullBehavior, TaskEngine};
 use berth_model::{ContainerStatus, StateChange, Task, TaskStatus};
-use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use futures_util::{FutureExt, StreamExt};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
 
 /// Exit code when berth could not run the task.
 const CANNOT_RUN: u8 = 125;
-/// Exit code after Ctrl-C.
-const INTERRUPTED: u8 = 130;
 /// How long the end waits for the last container output.
 const LOG_DRAIN: Duration = Duration::from_secs(5);
+/// The longest piece of container output held before it is printed as a line of its own.
+const PIECE: usize = 8 * 1024;
 
 /// Arguments of `berth run`.
 #[derive(Debug, clap::Args)]
 pub struct Run {
     /// Task definition file (JSON, in any of the shapes berth reads).
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
+    #[arg(value_name = "FILE", required_unless_present = "cleanup")]
+    file: Option<PathBuf>,
     /// Family for a bare containerDefinitions array (default: the file's name).
     #[arg(long, value_name = "NAME")]
     family: Option<String>,
@@ -50,9 +55,13 @@ pub struct Run {
     #[arg(long, value_name = "NAME")]
     exit_code_from: Option<String>,
     /// Where berth keeps its state (default: a fresh directory under the user's state
-    /// directory, removed at a clean end).
+    /// directory). A directory berth makes is removed at a clean end.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Instead of running a task: remove every container and volume a `berth run` on
+    /// `--data-dir` left (after it was stopped at once), then the directory.
+    #[arg(long, requires = "data_dir", conflicts_with_all = ["file", "keep", "exit_code_from"])]
+    cleanup: bool,
     /// Seconds between SIGTERM and SIGKILL for containers without their own stopTimeout.
     #[arg(long, value_name = "SECONDS", default_value_t = berth_docker::DEFAULT_TIMEOUT_SECONDS)]
     stop_timeout: u64,
@@ -81,25 +90,54 @@ impl Run {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-        let code = runtime.block_on(self.run_task());
+        let code = match (&self.data_dir, self.cleanup) {
+            (Some(dir), true) => runtime.block_on(clean_up_dir(dir)),
+            _ => runtime.block_on(self.run_task()),
+        };
         Ok(ExitCode::from(code))
     }
 
+    fn file(&self) -> &Path {
+        self.file.as_deref().unwrap_or(Path::new(""))
+    }
+
     async fn run_task(self) -> u8 {
-        match self.prepare().await {
-            Ok(prepared) => prepared.drive(&self).await,
+        // A directory berth makes is berth's to remove; one that was there is kept.
+        let (data_dir, owned) = match &self.data_dir {
+            Some(dir) => (dir.clone(), std::fs::symlink_metadata(dir).is_err()),
+            None => (default_data_dir(), true),
+        };
+        let console = Console::new(5);
+        // From here on a signal stops the task (or, before it starts, the run); a second
+        // one exits at once.
+        let signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(e) => {
+                eprintln!("berth: cannot watch for signals: {e}");
+                return CANNOT_RUN;
+            }
+        };
+        let (stop_tx, stop) = mpsc::unbounded_channel();
+        let watcher = tokio::spawn(signals.watch(stop_tx, console.clone(), data_dir.clone()));
+        let code = match self.prepare(&data_dir, owned).await {
+            Ok(prepared) => prepared.drive(&self, console, stop).await,
             Err(message) => {
-                eprintln!("berth: cannot run {}: {message}", self.file.display());
+                if owned {
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                }
+                console.note(&format!("berth: cannot run {}: {message}", self.file().display()));
                 CANNOT_RUN
             }
-        }
+        };
+        watcher.abort();
+        code
     }
 
     /// Everything that can fail before the task starts: the file, the secrets, Docker,
     /// the data directory.
-    async fn prepare(&self) -> Result<Prepared, String> {
-        let bytes = taskfile::read(&self.file)?;
-        let opts = taskfile::options(&self.file, self.family.as_deref(), rand::random());
+    async fn prepare(&self, data_dir: &Path, owned: bool) -> Result<Prepared, String> {
+        let bytes = taskfile::read(self.file())?;
+        let opts = taskfile::options(self.file(), self.family.as_deref(), rand::random());
         let accepted = berth_model::input::parse(&bytes, &opts).map_err(|rejected| {
             let lines: Vec<String> = rejected.errors.iter().map(|e| format!("\n  error: {e}")).collect();
             let more = match rejected.omitted_errors {
@@ -128,12 +166,8 @@ impl Run {
             None => BTreeMap::new(),
         };
         let docker = BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))?;
-        let (data_dir, owned) = match &self.data_dir {
-            Some(dir) => (dir.clone(), false),
-            None => (default_data_dir(), true),
-        };
         let mut config =
-            EngineConfig { data_dir: Some(data_dir.clone()), secrets: Arc::new(secrets), ..Default::default() };
+            EngineConfig { data_dir: Some(data_dir.to_path_buf()), secrets: Arc::new(secrets), ..Default::default() };
         config.plan.default_stop_timeout_secs = self.stop_timeout;
         config.pull_behavior = self.pull;
         // As `docker` does: the user's Docker configuration (`$DOCKER_CONFIG` or
@@ -141,7 +175,7 @@ impl Run {
         config.auth = Arc::new(berth_docker::auth::DockerAuth::user_default());
         let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
         engine.init().await.map_err(|e| e.to_string())?;
-        Ok(Prepared { engine, docker, task: accepted.task, data_dir, owned_data_dir: owned })
+        Ok(Prepared { engine, docker, task: accepted.task, data_dir: data_dir.to_path_buf(), owned_data_dir: owned })
     }
 }
 
@@ -154,24 +188,31 @@ struct Prepared {
 }
 
 impl Prepared {
-    async fn drive(mut self, args: &Run) -> u8 {
+    async fn drive(mut self, args: &Run, console: Console, mut stop: mpsc::UnboundedReceiver<Stop>) -> u8 {
         let arn = self.task.arn.clone();
         let visible: HashSet<String> =
             self.task.containers.iter().filter(|c| !c.spec.internal).map(|c| c.spec.name.clone()).collect();
         let width = visible.iter().map(String::len).max().unwrap_or(5).max(5);
+        let console = console.with_width(width);
         let mut reader = match self.engine.task_events() {
             Ok(r) => r,
-            Err(e) => return self.fail(&e.to_string()).await,
+            Err(e) => return self.fail(&console, &e.to_string(), false).await,
         };
+        // A signal before the task was added: nothing to stop.
+        if let Some(Some(signal)) = stop.recv().now_or_never() {
+            console.note(&format!("berth: {}: not starting the task", signal.name));
+            let _ = self.fail(&console, "interrupted", false).await;
+            return signal.code;
+        }
         // Pull progress: bars on a terminal, plain lines otherwise.
-        let progress = self.engine.pull_progress().ok().map(|reports| crate::progress::show(reports, width));
+        let progress = self.engine.pull_progress().ok().map(|reports| crate::progress::show(reports, console.clone()));
         if let Err(e) = self.engine.add_task(self.task.clone()).await {
-            return self.fail(&e.to_string()).await;
+            return self.fail(&console, &e.to_string(), true).await;
         }
         let mut changes: Vec<StateChange> = Vec::new();
         let mut stopped: HashSet<String> = HashSet::new();
         let mut logs = Vec::new();
-        let mut interrupted = false;
+        let mut interrupted: Option<Stop> = None;
         while stopped.len() < visible.len() {
             tokio::select! {
                 item = reader.next() => {
@@ -179,9 +220,9 @@ impl Prepared {
                     if change.task_arn != arn {
                         continue;
                     }
-                    println!("{:width$} | {}", "berth", describe(&change));
+                    console.line("berth", &describe(&change));
                     if change.status == ContainerStatus::Running
-                        && let Some(follow) = self.follow_logs(&arn, &change.container_name, width).await
+                        && let Some(follow) = self.follow_logs(&arn, &change.container_name, &console).await
                     {
                         logs.push(follow);
                     }
@@ -190,87 +231,271 @@ impl Prepared {
                     }
                     changes.push(change);
                 }
-                signal = tokio::signal::ctrl_c(), if !interrupted => {
-                    if signal.is_ok() {
-                        interrupted = true;
-                        eprintln!("berth: stopping the task (Ctrl-C)");
-                        if let Err(e) = self.engine.stop_task(&arn).await {
-                            eprintln!("berth: {e}");
-                        }
+                Some(signal) = stop.recv(), if interrupted.is_none() => {
+                    console.note(&format!(
+                        "berth: stopping the task ({}); a second signal exits at once, leaving it",
+                        signal.name
+                    ));
+                    if let Err(e) = self.engine.stop_task(&arn).await {
+                        console.note(&format!("berth: {e}"));
                     }
+                    interrupted = Some(signal);
                 }
             }
         }
         // The containers' last output, then the cleanup.
         let _ = tokio::time::timeout(LOG_DRAIN, futures_util::future::join_all(logs)).await;
         let final_task = self.engine.list_tasks().await.ok().and_then(|ts| ts.into_iter().find(|t| t.arn == arn));
-        if !args.keep {
-            self.clean_up(&arn).await;
-        }
+        let cleaned = args.keep || self.clean_up(&arn, &console).await;
         let _ = self.engine.shutdown().await;
         if let Some(progress) = progress {
             progress.abort();
         }
         if args.keep {
-            eprintln!("berth: containers kept; state in {}", self.data_dir.display());
+            console.note(&format!("berth: containers kept; state in {}", self.data_dir.display()));
+        } else if !cleaned {
+            console.note(&leftover_note(&self.data_dir));
         } else if self.owned_data_dir {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
-        if interrupted {
-            return INTERRUPTED;
+        // A signal during the drain or the cleanup counts too.
+        if let Some(signal) = interrupted.or_else(|| stop.try_recv().ok()) {
+            return signal.code;
         }
         let (code, reason) = exit_code(&self.task, final_task.as_ref(), &changes, args.exit_code_from.as_deref());
         if let Some(reason) = reason {
-            eprintln!("berth: could not run the task: {reason}");
+            console.note(&format!("berth: could not run the task: {reason}"));
         }
         code
     }
 
-    /// Remove the task's containers and volumes now, and wait until it has left the state.
-    async fn clean_up(&self, arn: &str) {
+    /// Remove the task's containers and volumes now, and wait until it has left the state;
+    /// false when that did not finish.
+    async fn clean_up(&self, arn: &str, console: &Console) -> bool {
         if let Err(e) = self.engine.clean_up_now(arn).await {
-            eprintln!("berth: cleaning up: {e}");
-            return;
+            console.note(&format!("berth: cleaning up: {e}"));
+            return false;
         }
         for _ in 0..600 {
             match self.engine.list_tasks().await {
-                Ok(tasks) if tasks.iter().all(|t| t.arn != arn) => return,
+                Ok(tasks) if tasks.iter().all(|t| t.arn != arn) => return true,
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(_) => return,
+                Err(e) => {
+                    console.note(&format!("berth: cleaning up: {e}"));
+                    return false;
+                }
             }
         }
-        eprintln!("berth: the task's containers were not all removed in time; see `docker ps -a`");
+        console.note("berth: the task's containers were not all removed in time");
+        false
     }
 
     /// Print a running container's output, each line prefixed by its name.
-    async fn follow_logs(&self, arn: &str, container: &str, width: usize) -> Option<tokio::task::JoinHandle<()>> {
+    async fn follow_logs(&self, arn: &str, container: &str, console: &Console) -> Option<tokio::task::JoinHandle<()>> {
         let state = self.engine.state().await.ok()?;
         let id = state.tasks.get(arn)?.container(container)?.docker_id.clone()?;
         let docker = self.docker.clone();
         let name = container.to_string();
+        let console = console.clone();
         Some(tokio::spawn(async move {
             let options =
                 bollard::query_parameters::LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).build();
             let mut stream = docker.bollard().logs(&id, Some(options));
-            let mut partial = String::new();
+            // stdout and stderr each have their own unfinished line.
+            let (mut out, mut err) = (Lines::default(), Lines::default());
+            let mut print = |line: &str| console.line(&name, line);
             while let Some(Ok(output)) = stream.next().await {
-                partial.push_str(&output.to_string());
-                while let Some(end) = partial.find('\n') {
-                    println!("{name:width$} | {}", &partial[..end]);
-                    partial.drain(..=end);
+                match output {
+                    bollard::container::LogOutput::StdErr { message } => err.push(&message, &mut print),
+                    other => out.push(&other.into_bytes(), &mut print),
                 }
             }
-            if !partial.is_empty() {
-                println!("{name:width$} | {partial}");
-            }
+            out.finish(&mut print);
+            err.finish(&mut print);
         }))
     }
 
-    async fn fail(mut self, message: &str) -> u8 {
-        eprintln!("berth: cannot run the task: {message}");
+    /// Stop here: `message` said, the engine shut down, and the data directory removed if
+    /// berth made it and the task never reached the engine (else kept and named).
+    async fn fail(mut self, console: &Console, message: &str, added: bool) -> u8 {
+        console.note(&format!("berth: cannot run the task: {message}"));
         let _ = self.engine.shutdown().await;
+        if added {
+            console.note(&leftover_note(&self.data_dir));
+        } else if self.owned_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
         CANNOT_RUN
     }
+}
+
+/// A container's output cut into lines: at `\n`, at `\r` (progress redrawn in place; a
+/// `\r\n` is one line end), and every [`PIECE`] bytes of a line that does not end, so that
+/// what is held stays bounded.
+#[derive(Debug, Default)]
+struct Lines {
+    /// The unfinished line, shorter than [`PIECE`].
+    held: Vec<u8>,
+    /// The last line ended with `\r`: a `\n` right after it ends nothing more.
+    after_cr: bool,
+}
+
+impl Lines {
+    fn push(&mut self, mut bytes: &[u8], print: &mut impl FnMut(&str)) {
+        while !bytes.is_empty() {
+            if std::mem::take(&mut self.after_cr)
+                && let Some(rest) = bytes.strip_prefix(b"\n")
+            {
+                bytes = rest;
+                continue;
+            }
+            let room = PIECE - self.held.len();
+            match bytes.iter().take(room).position(|b| matches!(b, b'\n' | b'\r')) {
+                Some(end) => {
+                    self.held.extend_from_slice(&bytes[..end]);
+                    self.after_cr = bytes[end] == b'\r';
+                    bytes = &bytes[end + 1..];
+                    print(&String::from_utf8_lossy(&self.held));
+                    self.held.clear();
+                }
+                None if bytes.len() >= room => {
+                    self.held.extend_from_slice(&bytes[..room]);
+                    bytes = &bytes[room..];
+                    self.piece(print);
+                }
+                None => {
+                    self.held.extend_from_slice(bytes);
+                    bytes = &[];
+                }
+            }
+        }
+    }
+
+    /// Print a full piece, keeping a character cut in two for the next one.
+    fn piece(&mut self, print: &mut impl FnMut(&str)) {
+        let cut = match std::str::from_utf8(&self.held) {
+            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+            _ => self.held.len(),
+        };
+        let rest = self.held.split_off(cut);
+        print(&String::from_utf8_lossy(&self.held));
+        self.held = rest;
+    }
+
+    /// The end of the output: what is held, if anything.
+    fn finish(&mut self, print: &mut impl FnMut(&str)) {
+        if !self.held.is_empty() {
+            print(&String::from_utf8_lossy(&self.held));
+            self.held.clear();
+        }
+    }
+}
+
+/// A signal that stops the run, and the exit code it gives (128 + its number, as a shell
+/// reports a command it ended).
+#[derive(Clone, Copy, Debug)]
+struct Stop {
+    name: &'static str,
+    code: u8,
+}
+
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, watched from the start of the run.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.int.recv() => Stop { name: "SIGINT", code: 130 },
+            _ = self.term.recv() => Stop { name: "SIGTERM", code: 143 },
+            _ = self.hup.recv() => Stop { name: "SIGHUP", code: 129 },
+        }
+    }
+
+    /// The first signal goes to the run (which stops the task); the second exits at once,
+    /// saying where the state is and how to remove what is left.
+    async fn watch(mut self, first: mpsc::UnboundedSender<Stop>, console: Console, data_dir: PathBuf) {
+        let _ = first.send(self.next().await);
+        let second = self.next().await;
+        console.note(&format!("berth: {}: exiting now, without waiting for the task's cleanup", second.name));
+        console.note(&leftover_note(&data_dir));
+        std::process::exit(i32::from(second.code));
+    }
+}
+
+/// What to say when the run ends with the task possibly not cleaned up.
+fn leftover_note(data_dir: &Path) -> String {
+    let dir = shell_quoted(&data_dir.display().to_string());
+    format!(
+        "berth: state kept in {dir}; to remove the containers and volumes left and the directory: \
+         berth run --cleanup --data-dir {dir}"
+    )
+}
+
+/// `s` as one shell word.
+fn shell_quoted(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `berth run --cleanup --data-dir DIR`: remove every container and volume labelled with
+/// the directory's instance id, then the directory. 0 when done, 1 otherwise.
+async fn clean_up_dir(dir: &Path) -> u8 {
+    match remove_leftovers(dir).await {
+        Ok((containers, volumes)) => {
+            println!(
+                "berth: removed {containers} container(s) and {volumes} volume(s) of {}, and the directory",
+                dir.display()
+            );
+            0
+        }
+        Err(message) => {
+            eprintln!("berth: cannot clean up {}: {message}", dir.display());
+            1
+        }
+    }
+}
+
+async fn remove_leftovers(dir: &Path) -> Result<(usize, usize), String> {
+    if !dir.join(berth_store::INSTANCE_ID_FILE).is_file() {
+        return Err(format!("not a berth data directory (no {})", berth_store::INSTANCE_ID_FILE));
+    }
+    // The lock: refused while a berth still uses the directory.
+    let data = berth_store::DataDir::open(dir).map_err(|e| e.to_string())?;
+    let instance = data.instance_id().to_string();
+    let docker = BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))?;
+    let containers =
+        docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.map_err(|e| e.to_string())?;
+    for c in &containers {
+        docker.remove_container(&c.id).await.map_err(|e| e.to_string())?;
+    }
+    let filters = HashMap::from([("label".to_string(), vec![format!("{}={instance}", labels::INSTANCE)])]);
+    let listed = docker
+        .bollard()
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: Some(filters) }))
+        .await
+        .map_err(|e| format!("listing volumes: {e}"))?;
+    let volumes: Vec<String> = listed.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+    for v in &volumes {
+        docker.remove_volume(v).await.map_err(|e| e.to_string())?;
+    }
+    drop(data);
+    std::fs::remove_dir_all(dir).map_err(|e| format!("removing the directory: {e}"))?;
+    Ok((containers.len(), volumes.len()))
 }
 
 /// One state change as a line.
@@ -454,6 +679,47 @@ mod tests {
         assert_eq!(parse_pull("always"), Ok(PullBehavior::Always));
         assert_eq!(parse_pull("default"), Ok(PullBehavior::Default));
         assert!(parse_pull("never").is_err());
+    }
+
+    fn lines_of(chunks: &[&[u8]]) -> Vec<String> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        let mut print = |l: &str| out.push(l.to_string());
+        for chunk in chunks {
+            lines.push(chunk, &mut print);
+        }
+        lines.finish(&mut print);
+        out
+    }
+
+    #[test]
+    fn output_lines_end_at_newlines_and_carriage_returns_across_chunks() {
+        assert_eq!(lines_of(&[b"a\r", b"\nb\rc", b"\r\r\n", b"d"]), ["a", "b", "c", "", "d"]);
+        assert_eq!(lines_of(&[b"one\n\ntwo\n"]), ["one", "", "two"]);
+    }
+
+    #[test]
+    fn output_without_line_ends_comes_in_pieces_that_do_not_cut_characters() {
+        let long = "é".repeat(PIECE); // two bytes each
+        let out = lines_of(&[long.as_bytes()]);
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter().all(|l| l.len() <= PIECE && l.chars().all(|c| c == 'é')),
+            "{:?}",
+            out.iter().map(String::len).collect::<Vec<_>>()
+        );
+        // An odd cut: the piece ends before the character it would split.
+        let odd = format!("x{}", "é".repeat(PIECE / 2));
+        let out = lines_of(&[odd.as_bytes()]);
+        assert_eq!(out.iter().map(String::len).collect::<Vec<_>>(), [PIECE - 1, 2]);
+        assert!(!out.concat().contains('\u{fffd}'));
+    }
+
+    #[test]
+    fn the_cleanup_command_quotes_the_directory_for_a_shell() {
+        assert!(leftover_note(Path::new("/tmp/a b")).ends_with("berth run --cleanup --data-dir '/tmp/a b'"));
+        assert_eq!(shell_quoted("/x/run-1_2.d"), "/x/run-1_2.d");
+        assert_eq!(shell_quoted("it's"), r"'it'\''s'");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
