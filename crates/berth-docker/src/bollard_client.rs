@@ -109,9 +109,7 @@ impl BollardClient {
     /// Connect to `DOCKER_HOST`, else `unix:///var/run/docker.sock`, and negotiate the API
     /// version with the daemon.
     pub async fn connect() -> Result<BollardClient, DockerError> {
-        let endpoint = std::env::var(crate::DOCKER_ENDPOINT_ENV_VARIABLE)
-            .unwrap_or_else(|_| crate::DOCKER_DEFAULT_ENDPOINT.to_string());
-        Self::connect_to(&endpoint).await
+        Self::connect_to(&crate::docker_endpoint()).await
     }
 
     /// Connect to `endpoint` (`unix:///path`, `tcp://host:port`, `http://host:port`).

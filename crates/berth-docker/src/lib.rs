@@ -12,6 +12,7 @@ mod bollard_client;
 mod client;
 mod error;
 pub mod events;
+mod lazy;
 pub mod pause;
 mod types;
 
@@ -22,6 +23,7 @@ pub use bytes::Bytes;
 pub use client::{DockerClient, EventStream, LogStream, ProgressSink, status_of};
 pub use error::{DockerError, ErrorKind};
 pub use events::{ContainerEvent, DockerEvent, EventKind};
+pub use lazy::LazyDocker;
 pub use types::{
     ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary, LogChunk,
     LogConfig, LogOptions, LogSource, PortSpec, PullProgress, VolumeConfig,
@@ -33,6 +35,11 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 pub const DOCKER_ENDPOINT_ENV_VARIABLE: &str = "DOCKER_HOST";
 /// Docker's endpoint when the variable is not set.
 pub const DOCKER_DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+/// Where Docker is: `DOCKER_HOST`, else [`DOCKER_DEFAULT_ENDPOINT`].
+pub fn docker_endpoint() -> String {
+    std::env::var(DOCKER_ENDPOINT_ENV_VARIABLE).unwrap_or_else(|_| DOCKER_DEFAULT_ENDPOINT.to_string())
+}
 
 /// Labels berth puts on every container it creates.
 pub mod labels {

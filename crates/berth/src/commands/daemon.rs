@@ -11,12 +11,11 @@
 use anyhow::Context;
 use berth_agent::config::{LogFormat, Overrides};
 use berth_agent::{Agent, AgentConfig};
-use berth_docker::BollardClient;
+use berth_docker::LazyDocker;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Arguments of `berth daemon`.
 #[derive(Debug, clap::Args)]
@@ -81,16 +80,13 @@ fn reset_state(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connect to Docker (waiting while it does not answer), start the agent, wait for a
-/// signal, stop.
+/// Start the agent (Docker need not answer yet), wait for a signal, stop.
 async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
-    let docker = tokio::select! {
-        docker = connect() => docker,
-        _ = terminate.recv() => return Ok(()),
-        _ = tokio::signal::ctrl_c() => return Ok(()),
-    };
+    // Docker need not answer yet: the API serves at once, and the engine connects (and
+    // reconciles) when Docker answers.
+    let docker = LazyDocker::from_env();
     let agent = tokio::select! {
         agent = Agent::start(&config, Arc::new(docker)) => agent?,
         _ = terminate.recv() => return Ok(()),
@@ -103,19 +99,4 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     }
     agent.shutdown().await?;
     Ok(())
-}
-
-/// The Docker client, retried with backoff (up to a minute between attempts).
-async fn connect() -> BollardClient {
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        match BollardClient::connect().await {
-            Ok(docker) => return docker,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "Docker does not answer; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
-        }
-    }
 }
