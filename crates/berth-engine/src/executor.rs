@@ -356,26 +356,47 @@ async fn create(
         return Outcome::Failed(ApplyError { message, permanent: true });
     }
     crash::point("before-create");
-    match timed(timeouts.create, "create container", &config.name, docker.create_container(&config)).await {
-        Ok(id) => {
-            crash::point("after-create");
-            Outcome::Created(id)
-        }
-        // The name is taken: if by this berth's own container of that name (a create whose
-        // answer was lost), it is the one asked for.
-        Err(e) if e.kind == ErrorKind::Conflict => {
-            match timed(timeouts.inspect, "inspect container", &config.name, docker.inspect_container(&config.name))
-                .await
-            {
-                Ok(info) if info.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance) => {
-                    Outcome::Created(info.id)
-                }
-                _ => failed(e),
+    let mut wait = NAME_WAIT_FIRST;
+    for _ in 0..NAME_ATTEMPTS {
+        match timed(timeouts.create, "create container", &config.name, docker.create_container(&config)).await {
+            Ok(id) => {
+                crash::point("after-create");
+                return Outcome::Created(id);
             }
+            Err(e) if e.kind == ErrorKind::Conflict => {}
+            Err(e) => return failed(e),
         }
-        Err(e) => failed(e),
+        // The name is taken. Docker reserves a name before the container can be inspected,
+        // so a create still in flight (of a berth killed a moment ago, or whose answer was
+        // lost) shows as a conflict with nothing there yet: look again until the container
+        // shows (this berth's own is the one asked for) or the name is free (create again).
+        match timed(timeouts.inspect, "inspect container", &config.name, docker.inspect_container(&config.name)).await {
+            Ok(info) if info.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance) => {
+                return Outcome::Created(info.id);
+            }
+            Ok(info) => {
+                let owner = info.labels.get(labels::INSTANCE).map_or("no berth", String::as_str);
+                return Outcome::Failed(ApplyError {
+                    message: format!("create container {}: the name is taken by a container of {owner}", config.name),
+                    permanent: true,
+                });
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return failed(e),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(NAME_WAIT_MAX);
     }
+    // Still taken and still not there: Docker may yet finish a create of that name, so the
+    // outcome is unknown (the planner looks before anything else), never a failure.
+    Outcome::Unknown(format!("create container {}: the name is in use but no container of it shows yet", config.name))
 }
+
+/// How often a create meets its name taken by a container that does not show yet before
+/// the outcome counts as unknown, and the waits between (doubling).
+const NAME_ATTEMPTS: u32 = 8;
+const NAME_WAIT_FIRST: Duration = Duration::from_millis(50);
+const NAME_WAIT_MAX: Duration = Duration::from_secs(1);
 
 async fn inspect(docker: &dyn DockerClient, target: Option<String>, known: bool, timeouts: &Timeouts) -> Outcome {
     let Some(target) = target else {
@@ -435,6 +456,66 @@ fn failed(e: DockerError) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use berth_docker::{ContainerConfig, DockerClient, ErrorKind, labels};
+    use berth_model::plan::Outcome;
+    use berth_testutils::{FakeDocker, Op};
+
+    fn config(name: &str, instance: &str) -> ContainerConfig {
+        let mut c = ContainerConfig { name: name.into(), image: "busybox".into(), ..ContainerConfig::default() };
+        c.labels.insert(labels::INSTANCE.into(), instance.into());
+        c
+    }
+
+    async fn create(fake: &FakeDocker, name: &str) -> Outcome {
+        let timeouts = crate::config::EngineConfig::default().timeouts;
+        super::create(fake, Ok(config(name, "me")), "me", None, &timeouts).await
+    }
+
+    /// Issue 14 item 0: Docker reserves a name before the container can be inspected. A
+    /// create that meets its own name taken by a create still in flight waits for that
+    /// container to show and adopts it.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_with_a_create_still_in_flight_adopts_the_container_once_it_shows() {
+        let fake = FakeDocker::new();
+        fake.add_image("busybox");
+        let id = fake.create_container(&config("c1", "me")).await.expect("the other create");
+        // Not inspectable for a while, as a create Docker has not finished.
+        fake.fail_next(Op::InspectContainer, Some("c1"), 3, ErrorKind::NotFound);
+        assert_eq!(create(&fake, "c1").await, Outcome::Created(id));
+        assert_eq!(fake.containers().len(), 1, "no second container");
+    }
+
+    /// The name was taken, then freed (the other create failed): create again.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_whose_name_frees_up_creates_again() {
+        let fake = FakeDocker::new();
+        fake.add_image("busybox");
+        fake.fail_next(Op::CreateContainer, Some("c2"), 2, ErrorKind::Conflict);
+        assert!(matches!(create(&fake, "c2").await, Outcome::Created(_)));
+        assert_eq!(fake.containers().len(), 1);
+    }
+
+    /// Taken by a container of someone else: a failure naming whose, never an adoption.
+    #[tokio::test(start_paused = true)]
+    async fn a_name_taken_by_another_berths_container_is_a_failure() {
+        let fake = FakeDocker::new();
+        fake.add_image("busybox");
+        fake.create_container(&config("c3", "other")).await.expect("theirs");
+        match create(&fake, "c3").await {
+            Outcome::Failed(e) => assert!(e.permanent && e.message.contains("container of other"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Taken and never showing: unknown (look again later), not a failure of the task.
+    #[tokio::test(start_paused = true)]
+    async fn a_name_taken_that_never_shows_is_an_unknown_outcome() {
+        let fake = FakeDocker::new();
+        fake.add_image("busybox");
+        fake.fail_next(Op::CreateContainer, Some("c4"), 100, ErrorKind::Conflict);
+        assert!(matches!(create(&fake, "c4").await, Outcome::Unknown(_)));
+    }
+
     /// Every Docker call is a task of its own: its future is what each spawn allocates and
     /// moves (it was 3.5 KB before the largest calls were boxed).
     #[test]
