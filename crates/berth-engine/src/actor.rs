@@ -90,6 +90,9 @@ struct Entry {
     wake_at: Option<DateTime<Utc>>,
     /// Swept as soon as it is STOPPED (`berth run` at its end).
     clean_up_now: bool,
+    /// [`Task::record_fingerprint`] of the record last handed to the store (`None`: never):
+    /// a round saves the task only when it differs.
+    saved: Option<u64>,
 }
 
 /// The loop's state.
@@ -201,9 +204,13 @@ impl Actor {
                     errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
                 ))
             })?;
+            let saved = Some(task.record_fingerprint());
             resume(&mut task);
             dirty.insert(task.arn.clone());
-            tasks.insert(task.arn.clone(), Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false });
+            tasks.insert(
+                task.arn.clone(),
+                Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false, saved },
+            );
         }
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
@@ -376,7 +383,10 @@ impl Actor {
             self.tokens.insert(token.clone(), task.arn.clone());
         }
         self.dirty.insert(task.arn.clone());
-        self.tasks.insert(task.arn.clone(), Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false });
+        self.tasks.insert(
+            task.arn.clone(),
+            Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false, saved: None },
+        );
         Ok(())
     }
 
@@ -600,7 +610,13 @@ impl Actor {
             if let Some(at) = entry.wake_at {
                 self.wakes.push(Reverse((at, arn.clone())));
             }
-            group.tasks.push((arn, Some(Arc::clone(&entry.task))));
+            // Only what a crash must remember is written: a round that changed nothing of the
+            // record (an inspect that found what berth knew) writes nothing.
+            let fingerprint = entry.task.record_fingerprint();
+            if entry.saved != Some(fingerprint) {
+                entry.saved = Some(fingerprint);
+                group.tasks.push((arn, Some(Arc::clone(&entry.task))));
+            }
         }
         if swept {
             self.specs.let_go_of_unused();

@@ -150,6 +150,67 @@ impl Task {
         }
     }
 
+    /// A fingerprint of what a crash must remember of this task: every field of its record
+    /// but the ones only memory needs (`in_flight`, which a restart clears, and
+    /// `needs_inspect`, which a restart sets again for every container not known STOPPED).
+    /// Equal fingerprints mean saving the record again would change nothing a restart reads,
+    /// so the engine skips it (a periodic resync marks every running container for an
+    /// inspect, and its unchanged answers are not rewritten). The destructuring is
+    /// exhaustive: a new field must be placed on one side or the other.
+    pub fn record_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let Task {
+            arn,
+            family,
+            version,
+            network_mode,
+            containers,
+            volumes,
+            desired_status,
+            known_status,
+            known_time,
+            sent_status,
+            stop_reason,
+            client_token,
+        } = self;
+        (arn, family, version, network_mode, desired_status, known_status, known_time, sent_status).hash(&mut h);
+        (stop_reason, client_token).hash(&mut h);
+        for c in containers {
+            let Container {
+                spec,
+                desired_status,
+                known_status,
+                applied_status,
+                applying_error,
+                reason,
+                known_exit_code,
+                known_port_bindings,
+                health,
+                docker_id,
+                docker_name,
+                sent_status,
+                has_run,
+                in_flight: _,
+                needs_inspect: _,
+                failures,
+                retry_at,
+                removed,
+            } = c;
+            (&spec.name, desired_status, known_status, applied_status, reason, known_exit_code).hash(&mut h);
+            applying_error.as_ref().map(|e| (&e.message, e.permanent)).hash(&mut h);
+            for p in known_port_bindings {
+                (p.container_port, p.host_port, &p.bind_ip, p.protocol).hash(&mut h);
+            }
+            (health, docker_id, docker_name, sent_status, has_run, failures, retry_at, removed).hash(&mut h);
+        }
+        for v in volumes {
+            let Volume { name, kind: _, created, removed, in_flight: _, error, failures, retry_at, docker_name } = v;
+            (name, created, removed, error, failures, retry_at, docker_name).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// The status its containers add up to. If an essential container is STOPPED, the task
     /// is STOPPED; otherwise it is the lowest known status of its essential containers
     /// (PULLED counting as NONE). Internal containers do not count: berth stops the task
