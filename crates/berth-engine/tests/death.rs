@@ -5,8 +5,8 @@
 
 mod common;
 
-use berth_model::ContainerStatus;
 use berth_engine::{DockerTaskEngine, EngineConfig, EngineError, EngineExit, LogItem, TaskEngine};
+use berth_model::ContainerStatus;
 use berth_store::{MemorySaver, StoreError};
 use berth_testutils::Op;
 use common::*;
@@ -31,7 +31,9 @@ async fn read_to_end(reader: &mut berth_engine::ChangeReader) -> Vec<LogItem> {
         match tokio::time::timeout(Duration::from_secs(10), reader.next()).await {
             Ok(Some(item)) => items.push(item),
             Ok(None) => return items,
-            Err(_) => panic!("the reader did not end within 10 s after the engine stopped ({} items read)", items.len()),
+            Err(_) => {
+                panic!("the reader did not end within 10 s after the engine stopped ({} items read)", items.len())
+            }
         }
     }
 }
@@ -53,8 +55,8 @@ async fn a_failed_commit_stops_the_engine_ends_every_reader_and_says_why() {
 
     // The disk fails: the next commit (this task's) fails, and the loop stops.
     store.set_failing(true);
-    let before = task_calls(&fake);
     let second = task(FOREVER, 2);
+    let second_arn = second.arn.clone();
     match engine.add_task(second).await {
         Err(EngineError::Stopped(e)) => {
             assert!(matches!(&*e, EngineError::Store(StoreError::Io { .. })), "{e:?}");
@@ -63,6 +65,9 @@ async fn a_failed_commit_stops_the_engine_ends_every_reader_and_says_why() {
         other => panic!("expected the engine's failure, got {other:?}"),
     }
     let exit = tokio::time::timeout(Duration::from_secs(10), engine.stopped()).await.expect("the loop ends");
+    // What was in flight at the failure (the first task's start and its inspect) ends.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = task_calls(&fake);
     assert!(matches!(&exit, EngineExit::Failed(e) if e.to_string().contains("injected failure")), "{exit}");
 
     // Every reader ends once it has read what was committed, and can say why.
@@ -87,7 +92,10 @@ async fn a_failed_commit_stops_the_engine_ends_every_reader_and_says_why() {
         other => panic!("expected the engine's failure, got {other:?}"),
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(task_calls(&fake), before, "no Docker call after the failed commit");
+    assert_eq!(task_calls(&fake), before, "no Docker call after the engine stopped");
+    let second_containers =
+        fake.containers().into_iter().filter(|c| c.labels.get(berth_docker::labels::TASK_ARN) == Some(&second_arn));
+    assert_eq!(second_containers.count(), 0, "nothing made for the task whose commit failed");
     match engine.shutdown().await {
         Err(EngineError::Stopped(_)) => {}
         other => panic!("shutdown says the engine had failed: {other:?}"),

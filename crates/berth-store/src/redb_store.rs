@@ -113,15 +113,12 @@ impl RedbStore {
             path: file.to_path_buf(),
             source,
         })?;
-        let db = Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .open(file)
-            .map_err(|e| match io_cause(e.into()) {
-                // Opening writes (redb's repair after a crash): no space, EROFS, EACCES, a
-                // lock are not damage; the contents were checked above.
-                Ok(source) => StoreError::Io { action: "open for writing", path: file.to_path_buf(), source },
-                Err(e) => unreadable(file, format!("it cannot be opened for writing ({e})")),
-            })?;
+        let db = Builder::new().set_cache_size(CACHE_BYTES).open(file).map_err(|e| match io_cause(e.into()) {
+            // Opening writes (redb's repair after a crash): no space, EROFS, EACCES, a
+            // lock are not damage; the contents were checked above.
+            Ok(source) => StoreError::Io { action: "open for writing", path: file.to_path_buf(), source },
+            Err(e) => unreadable(file, format!("it cannot be opened for writing ({e})")),
+        })?;
         mark_current(&db, file)?;
         Ok(RedbStore {
             db: Arc::new(db),

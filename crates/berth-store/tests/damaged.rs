@@ -203,7 +203,10 @@ fn a_full_disk_at_open_is_said_as_such_and_not_as_damage() {
     };
     let message = err.to_string();
     eprintln!("{message}");
-    assert!(matches!(&err, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+        "{err:?}"
+    );
     assert!(message.contains("No space left on device") && message.contains("free space"), "{message}");
     assert!(!message.contains("--reset-state"), "no reset advice: {message}");
     // Space freed: it opens.
