@@ -175,10 +175,24 @@ impl Agent {
         &self.engine
     }
 
-    /// Stop: no new API calls, following streams end, the engine's last commit becomes
-    /// durable and its loop stops. Task containers keep running.
+    /// Wait until the engine's loop ends by itself (a store commit failed: ENOSPC, EIO),
+    /// and say why. The daemon watches this to log the cause and exit non-zero; the
+    /// listeners are still open (call [`Agent::shutdown`]), and every change reader has
+    /// ended already.
+    pub async fn engine_stopped(&self) -> berth_engine::EngineExit {
+        self.engine.stopped().await
+    }
+
+    /// Stop: no Docker call starts any more, no new API calls, following streams end, the
+    /// engine's last commit becomes durable and its loop stops. Task containers keep
+    /// running. A client that stopped reading holds shutdown up for at most the drain time
+    /// (10 s), and never keeps the engine from its shutdown. An error says the engine had
+    /// stopped because of a failure before.
     pub async fn shutdown(self) -> Result<(), AgentError> {
         let Agent { engine, shutdown, servers, cleanup, socket, .. } = self;
+        // Calls decided from now on wait for the next start; commits go on, so the API
+        // calls in flight get their answers.
+        engine.begin_shutdown().await;
         shutdown.send_replace(true);
         for server in servers {
             let abort = server.abort_handle();
@@ -194,10 +208,9 @@ impl Agent {
         }
         let _ = cleanup.await;
         let _ = std::fs::remove_file(&socket);
-        match Arc::into_inner(engine) {
-            Some(mut engine) => engine.shutdown().await?,
-            None => tracing::warn!("the engine is still in use at shutdown; its last commits are durable already"),
-        }
+        // Through the shared handle: a connection still being torn down may hold the
+        // engine, which gets its shutdown anyway.
+        engine.stop().await?;
         tracing::info!("berth stopped; task containers keep running");
         Ok(())
     }

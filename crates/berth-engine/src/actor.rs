@@ -15,7 +15,7 @@
 use crate::changelog::ChangeLog;
 use crate::clock::Clock;
 use crate::config::EngineConfig;
-use crate::error::{ContainerNotFound, EngineError};
+use crate::error::{ContainerNotFound, EngineError, EngineExit};
 use crate::executor::{self, Job};
 use crate::observe::EngineEvent;
 use crate::settings;
@@ -59,6 +59,9 @@ pub enum Command {
     CleanUpNow(String, oneshot::Sender<Result<(), EngineError>>),
     /// Perform one operation on one container now, answering with its outcome.
     Perform { task_arn: String, container: String, action: Action, reply: oneshot::Sender<Result<(), EngineError>> },
+    /// Start no more Docker calls (shutdown has begun): calls decided from now on stay
+    /// durable as issued and are made at the next start; commits go on.
+    Quiesce,
     /// Stop the loop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -145,6 +148,12 @@ pub struct Actor {
     calling: usize,
     /// One copy of each distinct container spec of the tasks held.
     specs: Specs,
+    /// Shutdown has begun: no Docker call starts any more.
+    stopping: bool,
+    /// Docker calls decided but not started because shutdown had begun.
+    not_started: usize,
+    /// Where the loop says how it ended.
+    exit: tokio::sync::watch::Sender<Option<EngineExit>>,
 }
 
 impl Drop for Actor {
@@ -181,6 +190,8 @@ pub struct ActorParts {
     /// This instance's containers as listed at start, when Docker answered then; `None`:
     /// the loop connects in the background (and holds Docker calls until it has).
     pub listed: Option<Vec<ContainerSummary>>,
+    /// Where the loop says how it ended.
+    pub exit: tokio::sync::watch::Sender<Option<EngineExit>>,
 }
 
 impl Actor {
@@ -244,6 +255,9 @@ impl Actor {
             queued: VecDeque::new(),
             calling: 0,
             specs,
+            stopping: false,
+            not_started: 0,
+            exit: parts.exit,
         };
         match listed {
             Some(listed) => actor.connected(listed),
@@ -253,8 +267,45 @@ impl Actor {
     }
 
     /// Run until shut down or until the handle is gone. A store failure stops the loop:
-    /// without durable state berth must not go on calling Docker.
-    pub async fn run(mut self) -> Result<(), EngineError> {
+    /// without durable state berth must not go on calling Docker. However it ends, the
+    /// store is let go of, the change log's readers end, and `exit` says why.
+    pub async fn run(mut self) {
+        let result = self.run_loop().await;
+        let exit = match result {
+            Ok(()) => EngineExit::Shutdown,
+            Err(EngineError::Stopped(e)) => EngineExit::Failed(e),
+            Err(e) => EngineExit::Failed(Arc::new(e)),
+        };
+        if let EngineExit::Failed(e) = &exit {
+            tracing::error!(error = %e, "the engine's loop stopped; no more Docker calls are made");
+        }
+        if self.not_started > 0 {
+            tracing::info!(
+                calls = self.not_started,
+                "Docker calls decided at shutdown were not started; the next start makes them"
+            );
+        }
+        // The store first (its file and the data directory's lock), then the readers.
+        if self.committing.is_none() {
+            self.saver = None;
+        }
+        self.log.close();
+        self.log.end(exit.clone());
+        self.exit.send_replace(Some(exit.clone()));
+        // Whoever still waits for an answer gets why.
+        let error = || match &exit {
+            EngineExit::Failed(e) => EngineError::Stopped(Arc::clone(e)),
+            EngineExit::Shutdown => EngineError::NotRunning,
+        };
+        for reply in self.after_commit.drain(..).chain(std::mem::take(&mut self.pending.replies)) {
+            let _ = reply.send(Err(error()));
+        }
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(error()));
+        }
+    }
+
+    async fn run_loop(&mut self) -> Result<(), EngineError> {
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         loop {
             self.round()?;
@@ -267,7 +318,10 @@ impl Actor {
             let sleep = wake.map(|at| self.clock.sleep_until(at));
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(Command::Shutdown(reply)) => shutdown = Some(reply),
+                    Some(Command::Shutdown(reply)) => {
+                        self.stopping = true;
+                        shutdown = Some(reply);
+                    }
                     Some(command) => self.command(command),
                     None => return self.finish_commits().await,
                 },
@@ -283,7 +337,10 @@ impl Actor {
             }
             while shutdown.is_none() {
                 match self.commands.try_recv() {
-                    Ok(Command::Shutdown(reply)) => shutdown = Some(reply),
+                    Ok(Command::Shutdown(reply)) => {
+                        self.stopping = true;
+                        shutdown = Some(reply);
+                    }
                     Ok(command) => self.command(command),
                     Err(_) => break,
                 }
@@ -357,6 +414,12 @@ impl Actor {
                 } else {
                     self.waiting.insert((task_arn, container), reply);
                 }
+            }
+            Command::Quiesce => {
+                if !self.stopping {
+                    tracing::info!("shutdown has begun: no more Docker calls start");
+                }
+                self.stopping = true;
             }
             Command::Shutdown(reply) => {
                 let _ = reply.send(());
@@ -538,6 +601,10 @@ impl Actor {
     }
 
     fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {
+        if self.stopping {
+            // The next start inspects every container it cannot be sure of.
+            return;
+        }
         let docker = Arc::clone(&self.docker);
         let pulls = Arc::clone(&self.pulls);
         let inputs = self.inputs_tx.clone();
@@ -674,10 +741,18 @@ impl Actor {
             joined.map_err(|e| EngineError::InvalidState(format!("the store's thread failed: {e}")))?;
         self.saver = Some(saver);
         let Some((_, batch)) = self.committing.take() else { return Ok(()) };
-        let committed = result.map_err(|e| {
-            tracing::error!(error = %e, "saving state failed; the engine stops");
-            EngineError::Store(e)
-        })?;
+        let committed = match result {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::error!(error = %e, "saving state failed; the engine stops");
+                let e = Arc::new(EngineError::Store(e));
+                // Those waiting for this group learn why it was not made durable.
+                for reply in batch.replies {
+                    let _ = reply.send(Err(EngineError::Stopped(Arc::clone(&e))));
+                }
+                return Err(EngineError::Stopped(e));
+            }
+        };
         self.release(batch, committed);
         self.start_commit()
     }
@@ -702,6 +777,11 @@ impl Actor {
     /// for one of `docker_concurrency` places, so that a restart's inspects of every
     /// container or a burst of creates reach Docker a bounded number at a time.
     fn start_calls(&mut self, calls: Vec<Call>) {
+        if self.stopping {
+            // Durable as issued: the next start resumes them (inspecting first).
+            self.not_started += calls.len();
+            return;
+        }
         for (task_arn, op) in calls {
             if is_pull(&op) {
                 self.spawn_call(task_arn, op);
@@ -714,6 +794,11 @@ impl Actor {
 
     /// Start queued calls while places are free.
     fn call_queued(&mut self) {
+        if self.stopping {
+            self.not_started += self.queued.len();
+            self.queued.clear();
+            return;
+        }
         while self.calling < self.config.docker_concurrency.max(1)
             && let Some((task_arn, op)) = self.queued.pop_front()
         {
@@ -749,7 +834,7 @@ impl Actor {
             tracing::warn!(error = why, "Docker does not answer; holding Docker calls until it does");
             self.docker_up = false;
         }
-        if !self.connecting {
+        if !self.connecting && !self.stopping {
             self.connecting = true;
             let (docker, instance, inputs) = (Arc::clone(&self.docker), self.instance.clone(), self.inputs_tx.clone());
             tokio::spawn(connect(docker, instance, inputs));
@@ -833,6 +918,9 @@ impl Actor {
 
     /// Remove the containers among `ids` that still belong to no task.
     fn remove_orphans(&mut self, ids: Vec<String>) {
+        if self.stopping {
+            return;
+        }
         let owned = self.owned();
         let orphans: Vec<String> = ids.into_iter().filter(|id| !owned.contains(id.as_str())).collect();
         if orphans.is_empty() {

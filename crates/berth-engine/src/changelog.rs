@@ -9,6 +9,7 @@
 //! batches, the store's own retention deciding what is gone. A store that cannot (none
 //! today) has the whole retention kept here.
 
+use crate::error::EngineExit;
 use berth_model::StateChange;
 use berth_store::{ChangeSource, ChangesSince, StoreError};
 use std::collections::VecDeque;
@@ -59,6 +60,8 @@ pub struct ChangeLog {
     /// the store open).
     source: Mutex<Option<Arc<dyn ChangeSource>>>,
     appended: watch::Sender<u64>,
+    /// Set once the engine's loop has ended: readers end once they have read the rest.
+    end: Mutex<Option<EngineExit>>,
 }
 
 impl std::fmt::Debug for ChangeLog {
@@ -86,6 +89,7 @@ impl ChangeLog {
             kept,
             source: Mutex::new(source),
             appended: watch::Sender::new(next_seq),
+            end: Mutex::new(None),
         })
     }
 
@@ -112,6 +116,20 @@ impl ChangeLog {
     /// memory tail get a gap marker from now on.
     pub fn close(&self) {
         self.source.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
+    /// The engine's loop has ended (shut down, or stopped by a failure): nothing more will
+    /// be appended, and readers waiting for more end (`next` gives `None`) once they have
+    /// read what was committed.
+    pub fn end(&self, exit: EngineExit) {
+        *self.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(exit);
+        // Wakes every waiting reader (the value is the same, the version is new).
+        self.appended.send_modify(|_| {});
+    }
+
+    /// How the engine ended, once it has.
+    pub fn ended(&self) -> Option<EngineExit> {
+        self.end.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The sequence number the next change will get.
@@ -217,8 +235,14 @@ impl ChangeReader {
         self.next
     }
 
-    /// The next item, waiting for it if need be; `None` once the engine has gone and
-    /// everything has been read. A read from the store runs on a blocking thread.
+    /// How the engine ended, once it has (after `next` gave `None`: why the log ended).
+    pub fn end(&self) -> Option<EngineExit> {
+        self.log.ended()
+    }
+
+    /// The next item, waiting for it if need be; `None` once the engine's loop has ended
+    /// (shut down, or stopped by a failure: [`ChangeReader::end`] says which) and
+    /// everything committed has been read. A read from the store runs on a blocking thread.
     pub async fn next(&mut self) -> Option<LogItem> {
         loop {
             if let Some(c) = self.fetched.pop_front() {
@@ -236,7 +260,8 @@ impl ChangeReader {
                     return Some(self.advance(item));
                 }
                 At::NotYet => {
-                    if self.appended.changed().await.is_err() {
+                    // Looked at before waiting: `end` bumps the version after setting it.
+                    if self.log.ended().is_some() || self.appended.changed().await.is_err() {
                         return self.try_next();
                     }
                 }

@@ -10,7 +10,7 @@ use crate::actor::{Actor, ActorParts, Command, Input};
 use crate::changelog::{ChangeLog, ChangeReader};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
-use crate::error::EngineError;
+use crate::error::{EngineError, EngineExit};
 use crate::watch;
 use async_trait::async_trait;
 use berth_docker::{DockerClient, labels};
@@ -18,8 +18,8 @@ use berth_model::plan::Action;
 use berth_model::{StateChange, Task};
 use berth_store::{DataDir, Loaded, MemorySaver, Saver};
 use std::collections::HashMap;
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{mpsc, oneshot, watch as watch_channel};
 use tokio::task::JoinHandle;
 
 /// How many pull progress reports a listener may fall behind before losing the oldest.
@@ -77,12 +77,14 @@ struct Running {
     commands: mpsc::Sender<Command>,
     log: Arc<ChangeLog>,
     instance: String,
-    actor: JoinHandle<Result<(), EngineError>>,
+    actor: JoinHandle<()>,
     watcher: JoinHandle<()>,
     checker: JoinHandle<()>,
     progress: tokio::sync::broadcast::Sender<berth_docker::PullProgress>,
-    /// Holds the data directory's lock for the engine's life.
-    _data_dir: Option<DataDir>,
+    /// How the loop ended, once it has.
+    exit: watch_channel::Receiver<Option<EngineExit>>,
+    /// Holds the data directory's lock until the loop has stopped.
+    data_dir: Mutex<Option<DataDir>>,
 }
 
 /// The task engine over Docker.
@@ -119,8 +121,63 @@ impl DockerTaskEngine {
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.commands()?.send(make(tx)).await.map_err(|_| EngineError::NotRunning)?;
-        rx.await.map_err(|_| EngineError::NotRunning)
+        self.commands()?.send(make(tx)).await.map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Why the loop no longer answers: the failure that stopped it, if one did.
+    fn gone(&self) -> EngineError {
+        match self.exit() {
+            Some(EngineExit::Failed(e)) => EngineError::Stopped(e),
+            _ => EngineError::NotRunning,
+        }
+    }
+
+    /// How the engine's loop ended, once it has (`None` while it runs, or before `init`).
+    pub fn exit(&self) -> Option<EngineExit> {
+        self.running.as_ref().and_then(|r| r.exit.borrow().clone())
+    }
+
+    /// Wait until the engine's loop has ended, and say how: an embedder watches this to
+    /// learn that a failure (a store commit that failed) stopped the engine. Before `init`:
+    /// at once, [`EngineExit::Shutdown`].
+    pub async fn stopped(&self) -> EngineExit {
+        let Some(running) = self.running.as_ref() else { return EngineExit::Shutdown };
+        let mut exit = running.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone().unwrap_or(EngineExit::Shutdown),
+            // The loop's task is gone without saying (it panicked).
+            Err(_) => EngineExit::Failed(Arc::new(EngineError::InvalidState("the engine's loop failed".into()))),
+        }
+    }
+
+    /// Shutdown has begun: from now on no Docker call starts (calls decided from now on
+    /// stay durable as issued, and the next start makes them); commits go on, so calls in
+    /// flight through the API still get their answers. [`DockerTaskEngine::stop`] ends it.
+    pub async fn begin_shutdown(&self) {
+        if let Ok(commands) = self.commands() {
+            let _ = commands.send(Command::Quiesce).await;
+        }
+    }
+
+    /// Stop the loop through a shared handle (others may still hold the engine): the last
+    /// commit is made durable, no Docker call starts any more, readers of the change log
+    /// end, and the data directory is released. Containers keep running. An error says
+    /// the loop had stopped because of a failure before.
+    pub async fn stop(&self) -> Result<(), EngineError> {
+        let Some(running) = self.running.as_ref() else { return Ok(()) };
+        let (tx, rx) = oneshot::channel();
+        if running.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        running.watcher.abort();
+        running.checker.abort();
+        let exit = self.stopped().await;
+        running.data_dir.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match exit {
+            EngineExit::Shutdown => Ok(()),
+            EngineExit::Failed(e) => Err(EngineError::Stopped(e)),
+        }
     }
 
     /// A reader of state changes from position `seq` on (a gap marker first if it is older
@@ -222,17 +279,13 @@ impl DockerTaskEngine {
     /// Stop the loop (containers keep running; a new engine on the same data directory
     /// resumes them) and release the data directory.
     pub async fn shutdown(&mut self) -> Result<(), EngineError> {
-        let Some(running) = self.running.take() else { return Ok(()) };
-        let (tx, rx) = oneshot::channel();
-        if running.commands.send(Command::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
+        let result = self.stop().await;
+        if let Some(running) = self.running.take()
+            && let Err(e) = running.actor.await
+        {
+            return Err(EngineError::InvalidState(format!("the engine's loop failed: {e}")));
         }
-        running.watcher.abort();
-        running.checker.abort();
-        match running.actor.await {
-            Ok(result) => result,
-            Err(e) => Err(EngineError::InvalidState(format!("the engine's loop failed: {e}"))),
-        }
+        result
     }
 
     /// `init` that does not wait for Docker: the state is loaded and the loop runs (its
@@ -275,6 +328,7 @@ impl DockerTaskEngine {
         let (commands_tx, commands) = mpsc::channel(1024);
         let (inputs_tx, inputs) = mpsc::unbounded_channel::<Input>();
         let (progress, _) = tokio::sync::broadcast::channel(PROGRESS_BACKLOG);
+        let (exit_tx, exit) = watch_channel::channel(None);
         let actor = Actor::new(ActorParts {
             config: self.config.clone(),
             instance: instance.clone(),
@@ -288,6 +342,7 @@ impl DockerTaskEngine {
             inputs_tx: inputs_tx.clone(),
             progress: progress.clone(),
             listed,
+            exit: exit_tx,
         })?;
         let checker = tokio::spawn(watch::steady_state_check(
             self.config.steady_state_check,
@@ -310,7 +365,8 @@ impl DockerTaskEngine {
             watcher,
             checker,
             progress,
-            _data_dir: data_dir,
+            exit,
+            data_dir: Mutex::new(data_dir),
         });
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use berth_docker::DockerError;
 use berth_store::StoreError;
+use std::sync::Arc;
 
 /// A task or container the engine does not have (the seed's `ContainerNotFound`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,4 +57,27 @@ pub enum EngineError {
     /// Imported state is not valid.
     #[error("invalid engine state: {0}")]
     InvalidState(String),
+    /// The engine's loop stopped because of this failure (a store commit that failed): it
+    /// takes no more work, and makes no more Docker calls.
+    #[error("the engine has stopped: {0}")]
+    Stopped(Arc<EngineError>),
+}
+
+/// How the engine's loop ended ([`crate::DockerTaskEngine::exit`]).
+#[derive(Debug, Clone)]
+pub enum EngineExit {
+    /// It was shut down.
+    Shutdown,
+    /// A failure stopped it (a store commit failed: ENOSPC, EIO, ...); without durable
+    /// state berth makes no more Docker calls. The embedder should say why and exit.
+    Failed(Arc<EngineError>),
+}
+
+impl std::fmt::Display for EngineExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineExit::Shutdown => f.write_str("the engine was shut down"),
+            EngineExit::Failed(e) => write!(f, "the engine stopped: {e}"),
+        }
+    }
 }

@@ -33,6 +33,6 @@ pub use changelog::{ChangeLog, ChangeReader, LogItem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ContainerLimits, EngineConfig, LogRotation, Timeouts};
 pub use engine::{DockerTaskEngine, EngineState, EngineStatus, TaskEngine};
-pub use error::{ContainerNotFound, EngineError};
+pub use error::{ContainerNotFound, EngineError, EngineExit};
 pub use executor::PullBehavior;
 pub use observe::{EngineEvent, NoObserver, Observer};

@@ -184,24 +184,24 @@ pub(crate) fn present(path: &Path) -> Result<bool, StoreError> {
 
 /// The bytes of the state file `file` (which is [`present`]), or why it cannot be read as
 /// one: [`StoreError::Unreadable`] for a directory, something other than a file, a dangling
-/// link, a file berth may not read.
+/// link (what is at the path is wrong); [`StoreError::Io`] when reading it fails (berth may
+/// not read it, EIO, ...): the file may well be fine, so no reset is advised.
 pub(crate) fn read_state_file(file: &Path) -> Result<Vec<u8>, StoreError> {
     let unreadable = |reason: String| StoreError::Unreadable { file: file.to_path_buf(), reason };
-    let io_reason = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => {
-            format!("berth may not read it ({e}; check its owner and mode: berth must be able to read and write it)")
-        }
-        std::io::ErrorKind::NotFound => "it is a symbolic link to nothing".to_string(),
-        _ => format!("it cannot be read ({e})"),
+    let io_error = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => unreadable("it is a symbolic link to nothing".to_string()),
+        // ELOOP: symbolic links that lead nowhere.
+        _ if e.raw_os_error() == Some(40) => unreadable(format!("it is a loop of symbolic links ({e})")),
+        _ => StoreError::Io { action: "read", path: file.to_path_buf(), source: e },
     };
-    let meta = fs::metadata(file).map_err(|e| unreadable(io_reason(e)))?;
+    let meta = fs::metadata(file).map_err(io_error)?;
     if meta.is_dir() {
         return Err(unreadable("it is a directory, not a file".into()));
     }
     if !meta.is_file() {
         return Err(unreadable("it is not a regular file".into()));
     }
-    fs::read(file).map_err(|e| unreadable(io_reason(e)))
+    fs::read(file).map_err(io_error)
 }
 
 /// fsync a directory, so that renames and new files in it are durable.

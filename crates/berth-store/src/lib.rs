@@ -185,8 +185,10 @@ pub enum StoreError {
         /// The newest this berth reads.
         supported: u32,
     },
-    /// Reading or writing failed.
-    #[error("{action} {path}: {source}")]
+    /// Reading or writing failed (no space left, an I/O error, permissions, a read-only
+    /// file system, a file another process has locked): not damage in the state, so the
+    /// message says to fix the cause and start again, never to reset.
+    #[error("{action} {path}: {source}; {}", io_advice(.source))]
     Io {
         /// What was being done.
         action: &'static str,
@@ -208,6 +210,30 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+}
+
+/// What to do about an I/O error on a state file: its cause, not the state, is the problem.
+fn io_advice(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
+            "the file system is full: free space on it and start berth again (this is not damage in the state; \
+             do not reset it)"
+        }
+        K::PermissionDenied | K::ReadOnlyFilesystem => {
+            "fix the permissions (berth must be able to read and write its data directory and state files) or \
+             remount the file system read-write, and start berth again (this is not damage in the state; do not \
+             reset it)"
+        }
+        K::WouldBlock => {
+            "another process has the file open and locked: stop it and start berth again (this is not damage in \
+             the state; do not reset it)"
+        }
+        _ => {
+            "an I/O error: check the disk and the kernel log (dmesg), then start berth again (berth found no damage \
+             in the state; do not reset it)"
+        }
+    }
 }
 
 /// What to do about a refused `file`: `lead` says what moving it aside gives ("To start

@@ -113,10 +113,12 @@ impl RedbStore {
             path: file.to_path_buf(),
             source,
         })?;
-        let db = Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .open(file)
-            .map_err(|e| unreadable(file, format!("it cannot be opened for writing ({e})")))?;
+        let db = Builder::new().set_cache_size(CACHE_BYTES).open(file).map_err(|e| match io_cause(e.into()) {
+            // Opening writes (redb's repair after a crash): no space, EROFS, EACCES, a
+            // lock are not damage; the contents were checked above.
+            Ok(source) => StoreError::Io { action: "open for writing", path: file.to_path_buf(), source },
+            Err(e) => unreadable(file, format!("it cannot be opened for writing ({e})")),
+        })?;
         mark_current(&db, file)?;
         Ok(RedbStore {
             db: Arc::new(db),
@@ -204,28 +206,28 @@ impl Saver for RedbStore {
         let cut = next.saturating_sub(self.retention);
         let drop_below = oldest.filter(|&o| o < cut).map(|_| cut);
 
-        let mut txn = self.db.begin_write().map_err(db_err(file))?;
-        txn.set_durability(Durability::Immediate).map_err(db_err(file))?;
+        let mut txn = self.db.begin_write().map_err(save_err(file))?;
+        txn.set_durability(Durability::Immediate).map_err(save_err(file))?;
         {
-            let mut table = txn.open_table(TASKS).map_err(db_err(file))?;
+            let mut table = txn.open_table(TASKS).map_err(save_err(file))?;
             for (arn, bytes) in &tasks {
                 match bytes {
-                    Some(bytes) => drop(table.insert(arn.as_str(), bytes.as_slice()).map_err(db_err(file))?),
-                    None => drop(table.remove(arn.as_str()).map_err(db_err(file))?),
+                    Some(bytes) => drop(table.insert(arn.as_str(), bytes.as_slice()).map_err(save_err(file))?),
+                    None => drop(table.remove(arn.as_str()).map_err(save_err(file))?),
                 }
             }
-            let mut table = txn.open_table(CHANGES).map_err(db_err(file))?;
+            let mut table = txn.open_table(CHANGES).map_err(save_err(file))?;
             for (seq, bytes) in (first..).zip(&encoded) {
-                table.insert(seq, bytes.as_slice()).map_err(db_err(file))?;
+                table.insert(seq, bytes.as_slice()).map_err(save_err(file))?;
             }
             if let Some(cut) = drop_below {
-                table.retain_in(..cut, |_, _| false).map_err(db_err(file))?;
+                table.retain_in(..cut, |_, _| false).map_err(save_err(file))?;
             }
-            let mut meta = txn.open_table(META).map_err(db_err(file))?;
-            meta.insert(KEY_NEXT_SEQ, next).map_err(db_err(file))?;
+            let mut meta = txn.open_table(META).map_err(save_err(file))?;
+            meta.insert(KEY_NEXT_SEQ, next).map_err(save_err(file))?;
         }
         crate::crash::point("in-commit");
-        txn.commit().map_err(db_err(file))?;
+        txn.commit().map_err(save_err(file))?;
 
         self.next_seq = next;
         self.oldest = match drop_below {
@@ -278,8 +280,39 @@ fn unreadable(file: &Path, reason: impl Display) -> StoreError {
     StoreError::Unreadable { file: file.to_path_buf(), reason: reason.to_string() }
 }
 
-fn db_err<E: Display>(file: &Path) -> impl Fn(E) -> StoreError + '_ {
-    move |e| StoreError::Database { file: file.to_path_buf(), reason: e.to_string() }
+/// A redb error on `file`: an I/O error underneath (no space, EIO, permissions, a
+/// read-only file system) is [`StoreError::Io`], which says to fix the cause rather than
+/// reset; anything else is [`StoreError::Database`].
+fn db_err<E: Into<redb::Error>>(file: &Path) -> impl Fn(E) -> StoreError + '_ {
+    move |e| db_error(file, "read or write berth state in", e.into())
+}
+
+/// [`db_err`] for a save: the message says a save failed.
+fn save_err<E: Into<redb::Error>>(file: &Path) -> impl Fn(E) -> StoreError + '_ {
+    move |e| db_error(file, "save berth state to", e.into())
+}
+
+fn db_error(file: &Path, action: &'static str, e: redb::Error) -> StoreError {
+    match io_cause(e) {
+        Ok(source) => StoreError::Io { action, path: file.to_path_buf(), source },
+        Err(e) => StoreError::Database { file: file.to_path_buf(), reason: e.to_string() },
+    }
+}
+
+/// The I/O error under a redb error, if that is what it is (redb's own file lock counts:
+/// another process has the file open).
+fn io_cause(e: redb::Error) -> Result<std::io::Error, redb::Error> {
+    match e {
+        redb::Error::Io(e) => Ok(e),
+        redb::Error::PreviousIo => {
+            Ok(std::io::Error::other("an earlier I/O error on the file (redb refuses to go on after one)"))
+        }
+        redb::Error::DatabaseAlreadyOpen => Ok(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "the file is open in another process (its lock is held)",
+        )),
+        other => Err(other),
+    }
 }
 
 fn encode<T: serde::Serialize + ?Sized>(file: &Path, what: &str, value: &T) -> Result<Vec<u8>, StoreError> {

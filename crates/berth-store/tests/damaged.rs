@@ -119,6 +119,125 @@ fn refused(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
     err
 }
 
+/// Open the data directory at `dir` and its store, expecting an I/O error on `file`
+/// ([`StoreError::Io`]): the message names `file`, contains each of `says`, says to start
+/// again and never to reset; every entry but the lock is unchanged.
+fn refused_for_io(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
+    let before = snapshot(dir);
+    let err = {
+        let data = DataDir::open(dir).unwrap();
+        data.store().expect_err("the store must be refused")
+    };
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(matches!(&err, StoreError::Io { path, .. } if path == file), "an I/O error on {}: {err:?}", file.display());
+    assert!(message.contains(&file.display().to_string()), "the message names the file: {message}");
+    assert!(message.contains("start berth again"), "{message}");
+    assert!(message.contains("not damage") || message.contains("no damage"), "{message}");
+    assert!(!message.contains("--reset-state") && !message.contains("move it aside"), "no reset advice: {message}");
+    for s in says {
+        assert!(message.contains(s), "the message says {s:?}: {message}");
+    }
+    let after = snapshot(dir);
+    for (name, entry) in before.iter().filter(|(n, _)| n.as_str() != LOCK_FILE) {
+        assert_eq!(after.get(name), Some(entry), "{name} changed");
+    }
+    err
+}
+
+/// A tmpfs of `size` mounted at a new directory, unmounted when dropped (also when the
+/// test fails). The tests run as root (CI does): a failed mount fails the test.
+struct Tmpfs {
+    top: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let top = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(top.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs (the tests need root): {status}");
+        Tmpfs { top }
+    }
+
+    fn path(&self) -> &Path {
+        self.top.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.top.path()).status();
+    }
+}
+
+/// Fill the file system holding `dir` with a file `filler` until no byte is left.
+fn fill(dir: &Path) {
+    let mut f = fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_at_open_is_said_as_such_and_not_as_damage() {
+    let fs_ = Tmpfs::mount("1m");
+    let dir = fs_.path().join("data");
+    // The lock and instance id first, then nothing left for the new state file.
+    drop(DataDir::open(&dir).unwrap());
+    fill(fs_.path());
+    let err = {
+        let data = DataDir::open(&dir).unwrap();
+        data.store().expect_err("no space for a new store")
+    };
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(
+        matches!(&err, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+        "{err:?}"
+    );
+    assert!(message.contains("No space left on device") && message.contains("free space"), "{message}");
+    assert!(!message.contains("--reset-state"), "no reset advice: {message}");
+    // Space freed: it opens.
+    fs::remove_file(fs_.path().join("filler")).unwrap();
+    let data = DataDir::open(&dir).unwrap();
+    assert_eq!(data.store().unwrap().load().unwrap().next_seq, 1);
+}
+
+#[test]
+fn a_state_file_on_a_read_only_mount_is_an_io_error_not_damage() {
+    let (dir, file) = setup(STATE_FILE);
+    let bytes = made_store(&file);
+    // The state file alone bound read-only over itself: the directory (lock, instance id)
+    // stays writable, opening the store for writing gets EROFS.
+    let status = Command::new("mount").arg("--bind").arg(&file).arg(&file).status().unwrap();
+    assert!(status.success(), "mount --bind (the tests need root): {status}");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(file.clone());
+    let status = Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&file).status().unwrap();
+    assert!(status.success(), "remount read-only: {status}");
+    let err = refused_for_io(dir.path(), &file, &["Read-only file system", "fix the permissions"]);
+    assert!(matches!(&err, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem));
+    drop(_unmount);
+    assert_eq!(fs::read(&file).unwrap(), bytes, "the file is untouched");
+}
+
 fn assert_unreadable(err: &StoreError, file: &Path) {
     match err {
         StoreError::Unreadable { file: f, .. } => assert_eq!(f, file),
@@ -305,8 +424,9 @@ fn unreadable_child() {
     let dir = PathBuf::from(dir);
     let file = dir.join(STATE_FILE);
     assert!(fs::read(&file).is_err(), "this process can read {}", file.display());
-    let err = refused(&dir, &file, &["berth may not read it", "check its owner and mode"]);
-    assert_unreadable(&err, &file);
+    // Permissions are not damage: said as what it is, with no advice to reset.
+    let err = refused_for_io(&dir, &file, &["Permission denied", "fix the permissions"]);
+    assert!(matches!(&err, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied));
 }
 
 #[test]

@@ -155,6 +155,10 @@ fn reset_state_moves_the_damaged_file_aside_and_starts_empty() {
     assert!(stderr.contains(&state.display().to_string()) && stderr.contains(&moved.display().to_string()), "{stderr}");
     assert!(stderr.contains("moved aside"), "the move is logged: {stderr}");
     assert!(stderr.contains("WARN"), "at warn level: {stderr}");
+    // It says plainly what becomes of the old state's containers, and how to keep them.
+    assert!(stderr.contains("removed as orphans") && stderr.contains("1m after berth reaches Docker"), "{stderr}");
+    assert!(stderr.contains("To keep them") && stderr.contains("BERTH_ORPHAN_GRACE"), "{stderr}");
+    assert!(stderr.contains(&data.join("instance-id").display().to_string()), "{stderr}");
     // The new state is a good one: a plain start opens it.
     assert_ne!(fs::read(&state).unwrap(), before.0);
     let mut again = Daemon::spawn(&data, &[], &top.path().join("again.log"));

@@ -118,6 +118,7 @@ impl From<berth_engine::EngineError> for ApiError {
         use berth_engine::EngineError as E;
         match e {
             E::NotRunning => ApiError::unavailable("the engine is not running"),
+            E::Stopped(e) => ApiError::unavailable(format!("the engine has stopped: {e}")),
             E::TaskNotFound(arn) => ApiError::not_found(format!("no task {arn}")),
             E::ContainerNotFound(c) => ApiError::not_found(c.to_string()),
             e => ApiError::internal(e.to_string()),

@@ -3,7 +3,9 @@
 //! retained); without it, only changes to come. A reader that asks for changes older than
 //! the retention first gets `{"Gap":{"From":a,"To":b}}` (positions a..b are gone). The
 //! stream follows new changes until the client goes away or berth stops; `follow=false`
-//! ends it once caught up.
+//! ends it once caught up. When the engine stops because of a failure (a store commit
+//! failed), a following stream sends what was committed, then one last line
+//! `{"Error":"<why>"}`, and ends; a shutdown ends it without that line.
 
 use super::access::Followers;
 use super::{ApiError, ApiState};
@@ -43,6 +45,13 @@ fn line(item: &LogItem) -> Result<Bytes, std::io::Error> {
     Ok(Bytes::from(text))
 }
 
+/// The last line of a stream the engine's failure ended.
+fn error_line(why: &str) -> Result<Bytes, std::io::Error> {
+    let mut text = serde_json::to_vec(&serde_json::json!({"Error": why})).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    Ok(Bytes::from(text))
+}
+
 /// `GET /v1/events`.
 pub async fn events(
     State(state): State<Arc<ApiState>>,
@@ -57,9 +66,17 @@ pub async fn events(
         None => state.engine.task_events()?,
     };
     let follow = query.follow;
-    let items = futures_util::stream::unfold(reader, move |mut reader| async move {
+    let items = futures_util::stream::unfold(Some(reader), move |reader| async move {
+        let mut reader = reader?;
         let item = if follow { reader.next().await } else { reader.try_next() };
-        item.map(|item| (line(&item), reader))
+        match item {
+            Some(item) => Some((line(&item), Some(reader))),
+            // The log ended: the engine stopped. Say why when a failure stopped it.
+            None => match reader.end() {
+                Some(berth_engine::EngineExit::Failed(e)) if follow => Some((error_line(&e.to_string()), None)),
+                _ => None,
+            },
+        }
     });
     let mut shutdown = state.shutdown.clone();
     let items = items

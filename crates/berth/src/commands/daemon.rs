@@ -5,7 +5,9 @@
 //! task containers keep running and a restarted daemon picks them up.
 //!
 //! A state file berth cannot use stops the start with a message naming it; berth never
-//! writes to it. `--reset-state` moves the state files aside first, and the daemon starts
+//! writes to it. When the engine stops by itself (a store commit failed: ENOSPC, EIO), the
+//! daemon logs why, closes its listeners and exits with status 1, the cause in its last
+//! message, so that a supervisor restarts it once the cause is fixed. `--reset-state` moves the state files aside first, and the daemon starts
 //! empty (docs/damaged-state.md).
 
 use anyhow::Context;
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Arguments of `berth daemon`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +58,7 @@ impl Daemon {
             tracing::warn!(variable = %name, "unknown BERTH_ variable, ignored");
         }
         if self.reset_state {
-            reset_state(&config.data_dir)?;
+            reset_state(&config.data_dir, config.orphan_grace)?;
         }
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
         runtime.block_on(serve(config))?;
@@ -63,8 +66,9 @@ impl Daemon {
     }
 }
 
-/// `--reset-state`: move the state files of `data_dir` aside, logging each move.
-fn reset_state(data_dir: &Path) -> anyhow::Result<()> {
+/// `--reset-state`: move the state files of `data_dir` aside, logging each move, and say
+/// plainly what becomes of the old state's containers and how to keep them.
+fn reset_state(data_dir: &Path, orphan_grace: Duration) -> anyhow::Result<()> {
     let moved = berth_store::DataDir::reset(data_dir)
         .with_context(|| format!("--reset-state: cannot reset the state in {}", data_dir.display()))?;
     if moved.is_empty() {
@@ -77,10 +81,24 @@ fn reset_state(data_dir: &Path) -> anyhow::Result<()> {
             "--reset-state: state file moved aside; berth starts with an empty state"
         );
     }
+    if !moved.is_empty() {
+        let id_file = data_dir.join(berth_store::INSTANCE_ID_FILE);
+        tracing::warn!(
+            "--reset-state: the containers of the old state keep this berth's instance label, and no task owns \
+             them now: they will be removed as orphans (stopped and removed) {grace} after berth reaches Docker \
+             (orphan_grace). To keep them, start with a longer orphan_grace (BERTH_ORPHAN_GRACE=30d, or \
+             orphan_grace in the configuration file), or stop berth within that time, move {id} aside and start \
+             again: berth then gets a new instance id and never touches the old containers (list them with \
+             `docker ps -a --filter label=berth.instance=<old id>`)",
+            grace = humantime::format_duration(orphan_grace),
+            id = id_file.display(),
+        );
+    }
     Ok(())
 }
 
-/// Start the agent (Docker need not answer yet), wait for a signal, stop.
+/// Start the agent (Docker need not answer yet), wait for a signal (or the engine's
+/// death), stop.
 async fn serve(config: AgentConfig) -> anyhow::Result<()> {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
@@ -93,9 +111,16 @@ async fn serve(config: AgentConfig) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => return Ok(()),
     };
     tracing::info!(data_dir = %config.data_dir.display(), "berth is running");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    let died = tokio::select! {
+        _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); None }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); None }
+        exit = agent.engine_stopped() => Some(exit),
+    };
+    if let Some(exit) = died {
+        // The engine stopped by itself: no more work is possible without durable state.
+        tracing::error!(cause = %exit, "the engine stopped; berth exits so that it can be restarted");
+        let _ = agent.shutdown().await;
+        anyhow::bail!("{exit}; berth exits (status 1): fix the cause and start it again");
     }
     agent.shutdown().await?;
     Ok(())

@@ -83,6 +83,9 @@ fn position(item: &Value) -> Option<u64> {
 
 /// One change (or gap marker) as a line for people.
 fn human(item: &Value) -> String {
+    if let Some(error) = item.get("Error") {
+        return format!("-- the daemon's engine stopped: {}\n", error.as_str().unwrap_or("-"));
+    }
     if let Some(gap) = item.get("Gap") {
         let from = gap["From"].as_u64().unwrap_or_default();
         let to = gap["To"].as_u64().unwrap_or_default();

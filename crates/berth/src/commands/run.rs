@@ -216,7 +216,15 @@ impl Prepared {
         while stopped.len() < visible.len() {
             tokio::select! {
                 item = reader.next() => {
-                    let Some(LogItem::Change(change)) = item else { continue };
+                    let change = match item {
+                        Some(LogItem::Change(change)) => change,
+                        Some(_) => continue,
+                        // The change stream ended: the engine stopped (a store commit failed).
+                        None => {
+                            let why = reader.end().map_or_else(|| "the engine stopped".to_string(), |e| e.to_string());
+                            return self.fail(&console, &why, true).await;
+                        }
+                    };
                     if change.task_arn != arn {
                         continue;
                     }
