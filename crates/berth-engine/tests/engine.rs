@@ -289,3 +289,59 @@ async fn the_periodic_check_finds_an_exit_whose_events_were_lost() {
     let changes = until_task_stopped(&mut events, &arn).await;
     assert_eq!(changes.last().and_then(|c| c.exit_code), Some(6));
 }
+
+/// Counts the task records and commits the store was handed.
+#[derive(Debug, Default)]
+struct Writes {
+    records: std::sync::atomic::AtomicUsize,
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+impl berth_engine::Observer for Writes {
+    fn observe(&self, event: &berth_engine::EngineEvent<'_>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match event {
+            berth_engine::EngineEvent::StoreCommitted { tasks, .. } => {
+                self.records.fetch_add(*tasks, SeqCst);
+            }
+            berth_engine::EngineEvent::SteadyStateCheck => {
+                self.checks.fetch_add(1, SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Issue 14 item 10: the periodic steady-state check inspects every running container,
+/// but an inspect that finds what berth knew writes no task record (before, each check
+/// rewrote every running task's record twice: once marked, once answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steady_state_check_of_running_tasks_writes_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let fake = fake();
+    let writes = std::sync::Arc::new(Writes::default());
+    let mut config = berth_engine::EngineConfig::default();
+    config.steady_state_check = Duration::from_millis(100);
+    config.observer = writes.clone();
+    let engine = engine_with(&fake, config).await;
+    let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
+    let forever =
+        r#"{"family": "q", "containerDefinitions": [{"name": "web", "image": "busybox", "command": ["httpd", "-f"]}]}"#;
+    let mut arns = Vec::new();
+    for n in 0..20 {
+        let t = task(forever, 1000 + n);
+        arns.push(t.arn.clone());
+        engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    for arn in &arns {
+        until_all(&mut events, arn, &["web"], ContainerStatus::Running).await;
+    }
+    // Let the last RUNNING rounds settle, then count over several checks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (records, checks, inspects) =
+        (writes.records.load(SeqCst), writes.checks.load(SeqCst), fake.calls(Op::InspectContainer));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(writes.checks.load(SeqCst) >= checks + 3, "the check ran");
+    assert!(fake.calls(Op::InspectContainer) >= inspects + 3 * 20, "it inspected every running container");
+    assert_eq!(writes.records.load(SeqCst), records, "and wrote no task record");
+}
