@@ -320,9 +320,11 @@ async fn the_steady_state_check_of_running_tasks_writes_nothing() {
     use std::sync::atomic::Ordering::SeqCst;
     let fake = fake();
     let writes = std::sync::Arc::new(Writes::default());
-    let mut config = berth_engine::EngineConfig::default();
-    config.steady_state_check = Duration::from_millis(100);
-    config.observer = writes.clone();
+    let config = berth_engine::EngineConfig {
+        steady_state_check: Duration::from_millis(100),
+        observer: writes.clone(),
+        ..berth_engine::EngineConfig::default()
+    };
     let engine = engine_with(&fake, config).await;
     let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let forever =
