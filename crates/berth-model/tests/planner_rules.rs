@@ -421,3 +421,20 @@ fn a_known_time_near_the_end_of_time_saturates_instead_of_panicking() {
     assert!(p.ops.is_empty(), "{:?}", p.ops);
     assert_eq!(p.wake_at, Some(DateTime::<Utc>::MAX_UTC));
 }
+
+/// Issue 14 item 13: a container that lived through a signal sent from outside (a `kill`
+/// event with SIGUSR1 sets the reason) and is later stopped by berth is reported as what it
+/// is: its STOPPED change does not quote the earlier signal.
+#[test]
+fn berths_own_stop_does_not_quote_an_earlier_harmless_signal() {
+    let cfg = PlanConfig::default();
+    let mut t = task(vec![spec("a", true)]);
+    set(&mut t, "a", ContainerStatus::Running).reason = Some("killed by signal 10 outside berth".into());
+    let stop = Op::container("a", Action::Stop { timeout_secs: 30 });
+    plan::apply(&mut t, Feedback::Issued(stop.clone()), epoch(), &cfg);
+    let stopped = Observation { status: ContainerStatus::Stopped, exit_code: Some(143), ..Observation::default() };
+    plan::apply(&mut t, Feedback::Done(stop, Outcome::Inspected(stopped)), epoch(), &cfg);
+    let changes = berth_model::event::take_changes(&mut t, epoch());
+    let change = changes.iter().find(|c| c.status == ContainerStatus::Stopped).expect("a STOPPED change");
+    assert_eq!(change.reason, None, "{change:?}");
+}

@@ -100,6 +100,11 @@ fn issued(task: &mut Task, op: &Op) {
                 if let Some(target) = action.target() {
                     c.applied_status = c.applied_status.max(target);
                 }
+                // berth stops it: an earlier signal sent from outside (SIGUSR1, SIGHUP), which
+                // the container lived through, no longer explains the exit to come.
+                if matches!(action, Action::Stop { .. }) {
+                    c.reason = None;
+                }
             }
         }
         Op::Volume { volume, action } => {
