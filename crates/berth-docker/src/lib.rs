@@ -56,4 +56,12 @@ pub mod labels {
     /// On berth's pause image: the fingerprint of the program berth put in it
     /// ([`crate::pause::pause_fingerprint`]); an image of that tag without it is not berth's.
     pub const PAUSE: &str = "berth.pause";
+    /// On the volume that marks a berth instance as held ([`holder_volume`]): who holds it.
+    pub const HOLDER: &str = "berth.holder";
+
+    /// The Docker volume that marks berth instance `instance` as held by a running berth
+    /// (it carries no [`INSTANCE`] label: it is none of the instance's task volumes).
+    pub fn holder_volume(instance: &str) -> String {
+        format!("berth-holder-{instance}")
+    }
 }

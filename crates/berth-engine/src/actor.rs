@@ -83,6 +83,8 @@ pub enum Input {
     /// The grace period of these containers (ids) that no task owned has passed: remove
     /// those no task owns now either.
     OrphanCheck(Vec<String>),
+    /// The loop cannot go on (another live berth holds this instance): it stops with this.
+    Fatal(EngineError),
 }
 
 struct Entry {
@@ -154,6 +156,8 @@ pub struct Actor {
     not_started: usize,
     /// Where the loop says how it ended.
     exit: tokio::sync::watch::Sender<Option<EngineExit>>,
+    /// Why the loop must stop now (taken by the loop after its inputs).
+    fatal: Option<EngineError>,
 }
 
 impl Drop for Actor {
@@ -258,6 +262,7 @@ impl Actor {
             stopping: false,
             not_started: 0,
             exit: parts.exit,
+            fatal: None,
         };
         match listed {
             Some(listed) => actor.connected(listed),
@@ -284,6 +289,12 @@ impl Actor {
                 calls = self.not_started,
                 "Docker calls decided at shutdown were not started; the next start makes them"
             );
+        }
+        // A clean stop lets go of the instance on the Docker side (a bounded try: a
+        // restarted berth of this host takes a dead holder's claim over anyway).
+        if matches!(exit, EngineExit::Shutdown) && self.docker_up {
+            let release = crate::holder::release(&*self.docker, &self.instance);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), release).await;
         }
         // The store first (its file and the data directory's lock), then the readers.
         if self.committing.is_none() {
@@ -334,6 +345,9 @@ impl Actor {
             // Take everything else that is ready now: one round, one commit.
             while let Ok(input) = self.inputs.try_recv() {
                 self.input(input);
+            }
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
             }
             while shutdown.is_none() {
                 match self.commands.try_recv() {
@@ -509,6 +523,7 @@ impl Actor {
                 }
             }
             Input::Connected(listed) => self.connected(listed),
+            Input::Fatal(e) => self.fatal = Some(e),
             Input::OrphanCheck(ids) => self.remove_orphans(ids),
             Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
             Input::Event(event) => self.event(event, now),
@@ -1109,9 +1124,15 @@ async fn connect(docker: Arc<dyn DockerClient>, instance: String, inputs: mpsc::
     loop {
         let attempt = async {
             docker.ping().await?;
-            docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await
+            // Before anything of the instance is looked at: is it ours (not a restored copy's)?
+            crate::holder::claim(&*docker, &instance).await?;
+            docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.map_err(EngineError::from)
         };
         match attempt.await {
+            Err(e @ EngineError::InstanceHeld { .. }) => {
+                let _ = inputs.send(Input::Fatal(e));
+                return;
+            }
             Ok(listed) => {
                 tracing::info!(containers = listed.len(), "Docker answers; reconciling");
                 let _ = inputs.send(Input::Connected(listed));

@@ -318,6 +318,8 @@ impl DockerTaskEngine {
         }
         // Subscribe before listing, so nothing that happens in between is missed.
         let (events, listed) = if require_docker {
+            // Before anything of the instance is looked at: is it ours (not a restored copy's)?
+            crate::holder::claim(&*self.docker, &instance).await?;
             let events = self.docker.container_events(None).await?;
             let listed = self.docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await?;
             (Some(events), Some(listed))

@@ -54,6 +54,19 @@ pub enum EngineError {
         /// The task that has it.
         arn: String,
     },
+    /// Another live berth holds this instance id on the Docker daemon (a data directory
+    /// restored onto a second berth): this one does not start, and touches nothing.
+    #[error(
+        "berth instance {instance} is held by another running berth ({holder}); a data directory copied from \
+         another berth must get an instance id of its own: stop this berth, move its instance-id file aside and \
+         start again"
+    )]
+    InstanceHeld {
+        /// The instance id.
+        instance: String,
+        /// Who holds it.
+        holder: String,
+    },
     /// Imported state is not valid.
     #[error("invalid engine state: {0}")]
     InvalidState(String),

@@ -23,6 +23,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod executor;
+mod holder;
 mod host_paths;
 pub mod observe;
 pub mod settings;

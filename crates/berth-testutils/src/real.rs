@@ -18,7 +18,7 @@ pub fn remove_instance(instance: &str) {
                 let _ = docker.remove_container(&c.id).await;
             }
         });
-        for volume in volumes_of(&instance) {
+        for volume in volumes_of(&instance).into_iter().chain([labels::holder_volume(&instance)]) {
             let _ = Command::new("docker").args(["volume", "rm", "-f", &volume]).output();
         }
     })

@@ -501,6 +501,8 @@ async fn remove_leftovers(dir: &Path) -> Result<(usize, usize), String> {
     for v in &volumes {
         docker.remove_volume(v).await.map_err(|e| e.to_string())?;
     }
+    // The mark that the run held its instance, left by a run that exited at once.
+    docker.remove_volume(&labels::holder_volume(&instance)).await.map_err(|e| e.to_string())?;
     drop(data);
     std::fs::remove_dir_all(dir).map_err(|e| format!("removing the directory: {e}"))?;
     Ok((containers.len(), volumes.len()))
