@@ -14,17 +14,43 @@ pub trait Clock: Send + Sync + 'static {
     fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'static, ()>;
 }
 
-/// The system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+/// The system's clock, read once: from then on time moves with the monotonic clock, so a
+/// step of the wall clock (NTP, an operator's `date -s`) while berth runs neither stalls
+/// every retry and cleanup wait (a step back of a day) nor makes them all due at once (a
+/// step forward). Times berth reports follow the wall clock as it was at start; a restart
+/// reads it again.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    wall: DateTime<Utc>,
+    since: std::time::Instant,
+}
+
+impl SystemClock {
+    /// The clock, the wall time read now.
+    pub fn new() -> SystemClock {
+        SystemClock::anchored_at(Utc::now())
+    }
+
+    /// A clock that stands at `wall` now and moves with the monotonic clock.
+    pub fn anchored_at(wall: DateTime<Utc>) -> SystemClock {
+        SystemClock { wall, since: std::time::Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock::new()
+    }
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        let elapsed = chrono::Duration::from_std(self.since.elapsed()).unwrap_or(chrono::Duration::MAX);
+        self.wall.checked_add_signed(elapsed).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'static, ()> {
-        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        let wait = (at - self.now()).to_std().unwrap_or_default();
         Box::pin(tokio::time::sleep(wait))
     }
 }
@@ -66,5 +92,29 @@ impl Clock for ManualClock {
                 std::future::pending::<()>().await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14 item 11: after it is made, the clock never reads the wall clock again: a
+    /// clock made standing a day in the past (as if the wall clock had been stepped a day
+    /// forward since) still moves only by the time that passed, and a deadline a moment
+    /// ahead comes after that moment, not a day later or at once.
+    #[tokio::test]
+    async fn the_system_clock_moves_with_elapsed_time_not_with_the_wall_clock() {
+        let day_ago = Utc::now() - chrono::Duration::days(1);
+        let clock = SystemClock::anchored_at(day_ago);
+        let begun = std::time::Instant::now();
+        let start = clock.now();
+        assert!(start - day_ago < chrono::Duration::seconds(1), "{start} vs {day_ago}");
+        clock.sleep_until(start + chrono::Duration::milliseconds(200)).await;
+        let waited = begun.elapsed();
+        assert!(waited >= std::time::Duration::from_millis(200), "{waited:?}");
+        assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+        let moved = clock.now() - start;
+        assert!(moved >= chrono::Duration::milliseconds(200) && moved < chrono::Duration::seconds(5), "{moved}");
     }
 }

@@ -101,7 +101,14 @@ impl DockerTaskEngine {
     /// A created, uninitialized engine: it may be given a saver or an exported state, but
     /// talks to Docker only once initialized.
     pub fn new(config: EngineConfig, docker: Arc<dyn DockerClient>) -> DockerTaskEngine {
-        DockerTaskEngine { config, docker, clock: Arc::new(SystemClock), saver: None, imported: None, running: None }
+        DockerTaskEngine {
+            config,
+            docker,
+            clock: Arc::new(SystemClock::new()),
+            saver: None,
+            imported: None,
+            running: None,
+        }
     }
 
     /// Use this clock instead of the system's (before `init`).

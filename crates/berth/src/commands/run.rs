@@ -309,14 +309,36 @@ impl Prepared {
             let options =
                 bollard::query_parameters::LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).build();
             let mut stream = docker.bollard().logs(&id, Some(options));
-            // stdout and stderr each have their own unfinished line.
+            // stdout and stderr each have their own unfinished line, and count what they read.
             let (mut out, mut err) = (Lines::default(), Lines::default());
+            let (mut out_seen, mut err_seen) = (0usize, 0usize);
             let mut print = |line: &str| console.line(&name, line);
             while let Some(Ok(output)) = stream.next().await {
                 match output {
-                    bollard::container::LogOutput::StdErr { message } => err.push(&message, &mut print),
-                    other => out.push(&other.into_bytes(), &mut print),
+                    bollard::container::LogOutput::StdErr { message } => {
+                        err_seen += message.len();
+                        err.push(&message, &mut print);
+                    }
+                    other => {
+                        let bytes = other.into_bytes();
+                        out_seen += bytes.len();
+                        out.push(&bytes, &mut print);
+                    }
                 }
+            }
+            // Docker's follower can miss what a container wrote last (a final line without a
+            // newline, seen on 20.10): read the stopped container's output once more and
+            // print what comes after what was seen.
+            let options = bollard::query_parameters::LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+            let mut rest = docker.bollard().logs(&id, Some(options));
+            while let Some(Ok(output)) = rest.next().await {
+                let (seen, lines, bytes) = match output {
+                    bollard::container::LogOutput::StdErr { message } => (&mut err_seen, &mut err, message),
+                    other => (&mut out_seen, &mut out, other.into_bytes()),
+                };
+                let skip = (*seen).min(bytes.len());
+                *seen -= skip;
+                lines.push(&bytes[skip..], &mut print);
             }
             out.finish(&mut print);
             err.finish(&mut print);
