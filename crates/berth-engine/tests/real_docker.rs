@@ -56,8 +56,12 @@ async fn a_dynamic_port_arrives_in_the_running_change_and_answers() {
     engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
     until_all(&mut events, &arn, &["web"], ContainerStatus::Running).await;
     let running = events.change(&arn, "web", ContainerStatus::Running).unwrap_or_else(|| panic!("RUNNING change"));
-    let binding =
-        running.port_bindings.iter().find(|p| p.container_port == 8080).unwrap_or_else(|| panic!("{running:?}"));
+    // The IPv4 binding (what 127.0.0.1 reaches): Docker may give the IPv6 one another port.
+    let binding = running
+        .port_bindings
+        .iter()
+        .find(|p| p.container_port == 8080 && p.bind_ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .unwrap_or_else(|| panic!("{running:?}"));
     assert_ne!(binding.host_port, 0);
     let body = http_get(binding.host_port).await;
     assert!(body.contains("hello-berth"), "{body}");

@@ -74,21 +74,17 @@ fn exit_code(events: &Watcher, arn: &str, container: &str) -> Option<i64> {
     change(events, arn, container, ContainerStatus::Stopped).exit_code
 }
 
-/// The distinct host ports `change` reports for `container_port` (Docker may report one
-/// binding per address family for the same host port).
+/// The distinct host ports of the IPv4 bindings `change` reports for `container_port`: what
+/// 127.0.0.1 reaches. Docker also reports an IPv6 binding per mapping, and picks its dynamic
+/// port apart (its allocator keeps one cursor per address family, so once anything on the
+/// daemon published a port on IPv4 only, the two differ).
 fn host_ports(change: &StateChange, container_port: u16) -> BTreeSet<u16> {
-    change.port_bindings.iter().filter(|b| b.container_port == container_port).map(|b| b.host_port).collect()
-}
-
-/// The host port of `change`'s IPv4 binding of `container_port` (`0.0.0.0`).
-fn ipv4_port(change: &StateChange, container_port: u16) -> u16 {
-    let v4: BTreeSet<u16> = change
+    change
         .port_bindings
         .iter()
         .filter(|b| b.container_port == container_port && b.bind_ip.parse::<std::net::Ipv4Addr>().is_ok())
         .map(|b| b.host_port)
-        .collect();
-    only(&v4)
+        .collect()
 }
 
 /// The one host port of `ports`.
@@ -204,9 +200,7 @@ async fn two_containers_with_two_mappings_each_answer_on_their_own_ports() {
     assert_eq!(host_ports(&one, 8080), BTreeSet::from([p1]), "{one:?}");
     assert_eq!(host_ports(&one, 8081), BTreeSet::from([p2]), "{one:?}");
     let two = change(&events, &arn, "two", ContainerStatus::Running);
-    // Docker picks a dynamic port per address family; under load the IPv6 one can differ.
-    // 127.0.0.1 reaches the IPv4 one.
-    let (q1, q2) = (ipv4_port(&two, 8080), ipv4_port(&two, 8081));
+    let (q1, q2) = (only(&host_ports(&two, 8080)), only(&host_ports(&two, 8081)));
     let all: BTreeSet<u16> = [p1, p2, q1, q2].into();
     assert_eq!(all.len(), 4, "four distinct host ports: {all:?}");
 
