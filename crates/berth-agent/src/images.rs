@@ -11,7 +11,7 @@
 use crate::config::ImageCleanup;
 use crate::events::{ImageCleanupCycle, ImageRemoved};
 use crate::metrics::Metrics;
-use berth_docker::{DockerClient, ErrorKind, ImageSummary};
+use berth_docker::{DockerClient, DockerError, ErrorKind, ImageSummary};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -261,6 +261,20 @@ pub fn normalize_reference(reference: &str) -> String {
     if last.contains(':') { named } else { format!("{named}:latest") }
 }
 
+/// The longest one Docker call of the cleanup may take: a daemon that does not answer
+/// delays the cycle by this much, never for bollard's hours.
+const CALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// `call`, or a timeout error once [`CALL_LIMIT`] has passed.
+async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, DockerError>>,
+) -> Result<T, DockerError> {
+    tokio::time::timeout(CALL_LIMIT, call).await.unwrap_or_else(|_| {
+        Err(DockerError::new(ErrorKind::Timeout, what, "Docker", format!("no answer in {}s", CALL_LIMIT.as_secs())))
+    })
+}
+
 /// One cycle of image cleanup at `now`; returns the image references removed.
 ///
 /// The candidates are the ledger's images that are present on the host (a tag of a
@@ -283,14 +297,14 @@ pub async fn cleanup_once(
         ImageCleanupCycle { candidates: 0, removed: 0, kept_in_use: 0 }.emit(metrics);
         return Vec::new();
     }
-    let images = match docker.list_images().await {
+    let images = match bounded("list images", docker.list_images()).await {
         Ok(images) => images,
         Err(e) => {
             tracing::warn!(error = %e, "image cleanup skipped: the images could not be listed");
             return Vec::new();
         }
     };
-    let containers = match docker.list_containers(&[]).await {
+    let containers = match bounded("list containers", docker.list_containers(&[])).await {
         Ok(containers) => containers,
         Err(e) => {
             tracing::warn!(error = %e, "image cleanup skipped: the containers could not be listed");
@@ -331,7 +345,7 @@ pub async fn cleanup_once(
         if removed.len() >= settings.per_cycle {
             break;
         }
-        match docker.remove_image(&entry.image).await {
+        match bounded("remove image", docker.remove_image(&entry.image)).await {
             Ok(()) => {
                 ledger.forget(&entry.image);
                 ImageRemoved { reference: &entry.image, image_id: &image.id, tags: &image.repo_tags, age: *age }

@@ -852,7 +852,8 @@ impl Actor {
         if !self.connecting && !self.stopping {
             self.connecting = true;
             let (docker, instance, inputs) = (Arc::clone(&self.docker), self.instance.clone(), self.inputs_tx.clone());
-            tokio::spawn(connect(docker, instance, inputs));
+            let limit = self.config.timeouts.inspect;
+            tokio::spawn(connect(docker, instance, inputs, limit));
         }
     }
 
@@ -1119,15 +1120,22 @@ fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfi
 
 /// Reach Docker again: ping, then list this instance's containers, retried with backoff
 /// (up to 10 s between attempts) until it answers or the loop is gone.
-async fn connect(docker: Arc<dyn DockerClient>, instance: String, inputs: mpsc::UnboundedSender<Input>) {
+async fn connect(
+    docker: Arc<dyn DockerClient>,
+    instance: String,
+    inputs: mpsc::UnboundedSender<Input>,
+    limit: std::time::Duration,
+) {
     let mut backoff = std::time::Duration::from_millis(100);
     loop {
-        let attempt = async {
+        // Bounded as an inspect is: a daemon that accepts and never answers is retried, not
+        // waited for (bollard's own limit is hours).
+        let attempt = bounded(limit, "reach Docker", async {
             docker.ping().await?;
             // Before anything of the instance is looked at: is it ours (not a restored copy's)?
             crate::holder::claim(&*docker, &instance).await?;
             docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.map_err(EngineError::from)
-        };
+        });
         match attempt.await {
             Err(e @ EngineError::InstanceHeld { .. }) => {
                 let _ = inputs.send(Input::Fatal(e));
@@ -1145,5 +1153,22 @@ async fn connect(docker: Arc<dyn DockerClient>, instance: String, inputs: mpsc::
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+    }
+}
+
+/// `call`, or a timeout error naming `what` once `limit` has passed.
+pub(crate) async fn bounded<T>(
+    limit: std::time::Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(EngineError::Docker(berth_docker::DockerError::new(
+            berth_docker::ErrorKind::Timeout,
+            what,
+            "Docker",
+            format!("no answer in {}s", limit.as_secs()),
+        ))),
     }
 }

@@ -310,8 +310,9 @@ impl DockerTaskEngine {
         if self.running.is_some() {
             return Err(EngineError::AlreadyInitialized);
         }
+        let limit = self.config.timeouts.inspect;
         if require_docker {
-            self.docker.ping().await?;
+            crate::actor::bounded(limit, "ping", async { Ok(self.docker.ping().await?) }).await?;
         }
         let (mut saver, instance, data_dir) = self.open_store()?;
         let mut loaded = saver.load()?;
@@ -326,9 +327,14 @@ impl DockerTaskEngine {
         // Subscribe before listing, so nothing that happens in between is missed.
         let (events, listed) = if require_docker {
             // Before anything of the instance is looked at: is it ours (not a restored copy's)?
-            crate::holder::claim(&*self.docker, &instance).await?;
-            let events = self.docker.container_events(None).await?;
-            let listed = self.docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await?;
+            crate::actor::bounded(limit, "claim the instance", crate::holder::claim(&*self.docker, &instance)).await?;
+            let events =
+                crate::actor::bounded(limit, "open events", async { Ok(self.docker.container_events(None).await?) })
+                    .await?;
+            let listed = crate::actor::bounded(limit, "list containers", async {
+                Ok(self.docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await?)
+            })
+            .await?;
             (Some(events), Some(listed))
         } else {
             (None, None)
@@ -364,6 +370,7 @@ impl DockerTaskEngine {
             instance.clone(),
             inputs_tx,
             Arc::clone(&self.config.observer),
+            self.config.timeouts.inspect,
         ));
         let actor = tokio::spawn(actor.run());
         self.running = Some(Running {

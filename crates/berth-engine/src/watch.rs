@@ -28,6 +28,7 @@ pub async fn watch(
     instance: String,
     inputs: mpsc::UnboundedSender<Input>,
     observer: Arc<dyn Observer>,
+    limit: Duration,
 ) {
     let mut stream = first;
     let mut since: Option<DateTime<Utc>> = None;
@@ -66,7 +67,9 @@ pub async fn watch(
         if inputs.is_closed() {
             return;
         }
-        match docker.container_events(since).await {
+        // Bounded: a daemon that accepts and never answers is tried again, not waited for.
+        let open = crate::actor::bounded(limit, "open events", async { Ok(docker.container_events(since).await?) });
+        match open.await {
             Ok(events) => {
                 stream = Some(events);
                 observer.observe(&EngineEvent::EventStreamReopened);

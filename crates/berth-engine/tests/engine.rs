@@ -347,3 +347,28 @@ async fn the_steady_state_check_of_running_tasks_writes_nothing() {
     assert!(fake.calls(Op::InspectContainer) >= inspects + 3 * 20, "it inspected every running container");
     assert_eq!(writes.records.load(SeqCst), records, "and wrote no task record");
 }
+
+/// Issue 14 item 6: the connector's calls are bounded (the inspect timeout): a daemon that
+/// accepts a ping and never answers it is tried again, not waited for (bollard's own limit
+/// is three hours). Time is tokio's, paused: it jumps to the next timer when all is idle.
+#[tokio::test(start_paused = true)]
+async fn a_ping_that_never_answers_is_tried_again_not_waited_for() {
+    let fake = fake();
+    fake.delay(Op::Ping, Duration::from_secs(100 * 365 * 24 * 3600));
+    let mut engine =
+        berth_engine::DockerTaskEngine::new(berth_engine::EngineConfig::default(), std::sync::Arc::new(fake.clone()));
+    engine.init_without_docker().await.unwrap_or_else(|e| panic!("{e}"));
+    let begun = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    fake.delay(Op::Ping, Duration::ZERO); // Docker answers from now on
+    let mut up = false;
+    for _ in 0..1200 {
+        if engine.status().await.is_ok_and(|s| s.docker_up) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "connected within {:?} of (paused) time", begun.elapsed());
+    assert!(begun.elapsed() < Duration::from_secs(120), "{:?}", begun.elapsed());
+}
