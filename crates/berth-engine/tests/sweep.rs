@@ -70,7 +70,12 @@ async fn a_one_second_wait_works_and_running_tasks_are_never_swept() {
     until_all(&mut events, &done_arn, &["job"], ContainerStatus::Stopped).await;
     until_all(&mut events, &running_arn, &["srv"], ContainerStatus::Running).await;
     clock.advance(chrono::Duration::hours(5));
-    eventually("the stopped task is swept", async || containers_of(&fake, &done_arn) == 0).await;
+    // The sweep removes the containers, then the volume, then forgets the task: wait for all.
+    eventually("the stopped task is swept", async || {
+        containers_of(&fake, &done_arn) == 0
+            && engine.list_tasks().await.is_ok_and(|tasks| tasks.iter().all(|t| t.arn != done_arn))
+    })
+    .await;
     let tasks = engine.list_tasks().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(tasks.iter().map(|t| t.arn.as_str()).collect::<Vec<_>>(), [running_arn.as_str()]);
     assert_eq!(containers_of(&fake, &running_arn), 1);

@@ -123,6 +123,30 @@ fn fill_leaving(dir: &Path, leave: u64) -> PathBuf {
     filler
 }
 
+/// Wait until a follower holds a connection of the daemon's unix socket: the daemon counts
+/// two open ones (the follower's and this request's) while it answers `/metrics`.
+fn wait_follower(socket: &Path) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut answer = String::new();
+        if let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) {
+            let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let _ = stream.read_to_string(&mut answer);
+        }
+        let open = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_api_connections{listener=\"unix\"} "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if open >= 2 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the events follower never connected; last metrics:\n{answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_full_disk_stops_the_daemon_loudly_and_it_starts_again_once_space_is_freed() {
     support::require_busybox();
@@ -147,6 +171,7 @@ fn a_full_disk_stops_the_daemon_loudly_and_it_starts_again_once_space_is_freed()
             .spawn()
             .unwrap(),
     );
+    wait_follower(&socket);
 
     // Each task record carries 32 KB of environment: a few commits fill what is left.
     let big = "x".repeat(32 * 1024);
