@@ -61,8 +61,9 @@ pub struct ContainerEvent {
     pub time: DateTime<Utc>,
 }
 
-/// Attributes of a container event that are not labels.
-const NOT_LABELS: [&str; 5] = ["name", "image", "exitCode", "signal", "execID"];
+/// Attributes of a container event that are not labels: those Docker adds besides them
+/// (one list with the model's, which refuses user labels of these names).
+const NOT_LABELS: [&str; 12] = berth_model::input::EVENT_ATTRIBUTES;
 
 /// What `event` means, or `None` for actions berth ignores (`exec_*`, `attach`, `pause`,
 /// `rename`, `resize`, `top`, `commit`, `copy`, `export`, `update`, ...).

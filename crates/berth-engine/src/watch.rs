@@ -89,7 +89,7 @@ pub async fn watch(
 /// A container label that is neither berth's nor one of the attributes Docker adds to a
 /// container event besides its labels.
 fn is_user_label(key: &str) -> bool {
-    !key.starts_with("berth.") && !matches!(key, "name" | "image" | "exitCode" | "signal" | "execID")
+    !key.starts_with("berth.") && !berth_model::input::EVENT_ATTRIBUTES.contains(&key)
 }
 
 /// The periodic steady-state check: every `every`, the actor re-inspects every container
