@@ -79,9 +79,16 @@ pub async fn events(
         }
     });
     let mut shutdown = state.shutdown.clone();
+    let engine = Arc::clone(&state.engine);
     let items = items
         .take_until(async move {
             let _ = shutdown.wait_for(|down| *down).await;
+            // A shutdown because the engine failed (berth daemon exits after it): its log
+            // has ended, so the reader finishes what was committed and the error line by
+            // itself; cutting the stream here could lose that last line.
+            if matches!(engine.exit(), Some(berth_engine::EngineExit::Failed(_))) {
+                std::future::pending::<()>().await;
+            }
         })
         .map(move |item| {
             let _held = &place;
