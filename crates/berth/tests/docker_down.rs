@@ -5,35 +5,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::wait_for;
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
-/// `GET path` over the unix socket at `socket`: the whole answer, or `None` when nothing
-/// answers there.
+/// `GET path` over the unix socket at `socket`.
 fn get(socket: &Path, path: &str) -> Option<String> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
-}
-
-/// Poll `check` every 100 ms until it gives a value, `limit` at most.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::unix_request(socket, "GET", path, "")
 }
 
 /// Pipes every connection made to `path` to the real Docker socket, until the process ends.

@@ -8,8 +8,11 @@
 pub mod pty;
 
 use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// `berth`, with no `BERTH_*` variable of the environment the tests run in.
 pub fn berth() -> Command {
@@ -52,4 +55,29 @@ pub fn require_busybox() {
         image.as_ref().is_ok_and(|o| o.status.success()),
         "busybox:latest must be present (scripts/test-env.sh makes it)"
     );
+}
+
+/// `method path` with `body` over the unix socket at `socket` (HTTP/1.0): the whole answer,
+/// or `None` when nothing answers there.
+pub fn unix_request(socket: &Path, method: &str, path: &str, body: &str) -> Option<String> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// Poll `check` every 100 ms until it gives a value, `limit` at most.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
