@@ -86,10 +86,10 @@ fn read_anyway(file: &Path) -> Vec<u8> {
     }
 }
 
-/// Open the data directory at `dir` and its store, expecting the store refused because of
-/// `file`: the message names `file` (its full path) and contains each of `says`; `file` and
-/// every other entry is unchanged, and only the lock and the instance id may appear.
-fn refused(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
+/// Open the data directory at `dir` and its store, expecting a refusal: the error, its
+/// message (also printed), and what the directory held before (the lock file is rewritten,
+/// with this process's pid, by each open). Checks that every entry but the lock is unchanged.
+fn open_refused(dir: &Path) -> (StoreError, String, BTreeMap<String, Entry>) {
     let before = snapshot(dir);
     let err = {
         let data = DataDir::open(dir).unwrap();
@@ -97,6 +97,18 @@ fn refused(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
     };
     let message = err.to_string();
     eprintln!("{message}");
+    let after = snapshot(dir);
+    for (name, entry) in before.iter().filter(|(n, _)| n.as_str() != LOCK_FILE) {
+        assert_eq!(after.get(name), Some(entry), "{name} changed");
+    }
+    (err, message, before)
+}
+
+/// Open the data directory at `dir` and its store, expecting the store refused because of
+/// `file`: the message names `file` (its full path) and contains each of `says`; `file` and
+/// every other entry is unchanged, and only the lock and the instance id may appear.
+fn refused(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
+    let (err, message, before) = open_refused(dir);
     let path = file.display().to_string();
     assert!(path.starts_with('/'), "a full path: {path}");
     assert!(message.contains(&path), "the message names the file: {message}");
@@ -107,10 +119,6 @@ fn refused(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
         assert!(message.contains(s), "the message says {s:?}: {message}");
     }
     let after = snapshot(dir);
-    // The lock file is rewritten (with this process's pid) by each open.
-    for (name, entry) in before.iter().filter(|(n, _)| n.as_str() != LOCK_FILE) {
-        assert_eq!(after.get(name), Some(entry), "{name} changed");
-    }
     let new: Vec<_> = after.keys().filter(|n| !before.contains_key(*n)).cloned().collect();
     assert!(
         new.iter().all(|n| n == LOCK_FILE || n == INSTANCE_ID_FILE),
@@ -123,13 +131,7 @@ fn refused(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
 /// ([`StoreError::Io`]): the message names `file`, contains each of `says`, says to start
 /// again and never to reset; every entry but the lock is unchanged.
 fn refused_for_io(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
-    let before = snapshot(dir);
-    let err = {
-        let data = DataDir::open(dir).unwrap();
-        data.store().expect_err("the store must be refused")
-    };
-    let message = err.to_string();
-    eprintln!("{message}");
+    let (err, message, _) = open_refused(dir);
     assert!(matches!(&err, StoreError::Io { path, .. } if path == file), "an I/O error on {}: {err:?}", file.display());
     assert!(message.contains(&file.display().to_string()), "the message names the file: {message}");
     assert!(message.contains("start berth again"), "{message}");
@@ -137,10 +139,6 @@ fn refused_for_io(dir: &Path, file: &Path, says: &[&str]) -> StoreError {
     assert!(!message.contains("--reset-state") && !message.contains("move it aside"), "no reset advice: {message}");
     for s in says {
         assert!(message.contains(s), "the message says {s:?}: {message}");
-    }
-    let after = snapshot(dir);
-    for (name, entry) in before.iter().filter(|(n, _)| n.as_str() != LOCK_FILE) {
-        assert_eq!(after.get(name), Some(entry), "{name} changed");
     }
     err
 }
