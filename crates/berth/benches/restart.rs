@@ -9,7 +9,10 @@
 //!
 //! `cargo bench -p berth --bench restart` (needs `scripts/test-env.sh`; takes a few minutes,
 //! most of it creating the 200 containers once). Options after `--`: `--tasks N` (200),
-//! `--rounds N` (5 of each). Every container is removed at the end, also on failure.
+//! `--rounds N` (5 of each), `--compare PATH` (another build's `berth` binary, e.g. the
+//! code before a change: every round then restarts both, one after the other on the same
+//! state, and the idle memory is reported for each, side by side in one run). Every
+//! container is removed at the end, also on failure.
 
 use berth_docker::{BollardClient, DockerClient, labels};
 use std::path::{Path, PathBuf};
@@ -21,8 +24,8 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    fn start(binary: &Path, dir: &Path) -> Daemon {
+        let child = Command::new(binary)
             .args(["daemon", "--data-dir"])
             .arg(dir)
             .env("BERTH_LOG_LEVEL", "warn")
@@ -88,22 +91,40 @@ async fn until_reconciled(http: &reqwest::Client, started: Instant, tasks: usize
     }
 }
 
+fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// A `/proc/<pid>/status` field of the daemon, in MB (0 when unreadable).
+fn status_mb(daemon: &Daemon, name: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn main() {
     let (mut tasks, mut rounds) = (200usize, 5usize);
+    let mut binaries = vec![("this build", PathBuf::from(env!("CARGO_BIN_EXE_berth")))];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bench" => {}
             "--tasks" => tasks = args.next().and_then(|v| v.parse().ok()).expect("--tasks N"),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
-            other => panic!("unknown argument {other} (--tasks N, --rounds N)"),
+            "--compare" => binaries.push(("compared", args.next().map(PathBuf::from).expect("--compare PATH"))),
+            other => panic!("unknown argument {other} (--tasks N, --rounds N, --compare PATH)"),
         }
     }
     let dir = tempfile::Builder::new().prefix("berth-restart-").tempdir_in("/tmp").expect("dir");
     let _cleanup = Cleanup { dir: dir.path().to_path_buf() };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let mut daemon = Daemon::start(dir.path());
+        let mut daemon = Daemon::start(&binaries[0].1, dir.path());
         let http = client(dir.path());
         until_reconciled(&http, Instant::now(), 0).await;
         let setup = Instant::now();
@@ -125,41 +146,46 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         println!("setup: {tasks} tasks RUNNING on the real Docker in {:.1} s", setup.elapsed().as_secs_f64());
-        let mut times: Vec<(&str, Duration)> = Vec::new();
+        let mut times: Vec<(&str, &str, Duration)> = Vec::new();
+        let mut memory: Vec<(&str, f64, f64)> = Vec::new();
         for round in 0..rounds * 2 {
             let how = if round % 2 == 0 { "TERM" } else { "KILL" };
-            daemon.signal(how);
-            let started = Instant::now();
-            daemon = Daemon::start(dir.path());
-            let took = until_reconciled(&http, started, tasks).await;
-            println!("  after SIG{how}: reconciled and answering in {:.3} s", took.as_secs_f64());
-            times.push((how, took));
+            for (name, binary) in &binaries {
+                daemon.signal(how);
+                let started = Instant::now();
+                daemon = Daemon::start(binary, dir.path());
+                let took = until_reconciled(&http, started, tasks).await;
+                println!("  {name}, after SIG{how}: reconciled and answering in {:.3} s", took.as_secs_f64());
+                times.push((name, how, took));
+                if binaries.len() > 1 || round == rounds * 2 - 1 {
+                    // The daemon, idle, tracking every task.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let (rss, hwm) = (status_mb(&daemon, "VmRSS"), status_mb(&daemon, "VmHWM"));
+                    println!("  {name}: idle 5 s after its restart: VmRSS {rss:.1} MB, VmHWM {hwm:.1} MB");
+                    memory.push((name, rss, hwm));
+                }
+            }
         }
-        for how in ["TERM", "KILL"] {
-            let mut v: Vec<f64> = times.iter().filter(|(h, _)| *h == how).map(|(_, t)| t.as_secs_f64()).collect();
-            v.sort_by(f64::total_cmp);
+        for (name, _) in &binaries {
+            for how in ["TERM", "KILL"] {
+                let v = sorted(times.iter().filter(|(n, h, _)| n == name && *h == how).map(|(_, _, t)| t.as_secs_f64()));
+                println!(
+                    "{name}: restart after SIG{how} with {tasks} RUNNING containers: median {:.3} s, max {:.3} s ({} rounds; target < 2 s)",
+                    v[v.len() / 2],
+                    v[v.len() - 1],
+                    v.len()
+                );
+            }
+            let rss = sorted(memory.iter().filter(|(n, _, _)| n == name).map(|(_, rss, _)| *rss));
+            let hwm = sorted(memory.iter().filter(|(n, _, _)| n == name).map(|(_, _, hwm)| *hwm));
             println!(
-                "restart after SIG{how} with {tasks} RUNNING containers: median {:.3} s, max {:.3} s ({} rounds; target < 2 s)",
-                v[v.len() / 2],
-                v[v.len() - 1],
-                v.len()
+                "{name}: idle berth daemon tracking {tasks} RUNNING tasks (real Docker), 5 s after a restart: VmRSS median {:.1} MB (range {:.1}-{:.1}), VmHWM median {:.1} MB",
+                rss[rss.len() / 2],
+                rss[0],
+                rss[rss.len() - 1],
+                hwm[hwm.len() / 2]
             );
         }
-        // The daemon, idle, tracking every task.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map_or(0.0, |kb| kb / 1024.0)
-        };
-        println!(
-            "idle berth daemon tracking {tasks} RUNNING tasks (real Docker), 5 s after its last restart: VmRSS {:.1} MB, VmHWM {:.1} MB",
-            field("VmRSS"),
-            field("VmHWM")
-        );
         daemon.signal("TERM");
     });
 }
