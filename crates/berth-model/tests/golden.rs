@@ -1,6 +1,7 @@
 //! Golden tests: the planner's whole run over the corpus's multi-container task
-//! definitions, on the simulated Docker host, rendered as text (each plan's operations,
-//! then the state changes they led to) and compared with `tests/golden/<file>.txt`.
+//! definitions, on the simulated Docker host, rendered as text (each plan's operations, each
+//! with the cause the planner gives after `#`, then the state changes they led to) and
+//! compared with `tests/golden/<file>.txt`.
 //!
 //! Each container's behaviour on the simulated host follows its command (what it would do
 //! on real Docker), as EXPECTED.md describes. To accept a changed rendering after checking

@@ -1,7 +1,11 @@
 //! Crash points: a test hook that aborts the process at a named point, so that crash tests
-//! can stop berth exactly where a crash would hurt most. Off unless the environment
-//! variable `BERTH_CRASH_AT` names a point (`<point>` or `<point>:<n>`, aborting at its
-//! n-th passage, the first by default); read once per process.
+//! can stop berth exactly where a crash would hurt most. Compiled in only with the cargo
+//! feature `crash-points` (which only the `berth` binary's test build turns on, through
+//! its dev-dependency on this crate): without it [`point`] does nothing and the
+//! environment is never read, so a process embedding the store or the engine cannot be
+//! made to abort by an environment variable. With it, a point is off unless the
+//! environment variable `BERTH_CRASH_AT` names it (`<point>` or `<point>:<n>`, aborting at
+//! its n-th passage, the first by default); read once per process.
 //!
 //! The points, in the order a container meets them:
 //! - `before-create`: a container's Docker name is durable; the create call is not made;
@@ -12,8 +16,13 @@
 //! They live here, in the lowest crate that does I/O, because the deepest one is inside the
 //! store's commit.
 
+#[cfg(feature = "crash-points")]
 use std::sync::OnceLock;
+#[cfg(feature = "crash-points")]
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether crash points are compiled in (the cargo feature `crash-points`).
+pub const ENABLED: bool = cfg!(feature = "crash-points");
 
 /// The environment variable that arms a crash point.
 pub const CRASH_AT_ENV: &str = "BERTH_CRASH_AT";
@@ -21,9 +30,12 @@ pub const CRASH_AT_ENV: &str = "BERTH_CRASH_AT";
 /// Every crash point.
 pub const POINTS: [&str; 4] = ["before-create", "after-create", "after-start", "in-commit"];
 
+#[cfg(feature = "crash-points")]
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+#[cfg(feature = "crash-points")]
 static PASSED: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(feature = "crash-points")]
 fn armed() -> Option<&'static (String, u64)> {
     ARMED
         .get_or_init(|| {
@@ -39,6 +51,7 @@ fn armed() -> Option<&'static (String, u64)> {
 
 /// Pass crash point `name`: abort the process if it is the armed one and this is the
 /// passage asked for; otherwise nothing (one atomic load when unarmed).
+#[cfg(feature = "crash-points")]
 pub fn point(name: &str) {
     let Some((at, nth)) = armed() else { return };
     if at == name && PASSED.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
@@ -46,3 +59,8 @@ pub fn point(name: &str) {
         std::process::abort();
     }
 }
+
+/// Pass crash point `name`: without the feature `crash-points`, nothing.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn point(_name: &str) {}

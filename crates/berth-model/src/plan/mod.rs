@@ -22,7 +22,7 @@ mod apply;
 mod op;
 
 pub use apply::{Feedback, Observation, Outcome, apply};
-pub use op::{Action, Op, VolumeAction};
+pub use op::{Action, Cause, Op, VolumeAction, Waited};
 
 use crate::container::{Container, DependencyCondition};
 use crate::graph::{DependencyGraph, EdgeKind};
@@ -100,6 +100,9 @@ pub struct Plan {
     /// Operations that can start now, independent of each other. Bookkeeping operations
     /// come alone or first; after applying them the engine plans again.
     pub ops: Vec<Op>,
+    /// Why each operation was chosen: `causes[i]` is the cause of `ops[i]` (see
+    /// [`Plan::planned`]).
+    pub causes: Vec<Cause>,
     /// The earliest time something not yet possible becomes possible (a retry's backoff
     /// ends, cleanup is due); plan again then, or on the next change.
     pub wake_at: Option<DateTime<Utc>>,
@@ -111,16 +114,26 @@ impl Plan {
         self.ops.is_empty() && self.wake_at.is_none()
     }
 
-    /// One operation a line, in the order decided, for golden tests and `berth plan`.
+    /// Each operation with its cause, in the order decided.
+    pub fn planned(&self) -> impl Iterator<Item = (&Op, Cause)> {
+        self.ops.iter().zip(self.causes.iter().copied())
+    }
+
+    /// One operation a line with its cause after `#`, in the order decided.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for op in &self.ops {
-            let _ = writeln!(out, "{op}");
+        for (op, cause) in self.planned() {
+            let _ = writeln!(out, "{op}  # {cause}");
         }
         if let Some(at) = self.wake_at {
             let _ = writeln!(out, "wait until {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
         out
+    }
+
+    fn push(&mut self, op: Op, cause: Cause) {
+        self.ops.push(op);
+        self.causes.push(cause);
     }
 
     fn wake(&mut self, at: DateTime<Utc>) {
@@ -133,7 +146,7 @@ pub fn plan(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, cfg: &Plan
     let mut plan = Plan::default();
     if task.desired_status < TaskStatus::Stopped {
         if let Some(reason) = reason_to_stop(task, graph) {
-            plan.ops.push(Op::StopTask { reason });
+            plan.push(Op::StopTask { reason }, Cause::TaskCannotRun);
             return plan;
         }
         plan_volumes_up(task, &mut plan);
@@ -150,8 +163,13 @@ pub fn plan(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, cfg: &Plan
             plan_cleanup(task, now, cfg, &mut plan);
         }
     }
-    // Bookkeeping first (a stable sort keeps the decided order otherwise).
-    plan.ops.sort_by_key(|op| !op.is_bookkeeping());
+    // Bookkeeping first (a stable sort keeps the decided order otherwise); each cause
+    // stays with its operation.
+    if plan.ops.iter().any(Op::is_bookkeeping) {
+        let mut planned: Vec<(Op, Cause)> = plan.ops.drain(..).zip(plan.causes.drain(..)).collect();
+        planned.sort_by_key(|(op, _)| !op.is_bookkeeping());
+        (plan.ops, plan.causes) = planned.into_iter().unzip();
+    }
     plan
 }
 
@@ -239,7 +257,7 @@ fn unmet_forever(c: &Container, dep: &Container, kind: EdgeKind) -> Option<Strin
 fn plan_volumes_up(task: &Task, plan: &mut Plan) {
     for v in &task.volumes {
         if v.needs_create() && !v.created && !v.in_flight {
-            plan.ops.push(Op::Volume { volume: v.name.clone(), action: VolumeAction::Create });
+            plan.push(Op::Volume { volume: v.name.clone(), action: VolumeAction::Create }, Cause::VolumeNeeded);
         }
     }
 }
@@ -265,7 +283,7 @@ fn plan_container_up(
     // After a restart, a reopened event stream or a timeout, a container that is not known
     // to be STOPPED is looked at before anything else, running ones included.
     if c.needs_inspect && c.known_status < ContainerStatus::Stopped {
-        plan.ops.push(Op::container(name, Action::Inspect));
+        plan.push(Op::container(name, Action::Inspect), Cause::Uncertain);
         return;
     }
     if c.reached_desired() {
@@ -275,13 +293,47 @@ fn plan_container_up(
         plan.wake(at);
         return;
     }
-    let action = match c.known_status {
-        ContainerStatus::None => Action::Pull,
-        ContainerStatus::Pulled if may_create(task, graph, i) => Action::Create,
-        ContainerStatus::Created if !c.has_run && may_start(task, graph, i) => Action::Start,
+    let (action, cause) = match c.known_status {
+        ContainerStatus::None => (Action::Pull, Cause::NotPulled),
+        ContainerStatus::Pulled if may_create(task, graph, i) => {
+            (Action::Create, Cause::CreateReady(waited(task, graph, i, false)))
+        }
+        ContainerStatus::Created if !c.has_run && may_start(task, graph, i) => {
+            (Action::Start, Cause::StartReady(waited(task, graph, i, true)))
+        }
         _ => return,
     };
-    plan.ops.push(Op::container(name, action));
+    plan.push(Op::container(name, action), cause);
+}
+
+/// What container `i` waits for before its create (`start` false) or its start: every gate
+/// [`may_create`] or [`may_start`] checks that it has.
+fn waited(task: &Task, graph: &DependencyGraph, i: usize, start: bool) -> Waited {
+    let mut w = Waited::default();
+    for e in graph.dependencies(i) {
+        match e.kind {
+            EdgeKind::Link => w.links = true,
+            EdgeKind::Network => w.pause = true,
+            EdgeKind::VolumesFrom => w.volumes_from |= !start,
+            EdgeKind::DependsOn(cond) if start => {
+                let at = match cond {
+                    DependencyCondition::Start => 0,
+                    DependencyCondition::Complete => 1,
+                    DependencyCondition::Success => 2,
+                    DependencyCondition::Healthy => 3,
+                };
+                w.depends_on[at] = true;
+            }
+            EdgeKind::DependsOn(_) => {}
+        }
+    }
+    w.task_volumes = !start
+        && task.containers[i]
+            .spec
+            .mount_points
+            .iter()
+            .any(|m| task.volume(&m.source_volume).is_some_and(|v| v.needs_create()));
+    w
 }
 
 /// Create gates: links and the pause container created, volumesFrom sources existing,
@@ -341,11 +393,15 @@ fn plan_container_down(
     }
     let name = c.name();
     if c.needs_inspect {
-        plan.ops.push(Op::container(name, Action::Inspect));
+        plan.push(Op::container(name, Action::Inspect), Cause::Uncertain);
         return;
     }
+    let task_stops = task.desired_status >= TaskStatus::Stopped;
     if c.known_status < ContainerStatus::Running {
-        plan.ops.push(Op::MarkStopped { container: name.to_string(), reason: None });
+        plan.push(
+            Op::MarkStopped { container: name.to_string(), reason: None },
+            Cause::NotRunning { task: task_stops },
+        );
         return;
     }
     if let Some(at) = c.retry_at.filter(|&at| at > now) {
@@ -356,7 +412,11 @@ fn plan_container_down(
         graph.dependents(i).all(|e| task.containers[e.from].known_status == ContainerStatus::Stopped);
     if dependents_stopped {
         let timeout_secs = c.stop_timeout(cfg.default_stop_timeout_secs);
-        plan.ops.push(Op::container(name, Action::Stop { timeout_secs }));
+        let dependents = graph.dependents(i).next().is_some();
+        plan.push(
+            Op::container(name, Action::Stop { timeout_secs }),
+            Cause::StopReady { task: task_stops, dependents },
+        );
     }
 }
 
@@ -378,7 +438,7 @@ fn plan_cleanup(task: &Task, now: DateTime<Utc>, cfg: &PlanConfig, plan: &mut Pl
             containers_left = true;
             match c.retry_at.filter(|&at| at > now) {
                 Some(at) => plan.wake(at),
-                None if !c.in_flight => plan.ops.push(Op::container(c.name(), Action::Remove)),
+                None if !c.in_flight => plan.push(Op::container(c.name(), Action::Remove), Cause::CleanupDue),
                 None => {}
             }
         }
@@ -392,14 +452,15 @@ fn plan_cleanup(task: &Task, now: DateTime<Utc>, cfg: &PlanConfig, plan: &mut Pl
             volumes_left = true;
             match v.retry_at.filter(|&at| at > now) {
                 Some(at) => plan.wake(at),
-                None if !v.in_flight => {
-                    plan.ops.push(Op::Volume { volume: v.name.clone(), action: VolumeAction::Remove })
-                }
+                None if !v.in_flight => plan.push(
+                    Op::Volume { volume: v.name.clone(), action: VolumeAction::Remove },
+                    Cause::ContainersRemoved,
+                ),
                 None => {}
             }
         }
     }
     if !volumes_left && !task.containers.iter().any(|c| c.in_flight) {
-        plan.ops.push(Op::Forget);
+        plan.push(Op::Forget, Cause::CleanedUp);
     }
 }

@@ -113,3 +113,116 @@ impl fmt::Display for Op {
         }
     }
 }
+
+/// Why the planner chose an operation: a short phrase printed after it (golden plans,
+/// `berth plan`), as compose's plan gives a reason for each action. A small value with no
+/// allocation; what the operation itself carries (a stop task's reason) is not repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The container is not known to be STOPPED and the outcome of an earlier call on it is
+    /// unknown (berth restarted, the event stream reopened, a call timed out).
+    Uncertain,
+    /// The task should run and one of its containers mounts this task volume, not yet made.
+    VolumeNeeded,
+    /// The container should run and its image is not pulled yet.
+    NotPulled,
+    /// Pulled, and what it waited for before its create is there.
+    CreateReady(Waited),
+    /// Created, never run, and what it waited for before its start is there.
+    StartReady(Waited),
+    /// The task should run but no longer can (the operation says why).
+    TaskCannotRun,
+    /// The container is to stop (`task`: because its task is) and has not run: nothing to
+    /// stop.
+    NotRunning {
+        /// Whether the task, not only the container, is desired STOPPED.
+        task: bool,
+    },
+    /// The container is to stop (`task`: because its task is); `dependents`: the containers
+    /// that need it have stopped (else none needs it).
+    StopReady {
+        /// Whether the task, not only the container, is desired STOPPED.
+        task: bool,
+        /// Whether other containers needed it (and have stopped).
+        dependents: bool,
+    },
+    /// The task is STOPPED and its cleanup wait is over.
+    CleanupDue,
+    /// The task is STOPPED and its containers are removed.
+    ContainersRemoved,
+    /// The task is STOPPED and its containers and task volumes are removed.
+    CleanedUp,
+}
+
+/// What a container waited for before its create or start (every kind it has, now met):
+/// for a create, the containers it links to, the pause container, its volumesFrom sources
+/// (created) and its task volumes (made); for a start, its links and the pause container
+/// (RUNNING) and its dependsOn conditions (met).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Waited {
+    /// links.
+    pub links: bool,
+    /// The awsvpc pause container.
+    pub pause: bool,
+    /// volumesFrom sources (create only).
+    pub volumes_from: bool,
+    /// Task volumes it mounts (create only).
+    pub task_volumes: bool,
+    /// dependsOn conditions, in the order START, COMPLETE, SUCCESS, HEALTHY (start only).
+    pub depends_on: [bool; 4],
+}
+
+impl Cause {
+    /// How [`Cause::CreateReady`] and [`Cause::StartReady`] read: `state` ("pulled",
+    /// "created"), then what was waited for and is now there, or that nothing was.
+    fn ready(f: &mut fmt::Formatter<'_>, state: &str, ready: &str, w: &Waited) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if w.links {
+            parts.push(format!("links {ready}"));
+        }
+        if w.pause {
+            parts.push(format!("pause container {ready}"));
+        }
+        if w.volumes_from {
+            parts.push(format!("volumesFrom sources {ready}"));
+        }
+        if w.task_volumes {
+            parts.push("task volumes made".into());
+        }
+        let conditions: Vec<&str> = ["START", "COMPLETE", "SUCCESS", "HEALTHY"]
+            .into_iter()
+            .zip(w.depends_on)
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+        if !conditions.is_empty() {
+            parts.push(format!("dependsOn {} met", conditions.join(", ")));
+        }
+        if parts.is_empty() {
+            write!(f, "{state}, nothing to wait for")
+        } else {
+            write!(f, "{state}; {}", parts.join("; "))
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let desired = |task: bool| if task { "task desired STOPPED" } else { "container desired STOPPED" };
+        match self {
+            Cause::Uncertain => f.write_str("outcome of an earlier call unknown: look before anything else"),
+            Cause::VolumeNeeded => f.write_str("task desired RUNNING, a container mounts it"),
+            Cause::NotPulled => f.write_str("desired RUNNING, image not pulled"),
+            Cause::CreateReady(w) => Cause::ready(f, "pulled", "created", w),
+            Cause::StartReady(w) => Cause::ready(f, "created", "RUNNING", w),
+            Cause::TaskCannotRun => f.write_str("task desired RUNNING but can no longer run"),
+            Cause::NotRunning { task } => write!(f, "{}, never ran", desired(*task)),
+            Cause::StopReady { task, dependents: true } => {
+                write!(f, "{}, the containers that need it stopped", desired(*task))
+            }
+            Cause::StopReady { task, dependents: false } => write!(f, "{}, no container needs it", desired(*task)),
+            Cause::CleanupDue => f.write_str("task STOPPED, cleanup wait over"),
+            Cause::ContainersRemoved => f.write_str("task STOPPED, its containers removed"),
+            Cause::CleanedUp => f.write_str("task STOPPED, cleaned up"),
+        }
+    }
+}

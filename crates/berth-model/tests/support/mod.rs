@@ -186,8 +186,8 @@ impl World {
             }
             let plan = plan::plan(&self.task, &self.graph, self.now, &self.cfg);
             if !plan.ops.is_empty() {
-                for op in plan.ops {
-                    self.trace.push(format!("  do {op}"));
+                for (op, cause) in plan.ops.into_iter().zip(plan.causes) {
+                    self.trace.push(format!("  do {op}  # {cause}"));
                     self.perform(op);
                 }
                 continue;

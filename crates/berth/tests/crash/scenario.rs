@@ -1,47 +1,9 @@
-//! The crash test of berth (issue "Crash safety"): the real `berth daemon` on the real
-//! Docker daemon, killed again and again while it drives 30 tasks of mixed shapes, must
-//! end with every task at its desired status, exactly one Docker container per task
-//! container (never a duplicate, never one that ran twice), a store that loads, and a
-//! change log a reader followed across every restart without a gap, a duplicate or a hole.
-//!
-//! The scenario (about 45 s on 2 cores):
-//! - one data directory (its instance id written beforehand, so that Docker's own event
-//!   record, `docker events` filtered on that instance, runs from the very start);
-//!   `BERTH_ORPHAN_GRACE=1h`, so that a duplicate, if one were made, stays to be seen;
-//! - 30 tasks in the seed payload shape, each with a fixed arn (a resubmit is an update of
-//!   the same task), 16 MiB and a 1 s stop timeout per container: links, volumesFrom, a
-//!   task-scoped empty volume, dependsOn START / COMPLETE / SUCCESS, essential containers
-//!   exiting on their own (0 and 3), non-essential ones exiting, long runners, awsvpc
-//!   (with berth's internal pause container);
-//! - 32 rounds, each a daemon start ended by a kill: 16 with a crash point armed
-//!   (`BERTH_CRASH_AT`, each of the 4 points 4 times, with n = 1, 2, 3 and one more from
-//!   1–3), alternating with 16 ended by SIGKILL at a random moment 100 ms – 3 s after start.
-//!   Submits are spread over the crash rounds 0–28, two tasks each (so that every armed
-//!   round has creates and starts to crash in), and stops of 7 tasks over rounds 13–21;
-//!   anything not answered is sent again in the next round (at the latest at the final
-//!   start);
-//! - an event reader follows `GET /v1/events?since=<last seen>` whenever the daemon is up;
-//! - a last normal start, where every task must reach its desired status (≤ 90 s).
-//!
-//! The checks: (1) every task at its desired status, each container at its expected
-//! status and exit code; (2) at most one Docker container per (task, container) label pair,
-//! the one berth's DockerId names; (3) no container of the instance unaccounted for, no
-//! pair ever created twice in Docker's record, nothing removed; (4) no container started
-//! twice in Docker's record; (5) SIGTERM ends the daemon cleanly and it starts again on the
-//! same state; (6) the reader saw no gap marker, Seq 1, 2, 3, ... across reconnections,
-//! no (task, container, status) twice, exactly one STOPPED change per STOPPED container,
-//! each container's last change equal to its final status, and the same changes as the
-//! whole log read at the end. Every crash point must have been reached at least once.
-//!
-//! `BERTH_CRASH_SEED` replays a schedule (the seed is printed). On failure every finding is
-//! listed, with Docker's record and the daemon's lines for each container in question, and
-//! the directory with every round's daemon stderr is kept (its path printed). Needs
-//! `scripts/test-env.sh` (Docker and `busybox:latest`); a missing piece fails, never skips.
-// Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+//! The crash test's scenario: its tasks, the kill loop, the final start and what the checks
+//! read (the tasks' views, Docker's containers and event record, the changes the reader
+//! saw). Each property is checked in `main.rs`; findings are collected in [`Findings`],
+//! with the (task, container) pairs to show details for.
 
-mod support;
-
+use crate::support;
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_store::crash::{CRASH_AT_ENV, POINTS};
 use rand::rngs::StdRng;
@@ -59,17 +21,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many times each crash point is armed.
-const TURNS: usize = 4;
+pub const TURNS: usize = 4;
 /// How long a round with a crash point armed may last before it is ended with SIGKILL.
 const CRASH_ROUND_LIMIT: Duration = Duration::from_secs(6);
 /// How long the final, normal start has to bring every task to its desired status.
-const CONVERGE: Duration = Duration::from_secs(90);
+pub const CONVERGE: Duration = Duration::from_secs(90);
 /// How long a normal start may take to answer `/healthz`.
-const START: Duration = Duration::from_secs(60);
+pub const START: Duration = Duration::from_secs(60);
 /// How long a SIGTERM may take to end the daemon.
-const STOP: Duration = Duration::from_secs(30);
+pub const STOP: Duration = Duration::from_secs(30);
 /// The image every container runs.
-const IMAGE: &str = "busybox:latest";
+pub const IMAGE: &str = "busybox:latest";
 
 // ---------------------------------------------------------------------------------------
 // The tasks.
@@ -94,23 +56,23 @@ const STOPPED_SHAPES: [&str; 7] =
 
 /// What a container must show at the end.
 #[derive(Debug, Clone)]
-struct Expect {
-    status: &'static str,
-    exit_code: Option<i64>,
+pub struct Expect {
+    pub status: &'static str,
+    pub exit_code: Option<i64>,
 }
 
 /// One task of the scenario.
 #[derive(Debug, Clone)]
-struct Plan {
-    arn: String,
-    shape: &'static str,
+pub struct Plan {
+    pub arn: String,
+    pub shape: &'static str,
     body: String,
     submit_round: usize,
-    stop_round: Option<usize>,
+    pub stop_round: Option<usize>,
     /// The task's status at the end.
-    task_status: &'static str,
+    pub task_status: &'static str,
     /// Every visible container, by name.
-    containers: BTreeMap<String, Expect>,
+    pub containers: BTreeMap<String, Expect>,
 }
 
 /// A busybox container running `script` under `sh -c`, 16 MiB, 1 s stop timeout.
@@ -149,7 +111,7 @@ fn stopped() -> Expect {
 }
 
 /// The 30 tasks.
-fn plans() -> Vec<Plan> {
+pub fn plans() -> Vec<Plan> {
     (0..30usize)
         .map(|i| {
             let shape = SHAPES[i % 10];
@@ -286,7 +248,7 @@ fn encode(s: &str) -> String {
 // The rounds.
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub enum Kind {
     /// `BERTH_CRASH_AT=<point>:<n>`.
     Crash(&'static str, u64),
     /// SIGKILL this long after the start.
@@ -316,20 +278,20 @@ fn schedule(rng: &mut StdRng) -> Vec<Kind> {
 
 /// What happened in one round.
 #[derive(Debug)]
-struct Round {
-    kind: Kind,
+pub struct Round {
+    pub kind: Kind,
     /// Unix nanoseconds at the start and at the end (to place Docker's events).
-    from: i128,
-    to: i128,
+    pub from: i128,
+    pub to: i128,
     /// The API answered `/healthz`.
-    up: bool,
+    pub up: bool,
     /// The crash point the daemon said it reached.
-    reached: Option<String>,
+    pub reached: Option<String>,
     /// It was ended by SIGKILL (from the test).
-    killed: bool,
-    submits: usize,
-    stops: usize,
-    log: PathBuf,
+    pub killed: bool,
+    pub submits: usize,
+    pub stops: usize,
+    pub log: PathBuf,
 }
 
 fn now_nanos() -> i128 {
@@ -341,7 +303,7 @@ fn now_nanos() -> i128 {
 
 /// HTTP to the daemon's socket.
 #[derive(Clone)]
-struct Api {
+pub struct Api {
     http: reqwest::Client,
     stream: reqwest::Client,
 }
@@ -384,7 +346,7 @@ impl Api {
     }
 
     /// `GET /v1/tasks/{arn}` as JSON.
-    async fn task(&self, arn: &str) -> Result<Value, String> {
+    pub async fn task(&self, arn: &str) -> Result<Value, String> {
         let (status, text) = self.get(&format!("/v1/tasks/{}", encode(arn))).await?;
         if status != 200 {
             return Err(format!("GET task {arn}: {status} {text}"));
@@ -395,12 +357,12 @@ impl Api {
 
 /// What the event reader saw.
 #[derive(Debug, Default)]
-struct Seen {
-    changes: Vec<Value>,
+pub struct Seen {
+    pub changes: Vec<Value>,
     /// Gap markers and lines that are not changes.
-    odd: Vec<String>,
-    connections: usize,
-    last: u64,
+    pub odd: Vec<String>,
+    pub connections: usize,
+    pub last: u64,
 }
 
 /// Follows `GET /v1/events?since=<last>` whenever the daemon answers, forever.
@@ -455,10 +417,10 @@ async fn whole_log(api: &Api) -> Result<Vec<Value>, String> {
 
 /// Kills the daemon and the `docker events` child, and removes every container and volume
 /// of the instance, however the test ends. On failure the directory is kept.
-struct Guard {
+pub struct Guard {
     dir: Option<tempfile::TempDir>,
     instance: String,
-    daemon: Option<Child>,
+    pub daemon: Option<Child>,
     events: Option<Child>,
 }
 
@@ -498,7 +460,7 @@ impl Drop for Guard {
 }
 
 /// `berth daemon` on `data` ([`support::daemon`]), stderr to `log`.
-fn spawn_daemon(data: &Path, crash_at: Option<String>, log: &Path) -> Child {
+pub fn spawn_daemon(data: &Path, crash_at: Option<String>, log: &Path) -> Child {
     let mut cmd = support::daemon(data, log);
     // Orphans are left alone, so that a duplicate, if one were made, is seen here rather
     // than quietly removed; STOPPED tasks stay for the checks.
@@ -515,12 +477,12 @@ fn spawn_daemon(data: &Path, crash_at: Option<String>, log: &Path) -> Child {
 }
 
 /// `kill -TERM pid`.
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).output();
 }
 
 /// Waits (polling) for `child` to exit, at most `limit`.
-async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -534,7 +496,7 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 }
 
 /// Waits until the API answers; false when the daemon exits first.
-async fn wait_up(api: &Api, child: &mut Child) -> bool {
+pub async fn wait_up(api: &Api, child: &mut Child) -> bool {
     loop {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
@@ -547,14 +509,14 @@ async fn wait_up(api: &Api, child: &mut Child) -> bool {
 }
 
 /// The last lines of a log.
-fn tail(path: &Path, n: usize) -> String {
+pub fn tail(path: &Path, n: usize) -> String {
     let text = plain(&fs::read_to_string(path).unwrap_or_default());
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// `text` without the terminal colour sequences of the daemon's human log format.
-fn plain(text: &str) -> String {
+pub fn plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -597,20 +559,26 @@ fn record_docker_events(instance: &str, since: u64) -> (Child, std::thread::Join
 // ---------------------------------------------------------------------------------------
 // The driver: submits and stops, resent until answered.
 
-struct Driver {
+pub struct Driver {
     plans: Vec<Plan>,
     submitted: Vec<bool>,
     stop_answered: Vec<bool>,
-    submit_sends: usize,
-    stop_sends: usize,
-    failures: Vec<String>,
-    suspects: BTreeSet<(String, String)>,
+    pub submit_sends: usize,
+    pub stop_sends: usize,
+}
+
+/// What the checks found: failures, and the (task, container) pairs whose details (Docker's
+/// record, berth's view, the daemon's lines) the report shows.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub failures: Vec<String>,
+    pub suspects: BTreeSet<(String, String)>,
 }
 
 impl Driver {
     /// Sends what is due by round `r` (all of it when `r` is None) and not yet answered;
     /// returns (submits, stops) answered.
-    async fn send(&mut self, api: &Api, r: Option<usize>) -> (usize, usize) {
+    async fn send(&mut self, api: &Api, r: Option<usize>, findings: &mut Findings) -> (usize, usize) {
         let due = |round: usize| r.is_none_or(|r| round <= r);
         let mut answered = (0, 0);
         for i in 0..self.plans.len() {
@@ -641,7 +609,7 @@ impl Driver {
                 }
                 Ok((404, text)) => {
                     self.stop_answered[i] = true;
-                    self.failures.push(format!(
+                    findings.failures.push(format!(
                         "task {arn}: a stop in round {r:?} answered 404 although its submit had been answered: {text}"
                     ));
                 }
@@ -653,7 +621,15 @@ impl Driver {
 }
 
 /// One round: start, do what is due while the daemon lives, end it.
-async fn run_round(guard: &mut Guard, api: &Api, driver: &mut Driver, data: &Path, r: usize, kind: Kind) -> Round {
+async fn run_round(
+    guard: &mut Guard,
+    api: &Api,
+    driver: &mut Driver,
+    findings: &mut Findings,
+    data: &Path,
+    r: usize,
+    kind: Kind,
+) -> Round {
     let log = guard.dir.as_ref().unwrap().path().join(format!("round-{r:02}.log"));
     let crash_at = match kind {
         Kind::Crash(point, n) => Some(format!("{point}:{n}")),
@@ -673,7 +649,7 @@ async fn run_round(guard: &mut Guard, api: &Api, driver: &mut Driver, data: &Pat
             return;
         }
         up = true;
-        answered = driver.send(api, Some(r)).await;
+        answered = driver.send(api, Some(r), findings).await;
         match kind {
             // Let the daemon reach its crash point.
             Kind::Crash(..) => {
@@ -698,7 +674,7 @@ async fn run_round(guard: &mut Guard, api: &Api, driver: &mut Driver, data: &Pat
             Kind::Kill(_) => false,
         };
         if !expected {
-            driver.failures.push(format!(
+            findings.failures.push(format!(
                 "round {r} ({kind:?}): the daemon exited by itself ({status}), crash point reached: {reached:?}; its \
                  stderr ends:\n{}",
                 tail(&log, 30)
@@ -709,7 +685,7 @@ async fn run_round(guard: &mut Guard, api: &Api, driver: &mut Driver, data: &Pat
 }
 
 /// Whether `view` (GET /v1/tasks/{arn}) shows `plan` at its desired end; else why not.
-fn converged(plan: &Plan, view: &Value) -> Result<(), String> {
+pub fn converged(plan: &Plan, view: &Value) -> Result<(), String> {
     let known = view["KnownStatus"].as_str().unwrap_or("?");
     let desired = view["DesiredStatus"].as_str().unwrap_or("?");
     let mut wrong = Vec::new();
@@ -740,7 +716,7 @@ fn converged(plan: &Plan, view: &Value) -> Result<(), String> {
 }
 
 /// Every task's view, by arn.
-async fn views(api: &Api, plans: &[Plan]) -> Result<BTreeMap<String, Value>, String> {
+pub async fn views(api: &Api, plans: &[Plan]) -> Result<BTreeMap<String, Value>, String> {
     let mut all = BTreeMap::new();
     for p in plans {
         all.insert(p.arn.clone(), api.task(&p.arn).await?);
@@ -749,7 +725,7 @@ async fn views(api: &Api, plans: &[Plan]) -> Result<BTreeMap<String, Value>, Str
 }
 
 /// (task arn, container name) → Docker id, of every task container with one.
-fn docker_ids(views: &BTreeMap<String, Value>) -> BTreeMap<(String, String), String> {
+pub fn docker_ids(views: &BTreeMap<String, Value>) -> BTreeMap<(String, String), String> {
     let mut ids = BTreeMap::new();
     for (arn, view) in views {
         for c in view["Containers"].as_array().cloned().unwrap_or_default() {
@@ -762,7 +738,7 @@ fn docker_ids(views: &BTreeMap<String, Value>) -> BTreeMap<(String, String), Str
 }
 
 /// The round an event at `nanos` happened in ("final" after the rounds).
-fn round_of(rounds: &[Round], nanos: i128) -> String {
+pub fn round_of(rounds: &[Round], nanos: i128) -> String {
     rounds
         .iter()
         .position(|r| nanos >= r.from && nanos <= r.to)
@@ -770,439 +746,216 @@ fn round_of(rounds: &[Round], nanos: i128) -> String {
         .unwrap_or_else(|| if rounds.last().is_some_and(|r| nanos > r.to) { "final".into() } else { "between".into() })
 }
 
-fn attr<'a>(event: &'a Value, key: &str) -> &'a str {
+pub fn attr<'a>(event: &'a Value, key: &str) -> &'a str {
     event["Actor"]["Attributes"][key].as_str().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn berth_survives_being_killed_again_and_again() {
-    let began = Instant::now();
-    // Docker must answer and hold the image: fail, never skip.
-    let info = Command::new("docker").arg("info").output();
-    assert!(info.as_ref().is_ok_and(|o| o.status.success()), "Docker must answer (run scripts/test-env.sh): {info:?}");
-    let image = Command::new("docker").args(["image", "inspect", IMAGE]).output();
-    assert!(image.as_ref().is_ok_and(|o| o.status.success()), "{IMAGE} must be present (scripts/test-env.sh)");
-    let docker = BollardClient::connect().await.unwrap_or_else(|e| panic!("Docker must answer: {e}"));
+// ---------------------------------------------------------------------------------------
+// The run: setup, the kill loop, the final start, and what the checks read.
 
-    let seed = std::env::var("BERTH_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
-    eprintln!("crash test: seed {seed} (BERTH_CRASH_SEED={seed} replays the schedule)");
-    let mut rng = StdRng::seed_from_u64(seed);
+/// One run of the scenario: everything the properties are checked on.
+pub struct Run {
+    pub began: Instant,
+    pub seed: u64,
+    pub guard: Guard,
+    pub data: PathBuf,
+    pub instance: String,
+    pub docker: BollardClient,
+    pub api: Api,
+    seen: Arc<Mutex<Seen>>,
+    reader: tokio::task::JoinHandle<()>,
+    events_thread: Option<std::thread::JoinHandle<Vec<Value>>>,
+    pub plans: Vec<Plan>,
+    pub driver: Driver,
+    pub findings: Findings,
+    pub rounds: Vec<Round>,
+    /// How long the kill loop took.
+    pub loop_time: Duration,
+    /// The final daemon's stderr.
+    pub final_log: PathBuf,
+}
 
-    // The data directory, with its instance id written beforehand.
-    let top = tempfile::Builder::new().prefix("bcr-").tempdir_in("/tmp").unwrap();
-    let data = top.path().join("data");
-    fs::create_dir(&data).unwrap();
-    let instance = format!("{:032x}", rand::random::<u128>());
-    fs::write(data.join("instance-id"), format!("{instance}\n")).unwrap();
-    let mut guard = Guard { dir: Some(top), instance: instance.clone(), daemon: None, events: None };
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(1);
-    let (events_child, events_thread) = record_docker_events(&instance, since);
-    guard.events = Some(events_child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// The state at the end of the final start's convergence.
+pub struct End {
+    /// Tasks not at their desired status (arn, why).
+    pub pending: Vec<(String, String)>,
+    /// Every task's last view, by arn.
+    pub views: BTreeMap<String, Value>,
+    /// (task arn, container name) → Docker id, from those views.
+    pub ids: BTreeMap<(String, String), String>,
+    pub converge_time: Duration,
+}
 
-    let api = Api::new(&data.join("berth.sock"));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let reader = tokio::spawn(read_events(api.clone(), seen.clone()));
-
-    let plans = plans();
-    let n = plans.len();
-    let mut driver = Driver {
-        plans: plans.clone(),
-        submitted: vec![false; n],
-        stop_answered: vec![false; n],
-        submit_sends: 0,
-        stop_sends: 0,
-        failures: Vec::new(),
-        suspects: BTreeSet::new(),
-    };
-
-    // The kill loop.
-    let schedule = schedule(&mut rng);
-    let mut rounds = Vec::new();
-    for (r, kind) in schedule.iter().enumerate() {
-        let round = run_round(&mut guard, &api, &mut driver, &data, r, *kind).await;
-        eprintln!(
-            "round {r:2}: {:<28} up={:<5} reached={:<14} killed={:<5} submits={} stops={} ({:.1} s)",
-            format!("{:?}", round.kind),
-            round.up,
-            round.reached.as_deref().unwrap_or("-"),
-            round.killed,
-            round.submits,
-            round.stops,
-            (round.to - round.from) as f64 / 1e9
+impl Run {
+    /// Checks the test environment, makes the data directory (its instance id written
+    /// beforehand), starts Docker's event record and the change reader.
+    pub async fn start() -> Run {
+        let began = Instant::now();
+        // Docker must answer and hold the image: fail, never skip.
+        let info = Command::new("docker").arg("info").output();
+        assert!(
+            info.as_ref().is_ok_and(|o| o.status.success()),
+            "Docker must answer (run scripts/test-env.sh): {info:?}"
         );
-        rounds.push(round);
-    }
-    let loop_time = began.elapsed();
+        let image = Command::new("docker").args(["image", "inspect", IMAGE]).output();
+        assert!(image.as_ref().is_ok_and(|o| o.status.success()), "{IMAGE} must be present (scripts/test-env.sh)");
+        let docker = BollardClient::connect().await.unwrap_or_else(|e| panic!("Docker must answer: {e}"));
 
-    // The final, normal start: what was not answered is sent again, and every task must
-    // reach its desired status.
-    let final_log = guard.dir.as_ref().unwrap().path().join("final-1.log");
-    guard.daemon = Some(spawn_daemon(&data, None, &final_log));
-    let up = tokio::time::timeout(START, wait_up(&api, guard.daemon.as_mut().unwrap())).await;
-    assert!(
-        matches!(up, Ok(true)),
-        "the final start did not answer (the store does not load?); stderr:\n{}",
-        tail(&final_log, 40)
-    );
-    let deadline = Instant::now() + CONVERGE;
-    while driver.submitted.iter().any(|s| !s)
-        || driver.plans.iter().enumerate().any(|(i, p)| p.stop_round.is_some() && !driver.stop_answered[i])
-    {
-        driver.send(&api, None).await;
-        assert!(Instant::now() < deadline, "the final daemon does not answer submits and stops");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let converge_from = Instant::now();
-    let mut last_views = BTreeMap::new();
-    let mut pending: Vec<(String, String)>;
-    loop {
-        pending = Vec::new();
-        match views(&api, &plans).await {
-            Ok(all) => {
-                for p in &plans {
-                    if let Err(why) = converged(p, &all[&p.arn]) {
-                        pending.push((p.arn.clone(), why));
-                    }
-                }
-                last_views = all;
-            }
-            Err(e) => pending.push(("(API)".into(), e)),
-        }
-        if pending.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let converge_time = converge_from.elapsed();
-    // (1) every task reached its desired status.
-    for (arn, why) in &pending {
-        driver.failures.push(format!("(1) task {arn} did not reach its desired status within {CONVERGE:?}: {why}"));
-        if let Some(view) = last_views.get(arn) {
-            for c in view["Containers"].as_array().cloned().unwrap_or_default() {
-                driver.suspects.insert((arn.clone(), c["Name"].as_str().unwrap_or("").to_owned()));
-            }
-        }
-    }
-    let views_at_end = last_views.clone();
-    let ids = docker_ids(&views_at_end);
+        let seed =
+            std::env::var("BERTH_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
+        eprintln!("crash test: seed {seed} (BERTH_CRASH_SEED={seed} replays the schedule)");
 
-    // The reader catches up with the whole log.
-    let log = whole_log(&api).await.unwrap_or_else(|e| panic!("{e}"));
-    let log_last = log.last().and_then(|c| c["Seq"].as_u64()).unwrap_or(0);
-    let catch_up = Instant::now() + Duration::from_secs(15);
-    while seen.lock().unwrap().last < log_last && Instant::now() < catch_up {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        // The data directory, with its instance id written beforehand.
+        let top = tempfile::Builder::new().prefix("bcr-").tempdir_in("/tmp").unwrap();
+        let data = top.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let instance = format!("{:032x}", rand::random::<u128>());
+        fs::write(data.join("instance-id"), format!("{instance}\n")).unwrap();
+        let mut guard = Guard { dir: Some(top), instance: instance.clone(), daemon: None, events: None };
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(1);
+        let (events_child, events_thread) = record_docker_events(&instance, since);
+        guard.events = Some(events_child);
+        tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // (2), (3): Docker's containers of this instance, by (task, container).
-    let listed = docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.unwrap();
-    let mut by_pair: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for c in &listed {
-        let arn = c.labels.get(labels::TASK_ARN).cloned().unwrap_or_default();
-        let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
-        by_pair.entry((arn, name)).or_default().push(c.id.clone());
-    }
-    let awsvpc: BTreeSet<&str> = plans.iter().filter(|p| p.shape == "awsvpc").map(|p| p.arn.as_str()).collect();
-    for ((arn, name), found) in &by_pair {
-        if found.len() > 1 {
-            driver
-                .failures
-                .push(format!("(2) task {arn} container {name}: {} Docker containers: {found:?}", found.len()));
-            driver.suspects.insert((arn.clone(), name.clone()));
-        }
-        let internal = name == "~pause" && awsvpc.contains(arn.as_str());
-        match ids.get(&(arn.clone(), name.clone())) {
-            Some(id) if found.contains(id) => {}
-            Some(id) => {
-                driver
-                    .failures
-                    .push(format!("(3) task {arn} container {name}: Docker holds {found:?}, berth's DockerId is {id}"));
-                driver.suspects.insert((arn.clone(), name.clone()));
-            }
-            None if internal => {}
-            None => {
-                driver.failures.push(format!(
-                    "(3) Docker container(s) {found:?} labelled task {arn} container {name}: no such task container \
-                     with a DockerId in berth"
-                ));
-                driver.suspects.insert((arn.clone(), name.clone()));
-            }
-        }
-    }
-    for ((arn, name), id) in &ids {
-        if !by_pair.contains_key(&(arn.clone(), name.clone())) {
-            driver.failures.push(format!("(2) task {arn} container {name}: berth's DockerId {id} is not in Docker"));
-            driver.suspects.insert((arn.clone(), name.clone()));
-        }
-    }
-    for arn in &awsvpc {
-        let pause = by_pair.get(&((*arn).to_owned(), "~pause".to_owned())).map_or(0, Vec::len);
-        if pause > 1 {
-            driver.failures.push(format!("(2) awsvpc task {arn}: {pause} pause containers"));
+        let api = Api::new(&data.join("berth.sock"));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let reader = tokio::spawn(read_events(api.clone(), seen.clone()));
+
+        let plans = plans();
+        let n = plans.len();
+        let driver = Driver {
+            plans: plans.clone(),
+            submitted: vec![false; n],
+            stop_answered: vec![false; n],
+            submit_sends: 0,
+            stop_sends: 0,
+        };
+        let final_log = guard.dir.as_ref().unwrap().path().join("final-1.log");
+        Run {
+            began,
+            seed,
+            guard,
+            data,
+            instance,
+            docker,
+            api,
+            seen,
+            reader,
+            events_thread: Some(events_thread),
+            plans,
+            driver,
+            findings: Findings::default(),
+            rounds: Vec::new(),
+            loop_time: Duration::ZERO,
+            final_log,
         }
     }
 
-    // (6) the changes the reader saw, across every reconnection.
-    let seen_now = std::mem::take(&mut *seen.lock().unwrap());
-    reader.abort();
-    for odd in &seen_now.odd {
-        driver.failures.push(format!("(6) the event stream sent a line that is not a change (a gap?): {odd}"));
-    }
-    let mut seqs = BTreeSet::new();
-    let mut triples: BTreeMap<(String, String, String), Vec<u64>> = BTreeMap::new();
-    let mut statuses: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (k, c) in seen_now.changes.iter().enumerate() {
-        let seq = c["Seq"].as_u64().unwrap_or(0);
-        if seq != k as u64 + 1 {
-            driver.failures.push(format!("(6) change #{} seen has Seq {seq} (not consecutive): {c}", k + 1));
+    /// The kill loop: every round of the seed's schedule.
+    pub async fn kill_loop(&mut self) {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let schedule = schedule(&mut rng);
+        for (r, kind) in schedule.iter().enumerate() {
+            let round =
+                run_round(&mut self.guard, &self.api, &mut self.driver, &mut self.findings, &self.data, r, *kind).await;
+            eprintln!(
+                "round {r:2}: {:<28} up={:<5} reached={:<14} killed={:<5} submits={} stops={} ({:.1} s)",
+                format!("{:?}", round.kind),
+                round.up,
+                round.reached.as_deref().unwrap_or("-"),
+                round.killed,
+                round.submits,
+                round.stops,
+                (round.to - round.from) as f64 / 1e9
+            );
+            self.rounds.push(round);
         }
-        if !seqs.insert(seq) {
-            driver.failures.push(format!("(6) Seq {seq} seen twice: {c}"));
-        }
-        let arn = c["TaskArn"].as_str().unwrap_or("").to_owned();
-        let name = c["ContainerName"].as_str().unwrap_or("").to_owned();
-        let status = c["Status"].as_str().unwrap_or("").to_owned();
-        triples.entry((arn.clone(), name.clone(), status.clone())).or_default().push(seq);
-        statuses.entry((arn, name)).or_default().push(status);
-    }
-    for ((arn, name, status), at) in &triples {
-        if at.len() > 1 {
-            driver
-                .failures
-                .push(format!("(6) task {arn} container {name}: {status} changed {} times (Seq {at:?})", at.len()));
-            driver.suspects.insert((arn.clone(), name.clone()));
-        }
-    }
-    if seen_now.changes != log {
-        driver.failures.push(format!(
-            "(6) the reader saw {} changes (last Seq {}), the whole log holds {} (last Seq {log_last}); first \
-             difference at #{}",
-            seen_now.changes.len(),
-            seen_now.last,
-            log.len(),
-            seen_now
-                .changes
-                .iter()
-                .zip(&log)
-                .position(|(a, b)| a != b)
-                .unwrap_or(seen_now.changes.len().min(log.len()))
-        ));
-    }
-    let order = ["NONE", "PULLED", "CREATED", "RUNNING", "STOPPED"];
-    let rank = |s: &str| order.iter().position(|o| *o == s);
-    let mut visible = BTreeSet::new();
-    for (arn, view) in &views_at_end {
-        for c in view["Containers"].as_array().cloned().unwrap_or_default() {
-            let name = c["Name"].as_str().unwrap_or("").to_owned();
-            let known = c["KnownStatus"].as_str().unwrap_or("").to_owned();
-            visible.insert((arn.clone(), name.clone()));
-            let changes = statuses.get(&(arn.clone(), name.clone())).cloned().unwrap_or_default();
-            let stopped_changes = changes.iter().filter(|s| *s == "STOPPED").count();
-            let want = usize::from(known == "STOPPED");
-            if stopped_changes != want {
-                driver.failures.push(format!(
-                    "(6) task {arn} container {name} is {known} at the end but the reader saw {stopped_changes} \
-                     STOPPED changes (its changes: {changes:?})"
-                ));
-                driver.suspects.insert((arn.clone(), name.clone()));
-            }
-            if !changes.windows(2).all(|w| rank(&w[0]) < rank(&w[1])) {
-                driver.failures.push(format!("(6) task {arn} container {name}: changes out of order: {changes:?}"));
-                driver.suspects.insert((arn.clone(), name.clone()));
-            }
-            if known != "NONE" && changes.last() != Some(&known) {
-                driver.failures.push(format!(
-                    "(6) task {arn} container {name} is {known} at the end, its last change says {:?} ({changes:?})",
-                    changes.last()
-                ));
-                driver.suspects.insert((arn.clone(), name.clone()));
-            }
-        }
-    }
-    for (arn, name) in statuses.keys() {
-        if !visible.contains(&(arn.clone(), name.clone())) {
-            driver
-                .failures
-                .push(format!("(6) a change names task {arn} container {name}, which is no visible container"));
-        }
+        self.loop_time = self.began.elapsed();
     }
 
-    // (5) the store loads: SIGTERM, start again, the same state; SIGTERM.
-    let mut first = guard.daemon.take().unwrap();
-    sigterm(&first);
-    match wait_exit(&mut first, STOP).await {
-        Some(status) if status.success() => {}
-        other => driver.failures.push(format!(
-            "(5) the final daemon did not end cleanly on SIGTERM ({other:?}); stderr:\n{}",
-            tail(&final_log, 30)
-        )),
-    }
-    let _ = first.kill();
-    let _ = first.wait();
-    let again_log = guard.dir.as_ref().unwrap().path().join("final-2.log");
-    guard.daemon = Some(spawn_daemon(&data, None, &again_log));
-    let up = tokio::time::timeout(START, wait_up(&api, guard.daemon.as_mut().unwrap())).await;
-    if matches!(up, Ok(true)) {
-        match views(&api, &plans).await {
-            Ok(again) => {
-                if docker_ids(&again) != ids {
-                    driver.failures.push("(5) after a restart, berth's DockerIds differ".into());
-                }
-                for p in &plans {
-                    if let (Ok(()), Err(why)) = (converged(p, &views_at_end[&p.arn]), converged(p, &again[&p.arn])) {
-                        driver.failures.push(format!("(5) after a restart, task {} moved: {why}", p.arn));
-                    }
-                }
-            }
-            Err(e) => driver.failures.push(format!("(5) after a restart: {e}")),
-        }
-        let mut second = guard.daemon.take().unwrap();
-        sigterm(&second);
-        match wait_exit(&mut second, STOP).await {
-            Some(status) if status.success() => {}
-            other => driver.failures.push(format!(
-                "(5) the restarted daemon did not end cleanly on SIGTERM ({other:?}); stderr:\n{}",
-                tail(&again_log, 30)
-            )),
-        }
-        let _ = second.kill();
-        let _ = second.wait();
-    } else {
-        driver
-            .failures
-            .push(format!("(5) the daemon did not start again after SIGTERM; stderr:\n{}", tail(&again_log, 40)));
-    }
-
-    // Docker's own record: (3) no (task, container) created twice, (4) no container started
-    // twice, nothing removed.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    if let Some(mut child) = guard.events.take() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let record = events_thread.join().unwrap_or_default();
-    let mut creates: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-    let mut starts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for e in &record {
-        let action = e["Action"].as_str().unwrap_or("").to_owned();
-        let id = e["Actor"]["ID"].as_str().unwrap_or("").to_owned();
-        let at = round_of(&rounds, e["timeNano"].as_i64().map(i128::from).unwrap_or(0));
-        *counts.entry(action.clone()).or_default() += 1;
-        match action.as_str() {
-            "create" => creates
-                .entry((attr(e, labels::TASK_ARN).to_owned(), attr(e, labels::CONTAINER_NAME).to_owned()))
-                .or_default()
-                .push((id, at)),
-            "start" => starts.entry(id).or_default().push(at),
-            "destroy" => driver.failures.push(format!(
-                "(3) Docker removed container {id} (task {} container {}) in {at}: nothing should have been removed",
-                attr(e, labels::TASK_ARN),
-                attr(e, labels::CONTAINER_NAME)
-            )),
-            _ => {}
-        }
-    }
-    for ((arn, name), made) in &creates {
-        if made.len() > 1 {
-            driver
-                .failures
-                .push(format!("(3) Docker created task {arn} container {name} {} times: {made:?}", made.len()));
-            driver.suspects.insert((arn.clone(), name.clone()));
-        }
-    }
-    for (id, at) in &starts {
-        if at.len() > 1 {
-            driver.failures.push(format!("(4) Docker started container {id} {} times: {at:?}", at.len()));
-        }
-    }
-    for c in &listed {
-        let pair = (
-            c.labels.get(labels::TASK_ARN).cloned().unwrap_or_default(),
-            c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default(),
+    /// The final, normal start: what was not answered is sent again, and every task must
+    /// reach its desired status (waited for until [`CONVERGE`] is over).
+    pub async fn final_start(&mut self) -> End {
+        let api = &self.api;
+        let driver = &mut self.driver;
+        self.guard.daemon = Some(spawn_daemon(&self.data, None, &self.final_log));
+        let up = tokio::time::timeout(START, wait_up(api, self.guard.daemon.as_mut().unwrap())).await;
+        assert!(
+            matches!(up, Ok(true)),
+            "the final start did not answer (the store does not load?); stderr:\n{}",
+            tail(&self.final_log, 40)
         );
-        if !creates.get(&pair).is_some_and(|m| m.iter().any(|(id, _)| *id == c.id)) {
-            driver.failures.push(format!("the Docker event record misses the create of {} ({pair:?})", c.id));
+        let deadline = Instant::now() + CONVERGE;
+        while driver.submitted.iter().any(|s| !s)
+            || driver.plans.iter().enumerate().any(|(i, p)| p.stop_round.is_some() && !driver.stop_answered[i])
+        {
+            driver.send(api, None, &mut self.findings).await;
+            assert!(Instant::now() < deadline, "the final daemon does not answer submits and stops");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let converge_from = Instant::now();
+        let mut last_views = BTreeMap::new();
+        let mut pending: Vec<(String, String)>;
+        loop {
+            pending = Vec::new();
+            match views(api, &self.plans).await {
+                Ok(all) => {
+                    for p in &self.plans {
+                        if let Err(why) = converged(p, &all[&p.arn]) {
+                            pending.push((p.arn.clone(), why));
+                        }
+                    }
+                    last_views = all;
+                }
+                Err(e) => pending.push(("(API)".into(), e)),
+            }
+            if pending.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let converge_time = converge_from.elapsed();
+        let ids = docker_ids(&last_views);
+        End { pending, views: last_views, ids, converge_time }
     }
 
-    // Details for every (task, container) in question: Docker's record and berth's view.
-    let mut details = String::new();
-    for (arn, name) in &driver.suspects {
-        let _ = writeln!(details, "--- task {arn} container {name}");
-        if let Some(view) = views_at_end.get(arn) {
-            let _ = writeln!(details, "berth's view of the task: {view}");
+    /// The whole change log, once the reader has caught up with it (or 15 s passed), and
+    /// its last Seq.
+    pub async fn whole_log_read(&self) -> (Vec<Value>, u64) {
+        let log = whole_log(&self.api).await.unwrap_or_else(|e| panic!("{e}"));
+        let log_last = log.last().and_then(|c| c["Seq"].as_u64()).unwrap_or(0);
+        let catch_up = Instant::now() + Duration::from_secs(15);
+        while self.seen.lock().unwrap().last < log_last && Instant::now() < catch_up {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for e in &record {
-            if attr(e, labels::TASK_ARN) == arn && attr(e, labels::CONTAINER_NAME) == name {
-                let at = round_of(&rounds, e["timeNano"].as_i64().map(i128::from).unwrap_or(0));
-                let _ = writeln!(
-                    details,
-                    "docker: {at}: {} {} exitCode={}",
-                    e["Action"].as_str().unwrap_or(""),
-                    e["Actor"]["ID"].as_str().unwrap_or(""),
-                    attr(e, "exitCode")
-                );
-            }
-        }
-        // The daemon's lines about the task: at most 3 a round, 40 in all.
-        let short = arn.rsplit('/').next().unwrap_or(arn);
-        let mut budget = 40usize;
-        for (r, round) in rounds.iter().enumerate() {
-            let text = plain(&fs::read_to_string(&round.log).unwrap_or_default());
-            for line in text.lines().filter(|l| l.contains(short)).take(3.min(budget)) {
-                let _ = writeln!(details, "round {r} stderr: {line}");
-                budget -= 1;
-            }
-        }
+        (log, log_last)
     }
 
-    // The summary.
-    let sigkills = rounds.iter().filter(|r| r.killed).count();
-    let mut reached_by: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &rounds {
-        if let Some(p) = &r.reached {
-            *reached_by.entry(POINTS.iter().find(|x| **x == p.as_str()).copied().unwrap_or("?")).or_default() += 1;
-        }
+    /// Docker's containers of this instance.
+    pub async fn listed(&self) -> Vec<berth_docker::ContainerSummary> {
+        self.docker.list_containers(&[(labels::INSTANCE, self.instance.as_str())]).await.unwrap()
     }
-    for point in POINTS {
-        if !reached_by.contains_key(point) {
-            driver.failures.push(format!(
-                "crash point {point} was armed {TURNS} times and never reached: the scenario no longer crashes there"
-            ));
-        }
+
+    /// What the reader saw across every reconnection; the reader stops.
+    pub fn stop_reader(&mut self) -> Seen {
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        self.reader.abort();
+        seen
     }
-    let armed_not_reached: Vec<String> = rounds
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| matches!(r.kind, Kind::Crash(..)) && r.reached.is_none())
-        .map(|(i, r)| format!("{i}:{:?}", r.kind))
-        .collect();
-    eprintln!(
-        "crash test summary (seed {seed}): {} rounds, {} kills: {sigkills} by SIGKILL ({} in SIGKILL rounds, {} \
-         armed rounds whose point was not reached), {} at a crash point {reached_by:?}; armed but not reached: \
-         {armed_not_reached:?}; API up in {} rounds; submits sent {} (30 tasks), stops sent {} (7 tasks); reader: \
-         {} connections, {} changes; Docker: {counts:?}; {} containers at the end; kill loop {:.1} s, convergence \
-         {:.1} s, total {:.1} s",
-        rounds.len(),
-        rounds.iter().filter(|r| r.killed || r.reached.is_some()).count(),
-        rounds.iter().filter(|r| r.killed && matches!(r.kind, Kind::Kill(_))).count(),
-        rounds.iter().filter(|r| r.killed && matches!(r.kind, Kind::Crash(..))).count(),
-        reached_by.values().sum::<usize>(),
-        rounds.iter().filter(|r| r.up).count(),
-        driver.submit_sends,
-        driver.stop_sends,
-        seen_now.connections,
-        seen_now.changes.len(),
-        listed.len(),
-        loop_time.as_secs_f64(),
-        converge_time.as_secs_f64(),
-        began.elapsed().as_secs_f64(),
-    );
-    assert!(
-        driver.failures.is_empty(),
-        "berth did not survive the crash test (seed {seed}):\n{}\n\n{details}",
-        driver.failures.join("\n")
-    );
+
+    /// Docker's own record of the instance's containers, from the start to now; the
+    /// recorder stops.
+    pub async fn docker_record(&mut self) -> Vec<Value> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(mut child) = self.guard.events.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.events_thread.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// The path of a daemon log in the test's directory.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.guard.dir.as_ref().unwrap().path().join(name)
+    }
 }
