@@ -705,6 +705,8 @@ mod tests {
         assert_eq!(parse_pull("always"), Ok(PullBehavior::Always));
         assert_eq!(parse_pull("default"), Ok(PullBehavior::Default));
         assert!(parse_pull("never").is_err());
+        // The daemon's spellings too (one parser for both).
+        assert_eq!(parse_pull(" Prefer_Cached "), Ok(PullBehavior::PreferCached));
     }
 
     fn lines_of(chunks: &[&[u8]]) -> Vec<String> {
