@@ -86,7 +86,7 @@ impl Agent {
         berth_store::files::prepare_data_dir(data_dir).map_err(file_error(data_dir))?;
         // Only this user may enter: nothing can reach the socket between its bind and chmod.
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(file_error(data_dir))?;
-        let socket = data_dir.join("berth.sock");
+        let socket = config.socket_path();
         if socket.as_os_str().len() > server::MAX_SOCKET_PATH {
             // Refuse before taking the data directory, with the message that says what to do.
             return Err(ListenError::PathTooLong { len: socket.as_os_str().len(), path: socket }.into());
@@ -127,7 +127,7 @@ impl Agent {
         tracing::info!(socket = %socket.display(), "API listening on the unix socket");
         let (mut tcp, mut token) = (None, None);
         if let Some(addr) = config.tcp {
-            let token_file = config.token_file.clone().unwrap_or_else(|| data_dir.join("token"));
+            let token_file = config.token_path();
             let secret = server::token(&token_file).map_err(file_error(&token_file))?;
             let listener = server::bind_tcp(addr).await?;
             let bound = listener.local_addr().map_err(|source| ListenError::Bind { what: addr.to_string(), source })?;

@@ -240,6 +240,28 @@ pub enum PullBehavior {
     PreferCached,
 }
 
+/// A pull behaviour's name that is none of `default`, `always`, `once`, `prefer-cached`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pull behavior {0:?}: expected default, always, once or prefer-cached")]
+pub struct InvalidPullBehavior(pub String);
+
+impl std::str::FromStr for PullBehavior {
+    type Err = InvalidPullBehavior;
+
+    /// The one reading of a pull behaviour, for the daemon's configuration and for
+    /// `berth run --pull`: `default`, `always`, `once` or `prefer-cached` (also
+    /// `prefer_cached`), in any case, around white space.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "default" => Ok(PullBehavior::Default),
+            "always" => Ok(PullBehavior::Always),
+            "once" => Ok(PullBehavior::Once),
+            "prefer-cached" | "prefer_cached" => Ok(PullBehavior::PreferCached),
+            _ => Err(InvalidPullBehavior(s.to_owned())),
+        }
+    }
+}
+
 /// Takes a pull out of the map of pulls in flight when it ends.
 struct Leave<'a> {
     pulls: &'a Pulls,

@@ -35,5 +35,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ContainerLimits, EngineConfig, LogRotation, Timeouts};
 pub use engine::{DockerTaskEngine, EngineState, EngineStatus, TaskEngine};
 pub use error::{ContainerNotFound, EngineError, EngineExit};
-pub use executor::PullBehavior;
+pub use executor::{InvalidPullBehavior, PullBehavior};
 pub use observe::{EngineEvent, NoObserver, Observer};

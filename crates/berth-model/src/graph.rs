@@ -87,6 +87,23 @@ impl fmt::Display for GraphError {
     }
 }
 
+/// The errors [`DependencyGraph::build`] gives, as one line: each joined with `; `. The
+/// one way a rejected graph is written (`berth plan`, the engine's errors).
+#[derive(Debug, Clone, Copy)]
+pub struct GraphErrors<'a>(pub &'a [GraphError]);
+
+impl fmt::Display for GraphErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The edges of a task, indexed both ways, plus an order that puts every container after
 /// what it depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +283,8 @@ mod tests {
             msgs,
             [r#"links of "web": no container named "db""#, r#"dependsOn of "web": no container named "cache""#]
         );
+        assert_eq!(GraphErrors(&errs).to_string(), msgs.join("; "));
+        assert_eq!(GraphErrors(&[]).to_string(), "");
     }
 
     #[test]

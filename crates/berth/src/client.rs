@@ -61,7 +61,7 @@ fn default_socket() -> anyhow::Result<PathBuf> {
     let config = AgentConfig::load(file.as_deref(), &env, &Overrides::default()).with_context(|| {
         format!("cannot work out the daemon's data directory (set {HOST_ENV} or -H to name the daemon)")
     })?;
-    Ok(config.data_dir.join("berth.sock"))
+    Ok(config.socket_path())
 }
 
 /// Where the daemon listens.

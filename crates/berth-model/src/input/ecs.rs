@@ -204,15 +204,14 @@ pub(crate) fn read_containers(f: Option<Field<'_>>, flavor: Flavor, d: &mut Draf
         return;
     }
     for item in f.array(MAX_CONTAINERS, s) {
-        if let Some(c) = read_container(&item, flavor, s) {
+        if let Some(c) = item.read_object(s, |o, s| read_container(o, flavor, s)) {
             d.containers.push(c);
         }
     }
 }
 
 /// One container definition.
-fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftContainer> {
-    let mut o = f.object(s)?;
+fn read_container(o: &mut Obj<'_>, flavor: Flavor, s: &mut Sink) -> DraftContainer {
     let mut spec = ContainerSpec { essential: true, ..ContainerSpec::default() };
     if let Some(name) = o.required_string("name", s) {
         check_name(&o.path_of("name"), &name, "container name", s);
@@ -224,64 +223,22 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
         }
         spec.image = image;
     }
-    spec.command = read_command(&mut o, "command", s);
-    spec.entry_point = read_command(&mut o, "entryPoint", s);
+    spec.command = read_command(o, "command", s);
+    spec.entry_point = read_command(o, "entryPoint", s);
     spec.cpu = o.unsigned("cpu", 0, MAX_CPU_SHARES, s).unwrap_or(0);
     spec.memory = o.unsigned("memory", 0, MAX_MIB, s).filter(|&m| m > 0);
     spec.memory_reservation = o.unsigned("memoryReservation", 0, MAX_MIB, s).filter(|&m| m > 0);
     spec.essential = o.boolean("essential", s).unwrap_or(true);
     spec.environment = match flavor {
-        Flavor::Ecs => read_environment_list(&mut o, s),
-        Flavor::Seed => read_environment_map(&mut o, s),
+        Flavor::Ecs => read_environment_list(o, s),
+        Flavor::Seed => read_environment_map(o, s),
     };
-    spec.environment_files = o
-        .array("environmentFiles", MAX_ENVIRONMENT_FILES, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let value = e.required_string("value", s);
-            e.string("type", s);
-            e.finish(s);
-            value
-        })
-        .collect();
-    spec.secrets = o
-        .array("secrets", MAX_SECRETS, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let name = e.required_string("name", s);
-            let value_from = e.required_string("valueFrom", s);
-            e.finish(s);
-            Some(Secret { name: name?, value_from: value_from? })
-        })
-        .collect();
+    spec.environment_files = o.objects("environmentFiles", MAX_ENVIRONMENT_FILES, s, read_environment_file);
+    spec.secrets = o.objects("secrets", MAX_SECRETS, s, read_secret);
     spec.links = o.array("links", MAX_LINKS, s).iter().filter_map(|f| read_link(f, s)).collect();
-    spec.volumes_from = o
-        .array("volumesFrom", MAX_VOLUMES_FROM, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let source = e.required_string("sourceContainer", s);
-            let read_only = e.boolean("readOnly", s).unwrap_or(false);
-            e.finish(s);
-            Some(VolumeFrom { source_container: source?, read_only })
-        })
-        .collect();
-    spec.mount_points = o
-        .array("mountPoints", MAX_MOUNT_POINTS, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let source = e.required_string("sourceVolume", s);
-            let path = e.required_string("containerPath", s);
-            let read_only = e.boolean("readOnly", s).unwrap_or(false);
-            e.finish(s);
-            Some(MountPoint { source_volume: source?, container_path: path?, read_only })
-        })
-        .collect();
-    spec.port_mappings =
-        o.array("portMappings", MAX_PORT_MAPPINGS, s).iter().filter_map(|f| read_port_mapping(f, s)).collect();
+    spec.volumes_from = o.objects("volumesFrom", MAX_VOLUMES_FROM, s, read_volume_from);
+    spec.mount_points = o.objects("mountPoints", MAX_MOUNT_POINTS, s, read_mount_point);
+    spec.port_mappings = o.objects("portMappings", MAX_PORT_MAPPINGS, s, read_port_mapping);
     spec.docker_labels = o.string_map("dockerLabels", LABEL_LIMITS, s);
     spec.working_directory = o.non_empty_string("workingDirectory", s);
     spec.user = o.non_empty_string("user", s);
@@ -290,38 +247,20 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
     spec.health_check = o.object("healthCheck", s).map(|h| Box::new(read_health_check(h, s)));
     let mut depends_on_paths = Vec::new();
     for f in o.array("dependsOn", MAX_DEPENDS_ON, s) {
-        if let Some(dep) = read_dependency(&f, s) {
+        if let Some(dep) = f.read_object(s, read_dependency).flatten() {
             spec.depends_on.push(dep);
             depends_on_paths.push(f.path);
         }
     }
-    spec.ulimits = o.array("ulimits", MAX_ULIMITS, s).iter().filter_map(|f| read_ulimit(f, s)).collect();
+    spec.ulimits = o.objects("ulimits", MAX_ULIMITS, s, read_ulimit);
     spec.readonly_root_filesystem = o.boolean("readonlyRootFilesystem", s).unwrap_or(false);
-    spec.extra_hosts = o
-        .array("extraHosts", MAX_EXTRA_HOSTS, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let hostname = e.required_string("hostname", s);
-            let ip_address = e.required_string("ipAddress", s);
-            e.finish(s);
-            Some(ExtraHost { hostname: hostname?, ip_address: ip_address? })
-        })
-        .collect();
+    spec.extra_hosts = o.objects("extraHosts", MAX_EXTRA_HOSTS, s, read_extra_host);
     spec.dns_servers = o.strings("dnsServers", MAX_DNS_ENTRIES, s);
     spec.dns_search_domains = o.strings("dnsSearchDomains", MAX_DNS_ENTRIES, s);
     spec.linux_parameters = o.object("linuxParameters", s).map(|l| read_linux_parameters(l, s)).unwrap_or_default();
     spec.privileged = o.boolean("privileged", s).unwrap_or(false);
     spec.docker_security_options = o.strings("dockerSecurityOptions", MAX_SECURITY_OPTIONS, s);
-    for f in o.array("systemControls", MAX_SYSTEM_CONTROLS, s) {
-        let Some(mut e) = f.object(s) else { continue };
-        let namespace = e.required_string("namespace", s);
-        let value = e.required_string("value", s);
-        e.finish(s);
-        if let (Some(n), Some(v)) = (namespace, value) {
-            spec.system_controls.insert(n, v);
-        }
-    }
+    spec.system_controls = o.objects("systemControls", MAX_SYSTEM_CONTROLS, s, read_system_control);
     spec.log_configuration = o.object("logConfiguration", s).and_then(|l| read_log_configuration(l, s)).map(Box::new);
     let mut desired_status = ContainerStatus::Running;
     if flavor == Flavor::Seed
@@ -337,9 +276,50 @@ fn read_container(f: &Field<'_>, flavor: Flavor, s: &mut Sink) -> Option<DraftCo
     for key in CONTAINER_NOT_ACTED_ON {
         o.not_acted_on(key, s);
     }
-    let path = o.path.clone();
-    o.finish(s);
-    Some(DraftContainer { path, spec, desired_status, depends_on_paths })
+    DraftContainer { path: o.path.clone(), spec, desired_status, depends_on_paths }
+}
+
+/// An `environmentFiles` entry: its `value` (the file's ARN).
+fn read_environment_file(e: &mut Obj<'_>, s: &mut Sink) -> Option<String> {
+    let value = e.required_string("value", s);
+    e.string("type", s);
+    value
+}
+
+/// A `secrets` entry.
+fn read_secret(e: &mut Obj<'_>, s: &mut Sink) -> Option<Secret> {
+    let name = e.required_string("name", s);
+    let value_from = e.required_string("valueFrom", s);
+    Some(Secret { name: name?, value_from: value_from? })
+}
+
+/// A `volumesFrom` entry.
+fn read_volume_from(e: &mut Obj<'_>, s: &mut Sink) -> Option<VolumeFrom> {
+    let source = e.required_string("sourceContainer", s);
+    let read_only = e.boolean("readOnly", s).unwrap_or(false);
+    Some(VolumeFrom { source_container: source?, read_only })
+}
+
+/// A `mountPoints` entry.
+fn read_mount_point(e: &mut Obj<'_>, s: &mut Sink) -> Option<MountPoint> {
+    let source = e.required_string("sourceVolume", s);
+    let path = e.required_string("containerPath", s);
+    let read_only = e.boolean("readOnly", s).unwrap_or(false);
+    Some(MountPoint { source_volume: source?, container_path: path?, read_only })
+}
+
+/// An `extraHosts` entry.
+fn read_extra_host(e: &mut Obj<'_>, s: &mut Sink) -> Option<ExtraHost> {
+    let hostname = e.required_string("hostname", s);
+    let ip_address = e.required_string("ipAddress", s);
+    Some(ExtraHost { hostname: hostname?, ip_address: ip_address? })
+}
+
+/// A `systemControls` entry, as the namespace and its value.
+fn read_system_control(e: &mut Obj<'_>, s: &mut Sink) -> Option<(String, String)> {
+    let namespace = e.required_string("namespace", s);
+    let value = e.required_string("value", s);
+    Some((namespace?, value?))
 }
 
 /// ECS `environment`: `[{"name": ..., "value": ...}]`, a `null` or absent value being "".
@@ -347,11 +327,10 @@ fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, Stri
     let mut env = BTreeMap::new();
     let Some(f) = o.field("environment") else { return env };
     for item in f.array(MAX_ENVIRONMENT, s) {
-        let Some(mut e) = item.object(s) else { continue };
-        let name = e.required_string("name", s);
-        let value = e.string("value", s).unwrap_or_default();
-        let name_path = e.path_of("name");
-        e.finish(s);
+        let read = |e: &mut Obj<'_>, s: &mut Sink| {
+            (e.required_string("name", s), e.string("value", s).unwrap_or_default(), e.path_of("name"))
+        };
+        let Some((name, value, name_path)) = item.read_object(s, read) else { continue };
         if let Some(name) = name
             && env_name_ok(&name_path, &name, s)
             && env.insert(name, value).is_some()
@@ -406,8 +385,7 @@ fn read_link(f: &Field<'_>, s: &mut Sink) -> Option<Link> {
 }
 
 /// A `portMappings` entry.
-fn read_port_mapping(f: &Field<'_>, s: &mut Sink) -> Option<PortMapping> {
-    let mut e = f.object(s)?;
+fn read_port_mapping(e: &mut Obj<'_>, s: &mut Sink) -> Option<PortMapping> {
     let container_port = e.unsigned("containerPort", 1, 65535, s);
     let host_port = e.unsigned("hostPort", 0, 65535, s).unwrap_or(0);
     let protocol = match e.field("protocol") {
@@ -429,7 +407,6 @@ fn read_port_mapping(f: &Field<'_>, s: &mut Sink) -> Option<PortMapping> {
     for key in ["name", "appProtocol", "containerPortRange"] {
         e.not_acted_on(key, s);
     }
-    e.finish(s);
     Some(PortMapping {
         container_port: u16::try_from(container_port?).ok()?,
         host_port: u16::try_from(host_port).ok()?,
@@ -467,8 +444,7 @@ fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> HealthCheck {
 }
 
 /// A `dependsOn` entry.
-fn read_dependency(f: &Field<'_>, s: &mut Sink) -> Option<Dependency> {
-    let mut e = f.object(s)?;
+fn read_dependency(e: &mut Obj<'_>, s: &mut Sink) -> Option<Dependency> {
     let name = e.required_string("containerName", s);
     let condition_path = e.path_of("condition");
     let condition = match e.required_string("condition", s).as_deref() {
@@ -485,13 +461,11 @@ fn read_dependency(f: &Field<'_>, s: &mut Sink) -> Option<Dependency> {
         }
         None => None,
     };
-    e.finish(s);
     Some(Dependency { container_name: name?, condition: condition? })
 }
 
 /// A `ulimits` entry.
-fn read_ulimit(f: &Field<'_>, s: &mut Sink) -> Option<Ulimit> {
-    let mut e = f.object(s)?;
+fn read_ulimit(e: &mut Obj<'_>, s: &mut Sink) -> Option<Ulimit> {
     let name_path = e.path_of("name");
     let name = e.required_string("name", s);
     if let Some(n) = &name
@@ -506,15 +480,14 @@ fn read_ulimit(f: &Field<'_>, s: &mut Sink) -> Option<Ulimit> {
         }
         v
     };
-    let soft = limit(&mut e, "softLimit", s);
-    let hard = limit(&mut e, "hardLimit", s);
+    let soft = limit(e, "softLimit", s);
+    let hard = limit(e, "hardLimit", s);
     if let (Some(soft), Some(hard)) = (soft, hard) {
         let unlimited = |v: i64| if v < 0 { i64::MAX } else { v };
         if unlimited(soft) > unlimited(hard) {
             s.error(&e.path, format!("softLimit {soft} is above hardLimit {hard}"));
         }
     }
-    e.finish(s);
     Some(Ulimit { name: name?, soft_limit: soft?, hard_limit: hard? })
 }
 
@@ -528,46 +501,40 @@ fn read_linux_parameters(mut o: Obj<'_>, s: &mut Sink) -> LinuxParameters {
     }
     lp.init_process_enabled = o.boolean("initProcessEnabled", s).unwrap_or(false);
     lp.shared_memory_size = o.unsigned("sharedMemorySize", 0, MAX_MIB, s);
-    lp.tmpfs = o
-        .array("tmpfs", MAX_TMPFS, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let path = e.required_string("containerPath", s);
-            let size = e.unsigned("size", 1, MAX_MIB, s);
-            if !e.has("size") {
-                s.error(&e.path_of("size"), "required field is missing");
-            }
-            let mount_options = e.strings("mountOptions", MAX_TMPFS_MOUNT_OPTIONS, s);
-            e.finish(s);
-            Some(Tmpfs { container_path: path?, size: size?, mount_options })
-        })
-        .collect();
-    lp.devices = o
-        .array("devices", MAX_DEVICES, s)
-        .iter()
-        .filter_map(|f| {
-            let mut e = f.object(s)?;
-            let host_path = e.required_string("hostPath", s);
-            let container_path = e.non_empty_string("containerPath", s);
-            let permissions_path = e.path_of("permissions");
-            let permissions = e.strings("permissions", MAX_DEVICE_PERMISSIONS, s);
-            for (i, p) in permissions.iter().enumerate() {
-                if !matches!(p.as_str(), "read" | "write" | "mknod") {
-                    s.error(
-                        &index_path(&permissions_path, i),
-                        format!("expected \"read\", \"write\" or \"mknod\", found {}", quote(p)),
-                    );
-                }
-            }
-            e.finish(s);
-            Some(Device { host_path: host_path?, container_path, permissions })
-        })
-        .collect();
+    lp.tmpfs = o.objects("tmpfs", MAX_TMPFS, s, read_tmpfs);
+    lp.devices = o.objects("devices", MAX_DEVICES, s, read_device);
     o.not_acted_on("maxSwap", s);
     o.not_acted_on("swappiness", s);
     o.finish(s);
     lp
+}
+
+/// A `linuxParameters.tmpfs` entry.
+fn read_tmpfs(e: &mut Obj<'_>, s: &mut Sink) -> Option<Tmpfs> {
+    let path = e.required_string("containerPath", s);
+    let size = e.unsigned("size", 1, MAX_MIB, s);
+    if !e.has("size") {
+        s.error(&e.path_of("size"), "required field is missing");
+    }
+    let mount_options = e.strings("mountOptions", MAX_TMPFS_MOUNT_OPTIONS, s);
+    Some(Tmpfs { container_path: path?, size: size?, mount_options })
+}
+
+/// A `linuxParameters.devices` entry.
+fn read_device(e: &mut Obj<'_>, s: &mut Sink) -> Option<Device> {
+    let host_path = e.required_string("hostPath", s);
+    let container_path = e.non_empty_string("containerPath", s);
+    let permissions_path = e.path_of("permissions");
+    let permissions = e.strings("permissions", MAX_DEVICE_PERMISSIONS, s);
+    for (i, p) in permissions.iter().enumerate() {
+        if !matches!(p.as_str(), "read" | "write" | "mknod") {
+            s.error(
+                &index_path(&permissions_path, i),
+                format!("expected \"read\", \"write\" or \"mknod\", found {}", quote(p)),
+            );
+        }
+    }
+    Some(Device { host_path: host_path?, container_path, permissions })
 }
 
 /// `logConfiguration`: kept for the drivers berth honours, otherwise a warning and `None`
@@ -595,12 +562,11 @@ fn read_log_configuration(mut o: Obj<'_>, s: &mut Sink) -> Option<LogConfigurati
 pub(crate) fn read_volumes(f: Option<Field<'_>>, d: &mut Draft, s: &mut Sink) {
     let Some(f) = f else { return };
     d.volumes_read = matches!(f.value, serde_json::Value::Array(items) if items.len() <= MAX_VOLUMES);
-    d.volumes = f.array(MAX_VOLUMES, s).iter().filter_map(|f| read_volume(f, s)).collect();
+    d.volumes = f.array(MAX_VOLUMES, s).iter().filter_map(|f| f.read_object(s, read_volume)).collect();
 }
 
 /// One task volume.
-fn read_volume(f: &Field<'_>, s: &mut Sink) -> Option<DraftVolume> {
-    let mut o = f.object(s)?;
+fn read_volume(o: &mut Obj<'_>, s: &mut Sink) -> DraftVolume {
     let name = o.required_string("name", s).unwrap_or_default();
     if !name.is_empty() {
         check_name(&o.path_of("name"), &name, "volume name", s);
@@ -636,9 +602,7 @@ fn read_volume(f: &Field<'_>, s: &mut Sink) -> Option<DraftVolume> {
         Some("dockerVolumeConfiguration") | None => docker.map_or(VolumeKind::Empty, VolumeKind::Docker),
         Some(other) => VolumeKind::Unsupported { kind: other.to_string() },
     };
-    let path = o.path.clone();
-    o.finish(s);
-    Some(DraftVolume { path, volume: Volume::new(name, kind) })
+    DraftVolume { path: o.path.clone(), volume: Volume::new(name, kind) }
 }
 
 /// `dockerVolumeConfiguration`.

@@ -244,6 +244,15 @@ impl<'v> Field<'v> {
         }
     }
 
+    /// The value as an object read by `read`, then finished (its keys `read` did not ask
+    /// for are warned about after whatever `read` reported); `None` when it is not an object.
+    pub fn read_object<T>(&self, s: &mut Sink, read: impl FnOnce(&mut Obj<'v>, &mut Sink) -> T) -> Option<T> {
+        let mut o = self.object(s)?;
+        let value = read(&mut o, s);
+        o.finish(s);
+        Some(value)
+    }
+
     /// The elements of an array of at most `max` elements, each with its path (`null`
     /// elements included); a longer array is an error and none of it is read.
     pub fn array(&self, max: usize, s: &mut Sink) -> Vec<Field<'v>> {
@@ -368,6 +377,19 @@ impl<'v> Obj<'v> {
     /// The elements of an array field of at most `max` elements (empty when absent).
     pub fn array(&mut self, key: &str, max: usize, s: &mut Sink) -> Vec<Field<'v>> {
         self.field(key).map(|f| f.array(max, s)).unwrap_or_default()
+    }
+
+    /// The array field `key` (at most `max` elements; none when absent), each element read
+    /// as an object by `read` ([`Field::read_object`]); elements that are not objects, or
+    /// that `read` makes nothing of, are left out.
+    pub fn objects<T, C: FromIterator<T>>(
+        &mut self,
+        key: &str,
+        max: usize,
+        s: &mut Sink,
+        mut read: impl FnMut(&mut Obj<'v>, &mut Sink) -> Option<T>,
+    ) -> C {
+        self.array(key, max, s).iter().filter_map(|f| f.read_object(s, &mut read).flatten()).collect()
     }
 
     /// An array of at most `max` strings (empty when absent).

@@ -18,7 +18,7 @@ use crate::taskfile;
 use anyhow::{Context, bail};
 use berth_model::container::DependencyCondition;
 use berth_model::event::take_changes;
-use berth_model::graph::{DependencyGraph, EdgeKind};
+use berth_model::graph::{DependencyGraph, EdgeKind, GraphErrors};
 use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome, PlanConfig};
 use berth_model::{ContainerStatus, HealthStatus, Task, TaskStatus};
 use chrono::{DateTime, Duration, Utc};
@@ -75,8 +75,7 @@ impl Plan {
 
 /// The whole dry run as text.
 fn dry_run(mut task: Task, then_stop: bool) -> anyhow::Result<String> {
-    let graph = DependencyGraph::build(&task)
-        .map_err(|errs| anyhow::anyhow!("{}", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+    let graph = DependencyGraph::build(&task).map_err(|errs| anyhow::anyhow!("{}", GraphErrors(&errs)))?;
     let cfg = PlanConfig::default();
     let mut out = String::new();
     let names: Vec<&str> = graph.start_order().iter().map(|&i| task.containers[i].name()).collect();

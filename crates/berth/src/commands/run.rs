@@ -20,6 +20,7 @@
 use crate::progress::Console;
 use crate::taskfile;
 use anyhow::Context;
+use berth_agent::config::state_home;
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, PullBehavior, TaskEngine};
 use berth_model::{ContainerStatus, StateChange, Task, TaskStatus};
@@ -70,19 +71,11 @@ pub struct Run {
     #[arg(long, value_name = "FILE")]
     secrets: Option<PathBuf>,
     /// How images are pulled: default (pull; if that fails, use the local image), always,
-    /// once (the first time), prefer-cached (pull only what is missing).
-    #[arg(long, value_name = "BEHAVIOUR", default_value = "default", value_parser = parse_pull)]
+    /// once (the first time), prefer-cached (pull only what is missing); spelt as the
+    /// daemon's pull_behavior.
+    // Read by `PullBehavior`'s `FromStr`, the one parser the daemon's configuration uses too.
+    #[arg(long, value_name = "BEHAVIOUR", default_value = "default")]
     pull: PullBehavior,
-}
-
-fn parse_pull(s: &str) -> Result<PullBehavior, String> {
-    match s {
-        "default" => Ok(PullBehavior::Default),
-        "always" => Ok(PullBehavior::Always),
-        "once" => Ok(PullBehavior::Once),
-        "prefer-cached" => Ok(PullBehavior::PreferCached),
-        other => Err(format!("{other:?}: expected default, always, once or prefer-cached")),
-    }
 }
 
 impl Run {
@@ -608,13 +601,12 @@ fn low_byte(code: i64) -> u8 {
     u8::try_from(code.rem_euclid(256)).unwrap_or(u8::MAX)
 }
 
-/// A fresh directory under the user's state directory (`$XDG_STATE_HOME`, else
-/// `~/.local/state`, else the temp directory): `berth/run-<pid>-<random>`.
+/// A fresh directory under the user's state directory (the daemon's rule,
+/// [`state_home`]: an absolute `$XDG_STATE_HOME`, else `$HOME/.local/state`), else under
+/// the temp directory: `berth/run-<pid>-<random>`.
 fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
+    let var = |name: &str| std::env::var_os(name);
+    let base = state_home(var("XDG_STATE_HOME").as_deref(), var("HOME").as_deref()).unwrap_or_else(std::env::temp_dir);
     base.join("berth").join(format!("run-{}-{:08x}", std::process::id(), rand::random::<u32>()))
 }
 
@@ -706,11 +698,15 @@ mod tests {
 
     #[test]
     fn pull_behaviours_are_named_as_in_the_spec() {
+        // `--pull` is read by `PullBehavior`'s `FromStr` (the function this tested went).
+        let parse_pull = |s: &str| s.parse::<PullBehavior>();
         assert_eq!(parse_pull("prefer-cached"), Ok(PullBehavior::PreferCached));
         assert_eq!(parse_pull("once"), Ok(PullBehavior::Once));
         assert_eq!(parse_pull("always"), Ok(PullBehavior::Always));
         assert_eq!(parse_pull("default"), Ok(PullBehavior::Default));
         assert!(parse_pull("never").is_err());
+        // The daemon's spellings too (one parser for both).
+        assert_eq!(parse_pull(" Prefer_Cached "), Ok(PullBehavior::PreferCached));
     }
 
     fn lines_of(chunks: &[&[u8]]) -> Vec<String> {
