@@ -47,8 +47,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 pub const ENV_PREFIX: &str = "BERTH_";
 
 /// `BERTH_*` variables that are not settings of this module: the clients' (`BERTH_HOST`,
-/// `BERTH_TOKEN`), the daemon's `--config` (`BERTH_CONFIG`) and the crash-point test hook
-/// (`BERTH_CRASH_AT`). The daemon does not warn about them.
+/// `BERTH_TOKEN`), the daemon's `--config` (`BERTH_CONFIG`) and the crash-point hook of
+/// test builds (`BERTH_CRASH_AT`: only a binary built with berth-store's `crash-points`
+/// feature reads it; other builds ignore it). The daemon does not warn about them.
 pub const CLIENT_ENV: &[&str] = &["BERTH_HOST", "BERTH_TOKEN", "BERTH_CONFIG", "BERTH_CRASH_AT"];
 
 /// The name of the token file in the data directory when `token_file` is not set.
