@@ -1,6 +1,7 @@
 //! The fake daemon's event hub: retained history and live subscribers. An event is made
 //! once, as Docker sends it ([`DockerEvent`], attributes and all), when it happens; the
-//! history keeps it and every subscriber's channel gets a copy.
+//! history and every subscriber's channel share it, and a stream hands out its own copy
+//! (the event itself once nothing else holds it).
 
 use berth_docker::{ContainerConfig, DockerError, DockerEvent, ErrorKind, EventStream};
 use berth_model::HealthStatus;
@@ -8,6 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 /// How many events Docker keeps for replay.
@@ -67,12 +69,12 @@ impl Action {
 }
 
 /// What a subscriber's channel carries: an event, or the error that ends the stream.
-type Item = Result<DockerEvent, DockerError>;
+type Item = Result<Arc<DockerEvent>, DockerError>;
 
 /// History and subscribers. Lives inside the fake's state, under its lock.
 #[derive(Debug, Default)]
 pub(crate) struct EventHub {
-    history: VecDeque<DockerEvent>,
+    history: VecDeque<Arc<DockerEvent>>,
     subscribers: Vec<UnboundedSender<Item>>,
     drop_next: usize,
     last_time: Option<DateTime<Utc>>,
@@ -91,10 +93,11 @@ impl EventHub {
 
     /// Record `event` and deliver it to every live subscriber (unless it is to be dropped).
     pub fn publish(&mut self, event: DockerEvent) {
+        let event = Arc::new(event);
         if self.drop_next > 0 {
             self.drop_next -= 1;
         } else {
-            self.subscribers.retain(|tx| tx.send(Ok(event.clone())).is_ok());
+            self.subscribers.retain(|tx| tx.send(Ok(Arc::clone(&event))).is_ok());
         }
         if self.history.len() == EVENT_HISTORY {
             self.history.pop_front();
@@ -112,7 +115,7 @@ impl EventHub {
         let (tx, mut rx) = unbounded_channel();
         self.subscribers.push(tx);
         let live = stream::poll_fn(move |cx| rx.poll_recv(cx));
-        stream::iter(replay).chain(live).boxed()
+        stream::iter(replay).chain(live).map(|item| item.map(Arc::unwrap_or_clone)).boxed()
     }
 
     /// The next `n` events reach no subscriber.
@@ -129,7 +132,7 @@ impl EventHub {
 
     /// The retained history, oldest first.
     pub fn history(&self) -> Vec<DockerEvent> {
-        self.history.iter().cloned().collect()
+        self.history.iter().map(|e| DockerEvent::clone(e)).collect()
     }
 
     /// How many streams are open (their receivers not yet dropped, as far as known).

@@ -3,8 +3,8 @@
 //! indexes by id and by name, so each call costs O(log n) in the number of containers
 //! (only listing walks them all); a container keeps its create request as given.
 
-use crate::behaviour::{BehaviourFn, default_behaviour};
 use crate::behaviour::has_health_check;
+use crate::behaviour::{BehaviourFn, default_behaviour};
 use crate::events::{Action, EventHub};
 use crate::fault::{Fault, Op};
 use crate::snapshot::{ContainerSnapshot, RunState};
@@ -279,14 +279,26 @@ impl State {
     /// under its target.
     pub fn count(&mut self, op: Op, target: &str) {
         *self.calls.entry(op).or_default() += 1;
+        let image_key;
         let key = if op.on_container() {
-            self.container(target).map_or_else(|| target.trim_start_matches('/').to_string(), |c| c.name.clone())
+            let seq = self.resolve(target);
+            match seq.and_then(|seq| self.containers.get(&seq)) {
+                Some(c) => c.name.as_str(),
+                None => target.trim_start_matches('/'),
+            }
         } else if op.on_image() {
-            self.resolve_image(target).unwrap_or_else(|| normalize_image(target))
+            image_key = self.resolve_image(target).unwrap_or_else(|| normalize_image(target));
+            image_key.as_str()
         } else {
-            target.to_string()
+            target
         };
-        *self.calls_on.entry(op).or_default().entry(key).or_default() += 1;
+        let by_target = self.calls_on.entry(op).or_default();
+        match by_target.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                by_target.insert(key.to_string(), 1);
+            }
+        }
     }
 
     /// How many calls of `op` were counted on `target` (an image reference normalized).
@@ -430,7 +442,8 @@ impl State {
 
     pub fn remove_volume(&mut self, name: &str) -> Result<(), DockerError> {
         if let Some(users) = self.volume_users.get(name).filter(|u| !u.is_empty()) {
-            let ids: Vec<String> = users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id.clone()).collect();
+            let ids: Vec<String> =
+                users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id.clone()).collect();
             return Err(error(
                 ErrorKind::Conflict,
                 Op::RemoveVolume,

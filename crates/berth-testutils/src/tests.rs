@@ -151,7 +151,7 @@ async fn the_request_is_kept_as_given_and_the_behaviour_sees_it_whole() {
     let snap = fake.container(&id).unwrap();
     assert_eq!((snap.name.as_str(), &snap.config), ("given", &full), "the name without its `/`, the request as given");
     assert_eq!(snap.health, None, "a NONE health check is none");
-    assert_eq!(*seen.lock().unwrap(), [full.clone()]);
+    assert_eq!(*seen.lock().unwrap(), std::slice::from_ref(&full));
 
     // An unnamed container gets a name of Docker's choosing; its request stays unnamed.
     let unnamed = ContainerConfig { name: String::new(), ..config("x", &[]) };
