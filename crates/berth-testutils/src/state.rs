@@ -3,8 +3,7 @@
 //! indexes by id and by name, so each call costs O(log n) in the number of containers
 //! (only listing walks them all); a container keeps its create request as given.
 
-use crate::behaviour::has_health_check;
-use crate::behaviour::{BehaviourFn, default_behaviour};
+use crate::behaviour::{BehaviourFn, default_behaviour, has_health_check};
 use crate::events::{Action, EventHub};
 use crate::fault::{Fault, Op};
 use crate::snapshot::{ContainerSnapshot, RunState};
