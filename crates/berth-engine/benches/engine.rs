@@ -12,11 +12,13 @@
 //! For each: wall time up (all adds to the last RUNNING) and down (all stops to the last
 //! STOPPED), container transitions (PULLED, CREATED, RUNNING, STOPPED: 4 per container, as
 //! read from `task_events()`) per second, peak RSS (VmHWM of the process: engine, fake Docker
-//! and this driver together), and group commits (saves of a non-empty group, counted by a
-//! saver that wraps the real one).
+//! and this driver together), the engine's own memory (that peak minus the peak of `fake`,
+//! which holds the same containers without an engine), and group commits (saves of a
+//! non-empty group, counted by a saver that wraps the real one).
 //!
 //! Each configuration runs in its own child process (this binary again, with `--child`), so
-//! its peak RSS is its own.
+//! its peak RSS is its own. `fake` always runs, first, since the engine's own memory is
+//! measured against it.
 //!
 //! `cargo bench -p berth-engine --bench engine` (well under a minute on 2 cores). Options
 //! after `--`: `--quick` (1,000 tasks), `--tasks N` (or `BERTH_BENCH_TASKS=N`),
@@ -62,8 +64,9 @@ const TRANSITIONS_PER_CONTAINER: usize = 4;
 const IN_FLIGHT: usize = 1_024;
 /// No state change for this long: the run has stalled.
 const STALL: Duration = Duration::from_secs(60);
-/// Peak RSS target, both configurations.
-const RSS_TARGET_MB: f64 = 150.0;
+/// Target of the engine's own peak memory (the run's peak RSS minus the fake's alone), both
+/// configurations.
+const OWN_TARGET_MB: f64 = 110.0;
 /// What a child prints before each result line.
 const RESULT: &str = "berth-bench";
 
@@ -194,7 +197,8 @@ fn parent(args: &Args) -> ExitCode {
     }
     let mut results = Vec::new();
     let mut failed = false;
-    for mode in Mode::ALL.into_iter().filter(|m| args.only.is_none_or(|o| o == *m)) {
+    // The fake alone always runs: the engine's own memory is measured against it.
+    for mode in Mode::ALL.into_iter().filter(|m| args.only.is_none_or(|o| o == *m || *m == Mode::Fake)) {
         eprintln!("running {} ...", mode.describe());
         let mut command = Command::new(&exe);
         command.args(["--child", mode.name(), "--tasks", &args.tasks.to_string()]);
@@ -243,22 +247,24 @@ impl Results {
 fn table(results: &[(Mode, Results)]) {
     println!();
     println!(
-        "| configuration | up (s) | down (s) | up + down (s) | transitions | transitions/s | target | peak RSS (MB) | group commits | fsyncs | met |"
+        "| configuration | up (s) | down (s) | up + down (s) | transitions | transitions/s | target | peak RSS (MB) | engine's own (MB) | group commits | fsyncs | met |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    let fake_rss = results.iter().find(|(m, _)| *m == Mode::Fake).map_or(f64::NAN, |(_, r)| r.num("peak_rss_mb"));
     for (mode, r) in results {
         let rate = r.num("transitions_per_s");
         let rss = r.num("peak_rss_mb");
-        let (target, commits, fsyncs, met) = match mode.target() {
-            None => ("—".to_string(), "—", "—", "—"),
+        let (target, own, commits, fsyncs, met) = match mode.target() {
+            None => ("—".to_string(), "—".to_string(), "—", "—", "—"),
             Some(target) => {
-                let met = if rate >= target && rss < RSS_TARGET_MB { "yes" } else { "NO" };
+                let own = rss - fake_rss;
+                let met = if rate >= target && own < OWN_TARGET_MB { "yes" } else { "NO" };
                 let fsyncs = if *mode == Mode::Durable { r.get("group_commits") } else { "0" };
-                (format!("≥ {target:.0}"), r.get("group_commits"), fsyncs, met)
+                (format!("≥ {target:.0}"), format!("{own:.1}"), r.get("group_commits"), fsyncs, met)
             }
         };
         println!(
-            "| {} | {:.3} | {:.3} | {:.3} | {} | {:.0} | {target} | {rss:.1} | {commits} | {fsyncs} | {met} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {} | {:.0} | {target} | {rss:.1} | {own} | {commits} | {fsyncs} | {met} |",
             mode.name(),
             r.num("up_s"),
             r.num("down_s"),
@@ -270,13 +276,17 @@ fn table(results: &[(Mode, Results)]) {
     println!();
     println!("transitions: state changes read from task_events() (PULLED, CREATED, RUNNING, STOPPED per container);");
     println!(
-        "transitions/s = transitions / (up + down). Targets: memory ≥ 100,000/s, durable ≥ 20,000/s, peak RSS < 150 MB."
+        "transitions/s = transitions / (up + down). Targets: memory ≥ 100,000/s, durable ≥ 20,000/s, engine's own < {OWN_TARGET_MB:.0} MB."
     );
     println!("group commits: saves of a non-empty group. The durable store commits each group as one redb write");
     println!("transaction with Durability::Immediate: one fsync (fdatasync) per group commit, which is the fsyncs");
     println!("column (redb also syncs the file once each time it grows it, and a few times when it creates it: not");
     println!("counted here); MemorySaver makes none.");
     println!("peak RSS: VmHWM of the child process (the engine, the fake Docker and this driver together).");
+    println!(
+        "engine's own: the run's peak RSS minus the fake's alone ({fake_rss:.1} MB: the same containers' Docker calls"
+    );
+    println!("and events, the process's runtime and a driver; no engine).");
     println!(
         "fake: the same Docker calls and event reading without an engine (4 calls' worth of transitions per container)."
     );

@@ -51,7 +51,7 @@ impl Specs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_model::{Container, thin_vec};
+    use berth_model::Container;
 
     fn task(arn: &str, commands: &[&str]) -> Task {
         let containers = commands
@@ -61,7 +61,7 @@ mod tests {
                 Container::new(ContainerSpec {
                     name: format!("c{i}"),
                     image: "busybox".into(),
-                    command: thin_vec![(*command).to_string()],
+                    command: vec![(*command).to_string()],
                     essential: true,
                     ..ContainerSpec::default()
                 })

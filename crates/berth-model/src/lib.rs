@@ -23,9 +23,6 @@ pub use container::{ApplyError, Container, ContainerSpec};
 pub use event::StateChange;
 pub use status::{ContainerStatus, HealthStatus, TaskStatus};
 pub use task::{Task, task_completed};
-/// The thin vector of [`ContainerSpec`]'s lists (8 bytes, no allocation when empty), so that
-/// other crates need not depend on `thin-vec` themselves.
-pub use thin_vec::{ThinVec, thin_vec};
 pub use volume::{Volume, VolumeKind};
 
 /// Whether `value` is its type's default: the fields of a stored task that are skipped when

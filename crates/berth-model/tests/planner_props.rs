@@ -12,9 +12,7 @@ use berth_model::container::{
     ContainerSpec, Dependency, DependencyCondition, HealthCheck, Link, MountPoint, VolumeFrom,
 };
 use berth_model::task::NetworkMode;
-use berth_model::{
-    Container, ContainerStatus, Task, TaskStatus, ThinVec, Volume, VolumeKind, task_completed, thin_vec,
-};
+use berth_model::{Container, ContainerStatus, Task, TaskStatus, Volume, VolumeKind, task_completed};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use support::{ActionKind, Behaviour, Fault, Scripted, World};
@@ -77,7 +75,7 @@ fn build(s: &Scenario) -> (Task, BTreeMap<String, Behaviour>) {
         };
         if g.health.is_some() {
             spec.health_check =
-                Some(Box::new(HealthCheck { command: thin_vec!["CMD".into(), "true".into()], ..Default::default() }));
+                Some(Box::new(HealthCheck { command: vec!["CMD".into(), "true".into()], ..Default::default() }));
         }
         if g.mounts_volume {
             spec.mount_points.push(MountPoint {
@@ -114,7 +112,7 @@ fn build(s: &Scenario) -> (Task, BTreeMap<String, Behaviour>) {
     }
     let mut containers: Vec<Container> = specs.into_iter().map(Container::new).collect();
     if s.awsvpc {
-        containers.insert(0, Container::new(ContainerSpec::pause(ThinVec::new())));
+        containers.insert(0, Container::new(ContainerSpec::pause(Vec::new())));
     }
     let mut task = Task::new(
         "arn:berth:task/prop".into(),

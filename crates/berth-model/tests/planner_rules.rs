@@ -9,8 +9,7 @@ use berth_model::graph::DependencyGraph;
 use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome, Plan, PlanConfig, VolumeAction};
 use berth_model::task::NetworkMode;
 use berth_model::{
-    ApplyError, Container, ContainerStatus, HealthStatus, Task, TaskStatus, ThinVec, Volume, VolumeKind,
-    task_completed, thin_vec,
+    ApplyError, Container, ContainerStatus, HealthStatus, Task, TaskStatus, Volume, VolumeKind, task_completed,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
@@ -103,8 +102,7 @@ fn depends(condition: DependencyCondition) -> Task {
     let mut app = spec("app", true);
     app.depends_on.push(Dependency { container_name: "dep".into(), condition });
     let mut dep = spec("dep", false);
-    dep.health_check =
-        Some(Box::new(HealthCheck { command: thin_vec!["CMD".into(), "true".into()], ..Default::default() }));
+    dep.health_check = Some(Box::new(HealthCheck { command: vec!["CMD".into(), "true".into()], ..Default::default() }));
     let mut t = task(vec![dep, app]);
     set(&mut t, "dep", ContainerStatus::Created);
     set(&mut t, "app", ContainerStatus::Pulled);
@@ -348,7 +346,7 @@ fn an_unsupported_volume_stops_the_task_with_a_reason() {
 
 #[test]
 fn awsvpc_containers_wait_for_the_pause_container_which_stops_last_and_is_hidden() {
-    let mut t = task(vec![ContainerSpec::pause(ThinVec::new()), spec("app", true)]);
+    let mut t = task(vec![ContainerSpec::pause(Vec::new()), spec("app", true)]);
     t.network_mode = NetworkMode::Awsvpc;
     let mut w = World::new(t, BTreeMap::new());
     assert!(w.run(&mut First, 1000));
@@ -366,7 +364,7 @@ fn awsvpc_containers_wait_for_the_pause_container_which_stops_last_and_is_hidden
 
 #[test]
 fn the_pause_container_stopping_stops_the_task() {
-    let mut t = task(vec![ContainerSpec::pause(ThinVec::new()), spec("app", true)]);
+    let mut t = task(vec![ContainerSpec::pause(Vec::new()), spec("app", true)]);
     t.network_mode = NetworkMode::Awsvpc;
     set(&mut t, PAUSE_CONTAINER_NAME, ContainerStatus::Stopped);
     set(&mut t, "app", ContainerStatus::Running);

@@ -7,7 +7,7 @@
 //! `cargo bench -p berth-store --bench store` (about 40 s). The files are in the target
 //! directory, on the disk the build uses, not in a tmpfs.
 
-use berth_model::{Container, ContainerSpec, ContainerStatus, StateChange, Task, TaskStatus, thin_vec};
+use berth_model::{Container, ContainerSpec, ContainerStatus, StateChange, Task, TaskStatus};
 use berth_store::{DEFAULT_RETAINED_CHANGES, Group, MemorySaver, RedbStore, STATE_FILE, Saver};
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -28,7 +28,7 @@ fn task(arn: &str) -> Task {
                 essential: true,
                 memory: Some(256),
                 cpu: 128,
-                command: thin_vec!["run".into(), "--port".into(), "8080".into()],
+                command: vec!["run".into(), "--port".into(), "8080".into()],
                 environment: [("MODE".into(), "production".into()), ("LEVEL".into(), "info".into())].into(),
                 ..ContainerSpec::default()
             });

@@ -1,14 +1,9 @@
-//! The fake daemon's event hub: retained history and live subscribers.
-//!
-//! An event is recorded small ([`Recorded`]: the container's number, its shared create
-//! request, the action and the time, some 50 bytes); the history and every subscriber's
-//! channel hold copies of that, and the event Docker would send ([`DockerEvent`], with
-//! its attribute map) is made from it only when a stream yields it, outside the fake's
-//! lock. A subscriber that reads late costs those few bytes per waiting event.
+//! The fake daemon's event hub: retained history and live subscribers. An event is made
+//! once, as Docker sends it ([`DockerEvent`], attributes and all), when it happens; the
+//! history and every subscriber's channel share it, and a stream hands out its own copy
+//! (the event itself once nothing else holds it).
 
-use crate::state::hex_id;
-use crate::stored::StoredConfig;
-use berth_docker::{DockerError, DockerEvent, ErrorKind, EventStream};
+use berth_docker::{ContainerConfig, DockerError, DockerEvent, ErrorKind, EventStream};
 use berth_model::HealthStatus;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
@@ -59,58 +54,28 @@ impl Action {
             _ => None,
         }
     }
-}
 
-/// An event as the hub keeps it: the container's (unchanging) create request shared rather
-/// than its labels copied; each subscriber gets the event Docker would send, made from it.
-#[derive(Debug, Clone)]
-pub(crate) struct Recorded {
-    /// The container's sequence number (its id is `hex_id(seq, 0)`).
-    pub seq: u64,
-    /// What it was created with (its name, labels and image).
-    pub config: Arc<StoredConfig>,
-    /// What happened.
-    pub action: Action,
-    /// When it happened.
-    pub time: DateTime<Utc>,
-}
-
-impl Recorded {
-    /// The event, with Docker's attributes: the labels, name, image and the action's own.
-    pub fn event(&self) -> DockerEvent {
-        let mut attributes = self.config.labels();
-        attributes.insert("name".into(), self.config.name.clone());
-        attributes.insert("image".into(), self.config.image.clone());
-        if let Some((k, v)) = self.action.attribute() {
+    /// The event Docker sends about container `id` named `name`, created with `config`:
+    /// its attributes are the labels, the name, the image and the action's own.
+    pub fn event(self, id: &str, name: &str, config: &ContainerConfig, time: DateTime<Utc>) -> DockerEvent {
+        let mut attributes = config.labels.clone();
+        attributes.insert("name".into(), name.to_string());
+        attributes.insert("image".into(), config.image.clone());
+        if let Some((k, v)) = self.attribute() {
             attributes.insert(k.into(), v.to_string());
         }
-        DockerEvent { id: hex_id(self.seq, 0), action: self.action.word().into(), attributes, time: self.time }
+        DockerEvent { id: id.to_string(), action: self.word().into(), attributes, time }
     }
 }
 
-/// What a subscriber's channel carries: an event, or the end of the stream.
-#[derive(Debug)]
-enum Delivery {
-    Event(Recorded),
-    /// The stream ends with a `Transient` error carrying this message.
-    Cut(&'static str),
-}
-
-impl Delivery {
-    /// What the stream yields for it.
-    fn item(self) -> Result<DockerEvent, DockerError> {
-        match self {
-            Delivery::Event(event) => Ok(event.event()),
-            Delivery::Cut(message) => Err(DockerError::new(ErrorKind::Transient, "container events", "", message)),
-        }
-    }
-}
+/// What a subscriber's channel carries: an event, or the error that ends the stream.
+type Item = Result<Arc<DockerEvent>, DockerError>;
 
 /// History and subscribers. Lives inside the fake's state, under its lock.
 #[derive(Debug, Default)]
 pub(crate) struct EventHub {
-    history: VecDeque<Recorded>,
-    subscribers: Vec<UnboundedSender<Delivery>>,
+    history: VecDeque<Arc<DockerEvent>>,
+    subscribers: Vec<UnboundedSender<Item>>,
     drop_next: usize,
     last_time: Option<DateTime<Utc>>,
 }
@@ -127,11 +92,12 @@ impl EventHub {
     }
 
     /// Record `event` and deliver it to every live subscriber (unless it is to be dropped).
-    pub fn publish(&mut self, event: Recorded) {
+    pub fn publish(&mut self, event: DockerEvent) {
+        let event = Arc::new(event);
         if self.drop_next > 0 {
             self.drop_next -= 1;
         } else {
-            self.subscribers.retain(|tx| tx.send(Delivery::Event(event.clone())).is_ok());
+            self.subscribers.retain(|tx| tx.send(Ok(Arc::clone(&event))).is_ok());
         }
         if self.history.len() == EVENT_HISTORY {
             self.history.pop_front();
@@ -142,14 +108,14 @@ impl EventHub {
     /// A stream that first replays the history from `since` (when given), then every
     /// event published after this call.
     pub fn subscribe(&mut self, since: Option<DateTime<Utc>>) -> EventStream {
-        let replay: Vec<Recorded> = match since {
-            Some(since) => self.history.iter().filter(|e| e.time >= since).cloned().collect(),
+        let replay: Vec<Item> = match since {
+            Some(since) => self.history.iter().filter(|e| e.time >= since).cloned().map(Ok).collect(),
             None => Vec::new(),
         };
         let (tx, mut rx) = unbounded_channel();
         self.subscribers.push(tx);
-        let live = stream::poll_fn(move |cx| rx.poll_recv(cx).map(|d| d.map(Delivery::item)));
-        stream::iter(replay).map(|e| Ok(e.event())).chain(live).boxed()
+        let live = stream::poll_fn(move |cx| rx.poll_recv(cx));
+        stream::iter(replay).chain(live).map(|item| item.map(Arc::unwrap_or_clone)).boxed()
     }
 
     /// The next `n` events reach no subscriber.
@@ -160,13 +126,13 @@ impl EventHub {
     /// End every open stream with a `Transient` error carrying `message`.
     pub fn cut(&mut self, message: &'static str) {
         for tx in self.subscribers.drain(..) {
-            let _ = tx.send(Delivery::Cut(message));
+            let _ = tx.send(Err(DockerError::new(ErrorKind::Transient, "container events", "", message)));
         }
     }
 
     /// The retained history, oldest first.
     pub fn history(&self) -> Vec<DockerEvent> {
-        self.history.iter().map(Recorded::event).collect()
+        self.history.iter().map(|e| DockerEvent::clone(e)).collect()
     }
 
     /// How many streams are open (their receivers not yet dropped, as far as known).

@@ -1,6 +1,6 @@
 //! [`FakeDocker`]: the in-memory daemon, its test controls and its `DockerClient` face.
 
-use crate::behaviour::Behaviour;
+use crate::behaviour::{Behaviour, has_health_check};
 use crate::fault::{Fault, FaultMode, Op};
 use crate::snapshot::ContainerSnapshot;
 use crate::state::{Started, State};
@@ -406,10 +406,9 @@ impl FakeDocker {
         let now = self.now();
         let started = self.lock().start(target, now)?;
         if let Some(Started { seq, run, config, behaviour }) = started {
-            // Called without the lock: a behaviour may look at the fake. It gets the
-            // whole config, made again from the stored one.
-            let b = behaviour(&config.config());
-            self.schedule(seq, run, b, config.has_health_check());
+            // Called without the lock: a behaviour may look at the fake.
+            let b = behaviour(&config);
+            self.schedule(seq, run, b, has_health_check(&config));
         }
         Ok(())
     }

@@ -84,32 +84,18 @@ impl Op {
         }
     }
 
-    /// The operations whose target is a container, in the order of a container's own
-    /// counters.
-    pub(crate) const ON_CONTAINER: [Op; 6] = [
-        Op::CreateContainer,
-        Op::StartContainer,
-        Op::StopContainer,
-        Op::RemoveContainer,
-        Op::InspectContainer,
-        Op::ContainerLogs,
-    ];
-
-    /// Its place in [`Op::ALL`] (and in the fake's counters of all calls).
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    /// For an operation whose target is a container, its place in [`Op::ON_CONTAINER`]
-    /// (and in each container's own counters).
-    pub(crate) fn container_slot(self) -> Option<usize> {
-        Op::ON_CONTAINER.iter().position(|op| *op == self)
-    }
-
     /// Whether the operation's target is a container (its name is then used for
     /// counting and for matching faults, whether the call named it by id or by name).
     pub(crate) fn on_container(self) -> bool {
-        self.container_slot().is_some()
+        matches!(
+            self,
+            Op::CreateContainer
+                | Op::StartContainer
+                | Op::StopContainer
+                | Op::RemoveContainer
+                | Op::InspectContainer
+                | Op::ContainerLogs
+        )
     }
 
     /// Whether the operation's target is an image reference (normalized for counting).
@@ -146,20 +132,5 @@ impl Fault {
                 None => true,
                 Some(f) => target.contains(f.as_str()) || name.is_some_and(|n| n.contains(f.as_str())),
             }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indexes_follow_the_lists() {
-        for (i, op) in Op::ALL.into_iter().enumerate() {
-            assert_eq!(op.index(), i, "{op:?}");
-        }
-        for (slot, op) in Op::ON_CONTAINER.into_iter().enumerate() {
-            assert_eq!(op.container_slot(), Some(slot), "{op:?}");
-        }
     }
 }

@@ -30,7 +30,6 @@ mod fault;
 pub mod real;
 mod snapshot;
 mod state;
-mod stored;
 
 pub use behaviour::{Behaviour, BehaviourFn, default_behaviour};
 pub use events::EVENT_HISTORY;

@@ -1,16 +1,12 @@
 //! The fake daemon's state and the work of each call, done under one lock with no
-//! `.await` inside. Containers are indexed by id and by name, so each call costs
-//! O(log n) in the number of containers; only listing walks them all.
-//!
-//! A container is kept small, since tests and benchmarks hold tens of thousands: its
-//! id is made from its sequence number when needed, its name is its stored config's
-//! (which the name index shares), and it counts the calls made on it itself.
+//! `.await` inside. Plain maps of plain records: containers by creation number, with
+//! indexes by id and by name, so each call costs O(log n) in the number of containers
+//! (only listing walks them all); a container keeps its create request as given.
 
-use crate::behaviour::{BehaviourFn, default_behaviour};
-use crate::events::{Action, EventHub, Recorded};
+use crate::behaviour::{BehaviourFn, default_behaviour, has_health_check};
+use crate::events::{Action, EventHub};
 use crate::fault::{Fault, Op};
 use crate::snapshot::{ContainerSnapshot, RunState};
-use crate::stored::StoredConfig;
 use berth_docker::{
     Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, ErrorKind, ImageSummary,
     LogChunk, LogOptions, LogSource, LogStream, PortSpec, VolumeConfig,
@@ -20,9 +16,7 @@ use berth_model::container::PortBinding;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
-use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -37,10 +31,13 @@ const LAST_DYNAMIC_PORT: u16 = 60999;
 /// One fake container.
 #[derive(Debug)]
 pub(crate) struct Container {
-    /// Its sequence number: creation order, and its id (see [`Container::id`]).
-    pub seq: u64,
-    /// What it was created with, its name (Docker's, without the `/`) included.
-    pub config: Arc<StoredConfig>,
+    /// 64 lowercase hex characters (see [`hex_id`]).
+    pub id: String,
+    /// Docker's name, without the leading `/`.
+    pub name: String,
+    /// The create request, as given (behind an `Arc` so that a start can hand it to the
+    /// behaviour function outside the lock).
+    pub config: Arc<ContainerConfig>,
     pub state: RunState,
     pub exit_code: i64,
     pub started_at: Option<DateTime<Utc>>,
@@ -57,27 +54,15 @@ pub(crate) struct Container {
     pub output: Vec<(DateTime<Utc>, LogChunk)>,
     /// The open `container_logs(follow)` streams; dropped (which ends them) when it stops.
     pub followers: Vec<UnboundedSender<LogChunk>>,
-    /// The calls counted on it, by [`Op::container_slot`] (see [`State::count`]).
-    calls: [u64; Op::ON_CONTAINER.len()],
 }
 
 impl Container {
-    /// Its id: 64 hex characters made from its sequence number.
-    pub fn id(&self) -> String {
-        hex_id(self.seq, 0)
-    }
-
-    /// Its name, without Docker's leading `/`.
-    pub fn name(&self) -> &str {
-        &self.config.name
-    }
-
     pub fn snapshot(&self) -> ContainerSnapshot {
         ContainerSnapshot {
-            id: self.id(),
-            name: self.config.name.clone(),
+            id: self.id.clone(),
+            name: self.name.clone(),
             image: self.config.image.clone(),
-            labels: self.config.labels(),
+            labels: self.config.labels.clone(),
             state: self.state,
             exit_code: (self.state == RunState::Exited).then_some(self.exit_code),
             health: self.health,
@@ -85,7 +70,7 @@ impl Container {
             restarts_after_exit: self.restarts_after_exit,
             started_at: self.started_at,
             finished_at: self.finished_at,
-            config: self.config.config(),
+            config: ContainerConfig::clone(&self.config),
         }
     }
 }
@@ -147,65 +132,23 @@ impl PortPool {
     }
 }
 
-/// A key of the name index: the container's config shared, whose name it is, rather
-/// than the name copied. It hashes and compares as the name, so the index is searched
-/// with a `&str`.
-struct NameKey(Arc<StoredConfig>);
-
-impl Borrow<str> for NameKey {
-    fn borrow(&self) -> &str {
-        &self.0.name
-    }
-}
-
-impl PartialEq for NameKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-
-impl Eq for NameKey {}
-
-impl Hash for NameKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // As `str` hashes, which `Borrow<str>` requires.
-        self.0.name.as_str().hash(state);
-    }
-}
-
-/// Calls by target, then by operation.
-type CallsOn = FastMap<String, Vec<(Op, u64)>>;
-
-/// Add `n` calls of `op` on `key`.
-fn add_calls(calls_on: &mut CallsOn, key: &str, op: Op, n: u64) {
-    let counters = match calls_on.get_mut(key) {
-        Some(counters) => counters,
-        None => calls_on.entry(key.to_string()).or_default(),
-    };
-    match counters.iter_mut().find(|(o, _)| *o == op) {
-        Some((_, have)) => *have += n,
-        None => counters.push((op, n)),
-    }
-}
-
 /// What a start that changed something hands back, to schedule the run's behaviour.
 pub(crate) struct Started {
     pub seq: u64,
     pub run: u64,
-    pub config: Arc<StoredConfig>,
+    pub config: Arc<ContainerConfig>,
     pub behaviour: Arc<BehaviourFn>,
 }
 
 /// Everything the fake daemon knows.
 pub(crate) struct State {
-    /// By sequence number, so in creation order; boxed, so the tree's nodes stay small.
-    containers: BTreeMap<u64, Box<Container>>,
-    /// By the first 16 hex characters of the id (`mix(seq)`, unique per container).
-    by_id: FastMap<u64, u64>,
-    by_name: FastMap<NameKey, u64>,
+    /// By sequence number, so in creation order.
+    containers: BTreeMap<u64, Container>,
+    /// Sequence numbers by id.
+    by_id: FastMap<String, u64>,
+    /// Sequence numbers by name.
+    by_name: FastMap<String, u64>,
     next_seq: u64,
-    /// The config of the container created last, to share what is equal with the next.
-    last_created: Option<Arc<StoredConfig>>,
     images: BTreeMap<String, ImageSummary>,
     registry: BTreeSet<String>,
     next_image: u64,
@@ -216,11 +159,10 @@ pub(crate) struct State {
     pub faults: Vec<Fault>,
     pub delays: HashMap<Op, Duration>,
     pub unreachable: bool,
-    /// Calls of each operation, by [`Op::index`].
-    calls: [u64; Op::ALL.len()],
-    /// Calls by target (see [`State::count`]), then by operation; those on an existing
-    /// container are counted in it instead.
-    calls_on: CallsOn,
+    /// Calls of each operation.
+    calls: HashMap<Op, u64>,
+    /// Calls of each operation by target (see [`State::count`]).
+    calls_on: HashMap<Op, FastMap<String, u64>>,
     pub exited_restarts: u64,
     pub behaviour: Arc<BehaviourFn>,
 }
@@ -234,31 +176,11 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// 64 lowercase hex characters, unique per `(n, kind)`: the first 16 are `mix(n ^ kind)`.
-fn hex_digits(n: u64, kind: u64) -> [u8; 64] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let seed = n ^ kind;
-    let words = [mix(seed), mix(mix(seed)), mix(seed ^ 1), mix(seed ^ 2)];
-    let mut digits = [0; 64];
-    for (i, digit) in digits.iter_mut().enumerate() {
-        let nibble = (words[i / 16] >> (60 - 4 * (i % 16))) & 0xf;
-        *digit = HEX[nibble as usize];
-    }
-    digits
-}
-
-/// [`hex_digits`] as a string.
+/// 64 lowercase hex characters, unique per `(n, kind)` (`mix` is a bijection, so the
+/// first 16 differ), looking as random as Docker's ids.
 pub(crate) fn hex_id(n: u64, kind: u64) -> String {
-    hex_digits(n, kind).into_iter().map(char::from).collect()
-}
-
-/// The number a container id is indexed by: its first 16 hex characters (`mix(seq)`).
-/// Only a lookup key: whoever finds a container by it compares the whole id.
-fn id_head(id: &str) -> Option<u64> {
-    if id.len() != 64 {
-        return None;
-    }
-    id.get(..16).and_then(|head| u64::from_str_radix(head, 16).ok())
+    let seed = n ^ kind;
+    format!("{:016x}{:016x}{:016x}{:016x}", mix(seed), mix(mix(seed)), mix(seed ^ 1), mix(seed ^ 2))
 }
 
 /// Docker's reference normalization, the part tests meet: `busybox` is
@@ -314,7 +236,6 @@ impl State {
             by_id: FastMap::default(),
             by_name: FastMap::default(),
             next_seq: 1,
-            last_created: None,
             images: BTreeMap::new(),
             registry: BTreeSet::new(),
             next_image: 1,
@@ -325,8 +246,8 @@ impl State {
             faults: Vec::new(),
             delays: HashMap::new(),
             unreachable: false,
-            calls: [0; Op::ALL.len()],
-            calls_on: CallsOn::default(),
+            calls: HashMap::new(),
+            calls_on: HashMap::new(),
             exited_restarts: 0,
             behaviour: Arc::new(default_behaviour),
         }
@@ -334,71 +255,69 @@ impl State {
 
     /// The container an id or a name (with or without Docker's leading `/`) names.
     pub fn resolve(&self, target: &str) -> Option<u64> {
-        self.resolve_id(target).or_else(|| self.by_name.get(target.trim_start_matches('/')).copied())
-    }
-
-    /// The container whose id is exactly `target`.
-    fn resolve_id(&self, target: &str) -> Option<u64> {
-        let seq = *self.by_id.get(&id_head(target)?)?;
-        (hex_digits(seq, 0) == target.as_bytes()).then_some(seq)
+        self.by_id.get(target).or_else(|| self.by_name.get(target.trim_start_matches('/'))).copied()
     }
 
     pub fn container(&self, target: &str) -> Option<&Container> {
-        self.resolve(target).and_then(|seq| self.containers.get(&seq)).map(|c| &**c)
+        self.resolve(target).and_then(|seq| self.containers.get(&seq))
     }
 
     pub fn containers(&self) -> impl Iterator<Item = &Container> {
-        self.containers.values().map(|c| &**c)
+        self.containers.values()
     }
 
     /// How many calls of `op` were made.
     pub fn calls(&self, op: Op) -> u64 {
-        self.calls[op.index()]
+        self.calls.get(&op).copied().unwrap_or(0)
     }
 
-    /// Count a call of `op` on `target`, in all and by target: a container call on an
-    /// existing container in the container (its counters are its name's, see
-    /// [`State::counted_on`]), another container call under the name given (without a
-    /// leading `/`), an image call under the normalized reference (the image's own when
-    /// an id names a present one), any other under its target.
+    /// Count a call of `op` on `target`, in all and under its key: a container call
+    /// under the container's name when it exists (whether the call named it by id or by
+    /// name), else under the name given without a leading `/`; an image call under the
+    /// normalized reference (the image's own when an id names a present one); any other
+    /// under its target.
     pub fn count(&mut self, op: Op, target: &str) {
-        self.calls[op.index()] += 1;
-        let key = if let Some(slot) = op.container_slot() {
-            if let Some(c) = self.resolve(target).and_then(|seq| self.containers.get_mut(&seq)) {
-                c.calls[slot] += 1;
-                return;
+        *self.calls.entry(op).or_default() += 1;
+        let image_key;
+        let key = if op.on_container() {
+            let seq = self.resolve(target);
+            match seq.and_then(|seq| self.containers.get(&seq)) {
+                Some(c) => c.name.as_str(),
+                None => target.trim_start_matches('/'),
             }
-            Cow::Borrowed(target.trim_start_matches('/'))
         } else if op.on_image() {
-            Cow::Owned(self.resolve_image(target).unwrap_or_else(|| normalize_image(target)))
+            image_key = self.resolve_image(target).unwrap_or_else(|| normalize_image(target));
+            image_key.as_str()
         } else {
-            Cow::Borrowed(target)
+            target
         };
-        add_calls(&mut self.calls_on, &key, op, 1);
+        let by_target = self.calls_on.entry(op).or_default();
+        match by_target.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                by_target.insert(key.to_string(), 1);
+            }
+        }
     }
 
-    /// How many calls of `op` were counted on `target`: under it, and by the container
-    /// it names now, if any.
+    /// How many calls of `op` were counted on `target` (an image reference normalized).
     pub fn counted_on(&self, op: Op, target: &str) -> u64 {
-        let key = if op.on_image() { Cow::Owned(normalize_image(target)) } else { Cow::Borrowed(target) };
-        let under =
-            self.calls_on.get(key.as_ref()).and_then(|c| c.iter().find(|(o, _)| *o == op)).map_or(0, |(_, n)| *n);
-        let by_container = op
-            .container_slot()
-            .and_then(|slot| Some(self.containers.get(self.by_name.get(target)?)?.calls[slot]))
-            .unwrap_or(0);
-        under + by_container
+        let key = if op.on_image() { normalize_image(target) } else { target.to_string() };
+        self.calls_on.get(&op).and_then(|by_target| by_target.get(&key)).copied().unwrap_or(0)
     }
 
     /// The name a container call's target stands for, for matching faults.
     pub fn target_name(&self, op: Op, target: &str) -> Option<String> {
-        if op.on_container() { self.container(target).map(|c| c.name().to_string()) } else { None }
+        if op.on_container() { self.container(target).map(|c| c.name.clone()) } else { None }
     }
 
+    /// Record and deliver an event about container `seq`: Docker's attributes are its
+    /// labels, name and image, and the action's own.
     fn publish(&mut self, seq: u64, action: Action, now: DateTime<Utc>) {
         if let Some(c) = self.containers.get(&seq) {
             let time = self.events.stamp(now);
-            self.events.publish(Recorded { seq, config: Arc::clone(&c.config), action, time });
+            let event = action.event(&c.id, &c.name, &c.config, time);
+            self.events.publish(event);
         }
     }
 
@@ -464,7 +383,7 @@ impl State {
                 format!(
                     "conflict: unable to remove repository reference \"{target}\" (must force) - container {} is \
                      using its referenced image {}",
-                    short_id(&c.id()),
+                    short_id(&c.id),
                     short_id(&id)
                 )
             } else {
@@ -473,7 +392,7 @@ impl State {
                 format!(
                     "conflict: unable to delete {} ({forced} be forced) - image is being used by {state} container {}",
                     short_id(&id),
-                    short_id(&c.id())
+                    short_id(&c.id)
                 )
             };
             return Err(error(ErrorKind::Conflict, Op::RemoveImage, target, message));
@@ -522,7 +441,8 @@ impl State {
 
     pub fn remove_volume(&mut self, name: &str) -> Result<(), DockerError> {
         if let Some(users) = self.volume_users.get(name).filter(|u| !u.is_empty()) {
-            let ids: Vec<String> = users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id()).collect();
+            let ids: Vec<String> =
+                users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id.clone()).collect();
             return Err(error(
                 ErrorKind::Conflict,
                 Op::RemoveVolume,
@@ -567,7 +487,7 @@ impl State {
                 format!(
                     "Conflict. The container name \"/{name}\" is already in use by container \"{}\". \
                      You have to remove (or rename) that container to be able to reuse that name.",
-                    other.id()
+                    other.id
                 ),
             ));
         }
@@ -601,25 +521,11 @@ impl State {
             self.volume_users.entry(volume.clone()).or_default().insert(seq);
         }
         self.next_seq += 1;
-        let config = Arc::new(StoredConfig::new(config, name, self.last_created.as_deref()));
-        self.last_created = Some(Arc::clone(&config));
-        // The calls counted on its name so far (its create's at least) are its own now.
-        let mut calls = [0; Op::ON_CONTAINER.len()];
-        if let Some(counters) = self.calls_on.get_mut(config.name.as_str()) {
-            counters.retain(|&(op, n)| match op.container_slot() {
-                Some(slot) => {
-                    calls[slot] += n;
-                    false
-                }
-                None => true,
-            });
-            if counters.is_empty() {
-                self.calls_on.remove(config.name.as_str());
-            }
-        }
+        let id = hex_id(seq, 0);
         let container = Container {
-            seq,
-            config: Arc::clone(&config),
+            id: id.clone(),
+            name: name.clone(),
+            config: Arc::new(config.clone()),
             state: RunState::Created,
             exit_code: 0,
             started_at: None,
@@ -632,13 +538,12 @@ impl State {
             volumes,
             output: Vec::new(),
             followers: Vec::new(),
-            calls,
         };
-        self.containers.insert(seq, Box::new(container));
-        self.by_id.insert(mix(seq), seq);
-        self.by_name.insert(NameKey(config), seq);
+        self.containers.insert(seq, container);
+        self.by_id.insert(id.clone(), seq);
+        self.by_name.insert(name, seq);
         self.publish(seq, Action::Create, now);
-        Ok(hex_id(seq, 0))
+        Ok(id)
     }
 
     /// Start a container; `None` when it was running already (Docker's 304).
@@ -649,21 +554,21 @@ impl State {
         if c.state == RunState::Running {
             return Ok(None);
         }
-        for link in &c.config.host().links {
+        for link in &c.config.host.links {
             let other = referenced(link);
             let alias = link.split_once(':').map_or(other, |(_, alias)| alias);
             if self.container(other).is_none_or(|o| o.state != RunState::Running) {
-                let message = format!("Cannot link to a non running container: /{other} AS /{}/{alias}", c.name());
+                let message = format!("Cannot link to a non running container: /{other} AS /{}/{alias}", c.name);
                 return Err(error(ErrorKind::Transient, op, target, message));
             }
         }
-        if let Some(other) = c.config.host().network_mode.as_deref().and_then(|m| m.strip_prefix("container:"))
+        if let Some(other) = c.config.host.network_mode.as_deref().and_then(|m| m.strip_prefix("container:"))
             && self.container(other).is_none_or(|o| o.state != RunState::Running)
         {
             let message = format!("cannot join network of a non running container: {other}");
             return Err(error(ErrorKind::Conflict, op, target, message));
         }
-        let Some(ports) = self.ports.bind(&c.config.host().ports) else {
+        let Some(ports) = self.ports.bind(&c.config.host.ports) else {
             let message = "driver failed programming external connectivity: no available ports";
             return Err(error(ErrorKind::Transient, op, target, message));
         };
@@ -677,7 +582,7 @@ impl State {
         c.run += 1;
         c.times_started += 1;
         c.started_at = Some(now);
-        c.health = c.config.has_health_check().then_some(HealthStatus::Unknown);
+        c.health = has_health_check(&c.config).then_some(HealthStatus::Unknown);
         c.ports = ports;
         let started =
             Started { seq, run: c.run, config: Arc::clone(&c.config), behaviour: Arc::clone(&self.behaviour) };
@@ -719,7 +624,7 @@ impl State {
     /// A running container with a health check reports `status`.
     pub fn set_health(&mut self, seq: u64, status: HealthStatus, now: DateTime<Utc>) -> bool {
         let Some(c) = self.containers.get_mut(&seq) else { return false };
-        if c.state != RunState::Running || !c.config.has_health_check() {
+        if c.state != RunState::Running || !has_health_check(&c.config) {
             return false;
         }
         c.health = Some(status);
@@ -740,14 +645,8 @@ impl State {
         self.kill(seq, 9, 137, now);
         self.publish(seq, Action::Destroy, now);
         if let Some(c) = self.containers.remove(&seq) {
-            self.by_id.remove(&mix(seq));
-            self.by_name.remove(c.name());
-            // Its calls stay counted under its name.
-            for (op, n) in Op::ON_CONTAINER.into_iter().zip(c.calls) {
-                if n > 0 {
-                    add_calls(&mut self.calls_on, c.name(), op, n);
-                }
-            }
+            self.by_id.remove(&c.id);
+            self.by_name.remove(&c.name);
             for volume in &c.volumes {
                 if let Some(users) = self.volume_users.get_mut(volume) {
                     users.remove(&seq);
@@ -763,10 +662,10 @@ impl State {
     pub fn inspect(&self, target: &str) -> Result<ContainerInfo, DockerError> {
         let c = self.container(target).ok_or_else(|| no_such_container(Op::InspectContainer, target))?;
         Ok(ContainerInfo {
-            id: c.id(),
-            name: c.name().to_string(),
+            id: c.id.clone(),
+            name: c.name.clone(),
             image: c.config.image.clone(),
-            labels: c.config.labels(),
+            labels: c.config.labels.clone(),
             state: ContainerState {
                 status: c.state.as_str().into(),
                 exit_code: c.exit_code,
@@ -815,11 +714,11 @@ impl State {
     pub fn list(&self, labels: &[(&str, &str)]) -> Vec<ContainerSummary> {
         self.containers
             .values()
-            .filter(|c| labels.iter().all(|(k, v)| c.config.label(k) == Some(*v)))
+            .filter(|c| labels.iter().all(|(k, v)| c.config.labels.get(*k).map(String::as_str) == Some(*v)))
             .map(|c| ContainerSummary {
-                id: c.id(),
-                names: vec![c.name().to_string()],
-                labels: c.config.labels(),
+                id: c.id.clone(),
+                names: vec![c.name.clone()],
+                labels: c.config.labels.clone(),
                 state: c.state.as_str().into(),
                 image: c.config.image.clone(),
                 image_id: self.image_id(&c.config.image).unwrap_or_default(),
@@ -858,16 +757,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_the_four_mixes_in_hex_and_indexed_by_the_first() {
+    fn ids_are_four_mixes_in_hex_distinct_from_the_first_sixteen_characters() {
+        let mut heads = BTreeSet::new();
         for n in [0, 1, 2, 41, 30_000, u64::MAX] {
             for kind in [0, 0x1111_1111_0000_0000] {
                 let seed = n ^ kind;
+                let id = hex_id(n, kind);
                 let expected =
                     format!("{:016x}{:016x}{:016x}{:016x}", mix(seed), mix(mix(seed)), mix(seed ^ 1), mix(seed ^ 2));
-                assert_eq!(hex_id(n, kind), expected);
-                assert_eq!(id_head(&expected), Some(mix(seed)));
+                assert_eq!(id, expected);
+                heads.insert(id[..16].to_string());
             }
         }
-        assert_eq!(id_head("abc"), None);
+        assert_eq!(heads.len(), 12);
     }
 }

@@ -124,6 +124,46 @@ async fn create_keeps_the_whole_config_and_labels() {
 }
 
 #[tokio::test]
+async fn the_request_is_kept_as_given_and_the_behaviour_sees_it_whole() {
+    let fake = fake();
+    let full = ContainerConfig {
+        name: "/given".into(),
+        image: "busybox".into(),
+        command: vec!["sleep".into(), "1".into()],
+        entry_point: vec!["sh".into()],
+        env: vec!["A=1".into()],
+        labels: BTreeMap::from([("b".into(), "2".into()), ("a".into(), "1".into())]),
+        working_dir: Some("/w".into()),
+        user: Some("u".into()),
+        hostname: Some("h".into()),
+        health_check: Some(HealthConfig { test: vec!["NONE".into()], retries: Some(3), ..HealthConfig::default() }),
+        stop_timeout: Some(5),
+        host: HostConfig { cpu_shares: Some(2), binds: vec!["/d:/d".into()], ..HostConfig::default() },
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    fake.set_behaviour(move |c: &ContainerConfig| {
+        record.lock().unwrap().push(c.clone());
+        Behaviour::forever()
+    });
+    let id = fake.create_container(&full).await.unwrap();
+    fake.start_container("given").await.unwrap();
+    let snap = fake.container(&id).unwrap();
+    assert_eq!((snap.name.as_str(), &snap.config), ("given", &full), "the name without its `/`, the request as given");
+    assert_eq!(snap.health, None, "a NONE health check is none");
+    assert_eq!(*seen.lock().unwrap(), std::slice::from_ref(&full));
+
+    // An unnamed container gets a name of Docker's choosing; its request stays unnamed.
+    let unnamed = ContainerConfig { name: String::new(), ..config("x", &[]) };
+    let id = fake.create_container(&unnamed).await.unwrap();
+    let snap = fake.container(&id).unwrap();
+    assert_eq!((snap.name.as_str(), &snap.config), ("fake_container_2", &unnamed));
+    assert_eq!(fake.container("fake_container_2").unwrap().id, id);
+    assert_eq!(fake.inspect_container(&id).await.unwrap().name, "fake_container_2");
+    fake.reset_behaviour();
+}
+
+#[tokio::test]
 async fn start_runs_a_created_container_by_id_or_name() {
     let fake = fake();
     let id = fake.create_container(&config("web", &[])).await.unwrap();
@@ -948,6 +988,19 @@ async fn time_out_next_does_the_work_then_answers_timeout() {
     assert_eq!(fake.stop_container(&id, Duration::ZERO).await.unwrap_err().kind, ErrorKind::Timeout);
     assert_eq!(fake.container(&id).unwrap().exit_code, Some(143));
     assert_eq!(actions(&fake, &id), ["create", "start", "kill", "die", "stop"]);
+}
+
+#[tokio::test]
+async fn lose_answer_next_does_the_work_then_answers_lost() {
+    let fake = fake();
+    let id = fake.create_container(&config("web", &[])).await.unwrap();
+    fake.lose_answer_next(Op::StartContainer, Some("web"), 1);
+    let err = fake.start_container(&id).await.unwrap_err();
+    assert_eq!((err.kind, err.target.as_str()), (ErrorKind::Lost, id.as_str()));
+    assert_eq!(fake.container(&id).unwrap().state, RunState::Running, "the daemon started it");
+    fake.start_container(&id).await.unwrap();
+    assert_eq!(fake.starts("web"), 2);
+    assert_eq!(actions(&fake, &id), ["create", "start"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,7 +37,6 @@ use crate::status::ContainerStatus;
 use crate::task::NetworkMode;
 use crate::volume::{DockerVolumeConfiguration, Volume, VolumeKind, VolumeScope};
 use std::collections::BTreeMap;
-use thin_vec::ThinVec;
 
 /// Most CPU shares the kernel takes.
 const MAX_CPU_SHARES: u64 = 262_144;
@@ -360,12 +359,12 @@ fn env_name_ok(path: &str, name: &str, s: &mut Sink) -> bool {
 
 /// A `command`, `entryPoint` or health-check `command`: at most [`MAX_COMMAND_ITEMS`]
 /// strings of at most [`MAX_COMMAND_BYTES`] together (empty when over).
-fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> ThinVec<String> {
+fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> Vec<String> {
     let items = o.strings(key, MAX_COMMAND_ITEMS, s);
     let total: usize = items.iter().map(String::len).sum();
     if total > MAX_COMMAND_BYTES {
         s.error(&o.path_of(key), format!("{total} bytes in all, more than the limit of {MAX_COMMAND_BYTES}"));
-        return ThinVec::new();
+        return Vec::new();
     }
     items
 }
@@ -645,7 +644,6 @@ mod tests {
     use super::super::testing::{accept, reject, task, warnings};
     use super::*;
     use serde_json::{Value, json};
-    use thin_vec::thin_vec;
 
     /// The spec of `container`, read in a valid task that also has a container "data" and a
     /// volume "v" for it to refer to.
@@ -697,8 +695,8 @@ mod tests {
         let want = ContainerSpec {
             name: "app".into(),
             image: "nginx:1.25".into(),
-            command: thin_vec!["nginx".into(), "-g".into(), "daemon off;".into()],
-            entry_point: thin_vec!["/docker-entrypoint.sh".into()],
+            command: vec!["nginx".into(), "-g".into(), "daemon off;".into()],
+            entry_point: vec!["/docker-entrypoint.sh".into()],
             cpu: 512,
             memory: Some(256),
             memory_reservation: Some(128),
@@ -707,19 +705,19 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            environment_files: thin_vec!["arn:aws:s3:::b/app.env".into()],
-            secrets: thin_vec![Secret { name: "PASSWORD".into(), value_from: "/app/password".into() }],
-            links: thin_vec![
+            environment_files: vec!["arn:aws:s3:::b/app.env".into()],
+            secrets: vec![Secret { name: "PASSWORD".into(), value_from: "/app/password".into() }],
+            links: vec![
                 Link { name: "data".into(), alias: None },
                 Link { name: "data".into(), alias: Some("store".into()) },
             ],
-            volumes_from: thin_vec![VolumeFrom { source_container: "data".into(), read_only: true }],
-            mount_points: thin_vec![MountPoint {
+            volumes_from: vec![VolumeFrom { source_container: "data".into(), read_only: true }],
+            mount_points: vec![MountPoint {
                 source_volume: "v".into(),
                 container_path: "C:/data/".into(),
                 read_only: false,
             }],
-            port_mappings: thin_vec![
+            port_mappings: vec![
                 PortMapping { container_port: 80, host_port: 0, protocol: Protocol::Tcp },
                 PortMapping { container_port: 53, host_port: 5353, protocol: Protocol::Udp },
             ],
@@ -728,37 +726,33 @@ mod tests {
             user: Some("1000:1000".into()),
             stop_timeout: Some(20),
             health_check: Some(Box::new(HealthCheck {
-                command: thin_vec!["CMD-SHELL".into(), "curl -f localhost".into()],
+                command: vec!["CMD-SHELL".into(), "curl -f localhost".into()],
                 interval: Some(5),
                 timeout: Some(2),
                 retries: Some(3),
                 start_period: Some(10),
             })),
-            depends_on: thin_vec![Dependency { container_name: "data".into(), condition: DependencyCondition::Start }],
-            ulimits: thin_vec![Ulimit { name: "nofile".into(), soft_limit: 1024, hard_limit: 4096 }],
+            depends_on: vec![Dependency { container_name: "data".into(), condition: DependencyCondition::Start }],
+            ulimits: vec![Ulimit { name: "nofile".into(), soft_limit: 1024, hard_limit: 4096 }],
             readonly_root_filesystem: true,
-            extra_hosts: thin_vec![ExtraHost { hostname: "db.local".into(), ip_address: "10.0.0.2".into() }],
+            extra_hosts: vec![ExtraHost { hostname: "db.local".into(), ip_address: "10.0.0.2".into() }],
             hostname: Some("web".into()),
-            dns_servers: thin_vec!["10.0.0.53".into()],
-            dns_search_domains: thin_vec!["example.com".into()],
+            dns_servers: vec!["10.0.0.53".into()],
+            dns_search_domains: vec!["example.com".into()],
             linux_parameters: LinuxParameters {
-                capabilities_add: thin_vec!["NET_ADMIN".into()],
-                capabilities_drop: thin_vec!["ALL".into()],
+                capabilities_add: vec!["NET_ADMIN".into()],
+                capabilities_drop: vec!["ALL".into()],
                 init_process_enabled: true,
-                tmpfs: thin_vec![Tmpfs {
-                    container_path: "/tmp".into(),
-                    size: 64,
-                    mount_options: thin_vec!["noexec".into()]
-                }],
-                devices: thin_vec![Device {
+                tmpfs: vec![Tmpfs { container_path: "/tmp".into(), size: 64, mount_options: vec!["noexec".into()] }],
+                devices: vec![Device {
                     host_path: "/dev/fuse".into(),
                     container_path: None,
-                    permissions: thin_vec!["read".into(), "write".into()],
+                    permissions: vec!["read".into(), "write".into()],
                 }],
                 shared_memory_size: Some(128),
             },
             privileged: false,
-            docker_security_options: thin_vec!["no-new-privileges".into()],
+            docker_security_options: vec!["no-new-privileges".into()],
             system_controls: [("net.core.somaxconn".to_string(), "1024".to_string())].into_iter().collect(),
             log_configuration: Some(Box::new(LogConfiguration {
                 log_driver: "json-file".into(),

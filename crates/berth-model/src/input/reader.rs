@@ -19,7 +19,6 @@
 use super::{Issue, MAX_ERRORS, MAX_STRING_BYTES, MAX_WARNINGS, Rejected};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
-use thin_vec::ThinVec;
 
 /// Longest piece of the input quoted in a message, in characters.
 const QUOTE_MAX: usize = 60;
@@ -269,7 +268,7 @@ impl<'v> Field<'v> {
     }
 
     /// An array of at most `max` strings; a non-string element is an error and is left out.
-    pub fn strings(&self, max: usize, s: &mut Sink) -> ThinVec<String> {
+    pub fn strings(&self, max: usize, s: &mut Sink) -> Vec<String> {
         self.array(max, s).iter().filter_map(|f| f.string(s)).map(str::to_string).collect()
     }
 
@@ -393,7 +392,7 @@ impl<'v> Obj<'v> {
     }
 
     /// An array of at most `max` strings (empty when absent).
-    pub fn strings(&mut self, key: &str, max: usize, s: &mut Sink) -> ThinVec<String> {
+    pub fn strings(&mut self, key: &str, max: usize, s: &mut Sink) -> Vec<String> {
         self.field(key).map(|f| f.strings(max, s)).unwrap_or_default()
     }
 
