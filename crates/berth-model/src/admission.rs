@@ -37,7 +37,7 @@
 use crate::container::Protocol;
 use crate::status::{ContainerStatus, TaskStatus};
 use crate::task::{NetworkMode, Task};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt;
 
 /// A static host port and its protocol (8080/tcp and 8080/udp are different ports).
@@ -226,6 +226,8 @@ pub struct Admission {
     used_ports: BTreeMap<HostPort, u32>,
     admitted: BTreeMap<String, Reservation>,
     waiting: VecDeque<(String, Reservation)>,
+    /// The arns of `waiting`, so that a submit need not scan the queue.
+    waiting_arns: HashSet<String>,
 }
 
 impl Admission {
@@ -284,7 +286,7 @@ impl Admission {
 
     /// The task is admitted or waiting.
     pub fn contains(&self, arn: &str) -> bool {
-        self.admitted.contains_key(arn) || self.waiting.iter().any(|(a, _)| a == arn)
+        self.admitted.contains_key(arn) || self.waiting_arns.contains(arn)
     }
 
     /// The task is admitted (holds its reservation).
@@ -309,6 +311,7 @@ impl Admission {
         if self.contains(&arn) {
             return Ok(false);
         }
+        self.waiting_arns.insert(arn.clone());
         self.waiting.push_back((arn, reservation));
         Ok(true)
     }
@@ -332,6 +335,7 @@ impl Admission {
                 break;
             }
             if let Some((arn, reservation)) = self.waiting.pop_front() {
+                self.waiting_arns.remove(&arn);
                 started.push(arn.clone());
                 self.consume(arn, reservation);
             }
@@ -368,9 +372,11 @@ impl Admission {
             }
             return true;
         }
-        let before = self.waiting.len();
+        if !self.waiting_arns.remove(arn) {
+            return false;
+        }
         self.waiting.retain(|(a, _)| a != arn);
-        self.waiting.len() != before
+        true
     }
 
     /// Why a waiting task waits, for `berth ps` and the task's API view: what it lacks now
