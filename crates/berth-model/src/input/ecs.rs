@@ -195,10 +195,11 @@ pub(crate) fn task_size(key: &str, text: &str) -> Result<u64, String> {
     };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) || fraction.len() > 6 {
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) || fraction.len() > 12 {
         return Err(bad());
     }
-    // Exact decimal arithmetic: (whole.fraction) × factor, in millionths.
+    // Exact decimal arithmetic: (whole.fraction) × factor, in units of the last digit (at
+    // most 12 digits: 1/1024 of a vCPU or GB needs 10).
     let scale = 10_u64.pow(u32::try_from(fraction.len()).map_err(|_| bad())?);
     let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
     let fraction: u64 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| bad())? };
@@ -920,6 +921,13 @@ mod tests {
         assert_eq!(sizes(json!({})), (None, None));
         assert_eq!(sizes(json!({"cpu": "", "memory": null})), (None, None));
 
+        // Every whole number of units or MiB, written exactly in vCPUs or GB, reads back.
+        for k in 1..=8192_u64 {
+            let exact = format!("{}.{:010}", k / 1024, (k % 1024) * 9_765_625);
+            assert_eq!(task_size("cpu", &format!("{exact} vCPU")), Ok(k), "{exact}");
+            assert_eq!(task_size("memory", &format!("{exact}GB")), Ok(k), "{exact}");
+            assert_eq!(task_size("cpu", &k.to_string()), Ok(k));
+        }
         assert_eq!(task_size("cpu", "0.0001 vCPU"), Err(r#""0.0001 vCPU" is not a whole number of CPU units"#.into()));
         assert_eq!(task_size("memory", "1.5"), Err(r#""1.5" is not a whole number of MiB"#.into()));
         assert_eq!(task_size("cpu", "0"), Err(r#"expected more than zero, found "0""#.into()));
