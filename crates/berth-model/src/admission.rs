@@ -550,6 +550,25 @@ mod tests {
     }
 
     #[test]
+    fn the_reason_names_what_is_missing_and_how_many_are_ahead() {
+        let mut a = Admission::new(HostCapacity::new(2048, 1024, &Reserve::default()));
+        a.submit("holder".into(), reservation(1536, 768, &[])).unwrap();
+        assert_eq!(a.admit(), ["holder"]);
+        for arn in ["x", "y"] {
+            a.submit(arn.into(), reservation(1024, 100, &[])).unwrap();
+        }
+        a.submit("z".into(), reservation(0, 512, &[])).unwrap();
+        assert!(a.admit().is_empty());
+        assert_eq!(a.waiting_reason("x").as_deref(), Some("waiting for 1024 CPU units: 512 free of 2048"));
+        assert_eq!(
+            a.waiting_reason("z").as_deref(),
+            Some("waiting for 512 MiB of memory: 256 free of 1024, 2 tasks ahead")
+        );
+        assert_eq!(a.waiting_reason("holder"), None);
+        assert_eq!(a.waiting_reason("unknown"), None);
+    }
+
+    #[test]
     fn a_busy_port_waits_and_a_withdrawn_task_leaves_the_queue() {
         let mut a = Admission::new(HostCapacity::new(4096, 4096, &Reserve::default()));
         a.submit("a".into(), reservation(100, 100, &[80, 81])).unwrap();
