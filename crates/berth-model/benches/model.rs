@@ -1,9 +1,11 @@
-//! Validating and planning, measured: the whole task-definition corpus per second, and the
-//! planner's decisions per second over 10,000 tasks of 3 containers.
+//! Validating, planning and admitting, measured: the whole task-definition corpus per
+//! second, the planner's decisions per second over 10,000 tasks of 3 containers, and the
+//! admission check's cost per task.
 //!
 //! `cargo bench -p berth-model --bench model` (results go in BENCHMARKS.md).
 
-use berth_model::container::{ContainerSpec, Dependency, DependencyCondition, Link};
+use berth_model::admission::{Admission, HostCapacity, Reservation, Reserve};
+use berth_model::container::{ContainerSpec, Dependency, DependencyCondition, Link, PortMapping, Protocol};
 use berth_model::graph::DependencyGraph;
 use berth_model::input::{ParseOptions, parse};
 use berth_model::plan::{PlanConfig, plan};
@@ -119,9 +121,85 @@ fn bench_planner(c: &mut Criterion) {
     group.finish();
 }
 
+/// 10,000 tasks of 3 containers, each with cpu, memory and memoryReservation, the first
+/// with a static host port of its own: their reservations computed, submitted and admitted
+/// one by one on a host big enough for all (the engine's path for a task that fits); then
+/// 10,000 submitted while the host is full (a burst that waits: the queue grows); then the
+/// state rebuilt from the 10,000 tasks after a restart, all running.
+fn bench_admission(c: &mut Criterion) {
+    let tasks: Vec<Task> = (0..10_000_u16)
+        .map(|i| {
+            let spec = |name: &str| ContainerSpec {
+                name: name.into(),
+                image: "busybox".into(),
+                essential: true,
+                cpu: 10,
+                memory: Some(64),
+                memory_reservation: Some(32),
+                ..Default::default()
+            };
+            let mut a = spec("a");
+            a.port_mappings.push(PortMapping { container_port: 80, host_port: 10_000 + i, protocol: Protocol::Tcp });
+            Task::new(
+                format!("arn:berth:task/{i:032x}"),
+                "bench".into(),
+                "1".into(),
+                vec![a, spec("b"), spec("c")].into_iter().map(Container::new).collect(),
+                vec![],
+            )
+        })
+        .collect();
+    let roomy = HostCapacity::new(1 << 20, 1 << 30, &Reserve::default());
+    let mut group = c.benchmark_group("admission");
+    group.throughput(Throughput::Elements(tasks.len() as u64));
+    group.bench_function("10,000 tasks: reservation, submit, admit, each", |b| {
+        b.iter(|| {
+            let mut a = Admission::new(roomy.clone());
+            for t in &tasks {
+                let _ = a.submit(t.arn.clone(), Reservation::of(black_box(t)));
+                black_box(a.admit());
+            }
+            assert_eq!(a.used_cpu(), 300_000);
+        })
+    });
+    group.bench_function("10,000 tasks submitted to a full host (all wait)", |b| {
+        // One task holds every CPU unit: each task submitted waits behind the first in line.
+        let holder = Reservation { cpu: roomy.cpu, ..Reservation::default() };
+        b.iter(|| {
+            let mut a = Admission::new(roomy.clone());
+            let _ = a.submit("holder".into(), holder.clone());
+            a.admit();
+            for t in &tasks {
+                let _ = a.submit(t.arn.clone(), Reservation::of(black_box(t)));
+                black_box(a.admit());
+            }
+            assert_eq!(a.waiting().count(), 10_000);
+        })
+    });
+    let running: Vec<Task> = tasks
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            for c in &mut t.containers {
+                c.known_status = ContainerStatus::Running;
+                c.applied_status = ContainerStatus::Running;
+            }
+            t
+        })
+        .collect();
+    group.bench_function("rebuilt from 10,000 running tasks (restart)", |b| {
+        b.iter(|| {
+            let (a, refused) = Admission::from_tasks(roomy.clone(), black_box(&running));
+            assert!(refused.is_empty());
+            black_box(a)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_corpus, bench_planner
+    targets = bench_corpus, bench_planner, bench_admission
 }
 criterion_main!(benches);

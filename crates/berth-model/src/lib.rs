@@ -1,5 +1,7 @@
 //! berth's model: what a task is and what should happen to it. No I/O, no async.
 //!
+//! - [`admission`]: host resource accounting (reservations by ECS's rules, the host's
+//!   capacity, strict-FIFO admission of waiting tasks);
 //! - [`status`]: container and task statuses, ordered as the state machine;
 //! - [`container`], [`volume`], [`task`]: the task model and its identity;
 //! - [`event`]: state changes, derived from known versus sent statuses;
@@ -10,6 +12,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod container;
 pub mod event;
 pub mod graph;

@@ -68,6 +68,14 @@ pub struct Task {
     /// Why the task was stopped, when berth stopped it (essential exit, unmet dependency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// Task-level CPU in units (1,024 to a vCPU), when the definition sets `cpu`: then it,
+    /// not the sum over containers, is the task's CPU reservation (see [`crate::admission`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u64>,
+    /// Task-level memory in MiB, when the definition sets `memory`: then it, not the sum
+    /// over containers, is the task's memory reservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
     /// The submitter's idempotency token (ECS RunTask's `clientToken`): while this task is
     /// held, a submission with the same token is this task, never a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +126,8 @@ impl Task {
             known_time: None,
             sent_status: TaskStatus::None,
             stop_reason: None,
+            cpu: None,
+            memory: None,
             client_token: None,
         }
     }
@@ -172,10 +182,12 @@ impl Task {
             known_time,
             sent_status,
             stop_reason,
+            cpu,
+            memory,
             client_token,
         } = self;
         (arn, family, version, network_mode, desired_status, known_status, known_time, sent_status).hash(&mut h);
-        (stop_reason, client_token).hash(&mut h);
+        (stop_reason, cpu, memory, client_token).hash(&mut h);
         for c in containers {
             let Container {
                 spec,

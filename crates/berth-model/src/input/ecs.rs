@@ -147,13 +147,21 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     d.network_mode = read_network_mode(&mut o, s);
     for key in ["cpu", "memory"] {
         if let Some(f) = o.field(key) {
-            match f.value {
-                serde_json::Value::String(v) if v.is_empty() => {}
-                serde_json::Value::String(_) | serde_json::Value::Number(_) => {
-                    s.warn(&f.path, "task-level size, accepted but not enforced by berth")
+            let size = match f.value {
+                serde_json::Value::String(v) if v.trim().is_empty() => continue,
+                serde_json::Value::String(v) => task_size(key, v),
+                serde_json::Value::Number(n) => task_size(key, &n.to_string()),
+                _ => {
+                    f.type_error("a string or a number", s);
+                    continue;
                 }
-                _ => f.type_error("a string or a number", s),
+            };
+            match size {
+                Ok(v) if key == "cpu" => d.cpu = Some(v),
+                Ok(v) => d.memory = Some(v),
+                Err(why) => s.error(&f.path, why),
             }
+            s.warn(&f.path, "task-level size, accepted but not enforced by berth");
         }
     }
     for key in TASK_NOT_ACTED_ON {
@@ -166,6 +174,45 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     read_volumes(o.field("volumes"), &mut d, s);
     o.finish(s);
     d
+}
+
+/// A task-level `cpu` or `memory` as ECS accepts it: `cpu` in CPU units ("256") or vCPUs
+/// ("0.25 vCPU", 1,024 units each), `memory` in MiB ("512") or GB ("1 GB", "0.5GB", 1,024
+/// MiB each). The result is a whole, positive number of units or MiB, at most the
+/// container-level limits (262,144 units; Docker's byte counts for memory).
+pub(crate) fn task_size(key: &str, text: &str) -> Result<u64, String> {
+    let (unit, max, example) = if key == "cpu" {
+        ("vcpu", MAX_CPU_SHARES, "CPU units such as \"256\" or vCPUs such as \"0.25 vCPU\"")
+    } else {
+        ("gb", MAX_MIB, "MiB such as \"512\" or GB such as \"1 GB\"")
+    };
+    let bad = || format!("expected {example}, found {}", quote(text));
+    let lower = text.trim().to_ascii_lowercase();
+    let (number, factor) = match lower.strip_suffix(unit) {
+        Some(n) => (n.trim_end(), 1024_u64),
+        None => (lower.as_str(), 1),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) || fraction.len() > 12 {
+        return Err(bad());
+    }
+    // Exact decimal arithmetic: (whole.fraction) × factor, in units of the last digit (at
+    // most 12 digits: 1/1024 of a vCPU or GB needs 10).
+    let scale = 10_u64.pow(u32::try_from(fraction.len()).map_err(|_| bad())?);
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let fraction: u64 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| bad())? };
+    let scaled = whole.checked_mul(scale).and_then(|w| w.checked_add(fraction)).and_then(|v| v.checked_mul(factor));
+    let Some(scaled) = scaled else { return Err(format!("{} is more than the limit of {max}", quote(text))) };
+    if scaled % scale != 0 {
+        let what = if key == "cpu" { "CPU units" } else { "MiB" };
+        return Err(format!("{} is not a whole number of {what}", quote(text)));
+    }
+    match scaled / scale {
+        0 => Err(format!("expected more than zero, found {}", quote(text))),
+        v if v > max => Err(format!("{} is more than the limit of {max}", quote(text))),
+        v => Ok(v),
+    }
 }
 
 /// `networkMode`: bridge (the default; also for `null`), host, none, awsvpc.
@@ -851,6 +898,44 @@ mod tests {
         assert_eq!(
             reject(&task(json!([one()]), json!({"cpu": true}))),
             ["cpu: expected a string or a number, found the boolean true"]
+        );
+    }
+
+    #[test]
+    fn task_level_sizes_are_read_as_ecs_writes_them() {
+        let sizes = |extra: Value| {
+            let t = accept(&task(json!([one()]), extra)).task;
+            (t.cpu, t.memory)
+        };
+        assert_eq!(sizes(json!({"cpu": "0.5 vCPU", "memory": 1024})), (Some(512), Some(1024)));
+        assert_eq!(sizes(json!({"cpu": "256", "memory": "512"})), (Some(256), Some(512)));
+        assert_eq!(sizes(json!({"cpu": "1 vCPU", "memory": "1 GB"})), (Some(1024), Some(1024)));
+        assert_eq!(sizes(json!({"cpu": ".25 vcpu", "memory": "0.5GB"})), (Some(256), Some(512)));
+        assert_eq!(sizes(json!({"cpu": 2048, "memory": "2gb"})), (Some(2048), Some(2048)));
+        assert_eq!(sizes(json!({})), (None, None));
+        assert_eq!(sizes(json!({"cpu": "", "memory": null})), (None, None));
+
+        // Every whole number of units or MiB, written exactly in vCPUs or GB, reads back.
+        for k in 1..=8192_u64 {
+            let exact = format!("{}.{:010}", k / 1024, (k % 1024) * 9_765_625);
+            assert_eq!(task_size("cpu", &format!("{exact} vCPU")), Ok(k), "{exact}");
+            assert_eq!(task_size("memory", &format!("{exact}GB")), Ok(k), "{exact}");
+            assert_eq!(task_size("cpu", &k.to_string()), Ok(k));
+        }
+        assert_eq!(task_size("cpu", "0.0001 vCPU"), Err(r#""0.0001 vCPU" is not a whole number of CPU units"#.into()));
+        assert_eq!(task_size("memory", "1.5"), Err(r#""1.5" is not a whole number of MiB"#.into()));
+        assert_eq!(task_size("cpu", "0"), Err(r#"expected more than zero, found "0""#.into()));
+        assert_eq!(task_size("cpu", "300 vCPU"), Err(r#""300 vCPU" is more than the limit of 262144"#.into()));
+        for bad in ["abc", "1e3", "-1", "1 GB", ".", "1..2", "1 vCPUs", "{{cpu}}"] {
+            assert_eq!(
+                task_size("cpu", bad),
+                Err(format!(r#"expected CPU units such as "256" or vCPUs such as "0.25 vCPU", found "{bad}""#)),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            reject(&task(json!([one()]), json!({"memory": "1 TB"}))),
+            [r#"memory: expected MiB such as "512" or GB such as "1 GB", found "1 TB""#]
         );
     }
 

@@ -290,6 +290,10 @@ pub(crate) struct Draft {
     pub arn: Option<String>,
     /// The task's network mode.
     pub network_mode: NetworkMode,
+    /// Task-level `cpu`, in CPU units.
+    pub cpu: Option<u64>,
+    /// Task-level `memory`, in MiB.
+    pub memory: Option<u64>,
     /// The seed payload's `desiredStatus` (RUNNING otherwise).
     pub desired_status: TaskStatus,
     /// Where the container definitions are.
@@ -337,6 +341,8 @@ impl Draft {
             version: None,
             arn: None,
             network_mode: NetworkMode::Bridge,
+            cpu: None,
+            memory: None,
             desired_status: TaskStatus::Running,
             containers_path: containers_path.to_string(),
             containers_read: true,
@@ -389,6 +395,8 @@ impl Draft {
             .collect();
         let mut task = Task::new(arn, family, version, containers, volumes);
         task.network_mode = self.network_mode;
+        task.cpu = self.cpu;
+        task.memory = self.memory;
         task.raise_desired_status(self.desired_status);
         task
     }
