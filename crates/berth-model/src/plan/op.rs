@@ -114,8 +114,8 @@ impl fmt::Display for Op {
     }
 }
 
-/// Why the planner chose an operation: a short phrase printed after it (golden plans,
-/// `berth plan`), as compose's plan gives a reason for each action. A small value with no
+/// Why the planner chose an operation: a short phrase printed after it in golden plans, as
+/// compose's plan gives a reason for each action. A small value with no
 /// allocation; what the operation itself carries (a stop task's reason) is not repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cause {

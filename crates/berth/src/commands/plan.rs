@@ -127,8 +127,8 @@ fn step_until_idle(
         *step += 1;
         writeln!(out, "step {step}")?;
         let mut forget = false;
-        for (op, cause) in p.ops.into_iter().zip(p.causes) {
-            writeln!(out, "  {op}  # {cause}")?;
+        for op in p.ops {
+            writeln!(out, "  {op}")?;
             forget |= op == Op::Forget;
             let outcome = match &op {
                 Op::Container { container, action: Action::Create } => Outcome::Created(format!("dry-run-{container}")),

@@ -23,9 +23,9 @@
 //! - an event reader follows `GET /v1/events?since=<last seen>` whenever the daemon is up;
 //! - a last normal start, where every task must reach its desired status (≤ 90 s).
 //!
-//! The checks, one function per property on the one run (`scenario.rs` runs it):
-//! (1) every task at its desired status, each container at its expected
-//! status and exit code; (2) at most one Docker container per (task, container) label pair,
+//! The checks, one function per property, all on the one run (`scenario.rs`): (1) every
+//! task at its desired status, each container at its expected status and exit code;
+//! (2) at most one Docker container per (task, container) label pair,
 //! the one berth's DockerId names; (3) no container of the instance unaccounted for, no
 //! pair ever created twice in Docker's record, nothing removed; (4) no container started
 //! twice in Docker's record; (5) SIGTERM ends the daemon cleanly and it starts again on the
