@@ -363,6 +363,7 @@ impl DockerTaskEngine {
             self.config.steady_state_check,
             inputs_tx.clone(),
             Arc::clone(&self.config.observer),
+            Arc::clone(&self.clock),
         ));
         let watcher = tokio::spawn(watch::watch(
             Arc::clone(&self.docker),
@@ -371,6 +372,7 @@ impl DockerTaskEngine {
             inputs_tx,
             Arc::clone(&self.config.observer),
             self.config.timeouts.inspect,
+            Arc::clone(&self.clock),
         ));
         let actor = tokio::spawn(actor.run());
         self.running = Some(Running {
@@ -420,14 +422,13 @@ impl TaskEngine for DockerTaskEngine {
     }
 
     async fn must_init(&mut self) -> Result<(), EngineError> {
-        let mut backoff = self.config.init_backoff;
+        let mut backoff = crate::clock::Backoff::new(self.config.init_backoff, std::time::Duration::from_secs(60));
         loop {
             match self.init().await {
                 Ok(()) => return Ok(()),
                 Err(EngineError::Docker(e)) => {
                     tracing::warn!(error = %e, "Docker does not answer; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+                    crate::clock::sleep(&*self.clock, backoff.next_wait()).await;
                 }
                 Err(e) => return Err(e),
             }
