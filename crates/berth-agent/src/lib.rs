@@ -1,6 +1,6 @@
 //! berth as a long-running agent (SPEC 7 and 9): its configuration, the HTTP API on a
 //! unix socket and optionally TCP, metrics, and image cleanup, around one
-//! [`berth_engine::DockerTaskEngine`].
+//! [`berth_engine::EngineHandle`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -23,7 +23,7 @@
 //! end, also after a failure.
 
 use berth_docker::{BollardClient, ContainerConfig, DockerClient};
-use berth_engine::settings::container_config;
+use berth_engine::bench_support::container_config;
 use berth_engine::{ChangeReader, DockerTaskEngine, EngineConfig, LogItem, PullBehavior, TaskEngine};
 use berth_model::input::{ParseOptions, parse};
 use berth_model::{ContainerStatus, Task};

@@ -145,7 +145,7 @@ impl CommitPipeline {
                 tracing::error!(error = %e, "saving state failed; the engine stops");
                 let e = Arc::new(EngineError::Store(e));
                 for reply in batch.replies {
-                    let _ = reply.send(Err(EngineError::Stopped(Arc::clone(&e))));
+                    reply.err(EngineError::Stopped(Arc::clone(&e)));
                 }
                 Err(EngineError::Stopped(e))
             }
@@ -190,7 +190,7 @@ impl Actor {
         }
         self.log.append(changes);
         for reply in replies {
-            let _ = reply.send(Ok(()));
+            reply.ok();
         }
         self.pass_gate(calls);
     }

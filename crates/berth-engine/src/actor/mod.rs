@@ -54,13 +54,56 @@ use tokio::sync::{mpsc, oneshot};
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<T> = HashSet<T, foldhash::fast::RandomState>;
 
+/// What adding a task answers once it is durable: whether the task is new, and the task as
+/// the round that made it durable left it.
+pub struct Added {
+    /// True when the task is new.
+    pub created: bool,
+    /// The task as stored.
+    pub task: Arc<Task>,
+}
+
 /// Where the answer to a command goes once its round is durable.
-type Reply = oneshot::Sender<Result<(), EngineError>>;
+pub(super) enum Reply {
+    /// Done, or why not.
+    Done(oneshot::Sender<Result<(), EngineError>>),
+    /// A task was added: answered with the task as stored (taken when its round is staged).
+    Added { reply: oneshot::Sender<Result<Added, EngineError>>, arn: String, created: bool, task: Option<Arc<Task>> },
+}
+
+impl Reply {
+    /// Its round is durable.
+    fn ok(self) {
+        match self {
+            Reply::Done(reply) => {
+                let _ = reply.send(Ok(()));
+            }
+            Reply::Added { reply, created, task: Some(task), .. } => {
+                let _ = reply.send(Ok(Added { created, task }));
+            }
+            Reply::Added { reply, arn, task: None, .. } => {
+                let _ = reply.send(Err(EngineError::TaskNotFound(arn)));
+            }
+        }
+    }
+
+    /// It failed, or will never be done.
+    fn err(self, e: EngineError) {
+        match self {
+            Reply::Done(reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Reply::Added { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
 
 /// A request from the engine's handle.
 pub enum Command {
     /// Add a task, or update one with the same arn (desired statuses only rise).
-    AddTask(Box<Task>, oneshot::Sender<Result<(), EngineError>>),
+    AddTask(Box<Task>, oneshot::Sender<Result<Added, EngineError>>),
     /// Every task.
     ListTasks(oneshot::Sender<Vec<Task>>),
     /// One task.
@@ -122,7 +165,7 @@ pub struct Actor {
     inputs: mpsc::UnboundedReceiver<Input>,
     inputs_tx: mpsc::UnboundedSender<Input>,
     /// Direct operations waiting for their outcome, by (task, container).
-    waiting: Map<(String, String), Reply>,
+    waiting: Map<(String, String), oneshot::Sender<Result<(), EngineError>>>,
     /// Operations asked for directly, issued in the next round.
     direct: Vec<Call>,
     /// Pulls in flight, shared by the Docker calls.
@@ -242,7 +285,7 @@ impl Actor {
             EngineExit::Shutdown => EngineError::NotRunning,
         };
         for reply in replies {
-            let _ = reply.send(Err(error()));
+            reply.err(error());
         }
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err(error()));
@@ -298,7 +341,9 @@ impl Actor {
     fn command(&mut self, command: Command) {
         match command {
             Command::AddTask(task, reply) => match self.tasks.add(*task) {
-                Ok(()) => self.commits.after_commit.push(reply),
+                Ok((arn, created)) => {
+                    self.commits.after_commit.push(Reply::Added { reply, arn, created, task: None });
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -323,7 +368,7 @@ impl Actor {
                 Some(entry) => {
                     Arc::make_mut(&mut entry.task).raise_desired_status(TaskStatus::Stopped);
                     self.tasks.dirty.insert(arn);
-                    self.commits.after_commit.push(reply);
+                    self.commits.after_commit.push(Reply::Done(reply));
                 }
                 None => {
                     let _ = reply.send(Err(EngineError::TaskNotFound(arn)));
@@ -338,7 +383,7 @@ impl Actor {
                 Some(entry) => {
                     entry.clean_up_now = true;
                     self.tasks.dirty.insert(arn);
-                    self.commits.after_commit.push(reply);
+                    self.commits.after_commit.push(Reply::Done(reply));
                 }
                 None => {
                     let _ = reply.send(Err(EngineError::TaskNotFound(arn)));
@@ -473,6 +518,11 @@ impl Actor {
         }
         // Everything of this round waits for its group to be durable: the next commit
         // carries it (started now if none is in flight).
+        for reply in &mut self.commits.after_commit {
+            if let Reply::Added { arn, task, .. } = reply {
+                *task = self.tasks.entries.get(arn.as_str()).map(|e| Arc::clone(&e.task));
+            }
+        }
         self.commits.stage(group, calls);
         self.start_commit()
     }

@@ -70,11 +70,7 @@ impl TaskTable {
             }
             table.specs.share(&mut task);
             let graph = DependencyGraph::build(&task).map_err(|errs| {
-                EngineError::InvalidState(format!(
-                    "task {}: {}",
-                    task.arn,
-                    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                ))
+                EngineError::InvalidState(format!("task {}: {}", task.arn, crate::error::graph_errors(&errs)))
             })?;
             let saved = Some(task.record_fingerprint());
             resume(&mut task);
@@ -87,8 +83,9 @@ impl TaskTable {
         Ok(table)
     }
 
-    /// Add a task, or update the one with the same arn (desired statuses only rise).
-    pub fn add(&mut self, mut task: Task) -> Result<(), EngineError> {
+    /// Add a task, or update the one with the same arn (desired statuses only rise): its
+    /// arn, and whether it is new.
+    pub fn add(&mut self, mut task: Task) -> Result<(String, bool), EngineError> {
         if let Some(token) = &task.client_token
             && let Some(arn) = self.tokens.get(token).filter(|arn| **arn != task.arn)
         {
@@ -96,22 +93,21 @@ impl TaskTable {
         }
         if let Some(entry) = self.entries.get_mut(&task.arn) {
             Arc::make_mut(&mut entry.task).update_from(&task);
-            self.dirty.insert(task.arn);
-            return Ok(());
+            self.dirty.insert(task.arn.clone());
+            return Ok((task.arn, false));
         }
-        let graph = DependencyGraph::build(&task).map_err(|errs| {
-            EngineError::InvalidState(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        })?;
+        let graph = DependencyGraph::build(&task).map_err(EngineError::InvalidGraph)?;
         self.specs.share(&mut task);
         if let Some(token) = &task.client_token {
             self.tokens.insert(token.clone(), task.arn.clone());
         }
         self.dirty.insert(task.arn.clone());
+        let arn = task.arn.clone();
         self.entries.insert(
             task.arn.clone(),
             Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false, saved: None },
         );
-        Ok(())
+        Ok((arn, true))
     }
 
     /// Take a task out of the table (it was swept).
