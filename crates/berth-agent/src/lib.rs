@@ -8,13 +8,13 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod docker;
-pub mod events;
 pub mod images;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod serve;
 pub mod server;
+pub mod telemetry;
 
 pub use agent::{Agent, AgentError};
 pub use config::AgentConfig;

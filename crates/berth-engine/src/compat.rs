@@ -269,7 +269,7 @@ impl TaskEngine for DockerTaskEngine {
             match self.init().await {
                 Ok(()) => return Ok(()),
                 Err(EngineError::Docker(e)) => {
-                    tracing::warn!(error = %e, "Docker does not answer; retrying");
+                    self.config.telemetry.record(&crate::EngineTelemetry::DockerLost { error: &e.to_string() });
                     crate::clock::sleep(&*self.clock, backoff.next_wait()).await;
                 }
                 Err(e) => return Err(e),

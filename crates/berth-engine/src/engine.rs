@@ -10,7 +10,7 @@ use crate::changelog::{ChangeLog, ChangeReader};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, EngineExit};
-use crate::observe::Observer;
+use crate::telemetry::Telemetry;
 use crate::watch;
 use berth_docker::{DockerClient, PullProgress, labels};
 use berth_model::plan::Action;
@@ -119,9 +119,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Tell `observer` what happens inside (default: the configuration's observer).
-    pub fn observer(mut self, observer: Arc<dyn Observer>) -> EngineBuilder {
-        self.config.observer = observer;
+    /// Report what happens inside to `telemetry` (default: the configuration's, which by
+    /// default logs each occurrence).
+    pub fn observer(mut self, telemetry: Arc<dyn Telemetry>) -> EngineBuilder {
+        self.config.telemetry = telemetry;
         self
     }
 
@@ -194,7 +195,7 @@ impl EngineBuilder {
         let checker = tokio::spawn(watch::steady_state_check(
             self.config.steady_state_check,
             inputs_tx.clone(),
-            Arc::clone(&self.config.observer),
+            Arc::clone(&self.config.telemetry),
             Arc::clone(&self.clock),
         ));
         let watcher = tokio::spawn(watch::watch(
@@ -202,7 +203,7 @@ impl EngineBuilder {
             events,
             instance.clone(),
             inputs_tx,
-            Arc::clone(&self.config.observer),
+            Arc::clone(&self.config.telemetry),
             self.config.timeouts.inspect,
             Arc::clone(&self.clock),
         ));

@@ -44,7 +44,8 @@
 //! - `settings`: a container's create request (names, labels, every setting);
 //! - `watch`: the event stream, reopened from where it left off;
 //! - [`changelog`]: the retained changes and their readers;
-//! - [`observe`]: what happens inside, for an embedder's metrics and logs;
+//! - [`telemetry`]: what happens inside, as typed occurrences to the embedder's
+//!   [`Telemetry`] (logged by default), the engine's one channel for metrics and logs;
 //! - [`clock`]: time, which tests control.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -59,9 +60,9 @@ pub mod error;
 pub(crate) mod executor;
 mod holder;
 mod host_paths;
-pub mod observe;
 pub(crate) mod settings;
 mod specs;
+pub mod telemetry;
 mod watch;
 
 /// What the benchmarks reach inside the engine (not part of its API).
@@ -77,4 +78,4 @@ pub use config::{ContainerLimits, EngineConfig, LogRotation, Timeouts};
 pub use engine::{AddOutcome, Engine, EngineBuilder, EngineHandle, EngineStatus};
 pub use error::{ContainerNotFound, EngineError, EngineExit};
 pub use executor::PullBehavior;
-pub use observe::{EngineEvent, NoObserver, Observer};
+pub use telemetry::{EngineTelemetry, LogTelemetry, NoTelemetry, Telemetry};

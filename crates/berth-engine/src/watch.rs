@@ -5,7 +5,7 @@
 
 use crate::actor::Input;
 use crate::clock::{self, Backoff, Clock};
-use crate::observe::{EngineEvent, Observer};
+use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_docker::events::into_container_event;
 use berth_docker::{DockerClient, EventStream, labels};
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ pub async fn watch(
     first: Option<EventStream>,
     instance: String,
     inputs: mpsc::UnboundedSender<Input>,
-    observer: Arc<dyn Observer>,
+    telemetry: Arc<dyn Telemetry>,
     limit: Duration,
     clock: Arc<dyn Clock>,
 ) {
@@ -62,10 +62,10 @@ pub async fn watch(
             // growing wait, never in a busy loop.
             if delivered || (clock.now() - opened).to_std().unwrap_or_default() > QUIET_STREAM {
                 backoff.reset();
-                tracing::warn!("Docker event stream ended; reopening");
+                telemetry.record(&EngineTelemetry::EventStreamEnded { retry_in: None });
             } else {
                 let wait = backoff.next_wait();
-                tracing::debug!(retry_in = ?wait, "Docker event stream ended at once; reopening after a wait");
+                telemetry.record(&EngineTelemetry::EventStreamEnded { retry_in: Some(wait) });
                 clock::sleep(&*clock, wait).await;
             }
         }
@@ -77,13 +77,13 @@ pub async fn watch(
         match open.await {
             Ok(events) => {
                 stream = Some(events);
-                observer.observe(&EngineEvent::EventStreamReopened);
+                telemetry.record(&EngineTelemetry::EventStreamReopened);
                 if inputs.send(Input::Resync).is_err() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot reopen the Docker event stream; retrying");
+                telemetry.record(&EngineTelemetry::EventStreamReopenFailed { error: &e.to_string() });
                 clock::sleep(&*clock, backoff.next_wait()).await;
             }
         }
@@ -103,12 +103,12 @@ fn is_user_label(key: &str) -> bool {
 pub async fn steady_state_check(
     every: Duration,
     inputs: mpsc::UnboundedSender<Input>,
-    observer: Arc<dyn Observer>,
+    telemetry: Arc<dyn Telemetry>,
     clock: Arc<dyn Clock>,
 ) {
     loop {
         clock::sleep(&*clock, every).await;
-        observer.observe(&EngineEvent::SteadyStateCheck);
+        telemetry.record(&EngineTelemetry::SteadyStateCheck);
         if inputs.send(Input::Resync).is_err() {
             return;
         }

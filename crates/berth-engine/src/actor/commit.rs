@@ -6,7 +6,7 @@
 
 use super::{Actor, Call, Map, Reply};
 use crate::error::EngineError;
-use crate::observe::{EngineEvent, Observer};
+use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_model::{StateChange, Task};
 use berth_store::{Group, Saver, StoreError};
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl CommitPipeline {
 
     /// Start the next group commit, if none is in flight and anything waits for one. A
     /// batch with nothing to save (replies or calls only) is durable at once: returned.
-    pub fn start(&mut self, observer: &Arc<dyn Observer>) -> Result<Option<Durable>, EngineError> {
+    pub fn start(&mut self, telemetry: &Arc<dyn Telemetry>) -> Result<Option<Durable>, EngineError> {
         if self.committing.is_some() || self.pending.is_empty() {
             return Ok(None);
         }
@@ -106,13 +106,13 @@ impl CommitPipeline {
             return Ok(Some(Durable { changes: Vec::new(), calls, replies }));
         }
         let mut saver = self.saver.take().ok_or_else(|| EngineError::InvalidState("the store is gone".into()))?;
-        let observer = Arc::clone(observer);
+        let telemetry = Arc::clone(telemetry);
         let save = tokio::task::spawn_blocking(move || {
             let (tasks, changes) = (group.tasks.len(), group.changes.len());
             let started = std::time::Instant::now();
             let result = saver.save(group);
             let ok = result.is_ok();
-            observer.observe(&EngineEvent::StoreCommitted { duration: started.elapsed(), tasks, changes, ok });
+            telemetry.record(&EngineTelemetry::StoreCommitted { duration: started.elapsed(), tasks, changes, ok });
             Saved { saver, result }
         });
         self.committing = Some(Committing { save, batch: Batch { group: Group::default(), calls, replies } });
@@ -142,7 +142,7 @@ impl CommitPipeline {
         match result {
             Ok(changes) => Ok(Some(Durable { changes, calls: batch.calls, replies: batch.replies })),
             Err(e) => {
-                tracing::error!(error = %e, "saving state failed; the engine stops");
+                // Told as StoreCommitted { ok: false } by the save, and as Stopped by the loop.
                 let e = Arc::new(EngineError::Store(e));
                 for reply in batch.replies {
                     reply.err(EngineError::Stopped(Arc::clone(&e)));
@@ -168,7 +168,7 @@ impl Actor {
     /// Start the next group commit if one can start; release at once a batch that has
     /// nothing to save.
     pub(super) fn start_commit(&mut self) -> Result<(), EngineError> {
-        if let Some(durable) = self.commits.start(&self.config.observer)? {
+        if let Some(durable) = self.commits.start(&self.config.telemetry)? {
             self.release(durable);
         }
         Ok(())
@@ -186,7 +186,7 @@ impl Actor {
     fn release(&mut self, durable: Durable) {
         let Durable { changes, calls, replies } = durable;
         if !changes.is_empty() {
-            self.config.observer.observe(&EngineEvent::ChangesCommitted(&changes));
+            self.config.telemetry.record(&EngineTelemetry::ChangesCommitted(&changes));
         }
         self.log.append(changes);
         for reply in replies {

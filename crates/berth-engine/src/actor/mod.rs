@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::{ContainerNotFound, EngineError, EngineExit};
 use crate::executor;
-use crate::observe::EngineEvent;
+use crate::telemetry::EngineTelemetry;
 use berth_docker::events::ContainerEvent;
 use berth_docker::{ContainerSummary, DockerClient};
 use berth_model::event::take_changes;
@@ -260,13 +260,10 @@ impl Actor {
             Err(e) => EngineExit::Failed(Arc::new(e)),
         };
         if let EngineExit::Failed(e) = &exit {
-            tracing::error!(error = %e, "the engine's loop stopped; no more Docker calls are made");
+            self.config.telemetry.record(&EngineTelemetry::Stopped { error: e.as_ref() });
         }
         if self.gate.not_started > 0 {
-            tracing::info!(
-                calls = self.gate.not_started,
-                "Docker calls decided at shutdown were not started; the next start makes them"
-            );
+            self.config.telemetry.record(&EngineTelemetry::CallsNotStarted { calls: self.gate.not_started });
         }
         // A clean stop lets go of the instance on the Docker side (a bounded try: a
         // restarted berth of this host takes a dead holder's claim over anyway).
@@ -398,7 +395,7 @@ impl Actor {
             }
             Command::Quiesce => {
                 if !self.gate.stopping {
-                    tracing::info!("shutdown has begun: no more Docker calls start");
+                    self.config.telemetry.record(&EngineTelemetry::ShutdownBegun);
                 }
                 self.gate.stopping = true;
             }
@@ -452,7 +449,11 @@ impl Actor {
                     && observation.removed
                     && observation.status == ContainerStatus::Stopped
                 {
-                    tracing::warn!(task = %task_arn, container = %container, "{reason}");
+                    self.config.telemetry.record(&EngineTelemetry::ContainerVanished {
+                        arn: &task_arn,
+                        container,
+                        reason,
+                    });
                     observation.reason = Some(reason.to_string());
                 }
                 if let Some(entry) = self.tasks.entries.get_mut(&task_arn) {
@@ -494,7 +495,7 @@ impl Actor {
             if forget {
                 let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
                 let stopped_for = entry.task.known_time.map(|t| now - t);
-                self.config.observer.observe(&EngineEvent::TaskSwept { arn: &arn, containers, stopped_for });
+                self.config.telemetry.record(&EngineTelemetry::TaskSwept { arn: &arn, containers, stopped_for });
                 self.tasks.forget(&arn);
                 self.reconcile.pending.retain(|(task, _), _| task != &arn);
                 group.tasks.push((arn, None));

@@ -8,7 +8,7 @@
 use super::{Actor, Input, Map};
 use crate::clock::{self, Backoff, Clock};
 use crate::error::EngineError;
-use crate::observe::EngineEvent;
+use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_docker::{ContainerSummary, DockerClient, labels};
 use berth_model::ContainerStatus;
 use std::collections::HashMap;
@@ -36,14 +36,15 @@ impl Actor {
     /// until it does (one at a time).
     pub(super) fn docker_lost(&mut self, why: &str) {
         if self.gate.docker_up {
-            tracing::warn!(error = why, "Docker does not answer; holding Docker calls until it does");
+            self.config.telemetry.record(&EngineTelemetry::DockerLost { error: why });
             self.gate.docker_up = false;
         }
         if !self.reconcile.connecting && !self.gate.stopping {
             self.reconcile.connecting = true;
             let (docker, instance, inputs) = (Arc::clone(&self.docker), self.instance.clone(), self.inputs_tx.clone());
             let limit = self.config.timeouts.inspect;
-            tokio::spawn(connect(docker, instance, inputs, limit, Arc::clone(&self.clock)));
+            let telemetry = Arc::clone(&self.config.telemetry);
+            tokio::spawn(connect(docker, instance, inputs, limit, Arc::clone(&self.clock), telemetry));
         }
     }
 
@@ -91,12 +92,12 @@ impl Actor {
         if !orphans.is_empty() {
             let grace = self.config.orphan_grace;
             for s in &orphans {
-                tracing::warn!(
-                    id = %s.id,
-                    name = s.names.first().map_or("", String::as_str),
-                    task = s.labels.get(labels::TASK_ARN).map_or("", String::as_str),
-                    "a container of this berth belongs to no task; removing it after {grace:?} unless a task claims it"
-                );
+                self.config.telemetry.record(&EngineTelemetry::OrphanFound {
+                    docker_id: &s.id,
+                    name: s.names.first().map_or("", String::as_str),
+                    task: s.labels.get(labels::TASK_ARN).map_or("", String::as_str),
+                    grace,
+                });
             }
             let ids: Vec<String> = orphans.iter().map(|s| s.id.clone()).collect();
             let inputs = self.inputs_tx.clone();
@@ -125,16 +126,17 @@ impl Actor {
         }
         let docker = Arc::clone(&self.docker);
         let timeouts = self.config.timeouts.clone();
-        let observer = Arc::clone(&self.config.observer);
+        let telemetry = Arc::clone(&self.config.telemetry);
         tokio::spawn(async move {
             for id in orphans {
                 match tokio::time::timeout(timeouts.remove, docker.remove_container(&id)).await {
-                    Ok(Ok(())) => {
-                        tracing::warn!(id = %id, "removed a container of this berth that no task owns");
-                        observer.observe(&EngineEvent::OrphanRemoved { docker_id: &id });
+                    Ok(Ok(())) => telemetry.record(&EngineTelemetry::OrphanRemoved { docker_id: &id }),
+                    Ok(Err(e)) => {
+                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: &e.to_string() })
                     }
-                    Ok(Err(e)) => tracing::warn!(id = %id, error = %e, "cannot remove an orphan container"),
-                    Err(_) => tracing::warn!(id = %id, "removing an orphan container timed out"),
+                    Err(_) => {
+                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: "timed out" })
+                    }
                 }
             }
         });
@@ -150,6 +152,7 @@ async fn connect(
     inputs: mpsc::UnboundedSender<Input>,
     limit: Duration,
     clock: Arc<dyn Clock>,
+    telemetry: Arc<dyn Telemetry>,
 ) {
     let mut backoff = Backoff::new(CONNECT_BACKOFF.0, CONNECT_BACKOFF.1);
     loop {
@@ -167,11 +170,12 @@ async fn connect(
                 return;
             }
             Ok(listed) => {
-                tracing::info!(containers = listed.len(), "Docker answers; reconciling");
+                telemetry.record(&EngineTelemetry::DockerReached { containers: listed.len() });
                 let _ = inputs.send(Input::Connected(listed));
                 return;
             }
-            Err(e) => tracing::debug!(error = %e, retry_in = ?backoff.peek(), "Docker does not answer yet"),
+            Err(e) => telemetry
+                .record(&EngineTelemetry::DockerNotYetReached { error: &e.to_string(), retry_in: backoff.peek() }),
         }
         if inputs.is_closed() {
             return;
