@@ -13,6 +13,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The names of the telemetry occurrences the engine reported, in order.
+#[derive(Debug, Default)]
+struct Told(std::sync::Mutex<Vec<String>>);
+
+impl berth_engine::Telemetry for Told {
+    fn record(&self, event: &berth_engine::EngineTelemetry<'_>) {
+        let debug = format!("{event:?}");
+        let name = debug.split([' ', '(']).next().unwrap_or_default().to_string();
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name);
+    }
+}
+
+impl Told {
+    fn count(&self, name: &str) -> usize {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().filter(|n| *n == name).count()
+    }
+}
+
 fn manual_clock() -> ManualClock {
     ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now))
 }
@@ -38,9 +56,11 @@ async fn a_manual_clock_drives_the_orphan_grace() {
         ContainerConfig { name: "orphan".into(), image: "busybox:latest".into(), labels, ..Default::default() };
     let orphan = fake.create_container(&config).await.unwrap_or_else(|e| panic!("{e}"));
     let clock = manual_clock();
+    let told = Arc::new(Told::default());
     let config = EngineConfig {
         data_dir: Some(dir.path().to_path_buf()),
         orphan_grace: Duration::from_secs(60),
+        telemetry: told.clone(),
         ..EngineConfig::default()
     };
     let mut engine = start(&fake, config, &clock).await;
@@ -52,6 +72,9 @@ async fn a_manual_clock_drives_the_orphan_grace() {
     clock.advance(chrono::Duration::seconds(1));
     eventually("the orphan is removed once the clock passes the grace", async || fake.container(&orphan).is_none())
         .await;
+    // Told through the telemetry channel, once each.
+    eventually("the removal is told", async || told.count("OrphanRemoved") == 1).await;
+    assert_eq!(told.count("OrphanFound"), 1);
     engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -59,7 +82,9 @@ async fn a_manual_clock_drives_the_orphan_grace() {
 async fn a_manual_clock_drives_the_reopen_backoff() {
     let fake = fake();
     let clock = manual_clock();
-    let mut engine = start(&fake, EngineConfig::default(), &clock).await;
+    let told = Arc::new(Told::default());
+    let config = EngineConfig { telemetry: told.clone(), ..EngineConfig::default() };
+    let mut engine = start(&fake, config, &clock).await;
     assert_eq!(fake.open_event_streams(), 1);
     let opened = fake.calls(Op::ContainerEvents);
 
@@ -70,5 +95,7 @@ async fn a_manual_clock_drives_the_reopen_backoff() {
     assert_eq!(fake.calls(Op::ContainerEvents), opened, "no attempt while the clock stands still");
     clock.advance(chrono::Duration::milliseconds(100));
     eventually("the stream is reopened once the clock passes the wait", async || fake.open_event_streams() == 1).await;
+    eventually("the reopening is told", async || told.count("EventStreamReopened") == 1).await;
+    assert_eq!(told.count("EventStreamEnded"), 1);
     engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
