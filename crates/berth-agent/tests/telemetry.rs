@@ -24,8 +24,7 @@ fn logged(metrics: &Metrics, event: &EngineTelemetry<'_>) -> Vec<(String, tracin
     let lines = Lines::default();
     let subscriber = tracing_subscriber::registry().with(lines.clone());
     tracing::subscriber::with_default(subscriber, || metrics.record(event));
-    let seen = lines.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    seen
+    lines.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 #[test]
