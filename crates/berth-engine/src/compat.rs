@@ -290,7 +290,7 @@ impl TaskEngine for DockerTaskEngine {
     }
 
     async fn add_task(&self, task: Task) -> Result<(), EngineError> {
-        self.handle()?.add_task(task).await.map(|_| ())
+        self.handle()?.add(task).await.map(|_| ())
     }
 
     async fn list_tasks(&self) -> Result<Vec<Task>, EngineError> {

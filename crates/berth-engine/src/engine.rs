@@ -5,7 +5,7 @@
 //! (the `actor` module). What it returns, an [`EngineHandle`], is a running engine: every
 //! call is a message to the loop, and any clone may shut it down.
 
-use crate::actor::{Actor, ActorParts, Command, Input};
+use crate::actor::{Actor, ActorParts, Added, Command, Input};
 use crate::changelog::{ChangeLog, ChangeReader};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
@@ -326,9 +326,14 @@ impl EngineHandle {
     /// answers once the change is durable, with whether the task is new and the task as
     /// stored.
     pub async fn add_task(&self, task: Task) -> Result<AddOutcome, EngineError> {
-        let added = self.ask(|reply| Command::AddTask(Box::new(task), reply)).await??;
+        let added = self.add(task).await?;
         // Copied here, off the loop.
         Ok(AddOutcome { created: added.created, task: Task::clone(&added.task) })
+    }
+
+    /// `add_task` without the copy of the task (the seed's `AddTask` answers nothing).
+    pub(crate) async fn add(&self, task: Task) -> Result<Added, EngineError> {
+        self.ask(|reply| Command::AddTask(Box::new(task), reply)).await?
     }
 
     /// Every task, by arn.
