@@ -8,7 +8,7 @@
 //! `BERTH_IDLE_CHECKS` change the counts). The check runs every 2 s here so that the
 //! measurement is short; what one check writes does not depend on the interval.
 
-use berth_engine::{DockerTaskEngine, EngineConfig, EngineTelemetry, LogItem, TaskEngine, Telemetry};
+use berth_engine::{Engine, EngineConfig, EngineTelemetry, LogItem, Telemetry};
 use berth_model::ContainerStatus;
 use berth_model::input::{ParseOptions, parse};
 use berth_testutils::FakeDocker;
@@ -57,9 +57,8 @@ fn main() {
             telemetry: count.clone(),
             ..EngineConfig::default()
         };
-        let mut engine = DockerTaskEngine::new(config, Arc::new(fake.clone()));
-        engine.init().await.expect("init");
-        let mut reader = engine.task_events().expect("events");
+        let engine = Engine::builder(config, Arc::new(fake.clone())).start().await.expect("init");
+        let mut reader = engine.task_events();
         for i in 0..tasks {
             let json = format!(
                 r#"{{"family": "idle-{i}", "containerDefinitions": [{{"name": "web", "image": "busybox",
