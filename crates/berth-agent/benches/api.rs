@@ -23,7 +23,7 @@
 
 use berth_agent::{Agent, AgentConfig};
 use berth_docker::{BollardClient, DockerClient, labels};
-use berth_engine::{LogItem, PullBehavior, TaskEngine};
+use berth_engine::{LogItem, PullBehavior};
 use berth_model::TaskStatus;
 use berth_model::input::{ParseOptions, parse};
 use berth_testutils::FakeDocker;
@@ -68,11 +68,11 @@ enum Way {
 
 /// Submit `n` tasks with 8 clients one way; the time until the last is RUNNING.
 async fn submit_round(agent: &Agent, n: usize, way: Way) -> Duration {
-    let mut changes = agent.engine().task_events().expect("events");
+    let mut changes = agent.engine().task_events();
     let started = Instant::now();
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
-        let engine = Arc::clone(agent.engine());
+        let engine = agent.engine().clone();
         let http = reqwest::Client::builder().unix_socket(agent.socket_path().to_path_buf()).build().expect("client");
         clients.push(tokio::spawn(async move {
             for i in (client..n).step_by(CLIENTS) {
@@ -118,7 +118,7 @@ async fn compare(name: &str, n: usize, rounds: usize, docker: impl Fn() -> Arc<d
                 config.pull_behavior = PullBehavior::PreferCached;
             }
             let agent = Agent::start(&config, docker()).await.expect("agent");
-            let instance = agent.engine().instance_id().unwrap_or_default().to_string();
+            let instance = agent.engine().instance_id().to_string();
             let t = submit_round(&agent, n, way).await;
             agent.shutdown().await.expect("shutdown");
             if real {
@@ -160,7 +160,7 @@ fn target_dir() -> std::path::PathBuf {
 }
 
 async fn add_direct(agent: &Agent, n: usize) {
-    let mut changes = agent.engine().task_events().expect("events");
+    let mut changes = agent.engine().task_events();
     for i in 0..n {
         let opts = ParseOptions { family: None, arn_random: rand::random() };
         agent.engine().add_task(parse(&definition(i), &opts).expect("valid").task).await.expect("add");

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::serve::{Limits, serve};
 use crate::server::{self, ListenError};
 use berth_docker::DockerClient;
-use berth_engine::{DockerTaskEngine, EngineError};
+use berth_engine::{Engine, EngineError, EngineHandle};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ pub enum AgentError {
 
 /// A running agent.
 pub struct Agent {
-    engine: Arc<DockerTaskEngine>,
+    engine: EngineHandle,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     cleanup: JoinHandle<()>,
@@ -92,18 +92,19 @@ impl Agent {
             return Err(ListenError::PathTooLong { len: socket.as_os_str().len(), path: socket }.into());
         }
         let metrics = Metrics::new();
-        let mut engine_config = config.engine_config()?;
-        engine_config.observer = metrics.clone();
+        let engine_config = config.engine_config()?;
         let ledger = ImageLedger::open(&data_dir.join("images.json"))?;
         let docker: Arc<dyn DockerClient> = Arc::new(MeteredDocker::new(docker, metrics.clone(), ledger.clone()));
-        let mut engine = DockerTaskEngine::new(engine_config, Arc::clone(&docker));
         // The API answers at once, from the loaded state, even while Docker does not.
-        engine.init_without_docker().await?;
-        let instance = engine.instance_id().unwrap_or_default().to_string();
-        let engine = Arc::new(engine);
+        let engine = Engine::builder(engine_config, Arc::clone(&docker))
+            .observer(metrics.clone())
+            .wait_for_docker(false)
+            .start()
+            .await?;
+        let instance = engine.instance_id().to_string();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(ApiState {
-            engine: Arc::clone(&engine),
+            engine: engine.clone(),
             docker: Arc::clone(&docker),
             metrics: Arc::clone(&metrics),
             ledger: Arc::clone(&ledger),
@@ -171,7 +172,7 @@ impl Agent {
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Arc<DockerTaskEngine> {
+    pub fn engine(&self) -> &EngineHandle {
         &self.engine
     }
 
@@ -208,9 +209,9 @@ impl Agent {
         }
         let _ = cleanup.await;
         let _ = std::fs::remove_file(&socket);
-        // Through the shared handle: a connection still being torn down may hold the
-        // engine, which gets its shutdown anyway.
-        engine.stop().await?;
+        // Through the shared handle: a connection still being torn down may hold a clone of
+        // it, and the engine gets its shutdown anyway.
+        engine.shutdown().await?;
         tracing::info!("berth stopped; task containers keep running");
         Ok(())
     }

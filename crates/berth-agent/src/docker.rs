@@ -1,11 +1,11 @@
 //! The Docker client as the agent uses it: [`MeteredDocker`] wraps the real one, times and
-//! counts every call ([`crate::events::DockerCallFinished`], and
-//! [`crate::events::PullFinished`] for pulls), and keeps the [`ImageLedger`] of the images
+//! counts every call ([`crate::telemetry::DockerCallFinished`], and
+//! [`crate::telemetry::PullFinished`] for pulls), and keeps the [`ImageLedger`] of the images
 //! berth pulled and the last time each was used.
 
-use crate::events::{DockerCallFinished, PullFinished};
 use crate::images::ImageLedger;
 use crate::metrics::Metrics;
+use crate::telemetry::{DockerCallFinished, PullFinished};
 use async_trait::async_trait;
 use berth_docker::auth::RegistryAuth;
 use berth_docker::{
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// Docker-call event (operation, duration, error kind); pulls also emit the pull event
 /// (bytes downloaded, duration, result). A successful pull enters the image in the
 /// ledger; a successful create marks its image used. Event stream reopens are not
-/// counted here (the engine's observer does).
+/// counted here (the engine's telemetry does).
 pub struct MeteredDocker {
     inner: Arc<dyn DockerClient>,
     metrics: Arc<Metrics>,

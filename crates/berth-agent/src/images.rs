@@ -9,8 +9,8 @@
 //! the configured interval.
 
 use crate::config::ImageCleanup;
-use crate::events::{ImageCleanupCycle, ImageRemoved};
 use crate::metrics::Metrics;
+use crate::telemetry::{ImageCleanupCycle, ImageRemoved};
 use berth_docker::{DockerClient, DockerError, ErrorKind, ImageSummary};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! Prometheus metrics (`GET /metrics`). Every family is named `berth_...`; what counts
-//! them is the [`crate::events`] module, one event type per occurrence, so that each is
+//! them is the [`crate::telemetry`] module, one type per occurrence, so that each is
 //! logged and counted in one place. The gauges of tasks and containers by status are set
 //! from the engine's tasks at each [`Metrics::render`].
 //!
@@ -14,12 +14,12 @@
 //! `api_requests_total{route,status}`, `api_connections{listener}`. A labelled family shows once one of its series
 //! has been counted (the status gauges always show every status).
 
-use crate::events::{
+use crate::telemetry::{
     ApiRequestServed, EventStreamReopened, OrphanRemoved, StateChangesCommitted, SteadyStateCheck, StoreCommitted,
     TaskSwept,
 };
 use berth_docker::ErrorKind;
-use berth_engine::{EngineEvent, Observer};
+use berth_engine::{EngineTelemetry, LogTelemetry, Telemetry};
 use berth_model::{ContainerStatus, Task, TaskStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -102,7 +102,7 @@ fn docker_duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
-/// The agent's metrics: registered once, counted by [`crate::events`], rendered by
+/// The agent's metrics: registered once, counted by [`crate::telemetry`], rendered by
 /// [`Metrics::render`]. Also the engine's [`Observer`].
 pub struct Metrics {
     registry: Registry,
@@ -303,20 +303,24 @@ fn gauge_value(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-impl Observer for Metrics {
-    fn observe(&self, event: &EngineEvent<'_>) {
+/// The engine's telemetry: each occurrence the agent counts is logged and counted by its
+/// type in [`crate::telemetry`]; every other one is logged as the engine's default does.
+/// Either way, once.
+impl Telemetry for Metrics {
+    fn record(&self, event: &EngineTelemetry<'_>) {
         match event {
-            EngineEvent::StoreCommitted { duration, tasks, changes, ok } => {
+            EngineTelemetry::StoreCommitted { duration, tasks, changes, ok } => {
                 StoreCommitted { duration: *duration, tasks: *tasks, changes: *changes, ok: *ok }.emit(self);
             }
-            EngineEvent::ChangesCommitted(changes) => StateChangesCommitted { changes }.emit(self),
-            EngineEvent::EventStreamReopened => EventStreamReopened.emit(self),
-            EngineEvent::OrphanRemoved { docker_id } => OrphanRemoved { docker_id }.emit(self),
-            EngineEvent::TaskSwept { arn, containers, stopped_for } => {
+            EngineTelemetry::ChangesCommitted(changes) => StateChangesCommitted { changes }.emit(self),
+            EngineTelemetry::EventStreamReopened => EventStreamReopened.emit(self),
+            EngineTelemetry::OrphanRemoved { docker_id } => OrphanRemoved { docker_id }.emit(self),
+            EngineTelemetry::TaskSwept { arn, containers, stopped_for } => {
                 TaskSwept { arn, containers: *containers, stopped_for_secs: stopped_for.map(|d| d.num_seconds()) }
                     .emit(self)
             }
-            EngineEvent::SteadyStateCheck => SteadyStateCheck { at: chrono::Utc::now() }.emit(self),
+            EngineTelemetry::SteadyStateCheck => SteadyStateCheck { at: chrono::Utc::now() }.emit(self),
+            other => LogTelemetry.record(other),
         }
     }
 }

@@ -11,7 +11,7 @@ use berth_docker::{
     ContainerConfig, ContainerInfo, ContainerSummary, DockerClient, DockerError, ErrorKind, EventStream, ImageSummary,
     LogOptions, LogStream, ProgressSink, PullProgress, VolumeConfig,
 };
-use berth_engine::{EngineEvent, Observer};
+use berth_engine::{EngineTelemetry, Telemetry};
 use berth_model::{Container, ContainerSpec, ContainerStatus, StateChange, Task, TaskStatus};
 use berth_testutils::{FakeDocker, Op};
 use chrono::Utc;
@@ -81,10 +81,10 @@ fn render_shows_the_families_with_their_values() {
     assert_eq!(must(&before, "berth_steady_state_check_last_timestamp_seconds"), 0.0);
     assert_eq!(must(&before, "berth_tasks{status=\"RUNNING\"}"), 0.0);
 
-    let ok = EngineEvent::StoreCommitted { duration: Duration::from_millis(3), tasks: 2, changes: 3, ok: true };
-    metrics.observe(&ok);
-    metrics.observe(&ok);
-    metrics.observe(&EngineEvent::StoreCommitted {
+    let ok = EngineTelemetry::StoreCommitted { duration: Duration::from_millis(3), tasks: 2, changes: 3, ok: true };
+    metrics.record(&ok);
+    metrics.record(&ok);
+    metrics.record(&EngineTelemetry::StoreCommitted {
         duration: Duration::from_millis(40),
         tasks: 1,
         changes: 0,
@@ -95,12 +95,12 @@ fn render_shows_the_families_with_their_values() {
         change("a", ContainerStatus::Running),
         change("b", ContainerStatus::Running),
     ];
-    metrics.observe(&EngineEvent::ChangesCommitted(&changes));
-    metrics.observe(&EngineEvent::ChangesCommitted(&[change("b", ContainerStatus::Stopped)]));
-    metrics.observe(&EngineEvent::EventStreamReopened);
-    metrics.observe(&EngineEvent::EventStreamReopened);
+    metrics.record(&EngineTelemetry::ChangesCommitted(&changes));
+    metrics.record(&EngineTelemetry::ChangesCommitted(&[change("b", ContainerStatus::Stopped)]));
+    metrics.record(&EngineTelemetry::EventStreamReopened);
+    metrics.record(&EngineTelemetry::EventStreamReopened);
     let checked = Utc::now().timestamp() as f64;
-    metrics.observe(&EngineEvent::SteadyStateCheck);
+    metrics.record(&EngineTelemetry::SteadyStateCheck);
     metrics.api_request("/v1/tasks", 200);
     metrics.api_request("/v1/tasks", 200);
     metrics.api_request("/v1/tasks/{arn}", 404);

@@ -15,23 +15,26 @@ use std::time::{Duration, Instant};
 use support::proxy::{Proxy, RequestLines};
 use support::{Api, encode, task};
 
-/// The warnings of berth's event-stream watcher (`berth_engine::watch`: "ended; reopening",
-/// "cannot reopen"), one per attempt to (re)open the stream, counted whatever the level.
+/// The warnings of berth's event-stream watcher (the engine's telemetry, logged by
+/// `berth_engine::telemetry`: "ended; reopening", "cannot reopen"), one per attempt to
+/// (re)open the stream, counted whatever the level.
 static WATCH_WARNINGS: AtomicU64 = AtomicU64::new(0);
 
-/// The agent's "docker event stream reopened" lines (`berth_agent::events`).
+/// The agent's "docker event stream reopened" lines (`berth_agent::telemetry`).
 static REOPENED_LINES: AtomicU64 = AtomicU64::new(0);
 
 /// Only the first of each of these is printed (a busy loop prints millions).
 const REPEATS_PRINTED: u64 = 20;
 
 fn is_watch_warning(meta: &tracing::Metadata<'_>) -> bool {
-    meta.target() == "berth_engine::watch" && *meta.level() == tracing::Level::WARN
+    meta.target() == "berth_engine::telemetry"
+        && *meta.level() == tracing::Level::WARN
+        && matches!(meta.name(), "event_stream_ended" | "event_stream_reopen_failed")
 }
 
 /// The agent's one INFO event of that target with nothing but a message.
 fn is_reopened_line(meta: &tracing::Metadata<'_>) -> bool {
-    meta.target() == "berth_agent::events" && *meta.level() == tracing::Level::INFO && meta.fields().len() == 1
+    meta.target() == "berth_agent::telemetry" && *meta.level() == tracing::Level::INFO && meta.fields().len() == 1
 }
 
 /// Counts [`WATCH_WARNINGS`] and [`REOPENED_LINES`].

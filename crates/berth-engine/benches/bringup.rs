@@ -1,7 +1,7 @@
 //! Bring-up on the real daemon (issue 5): 40 one-container tasks to RUNNING, then stopped
 //! and removed, side by side in one run by
 //!
-//! - **berth**: `DockerTaskEngine` on `BollardClient`, durable store on disk, pull
+//! - **berth**: the engine (`EngineHandle`) on `BollardClient`, durable store on disk, pull
 //!   behaviour prefer-cached (the image is present: no registry is touched);
 //! - **floor**: the same create → start and stop → remove calls made directly through
 //!   `BollardClient`, with the very create requests berth sends (`settings::container_config`),
@@ -23,8 +23,8 @@
 //! end, also after a failure.
 
 use berth_docker::{BollardClient, ContainerConfig, DockerClient};
-use berth_engine::settings::container_config;
-use berth_engine::{ChangeReader, DockerTaskEngine, EngineConfig, LogItem, PullBehavior, TaskEngine};
+use berth_engine::bench_support::container_config;
+use berth_engine::{ChangeReader, Engine, EngineConfig, EngineHandle, LogItem, PullBehavior};
 use berth_model::input::{ParseOptions, parse};
 use berth_model::{ContainerStatus, Task};
 use chrono::{DateTime, Utc};
@@ -173,9 +173,9 @@ async fn bench(run: &str) {
         pull_behavior: PullBehavior::PreferCached,
         ..EngineConfig::default()
     };
-    let mut engine = DockerTaskEngine::new(config, Arc::new(ok(BollardClient::connect().await, "connect")));
-    ok(engine.init().await, "engine init");
-    let mut reader = ok(engine.task_events(), "task events");
+    let client = Arc::new(ok(BollardClient::connect().await, "connect"));
+    let engine = ok(Engine::builder(config, client).start().await, "engine init");
+    let mut reader = engine.task_events();
     let floor_docker = ok(BollardClient::connect().await, "connect");
 
     // compose: one file, a project per round.
@@ -234,7 +234,7 @@ fn task(run: &str, kind: Kind, arn_random: u128) -> Task {
 }
 
 async fn berth_round(
-    engine: &DockerTaskEngine,
+    engine: &EngineHandle,
     reader: &mut ChangeReader,
     run: &str,
     round: usize,

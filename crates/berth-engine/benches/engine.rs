@@ -37,7 +37,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use berth_docker::events::{EventKind, container_event};
 use berth_docker::{DockerClient, labels};
-use berth_engine::settings::{container_config, docker_name};
+use berth_engine::bench_support::{container_config, docker_name};
 use berth_engine::{ChangeReader, DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
 use berth_model::input::{ParseOptions, parse};
 use berth_model::task::generated_arn;

@@ -7,7 +7,7 @@
 //! `BERTH_LATENCY_STORE=memory` for the same without the durable store.
 
 use berth_docker::{BollardClient, DockerClient, labels};
-use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
+use berth_engine::{Engine, EngineConfig, LogItem};
 use berth_model::input::{ParseOptions, parse};
 use berth_model::{ContainerStatus, StateChange};
 use bollard::query_parameters::KillContainerOptionsBuilder;
@@ -32,12 +32,11 @@ async fn run() {
     let data_dir = durable.then(|| data.path().to_path_buf());
     println!("store: {}", if durable { "durable (redb in a temp dir)" } else { "memory" });
     let config = EngineConfig { data_dir, ..EngineConfig::default() };
-    let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
-    engine.init().await.unwrap_or_else(|e| panic!("{e}"));
-    let instance = engine.instance_id().map(str::to_string).unwrap_or_default();
+    let engine = Engine::builder(config, Arc::new(docker.clone())).start().await.unwrap_or_else(|e| panic!("{e}"));
+    let instance = engine.instance_id().to_string();
     // A reader of its own, stamping each change as it arrives (the loop below may be busy
     // in a Docker call when it does).
-    let mut changes = engine.task_events().unwrap_or_else(|e| panic!("{e}"));
+    let mut changes = engine.task_events();
     let (stamped_tx, mut reader) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(item) = changes.next().await {
@@ -72,10 +71,11 @@ async fn run() {
         engine.add_task(task).await.unwrap_or_else(|e| panic!("{e}"));
         next_change(&mut reader, &arn, ContainerStatus::Running).await;
         let id = engine
-            .state()
+            .task(&arn)
             .await
             .ok()
-            .and_then(|s| s.tasks.get(&arn).and_then(|t| t.containers[0].docker_id.clone()))
+            .flatten()
+            .and_then(|t| t.containers[0].docker_id.clone())
             .unwrap_or_else(|| panic!("running container has an id"));
         let kill_at = Utc::now();
         let options = KillContainerOptionsBuilder::new().signal("KILL").build();

@@ -8,7 +8,7 @@
 //! `BERTH_IDLE_CHECKS` change the counts). The check runs every 2 s here so that the
 //! measurement is short; what one check writes does not depend on the interval.
 
-use berth_engine::{DockerTaskEngine, EngineConfig, EngineEvent, LogItem, Observer, TaskEngine};
+use berth_engine::{Engine, EngineConfig, EngineTelemetry, LogItem, Telemetry};
 use berth_model::ContainerStatus;
 use berth_model::input::{ParseOptions, parse};
 use berth_testutils::FakeDocker;
@@ -23,14 +23,14 @@ struct Count {
     checks: AtomicUsize,
 }
 
-impl Observer for Count {
-    fn observe(&self, event: &EngineEvent<'_>) {
+impl Telemetry for Count {
+    fn record(&self, event: &EngineTelemetry<'_>) {
         match event {
-            EngineEvent::StoreCommitted { tasks, .. } => {
+            EngineTelemetry::StoreCommitted { tasks, .. } => {
                 self.records.fetch_add(*tasks, SeqCst);
                 self.commits.fetch_add(1, SeqCst);
             }
-            EngineEvent::SteadyStateCheck => {
+            EngineTelemetry::SteadyStateCheck => {
                 self.checks.fetch_add(1, SeqCst);
             }
             _ => {}
@@ -54,12 +54,11 @@ fn main() {
         let config = EngineConfig {
             data_dir: Some(dir.path().to_path_buf()),
             steady_state_check: Duration::from_secs(2),
-            observer: count.clone(),
+            telemetry: count.clone(),
             ..EngineConfig::default()
         };
-        let mut engine = DockerTaskEngine::new(config, Arc::new(fake.clone()));
-        engine.init().await.expect("init");
-        let mut reader = engine.task_events().expect("events");
+        let engine = Engine::builder(config, Arc::new(fake.clone())).start().await.expect("init");
+        let mut reader = engine.task_events();
         for i in 0..tasks {
             let json = format!(
                 r#"{{"family": "idle-{i}", "containerDefinitions": [{{"name": "web", "image": "busybox",

@@ -74,7 +74,7 @@ impl ChangeLog {
     /// A log holding the newest of `changes` (oldest first), whose next change gets
     /// `next_seq`, keeping `retained` changes in memory, or only [`MEMORY_TAIL`] when
     /// `source` reads older ones back from the store.
-    pub fn new(
+    pub(crate) fn new(
         changes: Vec<StateChange>,
         next_seq: u64,
         retained: u64,
@@ -94,7 +94,7 @@ impl ChangeLog {
     }
 
     /// Add committed changes (their sequence numbers given, in order) and wake readers.
-    pub fn append(&self, committed: Vec<StateChange>) {
+    pub(crate) fn append(&self, committed: Vec<StateChange>) {
         if committed.is_empty() {
             return;
         }
@@ -114,14 +114,14 @@ impl ChangeLog {
 
     /// Stop reading from the store (the engine stopped and closes it): readers behind the
     /// memory tail get a gap marker from now on.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.source.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 
     /// The engine's loop has ended (shut down, or stopped by a failure): nothing more will
     /// be appended, and readers waiting for more end (`next` gives `None`) once they have
     /// read what was committed.
-    pub fn end(&self, exit: EngineExit) {
+    pub(crate) fn end(&self, exit: EngineExit) {
         *self.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(exit);
         // Wakes every waiting reader (the value is the same, the version is new).
         self.appended.send_modify(|_| {});

@@ -1,5 +1,6 @@
 //! The engine's clock. Every decision that depends on time (retry backoff, the cleanup
-//! wait) reads it, so tests drive time with a [`ManualClock`].
+//! wait, the orphan grace, reconnecting to Docker, reopening its event stream, the
+//! steady-state check) reads it, so tests drive time with a [`ManualClock`].
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -12,6 +13,44 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
     /// Resolves once `now() >= at`.
     fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'static, ()>;
+}
+
+/// Resolves once `wait` has passed on `clock`.
+pub(crate) fn sleep(clock: &dyn Clock, wait: std::time::Duration) -> BoxFuture<'static, ()> {
+    let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+    clock.sleep_until(clock.now().checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC))
+}
+
+/// A doubling wait between retries, from `first` up to `max`: the engine's one backoff.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    first: std::time::Duration,
+    next: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    /// Waits of `first`, twice that, ... up to `max`.
+    pub(crate) fn new(first: std::time::Duration, max: std::time::Duration) -> Backoff {
+        Backoff { first, next: first, max }
+    }
+
+    /// The wait before the next attempt (each call doubles the one after, up to `max`).
+    pub(crate) fn next_wait(&mut self) -> std::time::Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    /// The wait that would come next, without taking it.
+    pub(crate) fn peek(&self) -> std::time::Duration {
+        self.next
+    }
+
+    /// Start again from the first wait (an attempt worked).
+    pub(crate) fn reset(&mut self) {
+        self.next = self.first;
+    }
 }
 
 /// The system's clock, read once: from then on time moves with the monotonic clock, so a
@@ -98,6 +137,16 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_max_and_resets() {
+        let ms = std::time::Duration::from_millis;
+        let mut b = Backoff::new(ms(100), ms(350));
+        let waits: Vec<_> = (0..4).map(|_| b.next_wait()).collect();
+        assert_eq!(waits, [ms(100), ms(200), ms(350), ms(350)]);
+        b.reset();
+        assert_eq!(b.peek(), ms(100));
+    }
 
     /// Issue 14 item 11: after it is made, the clock never reads the wall clock again: a
     /// clock made standing a day in the past (as if the wall clock had been stepped a day

@@ -85,9 +85,10 @@ pub struct EngineConfig {
     /// `value` of its `environmentFiles`, whose content is `KEY=value` lines) mapped to its
     /// value. Never saved, logged or reported.
     pub secrets: Arc<BTreeMap<String, String>>,
-    /// Told of commits, committed changes, event-stream reopenings and steady-state
-    /// checks (nothing by default).
-    pub observer: Arc<dyn crate::observe::Observer>,
+    /// Told of everything that happens inside the engine (commits, Docker lost and
+    /// reached, orphans, stream reopenings, ...): its one telemetry channel. By default
+    /// [`crate::LogTelemetry`], which logs each.
+    pub telemetry: Arc<dyn crate::telemetry::Telemetry>,
     /// How long a container of this instance that no task owns is left alone before it is
     /// removed (SPEC 6; 60 s by default): time for a task being restored to claim it.
     pub orphan_grace: std::time::Duration,
@@ -116,7 +117,7 @@ impl Default for EngineConfig {
             pull_behavior: crate::executor::PullBehavior::Default,
             auth: Arc::default(),
             secrets: Arc::default(),
-            observer: Arc::new(crate::observe::NoObserver),
+            telemetry: Arc::new(crate::telemetry::LogTelemetry),
             orphan_grace: std::time::Duration::from_secs(60),
             docker_concurrency: 64,
             container_limits: ContainerLimits::default(),

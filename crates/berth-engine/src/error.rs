@@ -1,6 +1,7 @@
 //! The engine's errors.
 
 use berth_docker::DockerError;
+use berth_model::graph::GraphError;
 use berth_store::StoreError;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ pub struct ContainerNotFound {
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The engine has not been initialized (or has shut down).
+    /// The engine has shut down (or, through `compat`, has not been initialized yet).
     #[error("the engine is not running (call init first)")]
     NotRunning,
     /// The engine was already initialized.
@@ -37,6 +38,10 @@ pub enum EngineError {
         /// The container.
         container: String,
     },
+    /// A task's containers refer to each other in a way that cannot run (a dangling
+    /// reference, a cycle): every reason.
+    #[error("{}", graph_errors(.0))]
+    InvalidGraph(Vec<GraphError>),
     /// A Docker call failed.
     #[error(transparent)]
     Docker(#[from] DockerError),
@@ -74,6 +79,11 @@ pub enum EngineError {
     /// takes no more work, and makes no more Docker calls.
     #[error("the engine has stopped: {0}")]
     Stopped(Arc<EngineError>),
+}
+
+/// Every reason a task's graph is rejected, on one line.
+pub(crate) fn graph_errors(errors: &[GraphError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// How the engine's loop ended ([`crate::DockerTaskEngine::exit`]).

@@ -378,7 +378,7 @@ async fn create(
         return Outcome::Failed(ApplyError { message, permanent: true });
     }
     crash::point("before-create");
-    let mut wait = NAME_WAIT_FIRST;
+    let mut wait = crate::clock::Backoff::new(NAME_WAIT_FIRST, NAME_WAIT_MAX);
     for _ in 0..NAME_ATTEMPTS {
         match timed(timeouts.create, "create container", &config.name, docker.create_container(&config)).await {
             Ok(id) => {
@@ -406,8 +406,7 @@ async fn create(
             Err(e) if e.is_not_found() => {}
             Err(e) => return failed(e),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(NAME_WAIT_MAX);
+        tokio::time::sleep(wait.next_wait()).await;
     }
     // Still taken and still not there: Docker may yet finish a create of that name, so the
     // outcome is unknown (the planner looks before anything else), never a failure.

@@ -4,7 +4,8 @@
 //! (Docker replays only its last 256 events, and none across a daemon restart).
 
 use crate::actor::Input;
-use crate::observe::{EngineEvent, Observer};
+use crate::clock::{self, Backoff, Clock};
+use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_docker::events::into_container_event;
 use berth_docker::{DockerClient, EventStream, labels};
 use chrono::{DateTime, Utc};
@@ -15,6 +16,9 @@ use tokio::sync::mpsc;
 
 /// A stream that lasted longer than this counts as having worked.
 const QUIET_STREAM: Duration = Duration::from_secs(5);
+
+/// First wait between attempts to reopen the stream.
+const FIRST_REOPEN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Longest wait between attempts to reopen the stream.
 const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(10);
@@ -27,15 +31,16 @@ pub async fn watch(
     first: Option<EventStream>,
     instance: String,
     inputs: mpsc::UnboundedSender<Input>,
-    observer: Arc<dyn Observer>,
+    telemetry: Arc<dyn Telemetry>,
     limit: Duration,
+    clock: Arc<dyn Clock>,
 ) {
     let mut stream = first;
     let mut since: Option<DateTime<Utc>> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(FIRST_REOPEN_BACKOFF, MAX_REOPEN_BACKOFF);
     loop {
         if let Some(mut events) = stream.take() {
-            let opened = tokio::time::Instant::now();
+            let opened = clock.now();
             let mut delivered = false;
             while let Some(item) = events.next().await {
                 let Ok(mut event) = item else { break };
@@ -55,13 +60,13 @@ pub async fn watch(
             // A stream that ends at once with nothing (Docker does not answer: the
             // connection is made only when the stream is first read) is retried after a
             // growing wait, never in a busy loop.
-            if delivered || opened.elapsed() > QUIET_STREAM {
-                backoff = Duration::from_millis(100);
-                tracing::warn!("Docker event stream ended; reopening");
+            if delivered || (clock.now() - opened).to_std().unwrap_or_default() > QUIET_STREAM {
+                backoff.reset();
+                telemetry.record(&EngineTelemetry::EventStreamEnded { retry_in: None });
             } else {
-                tracing::debug!(retry_in = ?backoff, "Docker event stream ended at once; reopening after a wait");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
+                let wait = backoff.next_wait();
+                telemetry.record(&EngineTelemetry::EventStreamEnded { retry_in: Some(wait) });
+                clock::sleep(&*clock, wait).await;
             }
         }
         if inputs.is_closed() {
@@ -72,15 +77,14 @@ pub async fn watch(
         match open.await {
             Ok(events) => {
                 stream = Some(events);
-                observer.observe(&EngineEvent::EventStreamReopened);
+                telemetry.record(&EngineTelemetry::EventStreamReopened);
                 if inputs.send(Input::Resync).is_err() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot reopen the Docker event stream; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
+                telemetry.record(&EngineTelemetry::EventStreamReopenFailed { error: &e.to_string() });
+                clock::sleep(&*clock, backoff.next_wait()).await;
             }
         }
     }
@@ -94,13 +98,17 @@ fn is_user_label(key: &str) -> bool {
 
 /// The periodic steady-state check: every `every`, the actor re-inspects every container
 /// not known to be STOPPED, so that nothing the event stream missed stays unnoticed.
-pub async fn steady_state_check(every: Duration, inputs: mpsc::UnboundedSender<Input>, observer: Arc<dyn Observer>) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await; // the first tick is immediate; init has just looked
+/// The ticks are on the engine's clock (the first one `every` after start: init has just
+/// looked).
+pub async fn steady_state_check(
+    every: Duration,
+    inputs: mpsc::UnboundedSender<Input>,
+    telemetry: Arc<dyn Telemetry>,
+    clock: Arc<dyn Clock>,
+) {
     loop {
-        ticks.tick().await;
-        observer.observe(&EngineEvent::SteadyStateCheck);
+        clock::sleep(&*clock, every).await;
+        telemetry.record(&EngineTelemetry::SteadyStateCheck);
         if inputs.send(Input::Resync).is_err() {
             return;
         }

@@ -297,14 +297,14 @@ struct Writes {
     checks: std::sync::atomic::AtomicUsize,
 }
 
-impl berth_engine::Observer for Writes {
-    fn observe(&self, event: &berth_engine::EngineEvent<'_>) {
+impl berth_engine::Telemetry for Writes {
+    fn record(&self, event: &berth_engine::EngineTelemetry<'_>) {
         use std::sync::atomic::Ordering::SeqCst;
         match event {
-            berth_engine::EngineEvent::StoreCommitted { tasks, .. } => {
+            berth_engine::EngineTelemetry::StoreCommitted { tasks, .. } => {
                 self.records.fetch_add(*tasks, SeqCst);
             }
-            berth_engine::EngineEvent::SteadyStateCheck => {
+            berth_engine::EngineTelemetry::SteadyStateCheck => {
                 self.checks.fetch_add(1, SeqCst);
             }
             _ => {}
@@ -322,7 +322,7 @@ async fn the_steady_state_check_of_running_tasks_writes_nothing() {
     let writes = std::sync::Arc::new(Writes::default());
     let config = berth_engine::EngineConfig {
         steady_state_check: Duration::from_millis(100),
-        observer: writes.clone(),
+        telemetry: writes.clone(),
         ..berth_engine::EngineConfig::default()
     };
     let engine = engine_with(&fake, config).await;

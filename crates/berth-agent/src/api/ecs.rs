@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use berth_engine::TaskEngine;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

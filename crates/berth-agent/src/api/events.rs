@@ -16,7 +16,6 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use berth_engine::LogItem;
-use berth_engine::TaskEngine;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -62,8 +61,8 @@ pub async fn events(
     // A following reader holds one of the listener's places for as long as it reads.
     let place = if query.follow { Some(followers.take()?) } else { None };
     let reader = match query.since {
-        Some(since) => state.engine.task_events_from(since.saturating_add(1))?,
-        None => state.engine.task_events()?,
+        Some(since) => state.engine.task_events_from(since.saturating_add(1)),
+        None => state.engine.task_events(),
     };
     let follow = query.follow;
     let items = futures_util::stream::unfold(Some(reader), move |reader| async move {
@@ -79,7 +78,7 @@ pub async fn events(
         }
     });
     let mut shutdown = state.shutdown.clone();
-    let engine = Arc::clone(&state.engine);
+    let engine = state.engine.clone();
     let items = items
         .take_until(async move {
             let _ = shutdown.wait_for(|down| *down).await;

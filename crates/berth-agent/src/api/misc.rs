@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use berth_engine::TaskEngine;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;

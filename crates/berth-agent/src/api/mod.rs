@@ -25,7 +25,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use berth_docker::DockerClient;
-use berth_engine::DockerTaskEngine;
+use berth_engine::EngineHandle;
 pub use error::ApiError;
 use std::sync::Arc;
 pub use tasks::decode_submission;
@@ -34,7 +34,7 @@ use tokio::sync::watch;
 /// What handlers share.
 pub struct ApiState {
     /// The engine (initialized).
-    pub engine: Arc<DockerTaskEngine>,
+    pub engine: EngineHandle,
     /// Docker, for logs and images.
     pub docker: Arc<dyn DockerClient>,
     /// The agent's metrics.

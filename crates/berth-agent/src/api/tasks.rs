@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_docker::LogOptions;
-use berth_engine::TaskEngine;
 use berth_model::Task;
 use berth_model::input::{self, ParseOptions};
 use berth_model::task::arn_last_part;
@@ -56,11 +55,10 @@ pub async fn submit(
         check_client_token(token)?;
         accepted.task.client_token = Some(token.clone());
     }
-    let arn = accepted.task.arn.clone();
-    let existed = state.engine.task(&arn).await?.is_some();
     let submitted = accepted.task.clone();
-    match state.engine.add_task(accepted.task).await {
-        Ok(()) => {}
+    // One call: whether the task is new (201) or an update (200), and the task as stored.
+    let (status, task) = match state.engine.add_task(accepted.task).await {
+        Ok(added) => (if added.created { StatusCode::CREATED } else { StatusCode::OK }, added.task),
         Err(berth_engine::EngineError::ClientTokenUsed { token, arn: held }) => {
             let task =
                 state.engine.task(&held).await?.ok_or_else(|| ApiError::internal(format!("task {held} vanished")))?;
@@ -71,17 +69,10 @@ pub async fn submit(
                     format!("client token {token:?} was used for task {held}, whose definition differs from this one"),
                 ));
             }
-            let answer = Submitted {
-                task: TaskView::of(&task),
-                warnings: accepted.warnings.iter().map(IssueView::from).collect(),
-                warnings_omitted: accepted.omitted_warnings,
-            };
-            return Ok((StatusCode::OK, Json(answer)).into_response());
+            (StatusCode::OK, task)
         }
         Err(e) => return Err(e.into()),
-    }
-    let task = state.engine.task(&arn).await?.ok_or_else(|| ApiError::internal(format!("task {arn} vanished")))?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    };
     let answer = Submitted {
         task: TaskView::of(&task),
         warnings: accepted.warnings.iter().map(IssueView::from).collect(),

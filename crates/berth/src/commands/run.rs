@@ -22,7 +22,7 @@ use crate::taskfile;
 use anyhow::Context;
 use berth_agent::config::state_home;
 use berth_docker::{BollardClient, DockerClient, labels};
-use berth_engine::{DockerTaskEngine, EngineConfig, LogItem, PullBehavior, TaskEngine};
+use berth_engine::{Engine, EngineConfig, EngineHandle, LogItem, PullBehavior};
 use berth_model::{ContainerStatus, StateChange, Task, TaskStatus};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -166,14 +166,13 @@ impl Run {
         // As `docker` does: the user's Docker configuration (`$DOCKER_CONFIG` or
         // `~/.docker/config.json`, with its credential helpers).
         config.auth = Arc::new(berth_docker::auth::DockerAuth::user_default());
-        let mut engine = DockerTaskEngine::new(config, Arc::new(docker.clone()));
-        engine.init().await.map_err(|e| e.to_string())?;
+        let engine = Engine::builder(config, Arc::new(docker.clone())).start().await.map_err(|e| e.to_string())?;
         Ok(Prepared { engine, docker, task: accepted.task, data_dir: data_dir.to_path_buf(), owned_data_dir: owned })
     }
 }
 
 struct Prepared {
-    engine: DockerTaskEngine,
+    engine: EngineHandle,
     docker: BollardClient,
     task: Task,
     data_dir: PathBuf,
@@ -181,16 +180,13 @@ struct Prepared {
 }
 
 impl Prepared {
-    async fn drive(mut self, args: &Run, console: Console, mut stop: mpsc::UnboundedReceiver<Stop>) -> u8 {
+    async fn drive(self, args: &Run, console: Console, mut stop: mpsc::UnboundedReceiver<Stop>) -> u8 {
         let arn = self.task.arn.clone();
         let visible: HashSet<String> =
             self.task.containers.iter().filter(|c| !c.spec.internal).map(|c| c.spec.name.clone()).collect();
         let width = visible.iter().map(String::len).max().unwrap_or(5).max(5);
         let console = console.with_width(width);
-        let mut reader = match self.engine.task_events() {
-            Ok(r) => r,
-            Err(e) => return self.fail(&console, &e.to_string(), false).await,
-        };
+        let mut reader = self.engine.task_events();
         // A signal before the task was added: nothing to stop.
         if let Some(Some(signal)) = stop.recv().now_or_never() {
             console.note(&format!("berth: {}: not starting the task", signal.name));
@@ -198,7 +194,7 @@ impl Prepared {
             return signal.code;
         }
         // Pull progress: bars on a terminal, plain lines otherwise.
-        let progress = self.engine.pull_progress().ok().map(|reports| crate::progress::show(reports, console.clone()));
+        let progress = crate::progress::show(self.engine.pull_progress(), console.clone());
         if let Err(e) = self.engine.add_task(self.task.clone()).await {
             return self.fail(&console, &e.to_string(), true).await;
         }
@@ -246,12 +242,10 @@ impl Prepared {
         }
         // The containers' last output, then the cleanup.
         let _ = tokio::time::timeout(LOG_DRAIN, futures_util::future::join_all(logs)).await;
-        let final_task = self.engine.list_tasks().await.ok().and_then(|ts| ts.into_iter().find(|t| t.arn == arn));
+        let final_task = self.engine.task(&arn).await.ok().flatten();
         let cleaned = args.keep || self.clean_up(&arn, &console).await;
         let _ = self.engine.shutdown().await;
-        if let Some(progress) = progress {
-            progress.abort();
-        }
+        progress.abort();
         if args.keep {
             console.note(&format!("berth: containers kept; state in {}", self.data_dir.display()));
         } else if !cleaned {
@@ -293,8 +287,8 @@ impl Prepared {
 
     /// Print a running container's output, each line prefixed by its name.
     async fn follow_logs(&self, arn: &str, container: &str, console: &Console) -> Option<tokio::task::JoinHandle<()>> {
-        let state = self.engine.state().await.ok()?;
-        let id = state.tasks.get(arn)?.container(container)?.docker_id.clone()?;
+        let task = self.engine.task(arn).await.ok()??;
+        let id = task.container(container)?.docker_id.clone()?;
         let docker = self.docker.clone();
         let name = container.to_string();
         let console = console.clone();
@@ -340,7 +334,7 @@ impl Prepared {
 
     /// Stop here: `message` said, the engine shut down, and the data directory removed if
     /// berth made it and the task never reached the engine (else kept and named).
-    async fn fail(mut self, console: &Console, message: &str, added: bool) -> u8 {
+    async fn fail(self, console: &Console, message: &str, added: bool) -> u8 {
         console.note(&format!("berth: cannot run the task: {message}"));
         let _ = self.engine.shutdown().await;
         if added {

@@ -1,4 +1,4 @@
-//! The agent's internal events, one type per observable occurrence (in the manner of
+//! The agent's telemetry, one type per observable occurrence (in the manner of
 //! Vector's `internal_events`): each is a plain struct of what happened, and its
 //! [`emit`](DockerCallFinished::emit) is the one place that occurrence is logged (with
 //! `tracing`, structured fields) and counted in [`Metrics`]. Code that observes something

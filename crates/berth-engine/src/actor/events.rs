@@ -1,0 +1,111 @@
+//! Docker's events of this berth's containers, as the model reads them (SPEC 4): each
+//! becomes an observation of its container; one that carries too little (a start with
+//! ports to read, a stop without exit code) is inspected first. The stream itself is read,
+//! and reopened, by `crate::watch`.
+
+use super::{Actor, Input};
+use crate::executor::{self, Job};
+use berth_docker::events::{ContainerEvent, EventKind};
+use berth_docker::labels;
+use berth_model::ContainerStatus;
+use berth_model::plan::{self, Feedback, Observation, Outcome};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+impl Actor {
+    pub(super) fn observe(&mut self, arn: String, container: String, observation: Observation, now: DateTime<Utc>) {
+        if let Some(entry) = self.tasks.entries.get_mut(&arn) {
+            plan::apply(
+                Arc::make_mut(&mut entry.task),
+                Feedback::Observed { container, observation },
+                now,
+                &self.config.plan,
+            );
+            self.tasks.dirty.insert(arn);
+        }
+    }
+
+    /// A Docker event of one of this berth's containers, as the model reads it (SPEC 4).
+    pub(super) fn event(&mut self, event: ContainerEvent, now: DateTime<Utc>) {
+        let (Some(arn), Some(name)) = (event.labels.get(labels::TASK_ARN), event.labels.get(labels::CONTAINER_NAME))
+        else {
+            return;
+        };
+        let (arn, name) = (arn.clone(), name.clone());
+        let Some(entry) = self.tasks.entries.get(&arn) else { return };
+        let Some(c) = entry.task.container(&name) else { return };
+        let id = Some(event.docker_id.clone());
+        let stopping = c.desired_status == ContainerStatus::Stopped || c.applied_status == ContainerStatus::Stopped;
+        let observation = match event.kind {
+            EventKind::Created => {
+                Observation { status: ContainerStatus::Created, docker_id: id, ..Observation::default() }
+            }
+            // Ports are read from inspect and reported with RUNNING; so is the exit code of
+            // a `die` that carries none.
+            EventKind::Started if !c.spec.port_mappings.is_empty() => {
+                return self.inspect_then_observe(&arn, &name, event);
+            }
+            EventKind::Started => {
+                Observation { status: ContainerStatus::Running, has_run: true, docker_id: id, ..Observation::default() }
+            }
+            // Docker's `stop` follows the `die` that carried the exit code: nothing to learn.
+            EventKind::Stopped { exit_code: None } if c.known_status == ContainerStatus::Stopped => return,
+            EventKind::Stopped { exit_code: None } => return self.inspect_then_observe(&arn, &name, event),
+            EventKind::Stopped { exit_code } => Observation {
+                status: ContainerStatus::Stopped,
+                exit_code,
+                has_run: true,
+                docker_id: id,
+                ..Observation::default()
+            },
+            EventKind::Health(h) => Observation { health: Some(h), ..Observation::default() },
+            EventKind::Killed { .. } if stopping => return,
+            EventKind::Killed { signal } => Observation {
+                reason: Some(match signal {
+                    Some(s) => format!("killed by signal {s} outside berth"),
+                    None => "killed outside berth".into(),
+                }),
+                ..Observation::default()
+            },
+            EventKind::OutOfMemory => {
+                Observation { reason: Some("out of memory (OOM killed)".into()), ..Observation::default() }
+            }
+            EventKind::Destroyed => Observation {
+                status: ContainerStatus::Stopped,
+                removed: true,
+                reason: (c.known_status < ContainerStatus::Stopped).then(|| "removed outside berth".to_string()),
+                ..Observation::default()
+            },
+        };
+        self.observe(arn, name, observation, now);
+    }
+
+    fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {
+        if self.gate.stopping {
+            // The next start inspects every container it cannot be sure of.
+            return;
+        }
+        let docker = Arc::clone(&self.docker);
+        let pulls = Arc::clone(&self.pulls);
+        let inputs = self.inputs_tx.clone();
+        let timeouts = self.config.timeouts.clone();
+        let (task_arn, container) = (arn.to_string(), name.to_string());
+        tokio::spawn(async move {
+            let job = Job::Inspect { target: Some(event.docker_id.clone()), known: true };
+            let observation = match executor::perform(docker.as_ref(), job, &timeouts, &pulls).await {
+                Outcome::Inspected(o) => o,
+                // Inspect failed: what the event itself says.
+                _ => match event.kind {
+                    EventKind::Started => Observation {
+                        status: ContainerStatus::Running,
+                        has_run: true,
+                        docker_id: Some(event.docker_id),
+                        ..Observation::default()
+                    },
+                    _ => Observation { status: ContainerStatus::Stopped, has_run: true, ..Observation::default() },
+                },
+            };
+            let _ = inputs.send(Input::Observed { task_arn, container, observation });
+        });
+    }
+}

@@ -1,0 +1,209 @@
+//! The gate every Docker call waits at. A call decided in a round passes it only once its
+//! group commit is durable; then it waits while Docker does not answer (held, nothing lost
+//! or counted as failed), while shutdown has begun (not started: durable as issued, the
+//! next start makes it), and, unless it is a pull, for one of `docker_concurrency` places.
+//! Only the calls in those places are tasks of their own, so a burst of thousands of calls
+//! costs a queue entry each, not a task each.
+
+use super::{Actor, Input};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::executor::{self, Job};
+use crate::settings;
+use berth_docker::{VolumeConfig, labels};
+use berth_model::Task;
+use berth_model::container::PAUSE_IMAGE;
+use berth_model::plan::{Action, Op, VolumeAction};
+use berth_model::volume::VolumeKind;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// A Docker call decided for a task: the task's arn and the operation. Its request (a
+/// create's whole config, ...) is made when the call starts ([`request`]), so that the
+/// calls waiting for their group commit, for Docker or for a place cost a few bytes each,
+/// not a config each (thousands wait at once when thousands of tasks arrive together).
+#[derive(Debug, Clone)]
+pub(super) struct Call {
+    /// The task.
+    pub task_arn: String,
+    /// The operation.
+    pub op: Op,
+}
+
+impl Call {
+    /// Whether it is a pull (not bounded by `docker_concurrency`).
+    fn is_pull(&self) -> bool {
+        is_pull(&self.op)
+    }
+}
+
+/// Whether `op` is a pull (not bounded by `docker_concurrency`).
+pub(super) fn is_pull(op: &Op) -> bool {
+    matches!(op, Op::Container { action: Action::Pull, .. })
+}
+
+/// Where the Docker calls wait, and what they wait for.
+#[derive(Default)]
+pub(super) struct Gate {
+    /// Docker answered the last time berth asked; while it does not, Docker calls wait in
+    /// `held` and a connector retries.
+    pub docker_up: bool,
+    /// Docker calls decided while Docker did not answer, made once it does.
+    pub held: Vec<Call>,
+    /// Docker calls other than pulls waiting for one of the `docker_concurrency` places.
+    queued: VecDeque<Call>,
+    /// Docker calls other than pulls with Docker now (at most `docker_concurrency`).
+    calling: usize,
+    /// Shutdown has begun: no Docker call starts any more.
+    pub stopping: bool,
+    /// Docker calls decided but not started because shutdown had begun.
+    pub not_started: usize,
+}
+
+impl Actor {
+    /// Calls whose group commit is durable: held while Docker does not answer, else started.
+    pub(super) fn pass_gate(&mut self, calls: Vec<Call>) {
+        if !self.gate.docker_up {
+            self.gate.held.extend(calls);
+            return;
+        }
+        self.start_calls(calls);
+    }
+
+    /// Start Docker calls, each in its own task reporting back as an input. Pulls start at
+    /// once (they may take long, and calls for one image share one pull); the others queue
+    /// for one of `docker_concurrency` places, so that a restart's inspects of every
+    /// container or a burst of creates reach Docker a bounded number at a time.
+    pub(super) fn start_calls(&mut self, calls: Vec<Call>) {
+        if self.gate.stopping {
+            // Durable as issued: the next start resumes them (inspecting first).
+            self.gate.not_started += calls.len();
+            return;
+        }
+        for call in calls {
+            if call.is_pull() {
+                self.spawn_call(call);
+            } else {
+                self.gate.queued.push_back(call);
+            }
+        }
+        self.call_queued();
+    }
+
+    /// A call other than a pull ended: its place is free.
+    pub(super) fn call_ended(&mut self, op: &Op) {
+        if !is_pull(op) {
+            self.gate.calling = self.gate.calling.saturating_sub(1);
+            self.call_queued();
+        }
+    }
+
+    /// Start queued calls while places are free.
+    fn call_queued(&mut self) {
+        if self.gate.stopping {
+            self.gate.not_started += self.gate.queued.len();
+            self.gate.queued.clear();
+            return;
+        }
+        while self.gate.calling < self.config.docker_concurrency.max(1)
+            && let Some(call) = self.gate.queued.pop_front()
+        {
+            if self.spawn_call(call) {
+                self.gate.calling += 1;
+            }
+        }
+    }
+
+    /// Make the call's request from its task and start it; false (nothing started) when
+    /// the task no longer has the container or volume.
+    fn spawn_call(&self, call: Call) -> bool {
+        let Call { task_arn, op } = call;
+        let Some(job) = self
+            .tasks
+            .entries
+            .get(&task_arn)
+            .and_then(|e| request(&e.task, &task_arn, &op, &self.instance, &self.config))
+        else {
+            return false;
+        };
+        let docker = Arc::clone(&self.docker);
+        let pulls = Arc::clone(&self.pulls);
+        let inputs = self.inputs_tx.clone();
+        let timeouts = self.config.timeouts.clone();
+        tokio::spawn(async move {
+            let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
+            let _ = inputs.send(Input::Done { task_arn, op, outcome });
+        });
+        true
+    }
+}
+
+/// The Docker request of a call, made from the task as it is when the call starts (a
+/// create's whole config, a stop's target: the id if known by then, else the name).
+/// `None` when the task no longer has the container or volume.
+fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfig) -> Option<Job> {
+    let job = match op {
+        Op::Container { container, action } => {
+            let c = task.container(container)?;
+            let target = c.docker_id.clone().or_else(|| c.docker_name.clone());
+            match *action {
+                Action::Pull => Job::Pull {
+                    image: c.spec.image.clone(),
+                    local_only: c.spec.internal && c.spec.image == PAUSE_IMAGE,
+                },
+                Action::Create => Job::Create {
+                    config: Box::new(settings::container_config(
+                        task,
+                        c,
+                        instance,
+                        &config.secrets,
+                        &config.container_limits,
+                    )),
+                    instance: instance.to_string(),
+                    host_paths: config.host_paths.clone(),
+                },
+                Action::Start => Job::Start { target: target.unwrap_or_default() },
+                Action::Stop { timeout_secs } => Job::Stop { target: target.unwrap_or_default(), timeout_secs },
+                Action::Remove => Job::Remove { target: target.unwrap_or_default() },
+                Action::Inspect => Job::Inspect { known: c.docker_id.is_some(), target },
+            }
+        }
+        Op::Volume { volume, action } => {
+            let v = task.volume(volume)?;
+            let name = task.docker_volume_name(v);
+            match action {
+                VolumeAction::Create => {
+                    let (driver, driver_opts, mut volume_labels) = match &v.kind {
+                        VolumeKind::Docker(cfg) => (cfg.driver.clone(), cfg.driver_opts.clone(), cfg.labels.clone()),
+                        _ => (None, BTreeMap::new(), BTreeMap::new()),
+                    };
+                    volume_labels.insert(labels::INSTANCE.into(), instance.into());
+                    volume_labels.insert(labels::TASK_ARN.into(), arn.into());
+                    Job::CreateVolume(VolumeConfig { name, driver, driver_opts, labels: volume_labels })
+                }
+                VolumeAction::Remove => {
+                    Job::RemoveVolume { name, instance: instance.to_string(), arn: arn.to_string() }
+                }
+            }
+        }
+        Op::MarkStopped { .. } | Op::StopTask { .. } | Op::Forget => return None,
+    };
+    Some(job)
+}
+
+/// `call`, or a timeout error naming `what` once `limit` has passed.
+pub(crate) async fn bounded<T>(
+    limit: std::time::Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(EngineError::Docker(berth_docker::DockerError::new(
+            berth_docker::ErrorKind::Timeout,
+            what,
+            "Docker",
+            format!("no answer in {}s", limit.as_secs()),
+        ))),
+    }
+}

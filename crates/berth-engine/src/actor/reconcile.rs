@@ -1,0 +1,185 @@
+//! Reconciliation (SPEC 6): making the state agree with Docker's containers when Docker
+//! answers for the first time or again. Resuming the loaded tasks is the task table's
+//! (`TaskTable::load`); here: reaching Docker (a connector retrying with backoff on the
+//! engine's clock), matching the listed containers to the tasks, inspecting what berth
+//! cannot be sure of, and removing the containers of this berth that no task owns once the
+//! orphan grace period has passed on the engine's clock.
+
+use super::{Actor, Input, Map};
+use crate::clock::{self, Backoff, Clock};
+use crate::error::EngineError;
+use crate::telemetry::{EngineTelemetry, Telemetry};
+use berth_docker::{ContainerSummary, DockerClient, labels};
+use berth_model::ContainerStatus;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// First and longest wait between attempts to reach Docker.
+const CONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+/// Where reconciliation stands.
+#[derive(Default)]
+pub(super) struct Reconciliation {
+    /// A connector is trying to reach Docker.
+    connecting: bool,
+    /// Docker has answered at least once since this loop began.
+    connected_before: bool,
+    /// Containers (task arn, container name) whose first inspect since (re)connecting has
+    /// not answered yet, with the reason to give if it finds the container gone.
+    pub pending: Map<(String, String), &'static str>,
+}
+
+impl Actor {
+    /// Docker did not answer: hold Docker calls from now on, and have a connector retry
+    /// until it does (one at a time).
+    pub(super) fn docker_lost(&mut self, why: &str) {
+        if self.gate.docker_up {
+            self.config.telemetry.record(&EngineTelemetry::DockerLost { error: why });
+            self.gate.docker_up = false;
+        }
+        if !self.reconcile.connecting && !self.gate.stopping {
+            self.reconcile.connecting = true;
+            let (docker, instance, inputs) = (Arc::clone(&self.docker), self.instance.clone(), self.inputs_tx.clone());
+            let limit = self.config.timeouts.inspect;
+            let telemetry = Arc::clone(&self.config.telemetry);
+            tokio::spawn(connect(docker, instance, inputs, limit, Arc::clone(&self.clock), telemetry));
+        }
+    }
+
+    /// Docker answers, and listed this instance's containers: reconcile the state with them
+    /// (SPEC 6), then make the calls held meanwhile.
+    ///
+    /// - a container whose create answer was lost is found by its durable name;
+    /// - one whose id is known but is not listed vanished: STOPPED, with a reason;
+    /// - every other one not known to be STOPPED is inspected before anything else;
+    /// - a listed container that no task owns (by id or name) is removed after the orphan
+    ///   grace period, if no task owns it then either.
+    pub(super) fn connected(&mut self, listed: Vec<ContainerSummary>) {
+        let reason = if self.reconcile.connected_before {
+            "container vanished while Docker did not answer"
+        } else {
+            "container vanished while berth was down"
+        };
+        let by_name: HashMap<&str, &str> =
+            listed.iter().flat_map(|s| s.names.iter().map(move |n| (n.as_str(), s.id.as_str()))).collect();
+        for (arn, entry) in &mut self.tasks.entries {
+            for c in &mut Arc::make_mut(&mut entry.task).containers {
+                if c.removed {
+                    continue;
+                }
+                if c.docker_id.is_none()
+                    && let Some(id) = c.docker_name.as_deref().and_then(|n| by_name.get(n))
+                {
+                    c.docker_id = Some((*id).to_string());
+                    self.tasks.dirty.insert(arn.clone());
+                }
+                // Inspected by id before anything else happens to it (not judged from the
+                // listing: an imported state's containers carry another instance's label).
+                if c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped {
+                    c.needs_inspect = true;
+                    self.reconcile.pending.insert((arn.clone(), c.spec.name.clone()), reason);
+                    self.tasks.dirty.insert(arn.clone());
+                }
+            }
+        }
+        let owned = self.tasks.owned();
+        let orphans: Vec<&ContainerSummary> = listed
+            .iter()
+            .filter(|s| !owned.contains(s.id.as_str()) && !s.names.iter().any(|n| owned.contains(n.as_str())))
+            .collect();
+        if !orphans.is_empty() {
+            let grace = self.config.orphan_grace;
+            for s in &orphans {
+                self.config.telemetry.record(&EngineTelemetry::OrphanFound {
+                    docker_id: &s.id,
+                    name: s.names.first().map_or("", String::as_str),
+                    task: s.labels.get(labels::TASK_ARN).map_or("", String::as_str),
+                    grace,
+                });
+            }
+            let ids: Vec<String> = orphans.iter().map(|s| s.id.clone()).collect();
+            let inputs = self.inputs_tx.clone();
+            let grace_over = clock::sleep(&*self.clock, grace);
+            tokio::spawn(async move {
+                grace_over.await;
+                let _ = inputs.send(Input::OrphanCheck(ids));
+            });
+        }
+        self.gate.docker_up = true;
+        self.reconcile.connecting = false;
+        self.reconcile.connected_before = true;
+        let held = std::mem::take(&mut self.gate.held);
+        self.start_calls(held);
+    }
+
+    /// Remove the containers among `ids` that still belong to no task.
+    pub(super) fn remove_orphans(&mut self, ids: Vec<String>) {
+        if self.gate.stopping {
+            return;
+        }
+        let owned = self.tasks.owned();
+        let orphans: Vec<String> = ids.into_iter().filter(|id| !owned.contains(id.as_str())).collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let docker = Arc::clone(&self.docker);
+        let timeouts = self.config.timeouts.clone();
+        let telemetry = Arc::clone(&self.config.telemetry);
+        tokio::spawn(async move {
+            for id in orphans {
+                match tokio::time::timeout(timeouts.remove, docker.remove_container(&id)).await {
+                    Ok(Ok(())) => telemetry.record(&EngineTelemetry::OrphanRemoved { docker_id: &id }),
+                    Ok(Err(e)) => {
+                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: &e.to_string() })
+                    }
+                    Err(_) => {
+                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: "timed out" })
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Reach Docker again: ping, then list this instance's containers, retried with backoff
+/// (up to 10 s between attempts, on the engine's clock) until it answers or the loop is
+/// gone.
+async fn connect(
+    docker: Arc<dyn DockerClient>,
+    instance: String,
+    inputs: mpsc::UnboundedSender<Input>,
+    limit: Duration,
+    clock: Arc<dyn Clock>,
+    telemetry: Arc<dyn Telemetry>,
+) {
+    let mut backoff = Backoff::new(CONNECT_BACKOFF.0, CONNECT_BACKOFF.1);
+    loop {
+        // Bounded as an inspect is: a daemon that accepts and never answers is retried, not
+        // waited for (bollard's own limit is hours).
+        let attempt = super::bounded(limit, "reach Docker", async {
+            docker.ping().await?;
+            // Before anything of the instance is looked at: is it ours (not a restored copy's)?
+            crate::holder::claim(&*docker, &instance).await?;
+            docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.map_err(EngineError::from)
+        });
+        match attempt.await {
+            Err(e @ EngineError::InstanceHeld { .. }) => {
+                let _ = inputs.send(Input::Fatal(e));
+                return;
+            }
+            Ok(listed) => {
+                telemetry.record(&EngineTelemetry::DockerReached { containers: listed.len() });
+                let _ = inputs.send(Input::Connected(listed));
+                return;
+            }
+            Err(e) => telemetry
+                .record(&EngineTelemetry::DockerNotYetReached { error: &e.to_string(), retry_in: backoff.peek() }),
+        }
+        if inputs.is_closed() {
+            return;
+        }
+        clock::sleep(&*clock, backoff.next_wait()).await;
+    }
+}

@@ -1,0 +1,101 @@
+//! One time source (issue 15 item 3): the engine's deadlines (the orphan grace, the wait
+//! before reopening Docker's event stream, ...) are on the engine's clock, so a manual
+//! clock holds them until the test moves it, whatever real time passes.
+
+mod common;
+
+use berth_docker::{ContainerConfig, DockerClient, labels};
+use berth_engine::{DockerTaskEngine, EngineConfig, ManualClock, TaskEngine};
+use berth_testutils::Op;
+use chrono::{TimeZone, Utc};
+use common::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The names of the telemetry occurrences the engine reported, in order.
+#[derive(Debug, Default)]
+struct Told(std::sync::Mutex<Vec<String>>);
+
+impl berth_engine::Telemetry for Told {
+    fn record(&self, event: &berth_engine::EngineTelemetry<'_>) {
+        let debug = format!("{event:?}");
+        let name = debug.split([' ', '(']).next().unwrap_or_default().to_string();
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name);
+    }
+}
+
+impl Told {
+    fn count(&self, name: &str) -> usize {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().filter(|n| *n == name).count()
+    }
+}
+
+fn manual_clock() -> ManualClock {
+    ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now))
+}
+
+async fn start(fake: &berth_testutils::FakeDocker, config: EngineConfig, clock: &ManualClock) -> DockerTaskEngine {
+    let mut engine = DockerTaskEngine::new(config, Arc::new(fake.clone())).with_clock(Arc::new(clock.clone()));
+    engine.init().await.unwrap_or_else(|e| panic!("{e}"));
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_clock_drives_the_orphan_grace() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let instance = berth_store::DataDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}")).instance_id().to_string();
+    let fake = fake();
+    fake.add_image("busybox:latest");
+    let labels = BTreeMap::from([
+        (labels::INSTANCE.to_string(), instance),
+        (labels::TASK_ARN.to_string(), "arn:berth:task/gone".to_string()),
+        (labels::CONTAINER_NAME.to_string(), "web".to_string()),
+    ]);
+    let config =
+        ContainerConfig { name: "orphan".into(), image: "busybox:latest".into(), labels, ..Default::default() };
+    let orphan = fake.create_container(&config).await.unwrap_or_else(|e| panic!("{e}"));
+    let clock = manual_clock();
+    let told = Arc::new(Told::default());
+    let config = EngineConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        orphan_grace: Duration::from_secs(60),
+        telemetry: told.clone(),
+        ..EngineConfig::default()
+    };
+    let mut engine = start(&fake, config, &clock).await;
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(chrono::Duration::seconds(59));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.container(&orphan).is_some(), "kept while the clock is within the grace period");
+    clock.advance(chrono::Duration::seconds(1));
+    eventually("the orphan is removed once the clock passes the grace", async || fake.container(&orphan).is_none())
+        .await;
+    // Told through the telemetry channel, once each.
+    eventually("the removal is told", async || told.count("OrphanRemoved") == 1).await;
+    assert_eq!(told.count("OrphanFound"), 1);
+    engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_clock_drives_the_reopen_backoff() {
+    let fake = fake();
+    let clock = manual_clock();
+    let told = Arc::new(Told::default());
+    let config = EngineConfig { telemetry: told.clone(), ..EngineConfig::default() };
+    let mut engine = start(&fake, config, &clock).await;
+    assert_eq!(fake.open_event_streams(), 1);
+    let opened = fake.calls(Op::ContainerEvents);
+
+    // A stream that ends at once, having delivered nothing, is reopened after a wait.
+    fake.cut_event_streams();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.open_event_streams(), 0, "not reopened while the clock stands still");
+    assert_eq!(fake.calls(Op::ContainerEvents), opened, "no attempt while the clock stands still");
+    clock.advance(chrono::Duration::milliseconds(100));
+    eventually("the stream is reopened once the clock passes the wait", async || fake.open_event_streams() == 1).await;
+    eventually("the reopening is told", async || told.count("EventStreamReopened") == 1).await;
+    assert_eq!(told.count("EventStreamEnded"), 1);
+    engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
