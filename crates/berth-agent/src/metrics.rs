@@ -103,7 +103,7 @@ fn docker_duration_histogram() -> Histogram {
 }
 
 /// The agent's metrics: registered once, counted by [`crate::telemetry`], rendered by
-/// [`Metrics::render`]. Also the engine's [`Observer`].
+/// [`Metrics::render`]. Also the engine's [`Telemetry`].
 pub struct Metrics {
     registry: Registry,
     /// One render at a time: a render sets the status gauges, then encodes them.

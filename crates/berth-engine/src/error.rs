@@ -1,7 +1,7 @@
 //! The engine's errors.
 
 use berth_docker::DockerError;
-use berth_model::graph::GraphError;
+use berth_model::graph::{GraphError, GraphErrors};
 use berth_store::StoreError;
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ pub enum EngineError {
     },
     /// A task's containers refer to each other in a way that cannot run (a dangling
     /// reference, a cycle): every reason.
-    #[error("{}", graph_errors(.0))]
+    #[error("{}", GraphErrors(.0))]
     InvalidGraph(Vec<GraphError>),
     /// A Docker call failed.
     #[error(transparent)]
@@ -79,11 +79,6 @@ pub enum EngineError {
     /// takes no more work, and makes no more Docker calls.
     #[error("the engine has stopped: {0}")]
     Stopped(Arc<EngineError>),
-}
-
-/// Every reason a task's graph is rejected, on one line.
-pub(crate) fn graph_errors(errors: &[GraphError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// How the engine's loop ended ([`crate::DockerTaskEngine::exit`]).

@@ -70,7 +70,7 @@ impl TaskTable {
             }
             table.specs.share(&mut task);
             let graph = DependencyGraph::build(&task).map_err(|errs| {
-                EngineError::InvalidState(format!("task {}: {}", task.arn, crate::error::graph_errors(&errs)))
+                EngineError::InvalidState(format!("task {}: {}", task.arn, berth_model::graph::GraphErrors(&errs)))
             })?;
             let saved = Some(task.record_fingerprint());
             resume(&mut task);
