@@ -31,10 +31,12 @@ const LAST_DYNAMIC_PORT: u16 = 60999;
 /// One fake container.
 #[derive(Debug)]
 pub(crate) struct Container {
-    /// 64 lowercase hex characters (see [`hex_id`]).
-    pub id: String,
-    /// Docker's name, without the leading `/`.
-    pub name: String,
+    /// 64 lowercase hex characters (see [`hex_id`]). An `Arc` so that the id index holds
+    /// the same string rather than a copy.
+    pub id: Arc<str>,
+    /// Docker's name, without the leading `/`. An `Arc` so that the name index and the
+    /// call counters hold the same string rather than copies.
+    pub name: Arc<str>,
     /// The create request, as given (behind an `Arc` so that a start can hand it to the
     /// behaviour function outside the lock).
     pub config: Arc<ContainerConfig>,
@@ -59,8 +61,8 @@ pub(crate) struct Container {
 impl Container {
     pub fn snapshot(&self) -> ContainerSnapshot {
         ContainerSnapshot {
-            id: self.id.clone(),
-            name: self.name.clone(),
+            id: self.id.to_string(),
+            name: self.name.to_string(),
             image: self.config.image.clone(),
             labels: self.config.labels.clone(),
             state: self.state,
@@ -144,10 +146,10 @@ pub(crate) struct Started {
 pub(crate) struct State {
     /// By sequence number, so in creation order.
     containers: BTreeMap<u64, Container>,
-    /// Sequence numbers by id.
-    by_id: FastMap<String, u64>,
-    /// Sequence numbers by name.
-    by_name: FastMap<String, u64>,
+    /// Sequence numbers by id (the container's own string).
+    by_id: FastMap<Arc<str>, u64>,
+    /// Sequence numbers by name (the container's own string).
+    by_name: FastMap<Arc<str>, u64>,
     next_seq: u64,
     images: BTreeMap<String, ImageSummary>,
     registry: BTreeSet<String>,
@@ -162,7 +164,7 @@ pub(crate) struct State {
     /// Calls of each operation.
     calls: HashMap<Op, u64>,
     /// Calls of each operation by target (see [`State::count`]).
-    calls_on: HashMap<Op, FastMap<String, u64>>,
+    calls_on: HashMap<Op, FastMap<Arc<str>, u64>>,
     pub exited_restarts: u64,
     pub behaviour: Arc<BehaviourFn>,
 }
@@ -279,12 +281,12 @@ impl State {
     pub fn count(&mut self, op: Op, target: &str) {
         *self.calls.entry(op).or_default() += 1;
         let image_key;
+        // The container's own name when it exists: a new counter shares its string.
+        let mut name = None;
         let key = if op.on_container() {
             let seq = self.resolve(target);
-            match seq.and_then(|seq| self.containers.get(&seq)) {
-                Some(c) => c.name.as_str(),
-                None => target.trim_start_matches('/'),
-            }
+            name = seq.and_then(|seq| self.containers.get(&seq)).map(|c| &c.name);
+            name.map_or_else(|| target.trim_start_matches('/'), |n| &**n)
         } else if op.on_image() {
             image_key = self.resolve_image(target).unwrap_or_else(|| normalize_image(target));
             image_key.as_str()
@@ -295,7 +297,7 @@ impl State {
         match by_target.get_mut(key) {
             Some(n) => *n += 1,
             None => {
-                by_target.insert(key.to_string(), 1);
+                by_target.insert(name.map_or_else(|| Arc::from(key), Arc::clone), 1);
             }
         }
     }
@@ -303,12 +305,12 @@ impl State {
     /// How many calls of `op` were counted on `target` (an image reference normalized).
     pub fn counted_on(&self, op: Op, target: &str) -> u64 {
         let key = if op.on_image() { normalize_image(target) } else { target.to_string() };
-        self.calls_on.get(&op).and_then(|by_target| by_target.get(&key)).copied().unwrap_or(0)
+        self.calls_on.get(&op).and_then(|by_target| by_target.get(key.as_str())).copied().unwrap_or(0)
     }
 
     /// The name a container call's target stands for, for matching faults.
     pub fn target_name(&self, op: Op, target: &str) -> Option<String> {
-        if op.on_container() { self.container(target).map(|c| c.name.clone()) } else { None }
+        if op.on_container() { self.container(target).map(|c| c.name.to_string()) } else { None }
     }
 
     /// Record and deliver an event about container `seq`: Docker's attributes are its
@@ -442,7 +444,7 @@ impl State {
     pub fn remove_volume(&mut self, name: &str) -> Result<(), DockerError> {
         if let Some(users) = self.volume_users.get(name).filter(|u| !u.is_empty()) {
             let ids: Vec<String> =
-                users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id.clone()).collect();
+                users.iter().filter_map(|seq| self.containers.get(seq)).map(|c| c.id.to_string()).collect();
             return Err(error(
                 ErrorKind::Conflict,
                 Op::RemoveVolume,
@@ -521,10 +523,11 @@ impl State {
             self.volume_users.entry(volume.clone()).or_default().insert(seq);
         }
         self.next_seq += 1;
-        let id = hex_id(seq, 0);
+        let id: Arc<str> = Arc::from(hex_id(seq, 0));
+        let name: Arc<str> = Arc::from(name);
         let container = Container {
-            id: id.clone(),
-            name: name.clone(),
+            id: Arc::clone(&id),
+            name: Arc::clone(&name),
             config: Arc::new(config.clone()),
             state: RunState::Created,
             exit_code: 0,
@@ -540,10 +543,10 @@ impl State {
             followers: Vec::new(),
         };
         self.containers.insert(seq, container);
-        self.by_id.insert(id.clone(), seq);
+        self.by_id.insert(Arc::clone(&id), seq);
         self.by_name.insert(name, seq);
         self.publish(seq, Action::Create, now);
-        Ok(id)
+        Ok(id.to_string())
     }
 
     /// Start a container; `None` when it was running already (Docker's 304).
@@ -645,8 +648,8 @@ impl State {
         self.kill(seq, 9, 137, now);
         self.publish(seq, Action::Destroy, now);
         if let Some(c) = self.containers.remove(&seq) {
-            self.by_id.remove(&c.id);
-            self.by_name.remove(&c.name);
+            self.by_id.remove(&*c.id);
+            self.by_name.remove(&*c.name);
             for volume in &c.volumes {
                 if let Some(users) = self.volume_users.get_mut(volume) {
                     users.remove(&seq);
@@ -662,8 +665,8 @@ impl State {
     pub fn inspect(&self, target: &str) -> Result<ContainerInfo, DockerError> {
         let c = self.container(target).ok_or_else(|| no_such_container(Op::InspectContainer, target))?;
         Ok(ContainerInfo {
-            id: c.id.clone(),
-            name: c.name.clone(),
+            id: c.id.to_string(),
+            name: c.name.to_string(),
             image: c.config.image.clone(),
             labels: c.config.labels.clone(),
             state: ContainerState {
@@ -716,8 +719,8 @@ impl State {
             .values()
             .filter(|c| labels.iter().all(|(k, v)| c.config.labels.get(*k).map(String::as_str) == Some(*v)))
             .map(|c| ContainerSummary {
-                id: c.id.clone(),
-                names: vec![c.name.clone()],
+                id: c.id.to_string(),
+                names: vec![c.name.to_string()],
                 labels: c.config.labels.clone(),
                 state: c.state.as_str().into(),
                 image: c.config.image.clone(),
