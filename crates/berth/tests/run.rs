@@ -626,3 +626,61 @@ fn a_second_sigint_exits_at_once_naming_the_data_directory_and_its_cleanup() {
     let again = support::berth().args(["run", "--cleanup", "--data-dir"]).arg(data.path()).output();
     assert!(again.is_ok_and(|o| o.status.code() == Some(1)), "a directory that is not there: nothing to clean up");
 }
+
+/// Removes a container the test made (not berth's) when the test ends, also on failure.
+struct TestContainer(String);
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn a_cleanup_that_cannot_finish_keeps_the_data_directory_and_names_its_cleanup() {
+    support::require_busybox();
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The task's own Docker volume, which a container that is not berth's then holds: its
+    // removal fails ("volume is in use") for as long as that container exists. The task
+    // ends once the holder has marked the volume (or after a minute).
+    let json = r#"{"family": "held", "containerDefinitions": [{"name": "app", "image": "busybox:latest",
+        "command": ["sh", "-c", "i=0; while [ ! -e /data/held ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"],
+        "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]}],
+        "volumes": [{"name": "data", "dockerVolumeConfiguration": {"scope": "task"}}]}"#;
+    let data = DataDir::fresh();
+    let mut run = Running::start(&write(files.path(), "held.json", json), &data);
+    run.wait_for("app RUNNING", Duration::from_secs(60));
+    let instance = data.instance();
+    let volume = data.leftovers().1.into_iter().find(|v| !v.starts_with("berth-holder-"));
+    let volume = volume.unwrap_or_else(|| panic!("the task volume of instance {instance} exists"));
+    // Declared after `data`, so it goes first: the volume can then be removed.
+    let holder = TestContainer(format!("berth-test-holder-{instance}"));
+    let made = Command::new("docker")
+        .args(["run", "-d", "--name", &holder.0, "-v", &format!("{volume}:/held"), "busybox:latest"])
+        .args(["sh", "-c", "touch /held/held; sleep 600"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.status.success(), "docker run: {}", String::from_utf8_lossy(&made.stderr));
+
+    let (exit, output) = run.exit(Duration::from_secs(150));
+    assert_eq!(exit, Some(0), "the task's exit code, whatever the cleanup did:\n{output}");
+    assert!(output.contains("not all removed in time"), "the run says the cleanup did not finish:\n{output}");
+    let dir = data.path().display().to_string();
+    assert!(
+        output.contains(&format!("berth run --cleanup --data-dir {dir}")),
+        "the output names the directory and the cleanup:\n{output}"
+    );
+    assert!(data.path().join("instance-id").is_file(), "the data directory is kept");
+    assert!(data.leftovers().1.contains(&volume), "the held volume is still there");
+
+    drop(holder);
+    let cleaned = support::berth()
+        .args(["run", "--cleanup", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", String::from_utf8_lossy(&cleaned.stdout), String::from_utf8_lossy(&cleaned.stderr));
+    assert_eq!(cleaned.status.code(), Some(0), "{said}");
+    assert_eq!(data.leftovers(), (vec![], vec![]), "the cleanup removed what instance {instance} left:\n{said}");
+    assert!(!data.path().exists(), "and the data directory:\n{said}");
+}
