@@ -10,6 +10,7 @@
 //! today) has the whole retention kept here.
 
 use crate::error::EngineExit;
+use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_model::StateChange;
 use berth_store::{ChangeSource, ChangesSince, StoreError};
 use std::collections::VecDeque;
@@ -62,6 +63,8 @@ pub struct ChangeLog {
     appended: watch::Sender<u64>,
     /// Set once the engine's loop has ended: readers end once they have read the rest.
     end: Mutex<Option<EngineExit>>,
+    /// Where a failed read of older changes is told.
+    telemetry: Arc<dyn Telemetry>,
 }
 
 impl std::fmt::Debug for ChangeLog {
@@ -79,6 +82,7 @@ impl ChangeLog {
         next_seq: u64,
         retained: u64,
         source: Option<Arc<dyn ChangeSource>>,
+        telemetry: Arc<dyn Telemetry>,
     ) -> Arc<ChangeLog> {
         let retained = usize::try_from(retained).unwrap_or(usize::MAX).max(1);
         let kept = if source.is_some() { retained.min(MEMORY_TAIL) } else { retained };
@@ -90,6 +94,7 @@ impl ChangeLog {
             source: Mutex::new(source),
             appended: watch::Sender::new(next_seq),
             end: Mutex::new(None),
+            telemetry,
         })
     }
 
@@ -195,6 +200,7 @@ enum At {
 
 /// The item at `seq` from what the store answered, the changes after it kept in `fetched`.
 fn from_store(
+    telemetry: &dyn Telemetry,
     answer: Result<ChangesSince, String>,
     seq: u64,
     first: u64,
@@ -213,7 +219,7 @@ fn from_store(
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, from = seq, "cannot read older state changes from the store; readers get a gap");
+            telemetry.record(&EngineTelemetry::OlderChangesUnreadable { from: seq, error: &e });
             gap_to_memory
         }
     }
@@ -256,7 +262,7 @@ impl ChangeReader {
                         .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r.map_err(|e| e.to_string()));
-                    let item = from_store(answer, seq, first, next_seq, &mut self.fetched);
+                    let item = from_store(&*self.log.telemetry, answer, seq, first, next_seq, &mut self.fetched);
                     return Some(self.advance(item));
                 }
                 At::NotYet => {
@@ -280,7 +286,7 @@ impl ChangeReader {
             At::NotYet => return None,
             At::Store { source, first, next_seq } => {
                 let answer = source.changes_since(self.next, STORE_BATCH).map_err(|e| e.to_string());
-                from_store(answer, self.next, first, next_seq, &mut self.fetched)
+                from_store(&*self.log.telemetry, answer, self.next, first, next_seq, &mut self.fetched)
             }
         };
         Some(self.advance(item))
@@ -299,6 +305,7 @@ impl ChangeReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::NoTelemetry;
     use berth_model::{ContainerStatus, TaskStatus};
     use chrono::Utc;
 
@@ -318,7 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn readers_resume_from_any_position_without_gaps_or_repeats() {
-        let log = ChangeLog::new(vec![], 1, 100, None);
+        let log = ChangeLog::new(vec![], 1, 100, None, Arc::new(NoTelemetry));
         log.append((1..=10).map(change).collect());
         for from in 1..=10 {
             let mut r = log.reader(Some(from));
@@ -332,7 +339,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_behind_the_retention_gets_a_gap_marker() {
-        let log = ChangeLog::new(vec![], 1, 5, None);
+        let log = ChangeLog::new(vec![], 1, 5, None, Arc::new(NoTelemetry));
         log.append((1..=12).map(change).collect());
         let mut r = log.reader(Some(2));
         assert_eq!(r.try_next(), Some(LogItem::Gap { from: 2, to: 8 }));
@@ -344,12 +351,46 @@ mod tests {
     fn log_over_store(n: usize) -> Arc<ChangeLog> {
         use berth_store::{Group, MemorySaver, Saver};
         let mut store = MemorySaver::new();
-        let log = ChangeLog::new(vec![], 1, 100_000, store.change_source());
+        let log = ChangeLog::new(vec![], 1, 100_000, store.change_source(), Arc::new(NoTelemetry));
         for _ in 0..n / 1000 {
             let group = Group { tasks: vec![], changes: (0..1000).map(|_| change(0)).collect() };
             log.append(store.save(group).unwrap_or_else(|e| panic!("{e}")));
         }
         log
+    }
+
+    /// A store that cannot read its change log back.
+    struct Unreadable;
+
+    impl ChangeSource for Unreadable {
+        fn changes_since(&self, _from: u64, _max: usize) -> Result<ChangesSince, StoreError> {
+            Err(StoreError::Database { file: "state.redb".into(), reason: "the change log cannot be read".into() })
+        }
+    }
+
+    /// Remembers the positions of the unreadable-older-changes occurrences it is told.
+    #[derive(Debug, Default)]
+    struct Told(Mutex<Vec<u64>>);
+
+    impl Telemetry for Told {
+        fn record(&self, event: &EngineTelemetry<'_>) {
+            if let EngineTelemetry::OlderChangesUnreadable { from, .. } = event {
+                self.0.lock().unwrap_or_else(PoisonError::into_inner).push(*from);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_read_of_older_changes_is_a_gap_told_to_the_telemetry() {
+        let told = Arc::new(Told::default());
+        let changes: Vec<StateChange> = (1..=MEMORY_TAIL as u64 + 10).map(change).collect();
+        let next = MEMORY_TAIL as u64 + 11;
+        let log = ChangeLog::new(changes, next, 100_000, Some(Arc::new(Unreadable)), told.clone());
+        let first = next - MEMORY_TAIL as u64;
+        let mut r = log.reader(Some(3));
+        assert_eq!(r.try_next(), Some(LogItem::Gap { from: 3, to: first }));
+        assert!(matches!(r.try_next(), Some(LogItem::Change(c)) if c.seq == first));
+        assert_eq!(*told.0.lock().unwrap_or_else(PoisonError::into_inner), vec![3]);
     }
 
     #[test]
@@ -389,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_reader_wakes_on_append_and_a_slow_one_blocks_nobody() {
-        let log = ChangeLog::new(vec![], 1, 1000, None);
+        let log = ChangeLog::new(vec![], 1, 1000, None, Arc::new(NoTelemetry));
         let _never_reads = log.reader(None);
         let mut r = log.reader(None);
         let waiter = tokio::spawn(async move { r.next().await });

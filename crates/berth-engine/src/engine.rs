@@ -171,7 +171,13 @@ impl EngineBuilder {
         } else {
             (None, None)
         };
-        let log = ChangeLog::new(loaded.changes, loaded.next_seq, self.config.retained_changes, saver.change_source());
+        let log = ChangeLog::new(
+            loaded.changes,
+            loaded.next_seq,
+            self.config.retained_changes,
+            saver.change_source(),
+            Arc::clone(&self.config.telemetry),
+        );
         let (commands_tx, commands) = mpsc::channel(1024);
         let (inputs_tx, inputs) = mpsc::unbounded_channel::<Input>();
         let (progress, _) = broadcast::channel(PROGRESS_BACKLOG);

@@ -112,6 +112,14 @@ pub enum EngineTelemetry<'a> {
         /// How many.
         calls: usize,
     },
+    /// A change reader behind memory could not read older changes back from the store: it
+    /// gets a gap from `from` to the oldest change memory keeps.
+    OlderChangesUnreadable {
+        /// The position the reader asked for.
+        from: u64,
+        /// Why the store could not answer.
+        error: &'a str,
+    },
     /// A failure stopped the engine's loop (a store commit failed): no more Docker calls.
     Stopped {
         /// The failure.
@@ -191,6 +199,9 @@ impl Telemetry for LogTelemetry {
             T::ShutdownBegun => tracing::info!("shutdown has begun: no more Docker calls start"),
             T::CallsNotStarted { calls } => {
                 tracing::info!(calls, "Docker calls decided at shutdown were not started; the next start makes them");
+            }
+            T::OlderChangesUnreadable { from, error } => {
+                tracing::warn!(error, from, "cannot read older state changes from the store; readers get a gap");
             }
             T::Stopped { error } => {
                 tracing::error!(error = %error, "the engine's loop stopped; no more Docker calls are made");
