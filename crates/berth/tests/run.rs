@@ -55,6 +55,19 @@ impl DataDir {
 
     /// Containers and volumes of this run's berth still in Docker (none before its
     /// instance id is known).
+    /// `berth run --cleanup --data-dir` on this directory: its exit code and its output.
+    fn run_cleanup(&self) -> (Option<i32>, String) {
+        let cleaned = support::berth()
+            .args(["run", "--cleanup", "--data-dir"])
+            .arg(&self.path)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            cleaned.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&cleaned.stdout), String::from_utf8_lossy(&cleaned.stderr)),
+        )
+    }
+
     fn leftovers(&self) -> (Vec<String>, Vec<String>) {
         let instance = self.instance();
         if instance.is_empty() {
@@ -614,13 +627,8 @@ fn a_second_sigint_exits_at_once_naming_the_data_directory_and_its_cleanup() {
     assert!(data.path().join("instance-id").is_file(), "the data directory is kept");
     assert_eq!(data.leftovers().0.len(), 1, "the container is still there (berth did not wait)");
 
-    let cleaned = support::berth()
-        .args(["run", "--cleanup", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let said = format!("{}{}", String::from_utf8_lossy(&cleaned.stdout), String::from_utf8_lossy(&cleaned.stderr));
-    assert_eq!(cleaned.status.code(), Some(0), "{said}");
+    let (code, said) = data.run_cleanup();
+    assert_eq!(code, Some(0), "{said}");
     assert_eq!(data.leftovers(), (vec![], vec![]), "the cleanup removed instance {instance}'s container:\n{said}");
     assert!(!data.path().exists(), "and the data directory:\n{said}");
     let again = support::berth().args(["run", "--cleanup", "--data-dir"]).arg(data.path()).output();
@@ -674,13 +682,8 @@ fn a_cleanup_that_cannot_finish_keeps_the_data_directory_and_names_its_cleanup()
     assert!(data.leftovers().1.contains(&volume), "the held volume is still there");
 
     drop(holder);
-    let cleaned = support::berth()
-        .args(["run", "--cleanup", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let said = format!("{}{}", String::from_utf8_lossy(&cleaned.stdout), String::from_utf8_lossy(&cleaned.stderr));
-    assert_eq!(cleaned.status.code(), Some(0), "{said}");
+    let (code, said) = data.run_cleanup();
+    assert_eq!(code, Some(0), "{said}");
     assert_eq!(data.leftovers(), (vec![], vec![]), "the cleanup removed what instance {instance} left:\n{said}");
     assert!(!data.path().exists(), "and the data directory:\n{said}");
 }
