@@ -301,8 +301,15 @@ async fn floor_round(docker: &BollardClient, run: &str, round: usize, count: usi
         .map(|i| {
             let mut t = task(run, Kind::Floor, 1);
             t.containers[0].docker_name = Some(format!("berth-bringup-floor-{run}-{round}-{i}"));
-            container_config(&t, &t.containers[0], &format!("floor-{run}"), &BTreeMap::new(), &Default::default())
-                .unwrap_or_else(|e| panic!("{e:?}"))
+            container_config(
+                &t,
+                &t.containers[0],
+                &format!("floor-{run}"),
+                &BTreeMap::new(),
+                &Default::default(),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"))
         })
         .collect();
 

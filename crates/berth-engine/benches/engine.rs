@@ -929,7 +929,8 @@ async fn run_fake(n: usize) -> Result<Report, String> {
             }
             let mut ids = Vec::with_capacity(CONTAINERS_PER_TASK);
             for c in &task.containers {
-                let config = container_config(&task, c, INSTANCE, no_secrets, &Default::default()).map_err(|e| e.0)?;
+                let config = container_config(&task, c, INSTANCE, no_secrets, &Default::default(), &Default::default())
+                    .map_err(|e| e.0)?;
                 docker.pull_image(&config.image, None, &|_| {}).await.map_err(|e| e.to_string())?;
                 let id = docker.create_container(&config).await.map_err(|e| e.to_string())?;
                 docker.start_container(&id).await.map_err(|e| e.to_string())?;

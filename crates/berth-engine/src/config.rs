@@ -1,7 +1,9 @@
 //! How an engine is set up.
 
 use berth_model::plan::PlanConfig;
+use berth_model::task::NetworkMode;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,32 @@ pub struct LogRotation {
     pub max_file: u32,
 }
 
+/// Where a task's containers reach the task metadata endpoint (`host:port`), by network
+/// mode; `None` for a mode: its containers get no endpoint variables. A `none`-mode task
+/// never gets them (nothing reachable).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataEndpoint {
+    /// For bridge-mode containers: an address on Docker's `bridge` network (its gateway).
+    pub bridge: Option<SocketAddr>,
+    /// For host-mode containers: the host's loopback.
+    pub host: Option<SocketAddr>,
+    /// For awsvpc-mode containers, in the pause container's namespace (which sits on
+    /// Docker's `bridge` network): its gateway, like bridge mode.
+    pub awsvpc: Option<SocketAddr>,
+}
+
+impl MetadataEndpoint {
+    /// The address containers of a task in `mode` reach the endpoint at, if any.
+    pub fn for_mode(&self, mode: NetworkMode) -> Option<SocketAddr> {
+        match mode {
+            NetworkMode::Bridge => self.bridge,
+            NetworkMode::Host => self.host,
+            NetworkMode::Awsvpc => self.awsvpc,
+            NetworkMode::None => None,
+        }
+    }
+}
+
 /// The engine's configuration (the seed's `config.Config`, the part the engine reads).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -103,6 +131,9 @@ pub struct EngineConfig {
     /// their resolved path: a symlink planted under an allowed prefix cannot lead outside
     /// it. `None` (the default, and `berth run`): bound as given.
     pub host_paths: Option<Arc<[PathBuf]>>,
+    /// Where containers reach the task metadata endpoint the embedder serves (none by
+    /// default: no `ECS_CONTAINER_METADATA_URI*` variables).
+    pub metadata_endpoint: MetadataEndpoint,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +153,7 @@ impl Default for EngineConfig {
             docker_concurrency: 64,
             container_limits: ContainerLimits::default(),
             host_paths: None,
+            metadata_endpoint: MetadataEndpoint::default(),
         }
     }
 }

@@ -352,6 +352,13 @@ impl EngineHandle {
         self.ask(|reply| Command::GetTask(arn.to_string(), reply)).await
     }
 
+    /// The task holding the container whose metadata id is `id`, and that container's
+    /// name (the task metadata endpoint's one lookup). The task is shared with the engine,
+    /// not copied: hold it only while answering.
+    pub async fn task_by_metadata_id(&self, id: &str) -> Result<Option<(Arc<Task>, String)>, EngineError> {
+        self.ask(|reply| Command::ByMetadataId(id.to_string(), reply)).await
+    }
+
     /// Raise a task's desired status to STOPPED.
     pub async fn stop_task(&self, arn: &str) -> Result<(), EngineError> {
         self.ask(|reply| Command::StopTask(arn.to_string(), reply)).await?

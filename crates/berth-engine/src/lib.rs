@@ -74,7 +74,7 @@ pub mod bench_support {
 pub use changelog::{ChangeLog, ChangeReader, LogItem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compat::{DockerTaskEngine, EngineState, TaskEngine};
-pub use config::{ContainerLimits, EngineConfig, LogRotation, Timeouts};
+pub use config::{ContainerLimits, EngineConfig, LogRotation, MetadataEndpoint, Timeouts};
 pub use engine::{AddOutcome, Engine, EngineBuilder, EngineHandle, EngineStatus};
 pub use error::{ContainerNotFound, EngineError, EngineExit};
 pub use executor::{InvalidPullBehavior, PullBehavior};

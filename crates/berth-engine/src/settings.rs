@@ -2,7 +2,7 @@
 //! (SPEC 2 and 3). Settings go at create (the seed sent some at start, which current Docker
 //! rejects).
 
-use crate::config::{ContainerLimits, LogRotation};
+use crate::config::{ContainerLimits, LogRotation, MetadataEndpoint};
 use berth_docker::{ContainerConfig, HealthConfig, HostConfig, LogConfig, PortSpec, labels};
 use berth_model::container::{Container, LogConfiguration};
 use berth_model::task::{NetworkMode, Task, docker_safe};
@@ -62,17 +62,40 @@ fn secret_environment(
     }
 }
 
+/// The variable holding a container's task metadata endpoint v3 URL.
+pub const METADATA_URI_V3: &str = "ECS_CONTAINER_METADATA_URI";
+/// The variable holding a container's task metadata endpoint v4 URL.
+pub const METADATA_URI_V4: &str = "ECS_CONTAINER_METADATA_URI_V4";
+
+/// The two metadata endpoint variables of `container` (none when its task's network mode
+/// has no endpoint address or it has no metadata id).
+fn metadata_environment(task: &Task, container: &Container, endpoint: &MetadataEndpoint) -> Vec<(String, String)> {
+    match (endpoint.for_mode(task.network_mode), &container.metadata_id) {
+        (Some(addr), Some(id)) => vec![
+            (METADATA_URI_V3.to_string(), format!("http://{addr}/v3/{id}")),
+            (METADATA_URI_V4.to_string(), format!("http://{addr}/v4/{id}")),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The create request for `container` of `task`, owned by berth instance `instance`, with
-/// secrets from the local source `secrets` and the host's `limits`.
+/// secrets from the local source `secrets`, the host's `limits`, and the metadata
+/// endpoint's address (its variables replace any the task sets itself, as in ECS).
 pub fn container_config(
     task: &Task,
     container: &Container,
     instance: &str,
     secrets: &BTreeMap<String, String>,
     limits: &ContainerLimits,
+    metadata: &MetadataEndpoint,
 ) -> Result<ContainerConfig, SettingsError> {
     let spec = &container.spec;
-    let secret_env = secret_environment(container, secrets)?;
+    let mut secret_env = secret_environment(container, secrets)?;
+    let metadata_env = metadata_environment(task, container, metadata);
+    if !metadata_env.is_empty() {
+        secret_env.retain(|(k, _)| k != METADATA_URI_V3 && k != METADATA_URI_V4);
+    }
     let name = container
         .docker_name
         .clone()
@@ -185,7 +208,8 @@ pub fn container_config(
         env: spec
             .environment
             .iter()
-            .chain(secret_env.iter().map(|(k, v)| (k, v)))
+            .filter(|(k, _)| metadata_env.iter().all(|(m, _)| m != *k))
+            .chain(secret_env.iter().chain(&metadata_env).map(|(k, v)| (k, v)))
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         labels: config_labels,

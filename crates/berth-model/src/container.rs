@@ -438,6 +438,10 @@ pub struct Container {
     /// The Docker container has been removed (cleanup).
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub removed: bool,
+    /// The random id of its task metadata endpoint paths (`/v4/<id>`): the only key to
+    /// them. Chosen by the engine when the task enters its state, never by the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_id: Option<String>,
 }
 
 impl Container {
@@ -462,6 +466,7 @@ impl Container {
             failures: 0,
             retry_at: None,
             removed: false,
+            metadata_id: None,
         }
     }
 

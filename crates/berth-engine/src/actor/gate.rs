@@ -158,6 +158,7 @@ fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfi
                         instance,
                         &config.secrets,
                         &config.container_limits,
+                        &config.metadata_endpoint,
                     )),
                     instance: instance.to_string(),
                     host_paths: config.host_paths.clone(),

@@ -108,6 +108,8 @@ pub enum Command {
     ListTasks(oneshot::Sender<Vec<Task>>),
     /// One task.
     GetTask(String, oneshot::Sender<Option<Task>>),
+    /// The task (shared, not copied) and container name of a container's metadata id.
+    ByMetadataId(String, oneshot::Sender<Option<(Arc<Task>, String)>>),
     /// How the engine stands with Docker.
     Status(oneshot::Sender<crate::engine::EngineStatus>),
     /// Raise a task's desired status to STOPPED.
@@ -360,6 +362,9 @@ impl Actor {
             }
             Command::GetTask(arn, reply) => {
                 let _ = reply.send(self.tasks.entries.get(&arn).map(|e| Task::clone(&e.task)));
+            }
+            Command::ByMetadataId(id, reply) => {
+                let _ = reply.send(self.tasks.by_metadata_id(&id));
             }
             Command::StopTask(arn, reply) => match self.tasks.entries.get_mut(&arn) {
                 Some(entry) => {

@@ -50,6 +50,8 @@ pub(super) struct TaskTable {
     wakes: BinaryHeap<Reverse<Wake>>,
     /// One copy of each distinct container spec of the tasks held.
     specs: Specs,
+    /// The arn of the task of each container's metadata id (the metadata endpoint's key).
+    metadata_ids: Map<String, String>,
 }
 
 /// Whether berth cannot be sure of a container's state: it was created, is not known to
@@ -73,6 +75,9 @@ impl TaskTable {
                 EngineError::InvalidState(format!("task {}: {}", task.arn, berth_model::graph::GraphErrors(&errs)))
             })?;
             let saved = Some(task.record_fingerprint());
+            // A task stored without metadata ids gets them now; the changed fingerprint
+            // has the next round save them.
+            table.give_metadata_ids(&mut task);
             resume(&mut task);
             table.dirty.insert(task.arn.clone());
             table.entries.insert(
@@ -98,6 +103,7 @@ impl TaskTable {
         }
         let graph = DependencyGraph::build(&task).map_err(EngineError::InvalidGraph)?;
         self.specs.share(&mut task);
+        self.give_metadata_ids(&mut task);
         if let Some(token) = &task.client_token {
             self.tokens.insert(token.clone(), task.arn.clone());
         }
@@ -112,11 +118,30 @@ impl TaskTable {
 
     /// Take a task out of the table (it was swept).
     pub fn forget(&mut self, arn: &str) {
-        if let Some(entry) = self.entries.remove(arn)
-            && let Some(token) = &entry.task.client_token
-        {
-            self.tokens.remove(token);
+        if let Some(entry) = self.entries.remove(arn) {
+            if let Some(token) = &entry.task.client_token {
+                self.tokens.remove(token);
+            }
+            for id in entry.task.containers.iter().filter_map(|c| c.metadata_id.as_ref()) {
+                self.metadata_ids.remove(id);
+            }
         }
+    }
+
+    /// Give every container of `task` that has none a metadata id (128 random bits from
+    /// the thread's CSPRNG, as 32 hex digits), and index them all.
+    fn give_metadata_ids(&mut self, task: &mut Task) {
+        for c in &mut task.containers {
+            let id = c.metadata_id.get_or_insert_with(|| format!("{:032x}", rand::random::<u128>()));
+            self.metadata_ids.insert(id.clone(), task.arn.clone());
+        }
+    }
+
+    /// The task and the name of the container whose metadata id is `id`.
+    pub fn by_metadata_id(&self, id: &str) -> Option<(Arc<Task>, String)> {
+        let task = &self.entries.get(self.metadata_ids.get(id)?)?.task;
+        let container = task.containers.iter().find(|c| c.metadata_id.as_deref() == Some(id))?;
+        Some((Arc::clone(task), container.name().to_string()))
     }
 
     /// Let go of the specs no held task uses any more (after tasks were forgotten).
