@@ -57,6 +57,7 @@ fn config(dir: &Path) -> AgentConfig {
     let mut config = AgentConfig { data_dir: dir.to_path_buf(), ..AgentConfig::default() };
     config.image_cleanup.enabled = false;
     config.log_level = "warn".into();
+    config.metadata_port = Some(0);
     config
 }
 

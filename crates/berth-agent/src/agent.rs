@@ -7,11 +7,12 @@ use crate::api::{Access, ApiState, router};
 use crate::config::{AgentConfig, ConfigError};
 use crate::docker::MeteredDocker;
 use crate::images::{self, ImageLedger, LedgerError};
+use crate::metadata::{self, MetadataState, stats::NetworkRates};
 use crate::metrics::Metrics;
 use crate::serve::{Limits, serve};
 use crate::server::{self, ListenError};
 use berth_docker::DockerClient;
-use berth_engine::{Engine, EngineError, EngineHandle};
+use berth_engine::{Engine, EngineError, EngineHandle, MetadataEndpoint};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// The most connections the unix socket serves at once: its own cap, apart from TCP's.
 pub const UNIX_MAX_CONNECTIONS: usize = 1024;
 
+/// The most connections each task metadata endpoint listener serves at once.
+pub const METADATA_MAX_CONNECTIONS: usize = 1024;
+
 /// Why the agent could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -38,6 +42,9 @@ pub enum AgentError {
     /// A listener could not be set up.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The task metadata endpoint could not listen.
+    #[error(transparent)]
+    Metadata(#[from] metadata::BindError),
     /// The data directory is not safe to use.
     #[error(transparent)]
     UnsafeDataDir(#[from] berth_store::files::UnsafeDataDir),
@@ -63,6 +70,7 @@ pub struct Agent {
     socket: PathBuf,
     tcp: Option<SocketAddr>,
     token: Option<String>,
+    metadata_endpoint: Option<MetadataEndpoint>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -92,9 +100,17 @@ impl Agent {
             return Err(ListenError::PathTooLong { len: socket.as_os_str().len(), path: socket }.into());
         }
         let metrics = Metrics::new();
-        let engine_config = config.engine_config()?;
+        let mut engine_config = config.engine_config()?;
         let ledger = ImageLedger::open(&data_dir.join("images.json"))?;
         let docker: Arc<dyn DockerClient> = Arc::new(MeteredDocker::new(docker, metrics.clone(), ledger.clone()));
+        // Bound before the engine starts: its creates carry the endpoint's addresses.
+        let metadata_bound = match config.metadata_port {
+            Some(port) => Some(metadata::bind(&*docker, port).await?),
+            None => None,
+        };
+        if let Some(bound) = &metadata_bound {
+            engine_config.metadata_endpoint = bound.endpoint.clone();
+        }
         // The API answers at once, from the loaded state, even while Docker does not.
         let engine = Engine::builder(engine_config, Arc::clone(&docker))
             .observer(metrics.clone())
@@ -150,9 +166,30 @@ impl Agent {
             tcp = Some(bound);
             token = Some(secret);
         }
+        let mut metadata_endpoint = None;
+        if let Some(bound) = metadata_bound {
+            let app = metadata::router(Arc::new(MetadataState {
+                engine: engine.clone(),
+                docker: Arc::clone(&docker),
+                cluster: config.cluster.clone(),
+                rates: NetworkRates::default(),
+            }));
+            let limits = Limits {
+                max_connections: METADATA_MAX_CONNECTIONS,
+                header_timeout: Some(config.tcp_header_timeout),
+                idle_timeout: Some(config.tcp_idle_timeout),
+            };
+            for listener in bound.listeners {
+                let address = listener.local_addr().ok();
+                let open = metrics.connections("metadata");
+                servers.push(tokio::spawn(serve(listener, app.clone(), limits, open, shutdown_rx.clone())));
+                tracing::info!(address = ?address, "task metadata endpoint listening");
+            }
+            metadata_endpoint = Some(bound.endpoint);
+        }
         let cleanup =
             tokio::spawn(images::cleanup_loop(docker, ledger, config.image_cleanup.clone(), metrics, shutdown_rx));
-        Ok(Agent { engine, shutdown, servers, cleanup, socket, tcp, token })
+        Ok(Agent { engine, shutdown, servers, cleanup, socket, tcp, token, metadata_endpoint })
     }
 
     /// The unix socket the API listens on.
@@ -164,6 +201,12 @@ impl Agent {
     /// replaced by the one the system chose).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp
+    }
+
+    /// Where containers reach the task metadata endpoint, when it is on (bound ports: a
+    /// configured port 0 is replaced by the one the system chose).
+    pub fn metadata_endpoint(&self) -> Option<&MetadataEndpoint> {
+        self.metadata_endpoint.as_ref()
     }
 
     /// The bearer token TCP calls need, when TCP is on.

@@ -204,6 +204,14 @@ impl DockerClient for MeteredDocker {
         self.call("list_images", self.inner.list_images()).await
     }
 
+    async fn container_stats(&self, id: &str) -> Result<serde_json::Value, DockerError> {
+        self.call("container_stats", self.inner.container_stats(id)).await
+    }
+
+    async fn network_gateway(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>, DockerError> {
+        self.call("network_gateway", self.inner.network_gateway(network)).await
+    }
+
     async fn ensure_pause_image(&self) -> Result<(), DockerError> {
         self.call("ensure_pause_image", self.inner.ensure_pause_image()).await
     }

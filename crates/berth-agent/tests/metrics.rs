@@ -345,6 +345,12 @@ impl DockerClient for Progressing {
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError> {
         self.0.list_images().await
     }
+    async fn container_stats(&self, id: &str) -> Result<serde_json::Value, DockerError> {
+        self.0.container_stats(id).await
+    }
+    async fn network_gateway(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>, DockerError> {
+        self.0.network_gateway(network).await
+    }
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use crate::events::DockerEvent;
 use crate::labels;
 use crate::types::{
     ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, ImageSummary, LogChunk, LogOptions, LogSource,
-    PullProgress, VolumeConfig,
+    NetworkAttachment, PullProgress, VolumeConfig,
 };
 use async_trait::async_trait;
 use berth_model::container::{PortBinding, Protocol};
@@ -35,12 +35,13 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
     ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::future::ready;
 use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// bollard's own timeout (for response headers); berth's per-operation timeouts are the
@@ -318,6 +319,31 @@ fn log_chunk(output: LogOutput) -> Option<LogChunk> {
     (!bytes.is_empty()).then_some(LogChunk { source, bytes })
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`); `None` for an
+/// IPv6 or unreadable one.
+fn first_host_address(subnet: &str) -> Option<Ipv4Addr> {
+    let (base, len) = subnet.split_once('/')?;
+    let base: Ipv4Addr = base.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    Some(Ipv4Addr::from((u32::from(base) & mask) + 1))
+}
+
+/// Inspect's networks, by name, with the container's addresses on each.
+fn network_attachments(networks: HashMap<String, bollard::models::EndpointSettings>) -> Vec<NetworkAttachment> {
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let mut out: Vec<NetworkAttachment> = networks
+        .into_iter()
+        .map(|(network, e)| NetworkAttachment {
+            network,
+            ipv4: non_empty(e.ip_address),
+            ipv6: non_empty(e.global_ipv6_address),
+        })
+        .collect();
+    out.sort_by(|a, b| a.network.cmp(&b.network));
+    out
+}
+
 fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
     let s = s?;
     if s.is_empty() || s.starts_with(ZERO_TIME_PREFIX) {
@@ -496,7 +522,32 @@ impl DockerClient for BollardClient {
                 oom_killed: state.oom_killed.unwrap_or(false),
             },
             port_bindings: port_bindings(r.network_settings.as_ref().and_then(|n| n.ports.as_ref())),
+            image_id: r.image.unwrap_or_default(),
+            created_at: parse_time(r.created.as_deref()),
+            networks: network_attachments(r.network_settings.and_then(|n| n.networks).unwrap_or_default()),
         })
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<serde_json::Value, DockerError> {
+        const OPERATION: &str = "container stats";
+        let options = StatsOptionsBuilder::new().stream(false).one_shot(false).build();
+        let mut samples = std::pin::pin!(self.docker.stats(id, Some(options)));
+        let sample = samples
+            .next()
+            .await
+            .ok_or_else(|| DockerError::new(ErrorKind::Transient, OPERATION, id, "Docker sent no sample"))?
+            .map_err(|e| classify(e, OPERATION, id))?;
+        serde_json::to_value(sample).map_err(|e| DockerError::new(ErrorKind::Permanent, OPERATION, id, e.to_string()))
+    }
+
+    async fn network_gateway(&self, network: &str) -> Result<Option<Ipv4Addr>, DockerError> {
+        let r =
+            self.docker.inspect_network(network, None).await.map_err(|e| classify(e, "inspect network", network))?;
+        let configs = r.ipam.and_then(|i| i.config).unwrap_or_default();
+        Ok(configs.iter().find_map(|c| match c.gateway.as_deref().and_then(|g| g.parse::<Ipv4Addr>().ok()) {
+            Some(gateway) => Some(gateway),
+            None => c.subnet.as_deref().and_then(first_host_address),
+        }))
     }
 
     async fn container_logs(&self, id: &str, options: LogOptions) -> Result<LogStream, DockerError> {

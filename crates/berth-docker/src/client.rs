@@ -94,6 +94,17 @@ pub trait DockerClient: Send + Sync + 'static {
     /// The images on the host.
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError>;
 
+    /// One sample of a container's resource usage (by id or name), as Docker's stats JSON
+    /// (`stream=false`: Docker waits for a second reading, so `precpu_stats` is filled).
+    /// No such container is a `NotFound` naming it.
+    async fn container_stats(&self, id: &str) -> Result<serde_json::Value, DockerError>;
+
+    /// The gateway address of a Docker network (by name): its IPAM configuration's, or,
+    /// when that names none (Docker's default `bridge` often does not), the first host
+    /// address of its first IPv4 subnet, which Docker gives the bridge then. `None` when
+    /// the network has no IPv4 subnet. No such network is a `NotFound` naming it.
+    async fn network_gateway(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>, DockerError>;
+
     /// Make berth's own pause image present (it is made on the host, never pulled). This
     /// default only looks for it; the real client imports it when missing.
     async fn ensure_pause_image(&self) -> Result<(), DockerError> {

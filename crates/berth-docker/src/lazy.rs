@@ -112,6 +112,14 @@ impl DockerClient for LazyDocker {
         self.client().await?.list_images().await
     }
 
+    async fn container_stats(&self, id: &str) -> Result<serde_json::Value, DockerError> {
+        self.client().await?.container_stats(id).await
+    }
+
+    async fn network_gateway(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>, DockerError> {
+        self.client().await?.network_gateway(network).await
+    }
+
     async fn ensure_pause_image(&self) -> Result<(), DockerError> {
         self.client().await?.ensure_pause_image().await
     }

@@ -26,7 +26,7 @@ pub use events::{ContainerEvent, DockerEvent, EventKind};
 pub use lazy::LazyDocker;
 pub use types::{
     ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, HealthConfig, HostConfig, ImageSummary, LogChunk,
-    LogConfig, LogOptions, LogSource, PortSpec, PullProgress, VolumeConfig,
+    LogConfig, LogOptions, LogSource, NetworkAttachment, PortSpec, PullProgress, VolumeConfig,
 };
 
 /// The seed's default stop timeout, in seconds.

@@ -155,6 +155,24 @@ pub struct ContainerInfo {
     pub state: ContainerState,
     /// Ports Docker bound.
     pub port_bindings: Vec<PortBinding>,
+    /// The id of the image it runs (`sha256:...`).
+    pub image_id: String,
+    /// When it was created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// The networks it is attached to, with its addresses on each (none for a container
+    /// that joined another's namespace or the host's network, or is not running).
+    pub networks: Vec<NetworkAttachment>,
+}
+
+/// A container's endpoint on a Docker network, as inspect reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// The network's name (`bridge`, `host`, a user network).
+    pub network: String,
+    /// Its IPv4 address there, if it has one.
+    pub ipv4: Option<String>,
+    /// Its global IPv6 address there, if it has one.
+    pub ipv6: Option<String>,
 }
 
 impl ContainerInfo {

@@ -336,6 +336,11 @@ impl FakeDocker {
         self.lock().events.cut("unexpected EOF");
     }
 
+    /// The gateway `network_gateway("bridge")` gives (none by default).
+    pub fn set_bridge_gateway(&self, gateway: Option<std::net::Ipv4Addr>) {
+        self.lock().bridge_gateway = gateway;
+    }
+
     /// While unreachable, every call (`container_events` included) fails `Unreachable`
     /// "connection refused" (the call reaches nothing and does nothing); becoming unreachable also ends every open event stream with a
     /// `Transient` error, as a daemon going away does. Containers keep running.
@@ -528,6 +533,21 @@ impl DockerClient for FakeDocker {
         let mode = self.enter(op, image).await?;
         let result = self.lock().remove_image(image);
         Self::finish(mode, op, image, result)
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<serde_json::Value, DockerError> {
+        let op = Op::ContainerStats;
+        let mode = self.enter(op, id).await?;
+        let now = self.now();
+        let result = self.lock().stats(id, now);
+        Self::finish(mode, op, id, result)
+    }
+
+    async fn network_gateway(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>, DockerError> {
+        let op = Op::InspectNetwork;
+        let mode = self.enter(op, network).await?;
+        let result = self.lock().network_gateway(network);
+        Self::finish(mode, op, network, result)
     }
 
     async fn list_images(&self) -> Result<Vec<ImageSummary>, DockerError> {

@@ -39,11 +39,15 @@ pub enum Op {
     ContainerLogs,
     /// `remove_image`.
     RemoveImage,
+    /// `container_stats`.
+    ContainerStats,
+    /// `network_gateway`.
+    InspectNetwork,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 16] = [
+    pub const ALL: [Op; 18] = [
         Op::Ping,
         Op::ContainerEvents,
         Op::PullImage,
@@ -60,6 +64,8 @@ impl Op {
         Op::ListImages,
         Op::ContainerLogs,
         Op::RemoveImage,
+        Op::ContainerStats,
+        Op::InspectNetwork,
     ];
 
     /// The operation's name in errors (`DockerError::operation`), e.g. `start container`.
@@ -81,6 +87,8 @@ impl Op {
             Op::ListImages => "list images",
             Op::ContainerLogs => "container logs",
             Op::RemoveImage => "remove image",
+            Op::ContainerStats => "container stats",
+            Op::InspectNetwork => "inspect network",
         }
     }
 
@@ -95,6 +103,7 @@ impl Op {
                 | Op::RemoveContainer
                 | Op::InspectContainer
                 | Op::ContainerLogs
+                | Op::ContainerStats
         )
     }
 

@@ -9,7 +9,7 @@ use crate::fault::{Fault, Op};
 use crate::snapshot::{ContainerSnapshot, RunState};
 use berth_docker::{
     Bytes, ContainerConfig, ContainerInfo, ContainerState, ContainerSummary, DockerError, ErrorKind, ImageSummary,
-    LogChunk, LogOptions, LogSource, LogStream, PortSpec, VolumeConfig,
+    LogChunk, LogOptions, LogSource, LogStream, NetworkAttachment, PortSpec, VolumeConfig,
 };
 use berth_model::HealthStatus;
 use berth_model::container::PortBinding;
@@ -42,9 +42,12 @@ pub(crate) struct Container {
     pub config: Arc<ContainerConfig>,
     pub state: RunState,
     pub exit_code: i64,
+    pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub health: Option<HealthStatus>,
+    /// How many stats samples were read: its network counters grow with each.
+    pub stats_reads: u64,
     /// Bumped at every start: timers of an earlier run see it changed and do nothing.
     pub run: u64,
     pub times_started: u32,
@@ -167,6 +170,9 @@ pub(crate) struct State {
     calls_on: HashMap<Op, FastMap<Arc<str>, u64>>,
     pub exited_restarts: u64,
     pub behaviour: Arc<BehaviourFn>,
+    /// The gateway of the fake `bridge` network (none until a test sets one: a fake
+    /// endpoint should not depend on the host's interfaces).
+    pub bridge_gateway: Option<std::net::Ipv4Addr>,
 }
 
 /// A 64-bit mix (splitmix64's finalizer, a bijection), to make ids look random while
@@ -252,6 +258,7 @@ impl State {
             calls_on: HashMap::new(),
             exited_restarts: 0,
             behaviour: Arc::new(default_behaviour),
+            bridge_gateway: None,
         }
     }
 
@@ -531,9 +538,11 @@ impl State {
             config: Arc::new(config.clone()),
             state: RunState::Created,
             exit_code: 0,
+            created_at: now,
             started_at: None,
             finished_at: None,
             health: None,
+            stats_reads: 0,
             run: 0,
             times_started: 0,
             restarts_after_exit: 0,
@@ -678,7 +687,50 @@ impl State {
                 oom_killed: false,
             },
             port_bindings: c.ports.clone(),
+            image_id: self.image_id(&c.config.image).unwrap_or_default(),
+            created_at: Some(c.created_at),
+            networks: fake_networks(c),
         })
+    }
+
+    /// One stats sample in Docker's shape: its network counters grow by 1,000 bytes
+    /// received and 500 sent at every sample of a running bridge-mode container.
+    pub fn stats(&mut self, target: &str, now: DateTime<Utc>) -> Result<serde_json::Value, DockerError> {
+        let seq = self.resolve(target).ok_or_else(|| no_such_container(Op::ContainerStats, target))?;
+        let Some(c) = self.containers.get_mut(&seq) else { return Err(no_such_container(Op::ContainerStats, target)) };
+        let running = c.state == RunState::Running;
+        if running {
+            c.stats_reads += 1;
+        }
+        let reads = c.stats_reads;
+        let read = if running { now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true) } else { ZERO_TIME.into() };
+        let mut sample = serde_json::json!({
+            "read": read,
+            "preread": ZERO_TIME,
+            "id": c.id.to_string(),
+            "name": format!("/{}", c.name),
+            "pids_stats": {"current": u64::from(running)},
+            "num_procs": 0,
+            "cpu_stats": {"cpu_usage": {"total_usage": reads * 1_000_000}, "system_cpu_usage": reads * 10_000_000, "online_cpus": 2},
+            "precpu_stats": {"cpu_usage": {"total_usage": 0}},
+            "memory_stats": if running { serde_json::json!({"usage": 1_048_576, "limit": 2_147_483_648_u64}) } else { serde_json::json!({}) },
+            "blkio_stats": {},
+            "storage_stats": {},
+        });
+        if running && fake_networks(c).iter().any(|n| n.ipv4.is_some()) {
+            sample["networks"] = serde_json::json!({"eth0": {"rx_bytes": reads * 1000, "tx_bytes": reads * 500}});
+        }
+        Ok(sample)
+    }
+
+    /// The gateway of a fake network: `bridge` has the one a test set, `host` and `none`
+    /// none.
+    pub fn network_gateway(&self, network: &str) -> Result<Option<std::net::Ipv4Addr>, DockerError> {
+        match network {
+            "bridge" => Ok(self.bridge_gateway),
+            "host" | "none" => Ok(None),
+            _ => Err(error(ErrorKind::NotFound, Op::InspectNetwork, network, format!("network {network} not found"))),
+        }
     }
 
     /// Append output to a container (any state); false if there is no such container.
@@ -727,6 +779,24 @@ impl State {
                 image_id: self.image_id(&c.config.image).unwrap_or_default(),
             })
             .collect()
+    }
+}
+
+/// Docker's zero time, which stats report for a container not running.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// What inspect shows of a fake container's networks: a running container on the default
+/// bridge (no network mode, or `bridge`) has an address made from its id; host mode shows
+/// `host` without one; one in another's namespace shows none.
+fn fake_networks(c: &Container) -> Vec<NetworkAttachment> {
+    match c.config.host.network_mode.as_deref() {
+        None | Some("bridge") => {
+            let n = c.id.bytes().fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b))) % 60_000;
+            let ipv4 = (c.state == RunState::Running).then(|| format!("172.17.{}.{}", n / 250, n % 250 + 2));
+            vec![NetworkAttachment { network: "bridge".into(), ipv4, ipv6: None }]
+        }
+        Some("host") => vec![NetworkAttachment { network: "host".into(), ipv4: None, ipv6: None }],
+        _ => Vec::new(),
     }
 }
 

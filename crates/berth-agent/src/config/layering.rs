@@ -12,8 +12,8 @@ use toml::Value as TomlValue;
 use super::auth::normalize_auth_type;
 use super::values::{
     Raw, at_least_a_second, at_least_one, auth_type, body_limit, boolean, duration, host_names, host_paths,
-    log_max_file, log_size, names, non_empty, parse_pull_behavior, path, per_cycle, pids_limit, positive, secret_text,
-    tcp, text, tmpfs_options, type_name, ulimit_max, whole_seconds,
+    log_max_file, log_size, metadata_port, names, non_empty, parse_pull_behavior, path, per_cycle, pids_limit,
+    positive, secret_text, tcp, text, tmpfs_options, type_name, ulimit_max, whole_seconds,
 };
 use super::{AgentConfig, CLIENT_ENV, ConfigError, ENV_PREFIX, Origin, Overrides, SYSTEM_DATA_DIR};
 
@@ -99,6 +99,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     Setting { key: "request_timeout", set: |c, r| set(&mut c.request_timeout, positive(r)?) },
     Setting { key: "tcp_header_timeout", set: |c, r| set(&mut c.tcp_header_timeout, positive(r)?) },
     Setting { key: "tcp_idle_timeout", set: |c, r| set(&mut c.tcp_idle_timeout, positive(r)?) },
+    Setting { key: "metadata_port", set: |c, r| set(&mut c.metadata_port, metadata_port(r)?) },
 ];
 
 pub(super) fn set<T>(field: &mut T, value: T) -> Result<(), String> {

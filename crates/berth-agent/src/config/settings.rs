@@ -88,6 +88,9 @@ pub struct AgentConfig {
     pub tcp_header_timeout: Duration,
     /// How long a TCP connection with no request in flight stays open (60 s).
     pub tcp_idle_timeout: Duration,
+    /// The port of the task metadata endpoint (51679; `None`: no endpoint, containers get
+    /// no `ECS_CONTAINER_METADATA_URI*` variables; 0: any free port).
+    pub metadata_port: Option<u16>,
     /// The bearer token file for TCP calls; `None` means `<data_dir>/token`
     /// ([`AgentConfig::load`] fills it in; see [`AgentConfig::token_path`]).
     pub token_file: Option<PathBuf>,
@@ -126,6 +129,7 @@ impl Default for AgentConfig {
             request_timeout: Duration::from_secs(30),
             tcp_header_timeout: Duration::from_secs(10),
             tcp_idle_timeout: Duration::from_secs(60),
+            metadata_port: Some(crate::metadata::DEFAULT_PORT),
             token_file: None,
         }
     }

@@ -355,6 +355,24 @@ pub(super) fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
+/// The task metadata endpoint's port: a port number (0: any free one), or `off` (or
+/// `false`) for no endpoint.
+pub(super) fn metadata_port(raw: Raw<'_>) -> Result<Option<u16>, String> {
+    let text = match raw {
+        Raw::Toml(TomlValue::Boolean(false)) => return Ok(None),
+        Raw::Toml(TomlValue::Integer(i)) => {
+            return u16::try_from(*i).map(Some).map_err(|_| format!("invalid port {i}"));
+        }
+        Raw::Toml(TomlValue::String(s)) => s.as_str(),
+        Raw::Text(s) => s,
+        Raw::Toml(other) => return Err(format!("expected a port or \"off\", found {}", type_name(other))),
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" => Ok(None),
+        t => t.parse::<u16>().map(Some).map_err(|_| format!("invalid port {text:?}: expected 0-65535 or \"off\"")),
+    }
+}
+
 pub(super) fn tcp(raw: Raw<'_>) -> Result<Option<SocketAddr>, String> {
     match raw {
         Raw::Toml(TomlValue::Boolean(true)) => Ok(Some(loopback(DEFAULT_TCP_PORT))),

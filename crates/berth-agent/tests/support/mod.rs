@@ -33,6 +33,8 @@ pub fn config(dir: &Path) -> AgentConfig {
     config.tcp = Some("127.0.0.1:0".parse().expect("address"));
     config.default_stop_timeout = Duration::from_secs(2);
     config.body_limit = 64 * 1024;
+    // Tests run side by side: each endpoint on a port of its own.
+    config.metadata_port = Some(0);
     config
 }
 

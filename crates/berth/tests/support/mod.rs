@@ -35,6 +35,8 @@ pub fn daemon(data: &Path, log: &Path) -> Command {
         .arg(data)
         .args(["--log-level", "info"])
         .env("BERTH_IMAGE_CLEANUP_ENABLED", "false")
+        // Daemons of tests running side by side: each metadata endpoint on a free port.
+        .env("BERTH_METADATA_PORT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr));
