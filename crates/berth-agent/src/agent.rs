@@ -27,9 +27,6 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// The most connections the unix socket serves at once: its own cap, apart from TCP's.
 pub const UNIX_MAX_CONNECTIONS: usize = 1024;
 
-/// The most connections each task metadata endpoint listener serves at once.
-pub const METADATA_MAX_CONNECTIONS: usize = 1024;
-
 /// Why the agent could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -168,23 +165,14 @@ impl Agent {
         }
         let mut metadata_endpoint = None;
         if let Some(bound) = metadata_bound {
-            let app = metadata::router(Arc::new(MetadataState {
+            let state = Arc::new(MetadataState {
                 engine: engine.clone(),
                 docker: Arc::clone(&docker),
                 cluster: config.cluster.clone(),
                 rates: NetworkRates::default(),
-            }));
-            let limits = Limits {
-                max_connections: METADATA_MAX_CONNECTIONS,
-                header_timeout: Some(config.tcp_header_timeout),
-                idle_timeout: Some(config.tcp_idle_timeout),
-            };
-            for listener in bound.listeners {
-                let address = listener.local_addr().ok();
-                let open = metrics.connections("metadata");
-                servers.push(tokio::spawn(serve(listener, app.clone(), limits, open, shutdown_rx.clone())));
-                tracing::info!(address = ?address, "task metadata endpoint listening");
-            }
+            });
+            let open = metrics.connections("metadata");
+            servers.extend(metadata::serve_on(bound.listeners, state, open, shutdown_rx.clone()));
             metadata_endpoint = Some(bound.endpoint);
         }
         let cleanup =

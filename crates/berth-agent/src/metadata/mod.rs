@@ -58,6 +58,35 @@ pub fn router(state: Arc<MetadataState>) -> Router {
         .with_state(state)
 }
 
+/// The most connections each listener of the endpoint serves at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Serve the endpoint on each of `listeners` until `shutdown` turns true (or its sender
+/// is gone); `open` counts the connections being served. Each connection has 10 s to send
+/// a request's headers and is closed after 60 s without a request.
+pub fn serve_on(
+    listeners: Vec<TcpListener>,
+    state: Arc<MetadataState>,
+    open: prometheus_client::metrics::gauge::Gauge,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let app = router(state);
+    let limits = crate::serve::Limits {
+        max_connections: MAX_CONNECTIONS,
+        header_timeout: Some(Duration::from_secs(10)),
+        idle_timeout: Some(Duration::from_secs(60)),
+    };
+    listeners
+        .into_iter()
+        .map(|listener| {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "task metadata endpoint listening");
+            }
+            tokio::spawn(crate::serve::serve(listener, app.clone(), limits, open.clone(), shutdown.clone()))
+        })
+        .collect()
+}
+
 /// The listeners of the endpoint and the addresses containers reach them at.
 #[derive(Debug)]
 pub struct Bound {

@@ -21,6 +21,7 @@ use crate::progress::Console;
 use crate::taskfile;
 use anyhow::Context;
 use berth_agent::config::state_home;
+use berth_agent::metadata::{self, MetadataState, stats::NetworkRates};
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_engine::{Engine, EngineConfig, EngineHandle, LogItem, PullBehavior};
 use berth_model::{ContainerStatus, StateChange, Task, TaskStatus};
@@ -31,7 +32,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Exit code when berth could not run the task.
 const CANNOT_RUN: u8 = 125;
@@ -76,6 +77,10 @@ pub struct Run {
     // Read by `PullBehavior`'s `FromStr`, the one parser the daemon's configuration uses too.
     #[arg(long, value_name = "BEHAVIOUR", default_value = "default")]
     pull: PullBehavior,
+    /// The port of the task metadata endpoint the task's containers read (on the
+    /// loopback and on Docker's bridge gateway; 0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    metadata_port: u16,
 }
 
 impl Run {
@@ -159,15 +164,36 @@ impl Run {
             None => BTreeMap::new(),
         };
         let docker = BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))?;
-        let mut config =
-            EngineConfig { data_dir: Some(data_dir.to_path_buf()), secrets: Arc::new(secrets), ..Default::default() };
+        let metadata = metadata::bind(&docker, self.metadata_port).await.map_err(|e| e.to_string())?;
+        let mut config = EngineConfig {
+            data_dir: Some(data_dir.to_path_buf()),
+            secrets: Arc::new(secrets),
+            metadata_endpoint: metadata.endpoint.clone(),
+            ..Default::default()
+        };
         config.plan.default_stop_timeout_secs = self.stop_timeout;
         config.pull_behavior = self.pull;
         // As `docker` does: the user's Docker configuration (`$DOCKER_CONFIG` or
         // `~/.docker/config.json`, with its credential helpers).
         config.auth = Arc::new(berth_docker::auth::DockerAuth::user_default());
         let engine = Engine::builder(config, Arc::new(docker.clone())).start().await.map_err(|e| e.to_string())?;
-        Ok(Prepared { engine, docker, task: accepted.task, data_dir: data_dir.to_path_buf(), owned_data_dir: owned })
+        // Served until the run ends (the sender, kept in `Prepared`, is dropped then).
+        let (metadata_shutdown, shutdown) = watch::channel(false);
+        let state = Arc::new(MetadataState {
+            engine: engine.clone(),
+            docker: Arc::new(docker.clone()),
+            cluster: "default".into(),
+            rates: NetworkRates::default(),
+        });
+        metadata::serve_on(metadata.listeners, state, Default::default(), shutdown);
+        Ok(Prepared {
+            engine,
+            docker,
+            task: accepted.task,
+            data_dir: data_dir.to_path_buf(),
+            owned_data_dir: owned,
+            _metadata_shutdown: metadata_shutdown,
+        })
     }
 }
 
@@ -177,6 +203,8 @@ struct Prepared {
     task: Task,
     data_dir: PathBuf,
     owned_data_dir: bool,
+    /// The task metadata endpoint serves while this is held.
+    _metadata_shutdown: watch::Sender<bool>,
 }
 
 impl Prepared {
