@@ -124,6 +124,8 @@ exec 9>"$LOCK_FILE"
 flock -w 600 9 || die "another test-env.sh held $LOCK_FILE for 10 minutes"
 
 command -v curl >/dev/null || apt_install curl
+# scripts/otel-ecs-detector.sh makes a Python virtual environment (pip from PyPI).
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3 python3-venv
 
 # ---- 1. Docker daemon --------------------------------------------------------------
 docker_answers() { timeout 20 docker info >/dev/null 2>&1; }

@@ -23,6 +23,8 @@ echo "== doc tests"
 cargo test --workspace --doc --locked --quiet
 echo "== tests"
 cargo nextest run --workspace --locked --no-fail-fast
+echo "== OpenTelemetry's ECS resource detector against the metadata endpoint"
+scripts/otel-ecs-detector.sh
 # Bounded fuzzing of the task-definition parser, the store loader and the API bodies
 # (longer runs: see BENCHMARKS.md). The instrumented build is kept outside the checkout so
 # that later runs on this machine (CI clones afresh) reuse it.
