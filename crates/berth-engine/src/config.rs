@@ -103,6 +103,11 @@ pub struct EngineConfig {
     /// their resolved path: a symlink planted under an allowed prefix cannot lead outside
     /// it. `None` (the default, and `berth run`): bound as given.
     pub host_paths: Option<Arc<[PathBuf]>>,
+    /// The host's capacity for tasks (the machine less its reserve: the daemon and
+    /// `berth run` read it from the machine). With one, a task that does not fit beside
+    /// those running waits, in submit order, and one that never fits is refused
+    /// (`docs/resources.md`). `None` (the default): every task starts at once.
+    pub capacity: Option<berth_model::admission::HostCapacity>,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +127,7 @@ impl Default for EngineConfig {
             docker_concurrency: 64,
             container_limits: ContainerLimits::default(),
             host_paths: None,
+            capacity: None,
         }
     }
 }
