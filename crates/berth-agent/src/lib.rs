@@ -10,6 +10,7 @@ pub mod config;
 pub mod docker;
 pub mod images;
 pub mod logging;
+pub mod machine;
 pub mod metrics;
 pub mod policy;
 pub mod serve;
