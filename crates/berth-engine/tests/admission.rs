@@ -242,7 +242,7 @@ async fn records_without_a_submit_place_get_one_at_load_in_arn_order() {
         .unwrap_or_else(|e| panic!("{e}"));
     let places: Vec<(String, Option<u64>)> =
         second.list_tasks().await.unwrap_or_else(|e| panic!("{e}")).into_iter().map(|t| (t.arn, t.submitted)).collect();
-    let mut arns = vec![x.arn.clone(), y.arn.clone()];
+    let mut arns = [x.arn.clone(), y.arn.clone()];
     arns.sort();
     assert_eq!(places, vec![(arns[0].clone(), Some(0)), (arns[1].clone(), Some(1))]);
     second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
