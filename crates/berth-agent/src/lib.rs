@@ -11,6 +11,7 @@ pub mod docker;
 pub mod images;
 pub mod logging;
 pub mod metadata;
+pub mod machine;
 pub mod metrics;
 pub mod policy;
 pub mod serve;

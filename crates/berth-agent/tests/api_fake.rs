@@ -185,3 +185,46 @@ async fn every_request_through_the_router_is_counted_by_route_and_status() {
     }
     agent.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_does_not_fit_waits_with_its_reason_and_one_that_never_fits_is_422() {
+    let (agent, api, _fake, _dir) = agent_on_fake(|c| {
+        c.resources.cpu = Some(1024);
+        c.resources.memory = Some(356);
+    })
+    .await;
+    // The default reserve keeps 256 MiB and port 22: 100 MiB for tasks.
+    let too_big = api.post("/v1/tasks", task("big", "sleep 60", serde_json::json!({"memory": 101})), None).await;
+    assert_eq!(too_big.status, 422, "{}", too_big.text);
+    assert_eq!(too_big.json()["Code"], "NeverFits");
+    assert_eq!(
+        too_big.json()["Message"],
+        "the task can never fit on this host: it reserves 101 MiB of memory and the host has 100 MiB"
+    );
+    let ssh = serde_json::json!({"portMappings": [{"containerPort": 22, "hostPort": 22}]});
+    let port = api.post("/v1/tasks", task("ssh", "sleep 60", ssh), None).await;
+    assert_eq!(port.status, 422, "{}", port.text);
+    assert!(port.json()["Message"].as_str().is_some_and(|m| m.ends_with("host port 22/tcp is reserved on this host")));
+    assert_eq!(api.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
+
+    let first = api.post("/v1/tasks", task("first", "sleep 60", serde_json::json!({"memory": 60})), None).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.json().get("WaitingReason"), None, "admitted at once");
+    let first = first.json()["Arn"].as_str().expect("arn").to_string();
+    api.wait_known(&first, "RUNNING").await;
+    let second = api.post("/v1/tasks", task("second", "sleep 60", serde_json::json!({"memory": 60})), None).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    let reason = "waiting for 60 MiB of memory: 40 free of 100";
+    assert_eq!(second.json()["WaitingReason"], reason, "the submit answer says it waits");
+    let second = second.json()["Arn"].as_str().expect("arn").to_string();
+    let view = api.get(&format!("/v1/tasks/{}", encode(&second))).await.json();
+    assert_eq!(view["WaitingReason"], reason);
+    assert_eq!(view["KnownStatus"], "NONE");
+    assert!(view["Containers"][0].get("DockerId").is_none(), "nothing created: {view}");
+
+    let stopped = api.post(&format!("/v1/tasks/{}/stop", encode(&first)), Vec::new(), None).await;
+    assert_eq!(stopped.status, 202, "{}", stopped.text);
+    let running = api.wait_known(&second, "RUNNING").await;
+    assert_eq!(running.get("WaitingReason"), None);
+    agent.shutdown().await.expect("shutdown");
+}

@@ -793,3 +793,53 @@ fn host_policy_lists_bounds_and_limits_load_from_the_file_and_the_environment() 
     assert_eq!((c.host.ulimit_max.get("rtprio"), c.host.ulimit_max.get("nice")), (Some(&10), Some(&-1)));
     assert!(c.host.require_memory);
 }
+
+#[test]
+fn the_host_capacity_is_the_machine_or_the_settings_less_the_reserve() {
+    use berth_model::admission::{HostCapacity, HostPort, Reserve};
+    use berth_model::container::Protocol;
+    let tcp = |port| HostPort { port, protocol: Protocol::Tcp };
+    // Defaults: the machine, less 256 MiB and ECS's ports.
+    let defaults = AgentConfig::default().resources;
+    assert_eq!((defaults.cpu, defaults.memory, defaults.reserved_cpu, defaults.reserved_memory), (None, None, 0, 256));
+    assert_eq!(defaults.reserved_ports, [22, 2375, 2376, 51678, 51679].map(tcp));
+    let machine = defaults.capacity().expect("the machine's capacity");
+    assert!(machine.cpu >= 1024 && machine.memory_mib > 0, "{machine:?}");
+    assert_eq!(machine.cpu % 1024, 0, "1,024 units a CPU");
+
+    let c = load_text(
+        "[resources]\ncpu = 2048\nmemory = 4096\nreserved_cpu = 512\nreserved_memory = 1024\n\
+         reserved_ports = [22, \"53/udp\", \"8080/TCP\"]\n",
+    )
+    .expect("resources");
+    let reserve = Reserve {
+        cpu: 512,
+        memory_mib: 1024,
+        ports: vec![tcp(22), HostPort { port: 53, protocol: Protocol::Udp }, tcp(8080)],
+    };
+    assert_eq!(c.resources.capacity().expect("set"), HostCapacity::new(2048, 4096, &reserve));
+    assert_eq!(c.engine_config().expect("engine config").capacity, Some(HostCapacity::new(2048, 4096, &reserve)));
+
+    let c = load(None, &env(&[("BERTH_RESOURCES_MEMORY", "300"), ("BERTH_RESOURCES_RESERVED_PORTS", "22, 53/udp")]))
+        .expect("environment");
+    assert_eq!(c.resources.memory, Some(300));
+    assert_eq!(c.resources.reserved_ports, [tcp(22), HostPort { port: 53, protocol: Protocol::Udp }]);
+    assert_eq!(c.resources.capacity().expect("set").memory_mib, 44, "300 less the default 256");
+    let none = load(None, &env(&[("BERTH_RESOURCES_RESERVED_PORTS", "")])).expect("empty counts as unset");
+    assert_eq!(none.resources.reserved_ports.len(), 5);
+
+    assert_eq!(
+        env_err(&[("BERTH_RESOURCES_RESERVED_PORTS", "22,0")]),
+        "BERTH_RESOURCES_RESERVED_PORTS: invalid host port \"0\": expected 1 to 65535, optionally with /tcp or /udp"
+    );
+    assert_eq!(
+        env_err(&[("BERTH_RESOURCES_RESERVED_PORTS", "53/sctp")]),
+        "BERTH_RESOURCES_RESERVED_PORTS: invalid protocol in \"53/sctp\": expected tcp or udp"
+    );
+    assert!(env_err(&[("BERTH_RESOURCES_MEMORY", "-1")]).starts_with("BERTH_RESOURCES_MEMORY: "));
+    let message = load_text("[resources]\nreserved_ports = 22\n").expect_err("not a list").to_string();
+    assert!(
+        message.ends_with("key resources.reserved_ports: expected an array of ports, found an integer"),
+        "{message}"
+    );
+}

@@ -134,6 +134,11 @@ pub struct EngineConfig {
     /// Where containers reach the task metadata endpoint the embedder serves (none by
     /// default: no `ECS_CONTAINER_METADATA_URI*` variables).
     pub metadata_endpoint: MetadataEndpoint,
+    /// The host's capacity for tasks (the machine less its reserve: the daemon and
+    /// `berth run` read it from the machine). With one, a task that does not fit beside
+    /// those running waits, in submit order, and one that never fits is refused
+    /// (`docs/resources.md`). `None` (the default): every task starts at once.
+    pub capacity: Option<berth_model::admission::HostCapacity>,
 }
 
 impl Default for EngineConfig {
@@ -154,6 +159,7 @@ impl Default for EngineConfig {
             container_limits: ContainerLimits::default(),
             host_paths: None,
             metadata_endpoint: MetadataEndpoint::default(),
+            capacity: None,
         }
     }
 }

@@ -359,6 +359,19 @@ impl EngineHandle {
         self.ask(|reply| Command::ByMetadataId(id.to_string(), reply)).await
     }
 
+    /// Why a task waits for host resources (`"waiting for 512 MiB of memory: 256 free of
+    /// 1024, 2 tasks ahead"`); `None` when it does not wait (admitted, never held, or no
+    /// capacity configured).
+    pub async fn waiting_reason(&self, arn: &str) -> Result<Option<String>, EngineError> {
+        let mut reasons = self.ask(|reply| Command::WaitingReasons(Some(arn.to_string()), reply)).await?;
+        Ok(reasons.pop().map(|(_, why)| why))
+    }
+
+    /// Every task waiting for host resources with why, first in line first.
+    pub async fn waiting_reasons(&self) -> Result<Vec<(String, String)>, EngineError> {
+        self.ask(|reply| Command::WaitingReasons(None, reply)).await
+    }
+
     /// Raise a task's desired status to STOPPED.
     pub async fn stop_task(&self, arn: &str) -> Result<(), EngineError> {
         self.ask(|reply| Command::StopTask(arn.to_string(), reply)).await?

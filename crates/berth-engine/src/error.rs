@@ -72,6 +72,10 @@ pub enum EngineError {
         /// Who holds it.
         holder: String,
     },
+    /// The task would not fit this host's capacity even with nothing else running: it is
+    /// refused, since under strict FIFO it would block every task behind it forever.
+    #[error(transparent)]
+    NeverFits(#[from] berth_model::admission::NeverFits),
     /// Imported state is not valid.
     #[error("invalid engine state: {0}")]
     InvalidState(String),

@@ -80,6 +80,12 @@ pub struct Task {
     /// held, a submission with the same token is this task, never a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    /// Its place in the engine's submit order (the first task submitted has the lowest):
+    /// waiting tasks are admitted in this order (see [`crate::admission`]). Given by the
+    /// engine when it takes the task; `None` only in a record of a berth before admission,
+    /// which gets one when loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted: Option<u64>,
 }
 
 /// The prefix of the arns berth generates.
@@ -129,6 +135,7 @@ impl Task {
             cpu: None,
             memory: None,
             client_token: None,
+            submitted: None,
         }
     }
 
@@ -185,9 +192,10 @@ impl Task {
             cpu,
             memory,
             client_token,
+            submitted,
         } = self;
         (arn, family, version, network_mode, desired_status, known_status, known_time, sent_status).hash(&mut h);
-        (stop_reason, cpu, memory, client_token).hash(&mut h);
+        (stop_reason, cpu, memory, client_token, submitted).hash(&mut h);
         for c in containers {
             let Container {
                 spec,

@@ -153,9 +153,11 @@ fn ignored_fields_and_unknown_keys_are_each_named() {
 
     let warned = |number: &str| -> Vec<String> { accepted(number).warnings.into_iter().map(|w| w.path).collect() };
     let w06 = warned("06");
-    for p in ["requiresCompatibilities", "cpu", "memory", "containerDefinitions[0].logConfiguration.logDriver"] {
+    for p in ["requiresCompatibilities", "containerDefinitions[0].logConfiguration.logDriver"] {
         assert!(w06.iter().any(|w| w == p), "06 lacks {p}: {w06:?}");
     }
+    // Task-level sizes are the task's host reservation: acted on, no warning.
+    assert!(!w06.iter().any(|w| w == "cpu" || w == "memory"), "{w06:?}");
     assert!(!w06.iter().any(|w| w == "placementConstraints" || w == "volumes"), "empty fields ask nothing: {w06:?}");
 
     let w26 = warned("26");
@@ -171,8 +173,6 @@ fn ignored_fields_and_unknown_keys_are_each_named() {
         "runtimePlatform",
         "requiresCompatibilities",
         "executionRoleArn",
-        "cpu",
-        "memory",
         "containerDefinitions[0].portMappings[0].name",
         "containerDefinitions[0].portMappings[0].appProtocol",
         "containerDefinitions[0].logConfiguration.logDriver",
@@ -181,7 +181,8 @@ fn ignored_fields_and_unknown_keys_are_each_named() {
         assert!(w26.contains(&full), "26 lacks {full}: {w26:?}");
     }
     assert!(!w26.iter().any(|w| w == "tags" || w.ends_with("secretOptions")), "empty fields ask nothing: {w26:?}");
-    assert_eq!(w26.len(), 16, "{w26:#?}");
+    assert!(!w26.iter().any(|w| w.ends_with(".cpu") || w.ends_with(".memory")), "task-level sizes: {w26:?}");
+    assert_eq!(w26.len(), 14, "{w26:#?}");
 
     let w11 = warned("11");
     for p in [

@@ -53,9 +53,15 @@ impl Daemon {
     /// Starts a daemon (also on TCP 127.0.0.1:`tcp` when given) and waits until its
     /// `/healthz` answers 200.
     fn start(tcp: Option<u16>) -> Daemon {
+        Daemon::start_with(tcp, &[])
+    }
+
+    /// [`Daemon::start`] with these settings in its environment.
+    fn start_with(tcp: Option<u16>, settings: &[(&str, &str)]) -> Daemon {
         support::require_busybox();
         let dir = short_tempdir();
         let mut cmd = support::daemon(&dir.path().join("data"), &dir.path().join("daemon.log"));
+        cmd.envs(settings.iter().copied());
         // busybox:latest is local and never pulled.
         cmd.env("BERTH_PULL_BEHAVIOR", "prefer-cached").env("BERTH_DEFAULT_STOP_TIMEOUT", "2s");
         if let Some(port) = tcp {
@@ -330,6 +336,95 @@ fn a_task_goes_through_every_command() {
     assert!(seen.contains("(task STOPPED)"), "{seen}");
     let first: u64 = seen.split(' ').next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{seen}"));
     assert!(first > running_seq, "--since {running_seq} starts after it:\n{seen}");
+}
+
+/// A one-container busybox task reserving `memory` MiB that sleeps, in a file of `dir`.
+fn sized_task(dir: &Path, family: &str, memory: u64) -> PathBuf {
+    let file = dir.join(format!("{family}.json"));
+    let json = serde_json::json!({
+        "family": family,
+        "containerDefinitions": [{
+            "name": "main", "image": "busybox:latest", "command": ["sleep", "600"], "memory": memory, "stopTimeout": 1
+        }]
+    });
+    std::fs::write(&file, json.to_string()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    file
+}
+
+/// The Docker ids of the containers of task `arn` on the real daemon.
+fn containers_of(arn: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=berth.task-arn={arn}")])
+        .output()
+        .unwrap_or_else(|e| panic!("docker ps: {e}"));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// A time `docker inspect` gives for `container` (`{{.Created}}`, `{{.State.FinishedAt}}`).
+fn docker_time(container: &str, format: &str) -> chrono::DateTime<chrono::Utc> {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", format, container])
+        .output()
+        .unwrap_or_else(|e| panic!("docker inspect: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    text.parse().unwrap_or_else(|e| panic!("{format} of {container}: {text:?}: {e}"))
+}
+
+#[test]
+fn a_task_that_does_not_fit_waits_with_its_reason_and_starts_once_the_first_stops() {
+    // 100 MiB for tasks: two of 60 MiB do not fit together.
+    let daemon =
+        Daemon::start_with(None, &[("BERTH_RESOURCES_MEMORY", "100"), ("BERTH_RESOURCES_RESERVED_MEMORY", "0")]);
+    let dir = daemon.dir.path();
+    let first = daemon.ok(&["submit", sized_task(dir, &unique("fit-a"), 60).to_str().unwrap_or_default()]);
+    let first = first.trim().to_owned();
+    daemon.eventually("the first task runs", || {
+        let view: serde_json::Value = serde_json::from_str(&daemon.ok(&["inspect", &first])).ok()?;
+        (view["KnownStatus"] == "RUNNING").then_some(())
+    });
+
+    let out = daemon
+        .berth(&["submit", sized_task(dir, &unique("fit-b"), 60).to_str().unwrap_or_default()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reason = "waiting for 60 MiB of memory: 40 free of 100";
+    let second = daemon.expect_success(&["submit"], &out).trim().to_owned();
+    assert_eq!(text(&out.stderr).trim(), format!("note: the task is {reason}"));
+    let short = second.rsplit('/').next().unwrap_or_default().to_owned();
+    // ps shows why it waits; inspect too; nothing of it exists on Docker.
+    let row = ps_row(&daemon.ok(&["ps"]), &short).unwrap_or_else(|| panic!("no ps row for {short}"));
+    assert_eq!(row[5..].join(" "), reason, "{row:?}");
+    let view: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["inspect", &second])).unwrap_or_else(|e| panic!("inspect JSON: {e}"));
+    assert_eq!(view["WaitingReason"], reason);
+    assert_eq!(containers_of(&second), Vec::<String>::new(), "nothing created while it waits");
+
+    // One that could never fit is refused at submit, naming the excess.
+    let out = daemon
+        .berth(&["submit", sized_task(dir, &unique("fit-c"), 101).to_str().unwrap_or_default()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("the task can never fit on this host: it reserves 101 MiB of memory and the host has 100 MiB"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Once the first stops, the second starts: created only after the first had exited.
+    daemon.ok(&["stop", &first]);
+    daemon.eventually("the second task runs", || {
+        let view: serde_json::Value = serde_json::from_str(&daemon.ok(&["inspect", &second])).ok()?;
+        (view["KnownStatus"] == "RUNNING" && view.get("WaitingReason").is_none()).then_some(())
+    });
+    let (a, b) = (containers_of(&first), containers_of(&second));
+    assert_eq!((a.len(), b.len()), (1, 1), "{a:?} {b:?}");
+    let finished = docker_time(&a[0], "{{.State.FinishedAt}}");
+    let created = docker_time(&b[0], "{{.Created}}");
+    assert!(finished <= created, "the first exited at {finished}, the second was created at {created}");
+    let table = daemon.ok(&["ps"]);
+    assert!(!table.contains("WAITING"), "no task waits any more:\n{table}");
 }
 
 #[test]

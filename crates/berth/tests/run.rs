@@ -205,6 +205,25 @@ fn a_task_that_cannot_run_exits_125_with_the_reason() {
 }
 
 #[test]
+fn a_task_larger_than_the_machine_exits_125_naming_the_excess() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // 1 PiB of memory and static host port 22: no machine has the one, the other is reserved.
+    let json = r#"{"family": "huge", "memory": "1048576 GB", "containerDefinitions": [{"name": "app",
+        "image": "busybox:latest", "portMappings": [{"containerPort": 22, "hostPort": 22}]}]}"#;
+    let data = DataDir::new();
+    let out = berth_run(&write(files.path(), "huge.json", json), &data, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr
+            .contains("cannot run the task: the task can never fit on this host: it reserves 1073741824 MiB of memory")
+            && stderr.contains("host port 22/tcp is reserved on this host"),
+        "{stderr}"
+    );
+    assert_eq!(data.leftovers(), (vec![], vec![]), "nothing was made");
+}
+
+#[test]
 fn ctrl_c_stops_the_task_cleanly_and_exits_130() {
     let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let json = r#"{"family": "int", "containerDefinitions": [{"name": "app", "image": "busybox:latest", "command": ["sleep", "600"], "stopTimeout": 1}]}"#;

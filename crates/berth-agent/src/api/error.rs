@@ -121,6 +121,8 @@ impl From<berth_engine::EngineError> for ApiError {
             E::Stopped(e) => ApiError::unavailable(format!("the engine has stopped: {e}")),
             E::TaskNotFound(arn) => ApiError::not_found(format!("no task {arn}")),
             E::ContainerNotFound(c) => ApiError::not_found(c.to_string()),
+            // A valid task this host can never hold: refused, nothing changed.
+            E::NeverFits(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "NeverFits", e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
     }

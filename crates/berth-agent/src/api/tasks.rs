@@ -74,7 +74,7 @@ pub async fn submit(
         Err(e) => return Err(e.into()),
     };
     let answer = Submitted {
-        task: TaskView::of(&task),
+        task: TaskView { waiting_reason: state.engine.waiting_reason(&task.arn).await?, ..TaskView::of(&task) },
         warnings: accepted.warnings.iter().map(IssueView::from).collect(),
         warnings_omitted: accepted.omitted_warnings,
     };
@@ -172,10 +172,11 @@ async fn resolve(state: &ApiState, given: &str) -> Result<Task, ApiError> {
     }
 }
 
-/// `GET /v1/tasks/{arn}`.
+/// `GET /v1/tasks/{arn}`, with why it waits while it waits for host resources.
 pub async fn get_task(State(state): State<Arc<ApiState>>, Path(arn): Path<String>) -> Result<Response, ApiError> {
     let task = resolve(&state, &arn).await?;
-    Ok(Json(TaskView::of(&task)).into_response())
+    let waiting_reason = state.engine.waiting_reason(&task.arn).await?;
+    Ok(Json(TaskView { waiting_reason, ..TaskView::of(&task) }).into_response())
 }
 
 /// `POST /v1/tasks/{arn}/stop`: desired STOPPED, durable before the answer (202: the

@@ -173,6 +173,10 @@ pub struct TaskView {
     /// Why it stopped, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    /// Why it has not begun, while it waits for host resources (`docs/resources.md`):
+    /// `waiting for 512 MiB of memory: 256 free of 1024, 2 tasks ahead`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
     /// bridge, host, none or awsvpc.
     pub network_mode: &'static str,
     /// Its containers (internal ones hidden).
@@ -228,6 +232,7 @@ impl TaskView {
             known_status: task.known_status,
             known_status_time: task.known_time,
             stopped_reason: task.stop_reason.clone(),
+            waiting_reason: None,
             network_mode: task.network_mode.as_str(),
             containers: task
                 .containers

@@ -11,9 +11,9 @@ use toml::Value as TomlValue;
 
 use super::auth::normalize_auth_type;
 use super::values::{
-    Raw, at_least_a_second, at_least_one, auth_type, body_limit, boolean, duration, host_names, host_paths,
-    log_max_file, log_size, metadata_port, names, non_empty, parse_pull_behavior, path, per_cycle, pids_limit,
-    positive, secret_text, tcp, text, tmpfs_options, type_name, ulimit_max, whole_seconds,
+    Raw, at_least_a_second, at_least_one, auth_type, body_limit, boolean, count, duration, host_names, host_paths,
+    host_ports, log_max_file, log_size, metadata_port, names, non_empty, parse_pull_behavior, path, per_cycle,
+    pids_limit, positive, secret_text, tcp, text, tmpfs_options, type_name, ulimit_max, whole_seconds,
 };
 use super::{AgentConfig, CLIENT_ENV, ConfigError, ENV_PREFIX, Origin, Overrides, SYSTEM_DATA_DIR};
 
@@ -24,7 +24,7 @@ pub(super) struct Setting {
 }
 
 /// The tables of the file.
-pub(super) const TABLES: &[&str] = &["timeouts", "host", "image_cleanup"];
+pub(super) const TABLES: &[&str] = &["timeouts", "host", "image_cleanup", "resources"];
 
 /// Every setting, in the order of the documentation.
 pub(super) const SETTINGS: &[Setting] = &[
@@ -87,6 +87,11 @@ pub(super) const SETTINGS: &[Setting] = &[
     Setting { key: "image_cleanup.interval", set: |c, r| set(&mut c.image_cleanup.interval, at_least_a_second(r)?) },
     Setting { key: "image_cleanup.min_age", set: |c, r| set(&mut c.image_cleanup.min_age, duration(r)?) },
     Setting { key: "image_cleanup.per_cycle", set: |c, r| set(&mut c.image_cleanup.per_cycle, per_cycle(r)?) },
+    Setting { key: "resources.cpu", set: |c, r| set(&mut c.resources.cpu, Some(count(r)?)) },
+    Setting { key: "resources.memory", set: |c, r| set(&mut c.resources.memory, Some(count(r)?)) },
+    Setting { key: "resources.reserved_cpu", set: |c, r| set(&mut c.resources.reserved_cpu, count(r)?) },
+    Setting { key: "resources.reserved_memory", set: |c, r| set(&mut c.resources.reserved_memory, count(r)?) },
+    Setting { key: "resources.reserved_ports", set: |c, r| set(&mut c.resources.reserved_ports, host_ports(r)?) },
     Setting { key: "orphan_grace", set: |c, r| set(&mut c.orphan_grace, duration(r)?) },
     Setting { key: "docker_concurrency", set: |c, r| set(&mut c.docker_concurrency, at_least_one(r)?) },
     Setting { key: "steady_state_check", set: |c, r| set(&mut c.steady_state_check, at_least_a_second(r)?) },

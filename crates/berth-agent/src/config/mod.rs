@@ -27,8 +27,8 @@ mod values;
 pub use error::{ConfigError, Origin};
 pub use layering::{env_var, setting_keys, state_home};
 pub use settings::{
-    AgentConfig, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, DEFAULT_PIDS_LIMIT, HostPolicy, ImageCleanup, LogFormat,
-    Overrides, default_ulimit_max,
+    AgentConfig, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, DEFAULT_PIDS_LIMIT, DEFAULT_RESERVED_MEMORY_MIB,
+    DEFAULT_RESERVED_PORTS, HostPolicy, ImageCleanup, LogFormat, Overrides, Resources, default_ulimit_max,
 };
 pub use values::{parse_pull_behavior, parse_tcp};
 

@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use berth_docker::auth::{DockerAuth, Secret};
 use berth_engine::{ContainerLimits, EngineConfig, LogRotation, PullBehavior, Timeouts};
+use berth_model::admission::{HostCapacity, HostPort, Reserve};
+use berth_model::container::Protocol;
 use berth_model::plan::PlanConfig;
 
 use super::layering::setting_origin;
 use super::{ConfigError, DEFAULT_BODY_LIMIT, SOCKET_FILE_NAME, SYSTEM_DATA_DIR, TOKEN_FILE_NAME};
 
 /// The daemon's configuration. Field names are the TOML keys (grouped in the tables
-/// `[timeouts]`, `[host]` and `[image_cleanup]` where the field is a group).
+/// `[timeouts]`, `[host]`, `[image_cleanup]` and `[resources]` where the field is a group).
 ///
 /// `{:?}` never shows the registry credentials: `auth_data` is a [`Secret`].
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ pub struct AgentConfig {
     pub host: HostPolicy,
     /// Removal of unused images berth pulled (SPEC 7).
     pub image_cleanup: ImageCleanup,
+    /// The host resources tasks may reserve (`docs/resources.md`).
+    pub resources: Resources,
     /// How long a berth container that no task owns is left alone before removal (60 s).
     pub orphan_grace: Duration,
     /// How many Docker calls other than pulls may be in flight at once (64).
@@ -118,6 +122,7 @@ impl Default for AgentConfig {
             secrets_file: None,
             host: HostPolicy::default(),
             image_cleanup: ImageCleanup::default(),
+            resources: Resources::default(),
             orphan_grace: Duration::from_secs(60),
             docker_concurrency: 64,
             steady_state_check: Duration::from_secs(60),
@@ -184,6 +189,63 @@ impl FromStr for LogFormat {
             "json" => Ok(LogFormat::Json),
             _ => Err(format!("invalid log format {s:?}: expected human or json")),
         }
+    }
+}
+
+/// The host resources tasks may reserve: the machine's (or the ones set here) less what is
+/// kept back for the host. A task waits until its reservation fits beside the running
+/// ones, and one that never fits is refused (`docs/resources.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    /// The host's CPU units; `None` (the default): 1,024 per CPU berth may run on.
+    pub cpu: Option<u64>,
+    /// The host's memory in MiB; `None` (the default): `MemTotal` of `/proc/meminfo`.
+    pub memory: Option<u64>,
+    /// CPU units kept back for the host (0).
+    pub reserved_cpu: u64,
+    /// Memory MiB kept back for the host (256: berth itself, dockerd and containerd).
+    pub reserved_memory: u64,
+    /// Host ports no task may take (tcp 22, 2375, 2376, 51678, 51679, as ECS).
+    pub reserved_ports: Vec<HostPort>,
+}
+
+/// Memory kept back for the host by default, MiB.
+pub const DEFAULT_RESERVED_MEMORY_MIB: u64 = 256;
+
+/// Host ports kept back by default (ECS's): ssh, Docker's TCP ports, the ECS agent's
+/// (and berth's own TCP API's) ports.
+pub const DEFAULT_RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpu: None,
+            memory: None,
+            reserved_cpu: 0,
+            reserved_memory: DEFAULT_RESERVED_MEMORY_MIB,
+            reserved_ports: DEFAULT_RESERVED_PORTS
+                .iter()
+                .map(|&port| HostPort { port, protocol: Protocol::Tcp })
+                .collect(),
+        }
+    }
+}
+
+impl Resources {
+    /// The capacity tasks share: the host's CPU and memory (read from the machine where
+    /// not set) less the reserve.
+    pub fn capacity(&self) -> Result<HostCapacity, ConfigError> {
+        let cpu = self.cpu.unwrap_or_else(crate::machine::cpu_units);
+        let memory = match self.memory {
+            Some(memory) => memory,
+            None => crate::machine::memory_mib().map_err(|error| ConfigError::Invalid {
+                origin: setting_origin("resources.memory"),
+                reason: format!("cannot read the machine's memory (set it instead): {error}"),
+            })?,
+        };
+        let reserve =
+            Reserve { cpu: self.reserved_cpu, memory_mib: self.reserved_memory, ports: self.reserved_ports.clone() };
+        Ok(HostCapacity::new(cpu, memory, &reserve))
     }
 }
 
@@ -352,6 +414,7 @@ impl AgentConfig {
             container_limits: self.host.container_limits(),
             host_paths: Some(self.host.allowed_host_paths.clone().into()),
             secrets: Arc::new(self.secrets()?),
+            capacity: Some(self.resources.capacity()?),
             ..EngineConfig::default()
         })
     }

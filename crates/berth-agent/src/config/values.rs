@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_engine::PullBehavior;
+use berth_model::admission::HostPort;
+use berth_model::container::Protocol;
 use toml::Value as TomlValue;
 
 use super::DEFAULT_TCP_PORT;
@@ -122,6 +124,37 @@ pub(super) fn names(raw: Raw<'_>) -> Result<Vec<String>, String> {
         return Err("an empty name in the list".to_owned());
     }
     Ok(items.into_iter().map(str::to_owned).collect())
+}
+
+/// Host ports: `22` (tcp) or `53/udp`; an array of integers or strings in the file, a
+/// `,`-separated list in the environment.
+pub(super) fn host_ports(raw: Raw<'_>) -> Result<Vec<HostPort>, String> {
+    let port = |s: &str| -> Result<HostPort, String> {
+        let (number, protocol) = match s.trim().split_once('/') {
+            Some((n, p)) => match p.trim().to_ascii_lowercase().as_str() {
+                "tcp" => (n, Protocol::Tcp),
+                "udp" => (n, Protocol::Udp),
+                _ => return Err(format!("invalid protocol in {s:?}: expected tcp or udp")),
+            },
+            None => (s.trim(), Protocol::Tcp),
+        };
+        match number.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(HostPort { port, protocol }),
+            _ => Err(format!("invalid host port {s:?}: expected 1 to 65535, optionally with /tcp or /udp")),
+        }
+    };
+    match raw {
+        Raw::Text(s) => s.split(',').filter(|p| !p.trim().is_empty()).map(port).collect(),
+        Raw::Toml(TomlValue::Array(values)) => values
+            .iter()
+            .map(|v| match v {
+                TomlValue::String(s) => port(s),
+                TomlValue::Integer(i) => port(&i.to_string()),
+                other => Err(format!("expected an array of ports, found {} in it", type_name(other))),
+            })
+            .collect(),
+        Raw::Toml(other) => Err(format!("expected an array of ports, found {}", type_name(other))),
+    }
 }
 
 /// tmpfs options that may be allowed: `exec`, `suid`, `dev` (any case).

@@ -18,8 +18,10 @@
 //! - `gate`: the gate every Docker call waits at ([`gate::Gate`]);
 //! - `reconcile`: reaching Docker, matching its containers, orphans
 //!   ([`reconcile::Reconciliation`]);
-//! - `events`: Docker's events folded into the tasks.
+//! - `events`: Docker's events folded into the tasks;
+//! - `admission`: host resources, which waiting task may begin ([`admission::Admitter`]).
 
+mod admission;
 mod commit;
 mod events;
 mod gate;
@@ -34,12 +36,14 @@ use crate::config::EngineConfig;
 use crate::error::{ContainerNotFound, EngineError, EngineExit};
 use crate::executor;
 use crate::telemetry::EngineTelemetry;
+use admission::Admitter;
 use berth_docker::events::ContainerEvent;
 use berth_docker::{ContainerSummary, DockerClient};
 use berth_model::event::take_changes;
 use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome};
 use berth_model::{ContainerStatus, Task, TaskStatus};
 use berth_store::{Group, Saver};
+use chrono::{DateTime, Utc};
 use commit::CommitPipeline;
 use gate::{Call, Gate};
 use reconcile::Reconciliation;
@@ -110,6 +114,9 @@ pub enum Command {
     GetTask(String, oneshot::Sender<Option<Task>>),
     /// The task (shared, not copied) and container name of a container's metadata id.
     ByMetadataId(String, oneshot::Sender<Option<(Arc<Task>, String)>>),
+    /// Why tasks wait for host resources, first in line first: the one task given, or
+    /// every waiting task.
+    WaitingReasons(Option<String>, oneshot::Sender<Vec<(String, String)>>),
     /// How the engine stands with Docker.
     Status(oneshot::Sender<crate::engine::EngineStatus>),
     /// Raise a task's desired status to STOPPED.
@@ -163,6 +170,8 @@ pub struct Actor {
     gate: Gate,
     /// Where reconciliation with Docker stands.
     reconcile: Reconciliation,
+    /// Host resources: who waits, who holds.
+    admission: Admitter,
     commands: mpsc::Receiver<Command>,
     inputs: mpsc::UnboundedReceiver<Input>,
     inputs_tx: mpsc::UnboundedSender<Input>,
@@ -221,7 +230,8 @@ impl Actor {
     /// know (an operation was in flight, or it was not yet known to be STOPPED) is
     /// inspected before anything else happens to it.
     pub fn new(parts: ActorParts) -> Result<Actor, EngineError> {
-        let tasks = TaskTable::load(parts.tasks)?;
+        let mut tasks = TaskTable::load(parts.tasks)?;
+        let admission = Admitter::load(parts.config.capacity.clone(), &mut tasks);
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
         let listed = parts.listed;
@@ -235,6 +245,7 @@ impl Actor {
             commits: CommitPipeline::new(parts.saver),
             gate: Gate::default(),
             reconcile: Reconciliation::default(),
+            admission,
             commands: parts.commands,
             inputs: parts.inputs,
             inputs_tx: parts.inputs_tx,
@@ -339,14 +350,32 @@ impl Actor {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::AddTask(task, reply) => match self.tasks.add(*task) {
-                Ok((arn, created)) => {
-                    self.commits.after_commit.push(Reply::Added { reply, arn, created, task: None });
+            Command::AddTask(task, reply) => {
+                if !self.tasks.entries.contains_key(&task.arn)
+                    && let Err(e) = self.admission.check(&task)
+                {
+                    let _ = reply.send(Err(EngineError::NeverFits(e)));
+                    return;
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
+                match self.tasks.add(*task) {
+                    Ok((arn, created)) => {
+                        if created && let Some(entry) = self.tasks.entries.get_mut(&arn) {
+                            self.admission.submit(Arc::make_mut(&mut entry.task));
+                        }
+                        self.commits.after_commit.push(Reply::Added { reply, arn, created, task: None });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-            },
+            }
+            Command::WaitingReasons(arn, reply) => {
+                let reasons = match arn {
+                    Some(arn) => self.admission.waiting_reason(&arn).map(|why| (arn, why)).into_iter().collect(),
+                    None => self.admission.waiting_reasons(),
+                };
+                let _ = reply.send(reasons);
+            }
             Command::ListTasks(reply) => {
                 let mut tasks: Vec<Task> = self.tasks.entries.values().map(|e| Task::clone(&e.task)).collect();
                 tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
@@ -492,32 +521,11 @@ impl Actor {
         let dirty: Vec<String> = self.tasks.dirty.drain().collect();
         let mut swept = false;
         for arn in dirty {
-            let Some(entry) = self.tasks.entries.get_mut(&arn) else { continue };
-            let forget = tasks::advance(entry, &arn, &self.config, now, &mut calls);
-            if entry.task.containers.iter().any(|c| c.known_status > c.sent_status) {
-                group.changes.extend(take_changes(Arc::make_mut(&mut entry.task), now));
-            }
-            if forget {
-                let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
-                let stopped_for = entry.task.known_time.map(|t| now - t);
-                self.config.telemetry.record(&EngineTelemetry::TaskSwept { arn: &arn, containers, stopped_for });
-                self.tasks.forget(&arn);
-                self.reconcile.pending.retain(|(task, _), _| task != &arn);
-                group.tasks.push((arn, None));
-                swept = true;
-                continue;
-            }
-            let wake_at = entry.wake_at;
-            // Only what a crash must remember is written: a round that changed nothing of the
-            // record (an inspect that found what berth knew) writes nothing.
-            let fingerprint = entry.task.record_fingerprint();
-            if entry.saved != Some(fingerprint) {
-                entry.saved = Some(fingerprint);
-                group.tasks.push((arn.clone(), Some(Arc::clone(&entry.task))));
-            }
-            if let Some(at) = wake_at {
-                self.tasks.wake_at(arn, at);
-            }
+            swept |= self.plan_task(arn, now, &mut calls, &mut group);
+        }
+        // What this round released or queued lets waiting tasks begin in the same round.
+        for arn in self.admission.admit() {
+            swept |= self.plan_task(arn, now, &mut calls, &mut group);
         }
         if swept {
             self.tasks.let_go_of_unused_specs();
@@ -531,5 +539,39 @@ impl Actor {
         }
         self.commits.stage(group, calls);
         self.start_commit()
+    }
+
+    /// Plan one task (unless it waits for host resources) and add what the round must
+    /// save of it to `group`; returns true when it was swept.
+    fn plan_task(&mut self, arn: String, now: DateTime<Utc>, calls: &mut Vec<Call>, group: &mut Group) -> bool {
+        let Some(entry) = self.tasks.entries.get_mut(&arn) else { return false };
+        self.admission.settle(&entry.task);
+        let forget = !self.admission.holds_back(&arn) && tasks::advance(entry, &arn, &self.config, now, calls);
+        self.admission.settle(&entry.task);
+        if entry.task.containers.iter().any(|c| c.known_status > c.sent_status) {
+            group.changes.extend(take_changes(Arc::make_mut(&mut entry.task), now));
+        }
+        if forget {
+            let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
+            let stopped_for = entry.task.known_time.map(|t| now - t);
+            self.config.telemetry.record(&EngineTelemetry::TaskSwept { arn: &arn, containers, stopped_for });
+            self.tasks.forget(&arn);
+            self.admission.forget(&arn);
+            self.reconcile.pending.retain(|(task, _), _| task != &arn);
+            group.tasks.push((arn, None));
+            return true;
+        }
+        let wake_at = entry.wake_at;
+        // Only what a crash must remember is written: a round that changed nothing of the
+        // record (an inspect that found what berth knew) writes nothing.
+        let fingerprint = entry.task.record_fingerprint();
+        if entry.saved != Some(fingerprint) {
+            entry.saved = Some(fingerprint);
+            group.tasks.push((arn.clone(), Some(Arc::clone(&entry.task))));
+        }
+        if let Some(at) = wake_at {
+            self.tasks.wake_at(arn, at);
+        }
+        false
     }
 }

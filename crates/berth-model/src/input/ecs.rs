@@ -161,7 +161,6 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
                 Ok(v) => d.memory = Some(v),
                 Err(why) => s.error(&f.path, why),
             }
-            s.warn(&f.path, "task-level size, accepted but not enforced by berth");
         }
     }
     for key in TASK_NOT_ACTED_ON {
@@ -885,15 +884,10 @@ mod tests {
     }
 
     #[test]
-    fn task_level_sizes_are_accepted_with_a_warning() {
+    fn task_level_sizes_are_accepted_without_a_warning() {
+        // They are the task's reservation on the host (`crate::admission`).
         let t = task(json!([one()]), json!({"cpu": "0.5 vCPU", "memory": 1024}));
-        assert_eq!(
-            warnings(&t),
-            [
-                "cpu: task-level size, accepted but not enforced by berth",
-                "memory: task-level size, accepted but not enforced by berth"
-            ]
-        );
+        assert!(warnings(&t).is_empty(), "{:?}", warnings(&t));
         assert!(warnings(&task(json!([one()]), json!({"cpu": "", "memory": null}))).is_empty());
         assert_eq!(
             reject(&task(json!([one()]), json!({"cpu": true}))),

@@ -1,8 +1,10 @@
-//! `berth ps [--all]`: the daemon's tasks, one a line (STOPPED ones only with `--all`):
+//! `berth ps [--all]`: the daemon's tasks, one a line (STOPPED ones only with `--all`),
+//! and, when a task waits for host resources, why (`docs/resources.md`):
 //!
 //! ```text
-//! TASK                               DEFINITION   DESIRED   KNOWN     CONTAINERS
-//! 5f0c...                            web:3        RUNNING   RUNNING   app,proxy
+//! TASK                               DEFINITION   DESIRED   KNOWN     CONTAINERS   WAITING
+//! 5f0c...                            web:3        RUNNING   RUNNING   app,proxy    -
+//! 9a1e...                            batch:1      RUNNING   PENDING   job          waiting for 512 MiB of memory: 256 free of 1024
 //! ```
 
 use crate::client::{self, HostArgs};
@@ -25,12 +27,41 @@ impl Ps {
         let client = self.host.connect()?;
         let answer = client.block_on(client.get_json(&["v1", "tasks"], &[]))?;
         let tasks = answer["Tasks"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let rows: Vec<Vec<String>> =
-            tasks.iter().filter(|t| self.all || t["KnownStatus"] != "STOPPED").map(row).collect();
-        let text = client::table(&["TASK", "DEFINITION", "DESIRED", "KNOWN", "CONTAINERS"], &rows);
+        let shown: Vec<&Value> = tasks.iter().filter(|t| self.all || t["KnownStatus"] != "STOPPED").collect();
+        let mut rows: Vec<Vec<String>> = shown.iter().map(|t| row(t)).collect();
+        let mut headers = vec!["TASK", "DEFINITION", "DESIRED", "KNOWN", "CONTAINERS"];
+        // Only a task none of whose containers was created may wait: its own view says why.
+        let mut reasons = Vec::new();
+        for task in &shown {
+            let mut why = None;
+            if not_begun(task)
+                && let Some(arn) = task["Arn"].as_str()
+            {
+                // A task swept since the list has no reason to show.
+                if let Ok(view) = client.block_on(client.get_json(&["v1", "tasks", arn], &[])) {
+                    why = view["WaitingReason"].as_str().map(str::to_owned);
+                }
+            }
+            reasons.push(why);
+        }
+        if reasons.iter().any(Option::is_some) {
+            headers.push("WAITING");
+            for (row, why) in rows.iter_mut().zip(reasons) {
+                row.push(why.unwrap_or_else(|| "-".to_owned()));
+            }
+        }
+        let text = client::table(&headers, &rows);
         client::write_out(&mut std::io::stdout().lock(), text.as_bytes())?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The task is wanted and none of its containers has a Docker id yet (ECS's task shape).
+fn not_begun(task: &Value) -> bool {
+    task["DesiredStatus"] != "STOPPED"
+        && task["Containers"]
+            .as_array()
+            .is_none_or(|cs| cs.iter().all(|c| c["DockerId"].as_str().is_none_or(str::is_empty)))
 }
 
 /// One task's line (ECS's task shape).

@@ -173,6 +173,9 @@ impl Run {
         };
         config.plan.default_stop_timeout_secs = self.stop_timeout;
         config.pull_behavior = self.pull;
+        // The daemon's default capacity (the machine less its default reserve): a task that
+        // could never fit on this machine is refused (125) rather than left waiting.
+        config.capacity = Some(berth_agent::config::Resources::default().capacity().map_err(|e| e.to_string())?);
         // As `docker` does: the user's Docker configuration (`$DOCKER_CONFIG` or
         // `~/.docker/config.json`, with its credential helpers).
         config.auth = Arc::new(berth_docker::auth::DockerAuth::user_default());
@@ -224,7 +227,9 @@ impl Prepared {
         // Pull progress: bars on a terminal, plain lines otherwise.
         let progress = crate::progress::show(self.engine.pull_progress(), console.clone());
         if let Err(e) = self.engine.add_task(self.task.clone()).await {
-            return self.fail(&console, &e.to_string(), true).await;
+            // A task refused for its size never reached the engine's state.
+            let added = !matches!(e, berth_engine::EngineError::NeverFits(_));
+            return self.fail(&console, &e.to_string(), added).await;
         }
         let mut changes: Vec<StateChange> = Vec::new();
         let mut stopped: HashSet<String> = HashSet::new();

@@ -42,6 +42,9 @@ impl Submit {
         if let Some(more) = task["WarningsOmitted"].as_u64() {
             eprintln!("warning: ... and {more} more warnings");
         }
+        if let Some(why) = task["WaitingReason"].as_str() {
+            eprintln!("note: the task is {why}");
+        }
         let arn = task["Arn"].as_str().unwrap_or_default();
         println!("{arn}");
         Ok(ExitCode::SUCCESS)
