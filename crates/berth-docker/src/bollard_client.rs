@@ -42,6 +42,7 @@ use futures_util::StreamExt;
 use futures_util::future::ready;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// bollard's own timeout (for response headers); berth's per-operation timeouts are the
@@ -394,7 +395,7 @@ impl DockerClient for BollardClient {
                     Some(Ok(DockerEvent {
                         id: actor.id.unwrap_or_default(),
                         action: msg.action.unwrap_or_default(),
-                        attributes: actor.attributes.unwrap_or_default().into_iter().collect(),
+                        attributes: Arc::new(actor.attributes.unwrap_or_default().into_iter().collect()),
                         time: DateTime::from_timestamp_nanos(nanos),
                     }))
                 }

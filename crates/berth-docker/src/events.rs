@@ -7,6 +7,7 @@
 use berth_model::status::HealthStatus;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One event as Docker sends it (type `container` only; berth asks for no others).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -16,7 +17,9 @@ pub struct DockerEvent {
     /// Docker's action word, exactly (`create`, `start`, `die`, `health_status: healthy`, ...).
     pub action: String,
     /// The event's attributes: the container's name, labels, `exitCode`, `signal`, ...
-    pub attributes: BTreeMap<String, String>,
+    /// Shared: the events of one container mostly carry the same attributes (a daemon,
+    /// such as the fake, may hand out one map for all of them).
+    pub attributes: Arc<BTreeMap<String, String>>,
     /// When Docker says it happened.
     pub time: DateTime<Utc>,
 }
@@ -68,11 +71,17 @@ const NOT_LABELS: [&str; 12] = berth_model::input::EVENT_ATTRIBUTES;
 /// What `event` means, or `None` for actions berth ignores (`exec_*`, `attach`, `pause`,
 /// `rename`, `resize`, `top`, `commit`, `copy`, `export`, `update`, ...).
 pub fn container_event(event: &DockerEvent) -> Option<ContainerEvent> {
+    container_event_with_labels(event, |_| true)
+}
+
+/// [`container_event`] carrying only the labels `keep` picks (the watcher keeps berth's
+/// own: the user's need not be copied for every event).
+pub fn container_event_with_labels(event: &DockerEvent, keep: impl Fn(&str) -> bool) -> Option<ContainerEvent> {
     let kind = event_kind(event)?;
     let labels = event
         .attributes
         .iter()
-        .filter(|(k, _)| !NOT_LABELS.contains(&k.as_str()))
+        .filter(|(k, _)| !NOT_LABELS.contains(&k.as_str()) && keep(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Some(ContainerEvent {
@@ -85,10 +94,11 @@ pub fn container_event(event: &DockerEvent) -> Option<ContainerEvent> {
 }
 
 /// [`container_event`] of an event no longer needed: its attributes become the labels
-/// without being copied (the watcher's way, once per event of every container).
+/// without being copied when nothing else holds them.
 pub fn into_container_event(event: DockerEvent) -> Option<ContainerEvent> {
     let kind = event_kind(&event)?;
-    let DockerEvent { id, mut attributes, time, .. } = event;
+    let DockerEvent { id, attributes, time, .. } = event;
+    let mut attributes = Arc::unwrap_or_clone(attributes);
     let name = attributes.remove("name");
     for key in NOT_LABELS {
         attributes.remove(key);
@@ -121,7 +131,7 @@ mod tests {
         DockerEvent {
             id: "abc".into(),
             action: action.into(),
-            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            attributes: Arc::new(attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             time: DateTime::<Utc>::UNIX_EPOCH,
         }
     }

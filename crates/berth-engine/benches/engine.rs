@@ -35,7 +35,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use berth_docker::events::{EventKind, container_event};
+use berth_docker::events::{EventKind, container_event_with_labels};
 use berth_docker::{DockerClient, labels};
 use berth_engine::bench_support::{container_config, docker_name};
 use berth_engine::{ChangeReader, DockerTaskEngine, EngineConfig, LogItem, TaskEngine};
@@ -892,10 +892,11 @@ async fn run_fake(n: usize) -> Result<Report, String> {
     let counter = Arc::clone(&seen);
     let reader = tokio::spawn(async move {
         while let Some(Ok(event)) = events.next().await {
-            let Some(ce) = container_event(&event) else { continue };
-            if ce.labels.get(labels::INSTANCE).map(String::as_str) != Some(INSTANCE) {
+            if event.attributes.get(labels::INSTANCE).map(String::as_str) != Some(INSTANCE) {
                 continue;
             }
+            let two_labels = |key: &str| key == labels::TASK_ARN || key == labels::CONTAINER_NAME;
+            let Some(ce) = container_event_with_labels(&event, two_labels) else { continue };
             counter.events.fetch_add(1, Ordering::Relaxed);
             match ce.kind {
                 EventKind::Started => counter.started.fetch_add(1, Ordering::Relaxed),

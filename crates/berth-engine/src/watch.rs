@@ -6,13 +6,16 @@
 use crate::actor::Input;
 use crate::clock::{self, Backoff, Clock};
 use crate::telemetry::{EngineTelemetry, Telemetry};
-use berth_docker::events::into_container_event;
-use berth_docker::{DockerClient, EventStream, labels};
+use berth_docker::events::{ContainerEvent, container_event_with_labels};
+use berth_docker::{DockerClient, DockerEvent, EventStream, labels};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Most events read from the stream before what was read goes to the loop.
+const MAX_BATCH: usize = 1024;
 
 /// A stream that lasted longer than this counts as having worked.
 const QUIET_STREAM: Duration = Duration::from_secs(5);
@@ -42,18 +45,31 @@ pub async fn watch(
         if let Some(mut events) = stream.take() {
             let opened = clock.now();
             let mut delivered = false;
-            while let Some(item) = events.next().await {
-                let Ok(mut event) = item else { break };
-                delivered = true;
-                since = Some(since.map_or(event.time, |s| s.max(event.time)));
-                if event.attributes.get(labels::INSTANCE) != Some(&instance) {
-                    continue; // not ours: another berth's, or not berth's at all
+            // Everything ready when the watcher wakes goes to the loop as one input: one
+            // wake-up of the loop per batch, not per event.
+            let mut ended = false;
+            while !ended {
+                let Some(first) = events.next().await else { break };
+                let (mut batch, mut read) = (Vec::new(), 0);
+                let mut next = Some(first);
+                while let Some(item) = next.take() {
+                    let Ok(event) = item else {
+                        ended = true;
+                        break;
+                    };
+                    delivered = true;
+                    read += 1;
+                    since = Some(since.map_or(event.time, |s| s.max(event.time)));
+                    batch.extend(ours(&event, &instance));
+                    if read < MAX_BATCH {
+                        match events.next().now_or_never() {
+                            Some(Some(ready)) => next = Some(ready),
+                            Some(None) => ended = true,
+                            None => {}
+                        }
+                    }
                 }
-                // Only berth's own labels matter to the loop (and the attributes that are
-                // not labels): the user's are not carried along.
-                event.attributes.retain(|k, _| !is_user_label(k));
-                let Some(ce) = into_container_event(event) else { continue };
-                if inputs.send(Input::Event(ce)).is_err() {
+                if !batch.is_empty() && inputs.send(Input::Events(batch)).is_err() {
                     return;
                 }
             }
@@ -90,10 +106,14 @@ pub async fn watch(
     }
 }
 
-/// A container label that is neither berth's nor one of the attributes Docker adds to a
-/// container event besides its labels.
-fn is_user_label(key: &str) -> bool {
-    !key.starts_with("berth.") && !berth_model::input::EVENT_ATTRIBUTES.contains(&key)
+/// `event` as the loop reads it, if it is of one of this instance's containers and means
+/// something to berth.
+fn ours(event: &DockerEvent, instance: &str) -> Option<ContainerEvent> {
+    if event.attributes.get(labels::INSTANCE).map(String::as_str) != Some(instance) {
+        return None; // not ours: another berth's, or not berth's at all
+    }
+    // The loop finds the container by its task and name: no other label is carried along.
+    container_event_with_labels(event, |key| key == labels::TASK_ARN || key == labels::CONTAINER_NAME)
 }
 
 /// The periodic steady-state check: every `every`, the actor re-inspects every container
@@ -111,6 +131,64 @@ pub async fn steady_state_check(
         telemetry.record(&EngineTelemetry::SteadyStateCheck);
         if inputs.send(Input::Resync).is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::telemetry::NoTelemetry;
+    use berth_docker::ContainerConfig;
+    use berth_docker::events::EventKind;
+    use berth_testutils::FakeDocker;
+
+    fn config(name: &str, instance: &str) -> ContainerConfig {
+        let mut c = ContainerConfig { name: name.into(), image: "busybox".into(), ..ContainerConfig::default() };
+        for (k, v) in [
+            (labels::INSTANCE, instance),
+            (labels::TASK_ARN, "arn:t"),
+            (labels::CONTAINER_NAME, name),
+            (labels::FAMILY, "f"),
+            ("user", "label"),
+        ] {
+            c.labels.insert(k.into(), v.into());
+        }
+        c
+    }
+
+    /// Events ready together reach the loop as one input, in Docker's order, only this
+    /// instance's, each with the two labels the loop reads.
+    #[tokio::test]
+    async fn events_ready_together_reach_the_loop_as_one_input() {
+        let fake = FakeDocker::new();
+        fake.add_image("busybox");
+        let start = Utc::now();
+        for (name, instance) in [("web", "me"), ("db", "other"), ("cache", "me")] {
+            fake.create_container(&config(name, instance)).await.expect("create");
+        }
+        // Replayed from the history: all three are ready at once.
+        let first = fake.container_events(Some(start - chrono::Duration::seconds(1))).await.expect("events");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let watcher = tokio::spawn(watch(
+            Arc::new(fake.clone()),
+            Some(first),
+            "me".into(),
+            tx,
+            Arc::new(NoTelemetry),
+            Duration::from_secs(5),
+            Arc::new(ManualClock::new(start)),
+        ));
+        let input = rx.recv().await.expect("an input");
+        watcher.abort();
+        let Input::Events(events) = input else { panic!("not events: {input:?}") };
+        let names: Vec<_> = events.iter().map(|e| e.name.as_deref()).collect();
+        assert_eq!(names, [Some("web"), Some("cache")]);
+        for e in &events {
+            assert_eq!(e.kind, EventKind::Created);
+            let keys: Vec<_> = e.labels.keys().map(String::as_str).collect();
+            assert_eq!(keys, [labels::CONTAINER_NAME, labels::TASK_ARN]);
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The fake daemon's event hub: retained history and live subscribers. An event is made
 //! once, as Docker sends it ([`DockerEvent`], attributes and all), when it happens; the
 //! history and every subscriber's channel share it, and a stream hands out its own copy
-//! (the event itself once nothing else holds it).
+//! (the event itself once nothing else holds it). A container's events share one map of
+//! attributes, made when it is created; an event with attributes of its own (`die`'s exit
+//! code, `kill`'s signal) has its own map.
 
 use berth_docker::{ContainerConfig, DockerError, DockerEvent, ErrorKind, EventStream};
 use berth_model::HealthStatus;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
@@ -55,15 +57,26 @@ impl Action {
         }
     }
 
-    /// The event Docker sends about container `id` named `name`, created with `config`:
-    /// its attributes are the labels, the name, the image and the action's own.
-    pub fn event(self, id: &str, name: &str, config: &ContainerConfig, time: DateTime<Utc>) -> DockerEvent {
+    /// The attributes of every event about the container named `name`, created with
+    /// `config`: its labels, then its name and image (Docker sets those after the labels).
+    pub fn attributes(name: &str, config: &ContainerConfig) -> BTreeMap<String, String> {
         let mut attributes = config.labels.clone();
         attributes.insert("name".into(), name.to_string());
         attributes.insert("image".into(), config.image.clone());
-        if let Some((k, v)) = self.attribute() {
-            attributes.insert(k.into(), v.to_string());
-        }
+        attributes
+    }
+
+    /// The event Docker sends about container `id`, whose events carry `attributes` (see
+    /// [`Action::attributes`]): those, and the action's own when it has one.
+    pub fn event(self, id: &str, attributes: &Arc<BTreeMap<String, String>>, time: DateTime<Utc>) -> DockerEvent {
+        let attributes = match self.attribute() {
+            Some((k, v)) => {
+                let mut own = BTreeMap::clone(attributes);
+                own.insert(k.into(), v.to_string());
+                Arc::new(own)
+            }
+            None => Arc::clone(attributes),
+        };
         DockerEvent { id: id.to_string(), action: self.word().into(), attributes, time }
     }
 }

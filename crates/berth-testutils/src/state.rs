@@ -40,6 +40,9 @@ pub(crate) struct Container {
     /// The create request, as given (behind an `Arc` so that a start can hand it to the
     /// behaviour function outside the lock).
     pub config: Arc<ContainerConfig>,
+    /// What every event about it carries (its labels, name and image), made once at
+    /// create and shared by those events.
+    pub attributes: Arc<BTreeMap<String, String>>,
     pub state: RunState,
     pub exit_code: i64,
     pub created_at: DateTime<Utc>,
@@ -325,7 +328,7 @@ impl State {
     fn publish(&mut self, seq: u64, action: Action, now: DateTime<Utc>) {
         if let Some(c) = self.containers.get(&seq) {
             let time = self.events.stamp(now);
-            let event = action.event(&c.id, &c.name, &c.config, time);
+            let event = action.event(&c.id, &c.attributes, time);
             self.events.publish(event);
         }
     }
@@ -536,6 +539,7 @@ impl State {
             id: Arc::clone(&id),
             name: Arc::clone(&name),
             config: Arc::new(config.clone()),
+            attributes: Arc::new(Action::attributes(&name, config)),
             state: RunState::Created,
             exit_code: 0,
             created_at: now,

@@ -8,6 +8,7 @@ use berth_docker::{
 use berth_model::{ContainerStatus, HealthStatus};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -268,6 +269,23 @@ async fn remove_forces_a_running_container_and_frees_its_name() {
     assert_ne!(again, id);
     fake.remove_container(&again).await.unwrap();
     assert_eq!(actions(&fake, &again), ["create", "destroy"]);
+}
+
+/// A container's events share the one map of attributes made at its create; an event with
+/// attributes of its own (`die`, `kill`) has its own map, and the shared one is unchanged.
+#[tokio::test]
+async fn a_containers_events_share_their_attributes() {
+    let fake = fake();
+    let id = run(&fake, "web", &[]).await;
+    fake.kill(&id, 137);
+    let events = fake.events();
+    let of = |action: &str| events.iter().find(|e| e.action == action).unwrap();
+    assert!(Arc::ptr_eq(&of("create").attributes, &of("start").attributes));
+    assert!(!Arc::ptr_eq(&of("create").attributes, &of("die").attributes));
+    assert_eq!(of("start").attributes.get("exitCode"), None);
+    let mut die = BTreeMap::clone(&of("die").attributes);
+    assert_eq!(die.remove("exitCode").as_deref(), Some("137"));
+    assert_eq!(&die, &*of("create").attributes);
 }
 
 #[tokio::test]

@@ -139,8 +139,9 @@ pub enum Command {
 pub enum Input {
     /// A Docker call ended.
     Done { task_arn: String, op: Op, outcome: Outcome },
-    /// A Docker event of one of this berth's containers.
-    Event(ContainerEvent),
+    /// Docker events of this berth's containers, in the order Docker sent them (the
+    /// watcher hands over everything it read at once).
+    Events(Vec<ContainerEvent>),
     /// An inspect made because of an event (to read ports, exit code).
     Observed { task_arn: String, container: String, observation: Observation },
     /// The event stream was reopened: what it missed must be looked at again.
@@ -499,7 +500,11 @@ impl Actor {
             Input::Fatal(e) => self.fatal = Some(e),
             Input::OrphanCheck(ids) => self.remove_orphans(ids),
             Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
-            Input::Event(event) => self.event(event, now),
+            Input::Events(events) => {
+                for event in events {
+                    self.event(event, now);
+                }
+            }
             Input::Resync => self.tasks.inspect_uncertain(),
         }
     }
