@@ -57,6 +57,9 @@ fn config(dir: &Path) -> AgentConfig {
     let mut config = AgentConfig { data_dir: dir.to_path_buf(), ..AgentConfig::default() };
     config.image_cleanup.enabled = false;
     config.log_level = "warn".into();
+    // Admission is accounted, on a host larger than any run's tasks on any machine.
+    config.resources.memory = Some(1 << 20);
+    config.resources.cpu = Some(1 << 20);
     config
 }
 
