@@ -58,6 +58,9 @@ fn config(dir: &Path) -> AgentConfig {
     config.image_cleanup.enabled = false;
     config.log_level = "warn".into();
     config.metadata_port = Some(0);
+    // Admission is accounted, on a host larger than any run's tasks on any machine.
+    config.resources.memory = Some(1 << 20);
+    config.resources.cpu = Some(1 << 20);
     config
 }
 

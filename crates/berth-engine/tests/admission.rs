@@ -6,7 +6,7 @@
 mod common;
 
 use berth_docker::labels;
-use berth_engine::{Engine, EngineConfig, EngineError, EngineHandle};
+use berth_engine::{Engine, EngineConfig, EngineError, EngineHandle, TaskEngine};
 use berth_model::admission::{HostCapacity, HostPort, Reserve};
 use berth_model::container::Protocol;
 use berth_model::{ContainerStatus, Task, TaskStatus};
@@ -149,6 +149,26 @@ async fn a_task_that_can_never_fit_is_refused_and_nothing_is_done_for_it() {
     let unlimited = start(&fake, EngineConfig::default()).await;
     assert!(unlimited.add_task(big).await.is_ok());
     unlimited.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_operation_on_a_waiting_task_is_refused() {
+    let fake = fake();
+    let mut engine = engine_with(&fake, config(capacity(), None)).await;
+    let a = sized(&fake, 1, 600, None, "sleep infinity");
+    let b = sized(&fake, 2, 600, None, "sleep infinity");
+    for t in [&a, &b] {
+        engine.add_task(t.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    match engine.pull_container(&b.arn, "web").await {
+        Err(EngineError::Operation(why)) => {
+            assert_eq!(why, format!("task {} is waiting for 600 MiB of memory: 400 free of 1000", b.arn));
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(engine.create_container(&b.arn, "web").await.is_err());
+    assert_eq!(docker_calls(&fake, &b), (0, 0));
     engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -27,9 +27,12 @@ pub struct Running {
 }
 
 /// The configuration of these tests: a fresh data directory, TCP on a port the system
-/// picks, short stop timeouts, a small body limit.
+/// picks, short stop timeouts, a small body limit, and a host far larger than any test's
+/// tasks (1 TiB, 1,024 CPUs), whatever machine runs them: tests of admission set their own.
 pub fn config(dir: &Path) -> AgentConfig {
     let mut config = AgentConfig { data_dir: dir.to_path_buf(), ..AgentConfig::default() };
+    config.resources.memory = Some(1 << 20);
+    config.resources.cpu = Some(1 << 20);
     config.tcp = Some("127.0.0.1:0".parse().expect("address"));
     config.default_stop_timeout = Duration::from_secs(2);
     config.body_limit = 64 * 1024;

@@ -7,7 +7,8 @@
 //! - With a capacity configured ([`crate::EngineConfig::capacity`]), a task that can never
 //!   fit is refused before it is taken; a task that does not fit now waits, and the loop
 //!   plans nothing for it (no Docker call at all, pulls included: as ECS, images are pulled
-//!   once the task is admitted) until it is admitted or its desired status becomes STOPPED.
+//!   once the task is admitted) until it is admitted or its desired status becomes STOPPED;
+//!   a direct operation on it (the seed's `pull_container`, ...) is refused with why.
 //! - An admitted task's reservation is released once [`standing`] says it is done; the
 //!   waiting tasks behind are then admitted, in submit order, in the same round.
 //! - After a restart the state is rebuilt from the tasks alone ([`Admission::from_tasks`]);

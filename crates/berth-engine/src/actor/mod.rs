@@ -451,6 +451,10 @@ impl Actor {
         if c.in_flight {
             return Err(EngineError::Busy { task_arn: arn.into(), container: name.into() });
         }
+        // Nothing is done for a task that waits for host resources, asked for or not.
+        if let Some(why) = self.admission.waiting_reason(arn) {
+            return Err(EngineError::Operation(format!("task {arn} is {why}")));
+        }
         self.tasks.dirty.insert(arn.to_string());
         // Queued as if planned: the round issues it with the planner's own.
         self.direct.push(Call { task_arn: arn.to_string(), op: Op::container(name, action) });
