@@ -208,6 +208,9 @@ impl Task {
                 failures,
                 retry_at,
                 removed,
+                started_at,
+                restart_count,
+                pending_restart,
             } = c;
             (&spec.name, desired_status, known_status, applied_status, reason, known_exit_code).hash(&mut h);
             applying_error.as_ref().map(|e| (&e.message, e.permanent)).hash(&mut h);
@@ -215,6 +218,7 @@ impl Task {
                 (p.container_port, p.host_port, &p.bind_ip, p.protocol).hash(&mut h);
             }
             (health, docker_id, docker_name, sent_status, has_run, failures, retry_at, removed).hash(&mut h);
+            (started_at, restart_count, pending_restart).hash(&mut h);
         }
         for v in volumes {
             let Volume { name, kind: _, created, removed, in_flight: _, error, failures, retry_at, docker_name } = v;
