@@ -538,6 +538,11 @@ impl Container {
         self.spec.stop_timeout.unwrap_or(default_secs)
     }
 
+    /// Its restart count as ECS shows it (`RestartCount`): only when a restart policy is on.
+    pub fn shown_restart_count(&self) -> Option<u32> {
+        self.spec.restart_policy.as_ref().map(|_| self.restart_count)
+    }
+
     /// The reason its state changes carry: the applying error, else the explicit reason.
     pub fn change_reason(&self) -> Option<String> {
         self.applying_error.as_ref().map(|e| e.message.clone()).or_else(|| self.reason.clone())

@@ -61,6 +61,9 @@ pub struct ContainerResponse {
     /// Bound ports, else the task definition's mappings.
     #[serde(rename = "Ports", skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortResponse>,
+    /// Restarts made by its restart policy; only when it has one.
+    #[serde(rename = "RestartCount", skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 /// A port as ECS's introspection API shows it.
@@ -137,6 +140,7 @@ impl ContainerResponse {
             docker_name: c.docker_name.clone().unwrap_or_default(),
             name: c.spec.name.clone(),
             ports,
+            restart_count: c.shown_restart_count(),
         }
     }
 }
@@ -215,6 +219,9 @@ pub struct ContainerView {
     /// UNKNOWN, HEALTHY or UNHEALTHY.
     #[serde(rename = "Health")]
     pub health: berth_model::HealthStatus,
+    /// Restarts made by its restart policy; only when it has one.
+    #[serde(rename = "RestartCount", skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 impl TaskView {
@@ -245,6 +252,7 @@ impl TaskView {
                     essential: c.spec.essential,
                     ports: c.known_port_bindings.iter().map(PortResponse::of).collect(),
                     health: c.health,
+                    restart_count: c.shown_restart_count(),
                 })
                 .collect(),
         }
