@@ -3,17 +3,22 @@
 //! period is measured on the engine's clock, here a manual one the tests move past the
 //! period (60 s at least) while the container runs, so that no test waits a minute. (The
 //! crash test of the binary, `crates/berth/tests/crash/restart.rs`, waits the real period.)
-//! Docker's own event record says how often each container was started. Needs the test
+//! Docker's own event record, followed from each test's start, says how often each
+//! container was started. Needs the test
 //! environment (`scripts/test-env.sh`); a missing piece fails, never skips.
 
 mod common;
 
 use berth_engine::{DockerTaskEngine, ManualClock, TaskEngine};
 use berth_model::{ContainerStatus, Task, TaskStatus};
+use berth_testutils::real::StartRecord;
 use chrono::{TimeZone, Utc};
 use common::real::*;
 use common::*;
 use std::sync::Arc;
+
+/// How long Docker's events may take to arrive.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A started engine on the real daemon whose clock moves only when the test says, and the
 /// guard that removes its containers.
@@ -37,19 +42,6 @@ fn restarting_task(family: &str, script: &str, restart_policy: &str, n: u128) ->
     )
 }
 
-/// How many times Docker started container `id` since `since` (Unix seconds), by Docker's
-/// own event record.
-fn docker_starts(id: &str, since: i64) -> usize {
-    let until = Utc::now().timestamp() + 1;
-    let out = std::process::Command::new("docker")
-        .args(["events", "--since", &since.to_string(), "--until", &until.to_string()])
-        .args(["--filter", &format!("container={id}"), "--filter", "event=start", "--format", "{{.ID}}"])
-        .output()
-        .unwrap_or_else(|e| panic!("docker events: {e}"));
-    assert!(out.status.success(), "docker events: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
-}
-
 async fn the_task(engine: &DockerTaskEngine, arn: &str) -> Task {
     engine.task(arn).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("task {arn} is held"))
 }
@@ -59,8 +51,8 @@ async fn the_task(engine: &DockerTaskEngine, arn: &str) -> Task {
 /// stops for that exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exit_after_the_period_is_restarted_and_one_before_it_is_not() {
-    let since = Utc::now().timestamp() - 1;
     let (engine, cleanup, clock) = real_manual().await;
+    let record = StartRecord::follow(&cleanup.instance);
     let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = restarting_task("restart-period", "sleep 3; exit 1", r#"{"enabled": true, "restartAttemptPeriod": 60}"#, 1);
     let arn = t.arn.clone();
@@ -85,14 +77,18 @@ async fn an_exit_after_the_period_is_restarted_and_one_before_it_is_not() {
     assert_eq!(t.stop_reason.as_deref(), Some(r#"essential container "app" exited with code 1"#));
     assert_eq!(cleanup.containers_of(&arn).await.len(), 1, "restarted in place: no second container");
     assert_eq!(cleanup.info("app").await.id, id);
-    assert_eq!(docker_starts(&id, since), 2, "started, then restarted once");
+    assert_eq!(
+        tokio::task::block_in_place(|| record.settled_starts("app", 2, WAIT)),
+        2,
+        "started, then restarted once"
+    );
 }
 
 /// An exit with an ignored code is not restarted, whatever the period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ignored_exit_code_is_not_restarted() {
-    let since = Utc::now().timestamp() - 1;
     let (engine, cleanup, clock) = real_manual().await;
+    let record = StartRecord::follow(&cleanup.instance);
     let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let policy = r#"{"enabled": true, "ignoredExitCodes": [3], "restartAttemptPeriod": 60}"#;
     let t = restarting_task("restart-ignored", "sleep 3; exit 3", policy, 2);
@@ -103,15 +99,15 @@ async fn an_ignored_exit_code_is_not_restarted() {
     until_task_stopped(&mut events, &arn).await;
     let t = the_task(&engine, &arn).await;
     assert_eq!((t.containers[0].restart_count, t.containers[0].known_exit_code), (0, Some(3)));
-    assert_eq!(docker_starts(&cleanup.info("app").await.id, since), 1);
+    assert_eq!(tokio::task::block_in_place(|| record.settled_starts("app", 1, WAIT)), 1);
 }
 
 /// A container of a task being stopped exits (berth stops it) after the period: it is not
 /// restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_of_a_stopping_task_is_not_restarted() {
-    let since = Utc::now().timestamp() - 1;
     let (engine, cleanup, clock) = real_manual().await;
+    let record = StartRecord::follow(&cleanup.instance);
     let mut events = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
     let t = restarting_task("restart-stopping", "sleep 600", r#"{"enabled": true, "restartAttemptPeriod": 60}"#, 3);
     let arn = t.arn.clone();
@@ -124,7 +120,7 @@ async fn a_container_of_a_stopping_task_is_not_restarted() {
     assert_eq!(t.desired_status, TaskStatus::Stopped);
     assert_eq!(t.containers[0].restart_count, 0);
     assert!(matches!(t.containers[0].known_exit_code, Some(137 | 143)), "{:?}", t.containers[0].known_exit_code);
-    assert_eq!(docker_starts(&cleanup.info("app").await.id, since), 1);
+    assert_eq!(tokio::task::block_in_place(|| record.settled_starts("app", 1, WAIT)), 1);
 }
 
 /// A SUCCESS dependency that runs longer than its startTimeout: the dependent never runs and

@@ -62,8 +62,15 @@ fn run(t: &mut Task, name: &str, now: DateTime<Utc>) {
     t.update_known_status(now);
 }
 
+/// An inspect showing the container exited with `code`.
 fn exit(code: i64) -> Observation {
-    Observation { status: ContainerStatus::Stopped, exit_code: Some(code), has_run: true, ..Default::default() }
+    Observation {
+        status: ContainerStatus::Stopped,
+        exit_code: Some(code),
+        has_run: true,
+        inspected: true,
+        ..Default::default()
+    }
 }
 
 fn observe(t: &mut Task, name: &str, o: Observation, now: DateTime<Utc>) {
@@ -97,6 +104,32 @@ fn an_exit_after_the_period_is_restarted_in_place_counted_and_stops_nothing() {
     assert_eq!((a.known_status, a.pending_restart, a.restart_count), (ContainerStatus::Running, None, 1));
     assert_eq!(t.desired_status, TaskStatus::Running);
     assert!(ops_at(&t, at(62)).is_empty());
+}
+
+/// Docker's `die` event may be an old one (replayed after a restart of berth, from before
+/// the last restart): it only makes the container wait for an inspect, which decides.
+#[test]
+fn an_exit_event_is_acted_on_once_an_inspect_shows_it() {
+    let mut t = task(vec![restarting("a", 60, vec![])]);
+    run(&mut t, "a", at(0));
+    observe(&mut t, "a", Observation { inspected: false, ..exit(1) }, at(60));
+    let a = &t.containers[0];
+    assert_eq!((a.known_status, a.pending_restart, a.needs_inspect), (ContainerStatus::Running, None, true));
+    let inspect = Op::container("a", Action::Inspect);
+    assert_eq!(plan_at(&t, at(60)).ops, [inspect.clone()]);
+    // Still running (the event was an old one): nothing happens.
+    let running =
+        Observation { status: ContainerStatus::Running, has_run: true, inspected: true, ..Default::default() };
+    feed(&mut t, Feedback::Issued(inspect.clone()), at(60));
+    feed(&mut t, Feedback::Done(inspect.clone(), Outcome::Inspected(running)), at(60));
+    assert_eq!((t.containers[0].known_status, t.containers[0].pending_restart), (ContainerStatus::Running, None));
+    assert!(ops_at(&t, at(60)).is_empty());
+    // Exited indeed: restarted.
+    observe(&mut t, "a", Observation { inspected: false, ..exit(1) }, at(61));
+    feed(&mut t, Feedback::Issued(inspect.clone()), at(61));
+    feed(&mut t, Feedback::Done(inspect, Outcome::Inspected(exit(1))), at(61));
+    assert_eq!(t.containers[0].pending_restart, Some(PendingRestart { exit_code: 1, issued: false }));
+    assert_eq!(plan_at(&t, at(61)).ops, [restart_op()]);
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct Observation {
     pub reason: Option<String>,
     /// Docker no longer has it.
     pub removed: bool,
+    /// It is an inspect's answer (Docker's state now), not an event (which may be an old
+    /// one, replayed after a restart of berth).
+    pub inspected: bool,
 }
 
 /// The outcome of an operation.

@@ -324,7 +324,11 @@ fn plan_container_up(
     // After a restart, a reopened event stream or a timeout, a container that is not known
     // to be STOPPED is looked at before anything else, running ones included.
     if c.needs_inspect && c.known_status < ContainerStatus::Stopped {
-        plan.push(Op::container(name, Action::Inspect), Cause::Uncertain);
+        let restartable = c.spec.restart_policy.is_some() && c.known_status == ContainerStatus::Running;
+        plan.push(
+            Op::container(name, Action::Inspect),
+            if restartable { Cause::ExitUnconfirmed } else { Cause::Uncertain },
+        );
         return;
     }
     if c.pending_restart.is_some() {

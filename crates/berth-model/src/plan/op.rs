@@ -127,6 +127,10 @@ pub enum Cause {
     /// The container is not known to be STOPPED and the outcome of an earlier call on it is
     /// unknown (berth restarted, the event stream reopened, a call timed out).
     Uncertain,
+    /// The container has a restart policy and should run, and its state is uncertain (an exit
+    /// event, which may be an old one, or berth restarted): an exit is acted on only once an
+    /// inspect shows it.
+    ExitUnconfirmed,
     /// The task should run and one of its containers mounts this task volume, not yet made.
     VolumeNeeded,
     /// The container should run and its image is not pulled yet.
@@ -221,6 +225,9 @@ impl fmt::Display for Cause {
         let desired = |task: bool| if task { "task desired STOPPED" } else { "container desired STOPPED" };
         match self {
             Cause::Uncertain => f.write_str("outcome of an earlier call unknown: look before anything else"),
+            Cause::ExitUnconfirmed => {
+                f.write_str("restart policy on, state uncertain (an exit event may be old): look before acting")
+            }
             Cause::VolumeNeeded => f.write_str("task desired RUNNING, a container mounts it"),
             Cause::NotPulled => f.write_str("desired RUNNING, image not pulled"),
             Cause::CreateReady(w) => Cause::ready(f, "pulled", "created", w),

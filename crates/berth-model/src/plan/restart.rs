@@ -2,6 +2,10 @@
 //! restart's issue and outcome move the container's engine fields. Called from
 //! [`super::apply`], still the one place those fields move.
 //!
+//! - An exit of a container with a restart policy that should run is acted on once an
+//!   inspect shows it: an exit event may be an old one (Docker's event stream is reopened
+//!   with a look-back after a restart of berth, and a restarted container has died before),
+//!   so it only makes the container wait for an inspect.
 //! - An exit is restarted when the container has a restart policy, should run (its desired
 //!   status is RUNNING, so never while it or its task is stopping), exited with a known code
 //!   that is not ignored, was not removed, and has run at least the restart period since
@@ -41,6 +45,13 @@ pub(super) fn restarts(c: &Container, exit_code: Option<i64>, removed: bool, now
 /// The restart policy's part of an observation; true when it takes the observation whole
 /// (an exit that becomes, or already is, a pending restart), so that it stops nothing.
 pub(super) fn folds(c: &mut Container, o: &Observation, now: DateTime<Utc>) -> bool {
+    let restartable = c.spec.restart_policy.is_some()
+        && c.desired_status == ContainerStatus::Running
+        && c.known_status == ContainerStatus::Running;
+    if restartable && o.status == ContainerStatus::Stopped && !o.inspected && !o.removed {
+        c.needs_inspect = true;
+        return true;
+    }
     match (o.status, c.pending_restart) {
         // The same exit reported again (`die`, then `stop`, or an inspect), while the
         // restart is still wanted; once the container is to stop, the exit stops it.

@@ -393,6 +393,7 @@ impl World {
                     status,
                     exit_code,
                     has_run,
+                    inspected: true,
                     docker_id: Some(sc.id.clone()),
                     health: sc.healthy.then_some(HealthStatus::Healthy),
                     ..Default::default()
