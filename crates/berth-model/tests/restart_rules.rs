@@ -349,3 +349,18 @@ fn the_restart_fields_are_part_of_the_record() {
     assert_eq!(back.containers[0].started_at, Some(at(61)));
     assert_eq!(back.containers[0].spec.restart_policy, t.containers[0].spec.restart_policy);
 }
+
+/// A record may hold any value (the input holds them to ECS's ranges): the largest wait
+/// forever rather than overflow.
+#[test]
+fn periods_and_timeouts_beyond_any_date_never_pass() {
+    let mut t = task(vec![restarting("a", u64::MAX, vec![])]);
+    run(&mut t, "a", at(0));
+    observe(&mut t, "a", exit(1), at(1_000_000_000));
+    assert_eq!(t.containers[0].known_status, ContainerStatus::Stopped, "not restarted");
+
+    let mut t = task(vec![timed("dep", u64::MAX), waits_on("app", "dep", DependencyCondition::Success)]);
+    run(&mut t, "dep", at(0));
+    let p = plan_at(&t, at(1_000_000_000));
+    assert!(p.ops.iter().all(|op| !matches!(op, Op::StopTask { .. })), "{:?}", p.ops);
+}

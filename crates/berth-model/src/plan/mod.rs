@@ -248,8 +248,7 @@ fn start_timed_out(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, pla
             if cond == DependencyCondition::Start || condition_met(dep, cond) {
                 continue;
             }
-            let timeout = Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX));
-            let due = started.checked_add_signed(timeout).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let due = seconds_after(started, secs);
             if now >= due {
                 return Some(format!(
                     "dependency ({cond}) of \"{}\" on \"{}\" not met within its startTimeout of {secs} s",
@@ -261,6 +260,15 @@ fn start_timed_out(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, pla
         }
     }
     None
+}
+
+/// `secs` seconds after `t`, saturating at the end of time (a record may hold any value).
+fn seconds_after(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn describe_edge(kind: EdgeKind) -> String {

@@ -24,16 +24,15 @@ use super::PlanConfig;
 use super::apply::{Observation, Outcome, give_up_if_exhausted, later, observe};
 use crate::container::{ApplyError, Container, PendingRestart};
 use crate::status::ContainerStatus;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 /// Whether an exit with `exit_code` (`removed`: the container is gone), observed at `now`,
 /// is restarted.
 pub(super) fn restarts(c: &Container, exit_code: Option<i64>, removed: bool, now: DateTime<Utc>) -> bool {
     let Some(policy) = &c.spec.restart_policy else { return false };
     let Some(code) = exit_code else { return false };
-    let period = Duration::seconds(i64::try_from(policy.restart_attempt_period_secs).unwrap_or(i64::MAX));
     let ran_long_enough =
-        c.started_at.is_some_and(|since| since.checked_add_signed(period).is_some_and(|due| now >= due));
+        c.started_at.is_some_and(|since| now >= super::seconds_after(since, policy.restart_attempt_period_secs));
     c.desired_status == ContainerStatus::Running
         && c.known_status == ContainerStatus::Running
         && c.pending_restart.is_none()
