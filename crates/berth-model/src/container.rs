@@ -482,6 +482,10 @@ pub struct Container {
     /// An exit its restart policy restarts, not yet done: the container stays RUNNING.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_restart: Option<PendingRestart>,
+    /// An exit event came while an operation was in flight, whose answer may predate it:
+    /// inspect again once that operation is done. Memory only (a restart inspects anyway).
+    #[serde(skip)]
+    pub inspect_after_flight: bool,
 }
 
 /// An exit that the restart policy answers with a restart (docs/restart-policy.md).
@@ -520,6 +524,7 @@ impl Container {
             started_at: None,
             restart_count: 0,
             pending_restart: None,
+            inspect_after_flight: false,
         }
     }
 

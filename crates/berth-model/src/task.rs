@@ -161,7 +161,7 @@ impl Task {
     }
 
     /// A fingerprint of what a crash must remember of this task: every field of its record
-    /// but the ones only memory needs (`in_flight`, which a restart clears, and
+    /// but the ones only memory needs (`in_flight` and `inspect_after_flight`, which a restart clears, and
     /// `needs_inspect`, which a restart sets again for every container not known STOPPED).
     /// Equal fingerprints mean saving the record again would change nothing a restart reads,
     /// so the engine skips it (a periodic resync marks every running container for an
@@ -211,6 +211,7 @@ impl Task {
                 started_at,
                 restart_count,
                 pending_restart,
+                inspect_after_flight: _,
             } = c;
             (&spec.name, desired_status, known_status, applied_status, reason, known_exit_code).hash(&mut h);
             applying_error.as_ref().map(|e| (&e.message, e.permanent)).hash(&mut h);

@@ -132,6 +132,26 @@ fn an_exit_event_is_acted_on_once_an_inspect_shows_it() {
     assert_eq!(plan_at(&t, at(61)).ops, [restart_op()]);
 }
 
+/// An exit event that comes while an inspect is in flight: that inspect may have looked
+/// before the exit, so another follows it.
+#[test]
+fn an_exit_event_during_an_inspect_in_flight_is_looked_at_again() {
+    let mut t = task(vec![restarting("a", 60, vec![])]);
+    run(&mut t, "a", at(0));
+    t.containers[0].needs_inspect = true;
+    let inspect = Op::container("a", Action::Inspect);
+    feed(&mut t, Feedback::Issued(inspect.clone()), at(70));
+    observe(&mut t, "a", Observation { inspected: false, ..exit(1) }, at(70));
+    let running =
+        Observation { status: ContainerStatus::Running, has_run: true, inspected: true, ..Default::default() };
+    feed(&mut t, Feedback::Done(inspect.clone(), Outcome::Inspected(running)), at(70));
+    assert!(t.containers[0].needs_inspect, "the answer predates the exit");
+    assert_eq!(plan_at(&t, at(70)).ops, std::slice::from_ref(&inspect));
+    feed(&mut t, Feedback::Issued(inspect.clone()), at(71));
+    feed(&mut t, Feedback::Done(inspect, Outcome::Inspected(exit(1))), at(71));
+    assert_eq!(plan_at(&t, at(71)).ops, [restart_op()]);
+}
+
 #[test]
 fn an_exit_before_the_period_is_a_normal_stop() {
     let mut t = task(vec![restarting("a", 60, vec![])]);

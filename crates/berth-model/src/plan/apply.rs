@@ -136,7 +136,11 @@ fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &Pla
         Op::Container { container, action } => {
             if let Some(c) = container_mut(task, &container) {
                 c.in_flight = false;
+                let look_again = std::mem::take(&mut c.inspect_after_flight);
                 container_done(c, action, outcome, now, cfg);
+                if look_again && c.known_status < ContainerStatus::Stopped {
+                    c.needs_inspect = true;
+                }
             }
         }
         Op::Volume { volume, action } => {

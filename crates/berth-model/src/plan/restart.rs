@@ -49,6 +49,8 @@ pub(super) fn folds(c: &mut Container, o: &Observation, now: DateTime<Utc>) -> b
         && c.known_status == ContainerStatus::Running;
     if restartable && o.status == ContainerStatus::Stopped && !o.inspected && !o.removed {
         c.needs_inspect = true;
+        // The answer of an operation in flight may predate the exit: look again after it.
+        c.inspect_after_flight |= c.in_flight;
         return true;
     }
     match (o.status, c.pending_restart) {
