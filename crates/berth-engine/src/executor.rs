@@ -448,6 +448,7 @@ pub fn observation(info: &ContainerInfo) -> Observation {
         docker_id: Some(info.id.clone()),
         reason: info.state.oom_killed.then(|| "out of memory (OOM killed)".to_string()),
         removed: false,
+        inspected: true,
     }
 }
 

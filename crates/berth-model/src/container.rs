@@ -76,6 +76,15 @@ pub struct ContainerSpec {
     /// Docker health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<Box<HealthCheck>>,
+    /// `restartPolicy`, when enabled: berth starts the container again after it exits
+    /// (see [`RestartPolicy`]). Absent when the definition has none or disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<Box<RestartPolicy>>,
+    /// `startTimeout`: seconds from this container's start within which a COMPLETE, SUCCESS
+    /// or HEALTHY dependency on it must be met, else the dependent never starts and the
+    /// task stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout: Option<u64>,
     /// Containers that must reach a condition before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
@@ -236,6 +245,30 @@ pub struct HealthCheck {
     pub retries: Option<u64>,
     /// Seconds of grace after start.
     pub start_period: Option<u64>,
+}
+
+/// The default of `restartAttemptPeriod`, in seconds (ECS's).
+pub const DEFAULT_RESTART_ATTEMPT_PERIOD_SECS: u64 = 300;
+
+/// `restartPolicy` (enabled): a container that exits with a code not ignored, after running
+/// at least `restart_attempt_period_secs` since its start or last restart, while it should
+/// run, is started again in place (docs/restart-policy.md).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// Exit codes after which it is not restarted (at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_exit_codes: Vec<i64>,
+    /// Seconds it must have run since its start or last restart (60 to 1,800).
+    pub restart_attempt_period_secs: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            ignored_exit_codes: Vec::new(),
+            restart_attempt_period_secs: DEFAULT_RESTART_ATTEMPT_PERIOD_SECS,
+        }
+    }
 }
 
 /// When a dependency counts as met.
@@ -442,6 +475,32 @@ pub struct Container {
     /// them. Chosen by the engine when the task enters its state, never by the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_id: Option<String>,
+    /// When berth last saw it start or decided to restart it, on the engine's clock: where
+    /// its restart period and a `startTimeout` on it count from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Restarts berth has made under its restart policy (counted when decided, before the
+    /// start is sent).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub restart_count: u32,
+    /// An exit its restart policy restarts, not yet done: the container stays RUNNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_restart: Option<PendingRestart>,
+    /// An exit event came while an operation was in flight, whose answer may predate it:
+    /// inspect again once that operation is done. Memory only (a restart inspects anyway).
+    #[serde(skip)]
+    pub inspect_after_flight: bool,
+}
+
+/// An exit that the restart policy answers with a restart (docs/restart-policy.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingRestart {
+    /// The exit code it exited with: its exit code if the restart fails.
+    pub exit_code: i64,
+    /// The restart has been issued (and counted): its start may have reached Docker, so
+    /// another exit seen before the restart is confirmed is never restarted again.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub issued: bool,
 }
 
 impl Container {
@@ -467,6 +526,10 @@ impl Container {
             retry_at: None,
             removed: false,
             metadata_id: None,
+            started_at: None,
+            restart_count: 0,
+            pending_restart: None,
+            inspect_after_flight: false,
         }
     }
 
@@ -483,6 +546,11 @@ impl Container {
     /// Seconds berth waits between SIGTERM and SIGKILL when stopping it.
     pub fn stop_timeout(&self, default_secs: u64) -> u64 {
         self.spec.stop_timeout.unwrap_or(default_secs)
+    }
+
+    /// Its restart count as ECS shows it (`RestartCount`): only when a restart policy is on.
+    pub fn shown_restart_count(&self) -> Option<u32> {
+        self.spec.restart_policy.as_ref().map(|_| self.restart_count)
     }
 
     /// The reason its state changes carry: the applying error, else the explicit reason.

@@ -168,7 +168,7 @@ impl Task {
     }
 
     /// A fingerprint of what a crash must remember of this task: every field of its record
-    /// but the ones only memory needs (`in_flight`, which a restart clears, and
+    /// but the ones only memory needs (`in_flight` and `inspect_after_flight`, which a restart clears, and
     /// `needs_inspect`, which a restart sets again for every container not known STOPPED).
     /// Equal fingerprints mean saving the record again would change nothing a restart reads,
     /// so the engine skips it (a periodic resync marks every running container for an
@@ -217,6 +217,10 @@ impl Task {
                 retry_at,
                 removed,
                 metadata_id,
+                started_at,
+                restart_count,
+                pending_restart,
+                inspect_after_flight: _,
             } = c;
             (&spec.name, desired_status, known_status, applied_status, reason, known_exit_code).hash(&mut h);
             applying_error.as_ref().map(|e| (&e.message, e.permanent)).hash(&mut h);
@@ -225,6 +229,7 @@ impl Task {
             }
             (health, docker_id, docker_name, sent_status, has_run, failures, retry_at, removed).hash(&mut h);
             metadata_id.hash(&mut h);
+            (started_at, restart_count, pending_restart).hash(&mut h);
         }
         for v in volumes {
             let Volume { name, kind: _, created, removed, in_flight: _, error, failures, retry_at, docker_name } = v;

@@ -1,7 +1,8 @@
 //! Golden tests: the planner's whole run over the corpus's multi-container task
 //! definitions, on the simulated Docker host, rendered as text (each plan's operations, each
 //! with the cause the planner gives after `#`, then the state changes they led to) and
-//! compared with `tests/golden/<file>.txt`.
+//! compared with `tests/golden/<file>.txt`. A few task definitions of berth's own (restart
+//! policy, startTimeout: no corpus file uses them) are rendered the same way.
 //!
 //! Each container's behaviour on the simulated host follows its command (what it would do
 //! on real Docker), as EXPECTED.md describes. To accept a changed rendering after checking
@@ -10,9 +11,10 @@
 mod support;
 
 use berth_model::input::{ParseOptions, parse};
+use chrono::Duration;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use support::{Behaviour, First, World, corpus_file};
+use support::{Behaviour, First, World, corpus_file, epoch};
 
 fn b(list: &[(&str, Behaviour)]) -> BTreeMap<String, Behaviour> {
     list.iter().map(|(n, b)| (n.to_string(), *b)).collect()
@@ -31,6 +33,23 @@ fn golden(number: &str, behaviour: BTreeMap<String, Behaviour>) {
         world.stop_task();
         assert!(world.run(&mut First, 10_000), "{stem} settles after stop");
     }
+    compare(&stem, &world);
+}
+
+/// A task definition of these tests' own, `json`, run until the user stops it at
+/// `stop_at` seconds, compared with `tests/golden/<stem>.txt`.
+fn golden_own(stem: &str, json: &str, behaviour: BTreeMap<String, Behaviour>, stop_at: i64) {
+    let accepted = parse(json.as_bytes(), &ParseOptions { family: Some(stem.into()), arn_random: 1 })
+        .unwrap_or_else(|r| panic!("{stem} is accepted: {r}"));
+    assert!(accepted.warnings.is_empty(), "{stem}: {:?}", accepted.warnings);
+    let mut world = World::new(accepted.task, behaviour);
+    world.stop_at = Some(epoch() + Duration::seconds(stop_at));
+    assert!(world.run(&mut First, 10_000), "{stem} settles");
+    compare(stem, &world);
+}
+
+/// The world's rendering against its golden file (or, with `BERTH_UPDATE_GOLDEN`, written).
+fn compare(stem: &str, world: &World) {
     assert!(world.violations.is_empty(), "{stem}: {:?}", world.violations);
     assert!(world.forgotten, "{stem} ends cleaned up");
     let rendered = world.trace.join("\n") + "\n";
@@ -112,5 +131,43 @@ fn golden_29_depends_on_start_stop_timeouts() {
             ("dependency1", Behaviour::exits(30, 0)),
             ("dependency2", Behaviour::exits(30, 0)),
         ]),
+    );
+}
+
+#[test]
+fn golden_restart_policy() {
+    // `web` exits 1 after 90 s every run: restarted each time (period 60); `once` exits 3
+    // after 30 s, before its period: a normal stop (not essential); `ignored` exits 0 after
+    // 100 s, an ignored code. The user stops the task at 250 s.
+    golden_own(
+        "restart-policy",
+        r#"{"family": "restart-policy", "containerDefinitions": [
+            {"name": "web", "image": "busybox",
+             "restartPolicy": {"enabled": true, "restartAttemptPeriod": 60}},
+            {"name": "once", "image": "busybox", "essential": false,
+             "restartPolicy": {"enabled": true, "restartAttemptPeriod": 60}},
+            {"name": "ignored", "image": "busybox", "essential": false,
+             "restartPolicy": {"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 60}}]}"#,
+        b(&[
+            ("web", Behaviour::exits(90, 1)),
+            ("once", Behaviour::exits(30, 3)),
+            ("ignored", Behaviour::exits(100, 0)),
+        ]),
+        250,
+    );
+}
+
+#[test]
+fn golden_start_timeout() {
+    // `migrate` would exit 0 after 10 s, but its startTimeout is 2 s: `app`, which waits
+    // for its SUCCESS, never starts and the task stops.
+    golden_own(
+        "start-timeout",
+        r#"{"family": "start-timeout", "containerDefinitions": [
+            {"name": "migrate", "image": "busybox", "essential": false, "startTimeout": 2},
+            {"name": "app", "image": "busybox",
+             "dependsOn": [{"containerName": "migrate", "condition": "SUCCESS"}]}]}"#,
+        b(&[("migrate", Behaviour::exits(10, 0))]),
+        1000,
     );
 }

@@ -51,3 +51,71 @@ pub fn volumes_of(instance: &str) -> Vec<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
         .unwrap_or_default()
 }
+
+/// Docker's `start` events of one berth instance's containers, followed from the moment
+/// the record is made (`docker events` with a second of look-back): asked afterwards, Docker
+/// keeps too few past events on a busy daemon. Stops following when dropped.
+pub struct StartRecord {
+    child: std::process::Child,
+    names: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StartRecord {
+    /// Follow the starts of the containers labelled with berth instance `instance`.
+    /// Panics when `docker events` cannot be run (a test without Docker fails).
+    pub fn follow(instance: &str) -> StartRecord {
+        use std::io::BufRead;
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs().saturating_sub(1))
+            .unwrap_or(0);
+        let mut child = Command::new("docker")
+            .args(["events", "--since", &since.to_string(), "--filter", "type=container", "--filter", "event=start"])
+            .args(["--filter", &format!("label={}={instance}", labels::INSTANCE)])
+            .args(["--format", &format!("{{{{index .Actor.Attributes \"{}\"}}}}", labels::CONTAINER_NAME)])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("docker events: {e}"));
+        let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let seen = std::sync::Arc::clone(&names);
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                    seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+                }
+            });
+        }
+        // `docker events` subscribes as it starts; the look-back covers that moment.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        StartRecord { child, names }
+    }
+
+    /// How many times Docker has started the instance's container named `container` in
+    /// its task (as its `berth.container-name` label says) so far.
+    pub fn starts(&self, container: &str) -> usize {
+        self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().filter(|n| *n == container).count()
+    }
+}
+
+impl StartRecord {
+    /// The starts of `container` once they reach `at_least`, or after `limit` (Docker's
+    /// events arrive a moment after the call that made them); then, a second later, again,
+    /// so that a start too many shows too.
+    pub fn settled_starts(&self, container: &str, at_least: usize, limit: std::time::Duration) -> usize {
+        let deadline = std::time::Instant::now() + limit;
+        while self.starts(container) < at_least && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        self.starts(container)
+    }
+}
+
+impl Drop for StartRecord {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -261,7 +261,10 @@ fn a_task_goes_through_every_command() {
         assert!(table.starts_with("TASK"), "{table}");
         ps_row(&table, &short).filter(|r| r.get(3).map(String::as_str) == Some("RUNNING"))
     });
-    assert_eq!(row, vec![short.clone(), format!("{family}:1"), "RUNNING".into(), "RUNNING".into(), "main".into()]);
+    assert_eq!(
+        row,
+        vec![short.clone(), format!("{family}:1"), "RUNNING".into(), "RUNNING".into(), "-".into(), "main".into()]
+    );
     let out = berth_cmd().args(["ps", "-H", &daemon.unix_host()]).output().unwrap_or_else(|e| panic!("{e}"));
     assert!(ps_row(&daemon.expect_success(&["ps", "-H"], &out), &short).is_some());
 

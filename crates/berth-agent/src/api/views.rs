@@ -61,6 +61,9 @@ pub struct ContainerResponse {
     /// Bound ports, else the task definition's mappings.
     #[serde(rename = "Ports", skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortResponse>,
+    /// Restarts made by its restart policy; only when it has one.
+    #[serde(rename = "RestartCount", skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 /// A port as ECS's introspection API shows it.
@@ -137,6 +140,7 @@ impl ContainerResponse {
             docker_name: c.docker_name.clone().unwrap_or_default(),
             name: c.spec.name.clone(),
             ports,
+            restart_count: c.shown_restart_count(),
         }
     }
 }
@@ -219,6 +223,9 @@ pub struct ContainerView {
     /// UNKNOWN, HEALTHY or UNHEALTHY.
     #[serde(rename = "Health")]
     pub health: berth_model::HealthStatus,
+    /// Restarts made by its restart policy; only when it has one.
+    #[serde(rename = "RestartCount", skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 impl TaskView {
@@ -250,8 +257,48 @@ impl TaskView {
                     essential: c.spec.essential,
                     ports: c.known_port_bindings.iter().map(PortResponse::of).collect(),
                     health: c.health,
+                    restart_count: c.shown_restart_count(),
                 })
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_model::container::{ContainerSpec, RestartPolicy};
+
+    fn container(name: &str, policy: bool, restarts: u32) -> Container {
+        let mut c = Container::new(ContainerSpec {
+            name: name.into(),
+            image: "busybox".into(),
+            essential: true,
+            restart_policy: policy.then(|| Box::new(RestartPolicy::default())),
+            ..ContainerSpec::default()
+        });
+        c.restart_count = restarts;
+        c
+    }
+
+    /// `RestartCount` shows on a container with a restart policy (0 included), in both the
+    /// introspection shape and berth's view, and is left out without one.
+    #[test]
+    fn the_restart_count_shows_only_with_a_restart_policy() {
+        let task = Task::new(
+            "arn:berth:task/v".into(),
+            "v".into(),
+            "1".into(),
+            vec![container("kept", true, 2), container("fresh", true, 0), container("plain", false, 0)],
+            vec![],
+        );
+        for json in [
+            serde_json::to_value(TaskResponse::of(&task)).unwrap_or_default(),
+            serde_json::to_value(TaskView::of(&task)).unwrap_or_default(),
+        ] {
+            let counts: Vec<&serde_json::Value> = (0..3).map(|i| &json["Containers"][i]["RestartCount"]).collect();
+            assert_eq!(counts, [&serde_json::json!(2), &serde_json::json!(0), &serde_json::Value::Null], "{json}");
+            assert!(json["Containers"][2].get("RestartCount").is_none(), "{json}");
         }
     }
 }

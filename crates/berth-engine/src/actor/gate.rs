@@ -163,7 +163,8 @@ fn request(task: &Task, arn: &str, op: &Op, instance: &str, config: &EngineConfi
                     instance: instance.to_string(),
                     host_paths: config.host_paths.clone(),
                 },
-                Action::Start => Job::Start { target: target.unwrap_or_default() },
+                // A restart starts the same container again.
+                Action::Start | Action::Restart => Job::Start { target: target.unwrap_or_default() },
                 Action::Stop { timeout_secs } => Job::Stop { target: target.unwrap_or_default(), timeout_secs },
                 Action::Remove => Job::Remove { target: target.unwrap_or_default() },
                 Action::Inspect => Job::Inspect { known: c.docker_id.is_some(), target },

@@ -17,6 +17,9 @@
 //! - `autoprovision` is only allowed on a `shared` Docker volume, as in ECS.
 //! - A volume with `configuredAtLaunch: true` (an EBS volume) is an unsupported kind, like
 //!   `efsVolumeConfiguration`.
+//! - `startTimeout` is held to 2–120 s, the one range ECS states (Fargate's);
+//!   `restartPolicy` to ECS's: `enabled` required, at most 50 `ignoredExitCodes` (32-bit
+//!   integers, as ECS types them), `restartAttemptPeriod` 60–1,800 s (300 by default).
 
 use super::image::image_problem;
 use super::reader::{Field, MapLimits, Obj, Sink, index_path, key_path, quote};
@@ -30,8 +33,8 @@ use super::{
 };
 use crate::container::{
     ContainerSpec, Dependency, DependencyCondition, Device, ExtraHost, HONOURED_LOG_DRIVERS, HealthCheck, Link,
-    LinuxParameters, LogConfiguration, MountPoint, PortMapping, Protocol, Secret, Tmpfs, ULIMIT_NAMES, Ulimit,
-    VolumeFrom,
+    LinuxParameters, LogConfiguration, MountPoint, PortMapping, Protocol, RestartPolicy, Secret, Tmpfs, ULIMIT_NAMES,
+    Ulimit, VolumeFrom,
 };
 use crate::status::ContainerStatus;
 use crate::task::NetworkMode;
@@ -44,6 +47,15 @@ const MAX_CPU_SHARES: u64 = 262_144;
 const MAX_MIB: u64 = (i64::MAX as u64) >> 20;
 /// Largest number of seconds (or retries) accepted.
 const MAX_SECONDS: u64 = u32::MAX as u64;
+
+/// `startTimeout`'s range in seconds (ECS states it for Fargate; berth holds every task to it).
+const START_TIMEOUT_SECS: (u64, u64) = (2, 120);
+
+/// `restartPolicy.restartAttemptPeriod`'s range in seconds (ECS's).
+const RESTART_ATTEMPT_PERIOD_SECS: (u64, u64) = (60, 1800);
+
+/// At most this many `restartPolicy.ignoredExitCodes` (ECS's limit).
+const MAX_IGNORED_EXIT_CODES: usize = 50;
 
 /// Task-level fields of the register and describe shapes that berth does not act on.
 const TASK_NOT_ACTED_ON: [&str; 12] = [
@@ -73,16 +85,14 @@ const TASK_READ_ONLY: [&str; 7] = [
 ];
 
 /// Container-level fields berth does not act on.
-const CONTAINER_NOT_ACTED_ON: [&str; 10] = [
+const CONTAINER_NOT_ACTED_ON: [&str; 8] = [
     "repositoryCredentials",
     "resourceRequirements",
-    "startTimeout",
     "pseudoTerminal",
     "interactive",
     "disableNetworking",
     "credentialSpecs",
     "firelensConfiguration",
-    "restartPolicy",
     "versionConsistency",
 ];
 
@@ -290,6 +300,8 @@ fn read_container(o: &mut Obj<'_>, flavor: Flavor, s: &mut Sink) -> DraftContain
     spec.hostname = o.non_empty_string("hostname", s);
     spec.stop_timeout = o.unsigned("stopTimeout", 0, MAX_SECONDS, s);
     spec.health_check = o.object("healthCheck", s).map(|h| Box::new(read_health_check(h, s)));
+    spec.start_timeout = o.unsigned("startTimeout", START_TIMEOUT_SECS.0, START_TIMEOUT_SECS.1, s);
+    spec.restart_policy = o.object("restartPolicy", s).and_then(|r| read_restart_policy(r, s)).map(Box::new);
     let mut depends_on_paths = Vec::new();
     for f in o.array("dependsOn", MAX_DEPENDS_ON, s) {
         if let Some(dep) = f.read_object(s, read_dependency).flatten() {
@@ -486,6 +498,30 @@ fn read_health_check(mut o: Obj<'_>, s: &mut Sink) -> HealthCheck {
     // Kept even when wrong (the error is recorded), so that a HEALTHY dependency on it is
     // not also reported as having no health check.
     check
+}
+
+/// `restartPolicy`: the policy when it is enabled (every field is checked either way).
+fn read_restart_policy(mut o: Obj<'_>, s: &mut Sink) -> Option<RestartPolicy> {
+    let enabled = match o.field("enabled") {
+        Some(f) => f.boolean(s),
+        None => {
+            s.error(&o.path_of("enabled"), "required field is missing");
+            None
+        }
+    };
+    let ignored_exit_codes = o
+        .array("ignoredExitCodes", MAX_IGNORED_EXIT_CODES, s)
+        .iter()
+        .filter_map(|f| f.integer(i32::MIN.into(), i32::MAX.into(), s))
+        .collect();
+    let (min, max) = RESTART_ATTEMPT_PERIOD_SECS;
+    let period = o.unsigned("restartAttemptPeriod", min, max, s);
+    o.finish(s);
+    enabled.filter(|&on| on)?;
+    Some(RestartPolicy {
+        ignored_exit_codes,
+        restart_attempt_period_secs: period.unwrap_or(crate::container::DEFAULT_RESTART_ATTEMPT_PERIOD_SECS),
+    })
 }
 
 /// A `dependsOn` entry.
@@ -721,6 +757,8 @@ mod tests {
             "stopTimeout": 20,
             "healthCheck": {"command": ["CMD-SHELL", "curl -f localhost"], "interval": 5, "timeout": 2,
                             "retries": 3, "startPeriod": 10},
+            "startTimeout": 30,
+            "restartPolicy": {"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 90},
             "dependsOn": [{"containerName": "data", "condition": "START"}],
             "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
             "readonlyRootFilesystem": true,
@@ -778,6 +816,11 @@ mod tests {
                 retries: Some(3),
                 start_period: Some(10),
             })),
+            restart_policy: Some(Box::new(RestartPolicy {
+                ignored_exit_codes: vec![0],
+                restart_attempt_period_secs: 90,
+            })),
+            start_timeout: Some(30),
             depends_on: vec![Dependency { container_name: "data".into(), condition: DependencyCondition::Start }],
             ulimits: vec![Ulimit { name: "nofile".into(), soft_limit: 1024, hard_limit: 4096 }],
             readonly_root_filesystem: true,
@@ -854,7 +897,6 @@ mod tests {
                 "containerDefinitions[0].linuxParameters.maxSwap: accepted but not acted on by berth",
                 "containerDefinitions[0].repositoryCredentials: accepted but not acted on by berth",
                 "containerDefinitions[0].resourceRequirements: accepted but not acted on by berth",
-                "containerDefinitions[0].startTimeout: accepted but not acted on by berth",
                 "containerDefinitions[0].pseudoTerminal: accepted but not acted on by berth",
                 "containerDefinitions[0].interactive: accepted but not acted on by berth",
                 "containerDefinitions[0].firelensConfiguration: accepted but not acted on by berth",
@@ -1032,6 +1074,66 @@ mod tests {
                 r#"volumes[4].name: "bad name" is not a valid volume name: use 1 to 255 letters, digits, hyphens and underscores"#,
             ]
         );
+    }
+
+    #[test]
+    fn restart_policy_and_start_timeout_are_read_without_warnings() {
+        let a = accept(&task(
+            json!([
+                with(json!({"startTimeout": 2,
+                    "restartPolicy": {"enabled": true, "ignoredExitCodes": [0, 137], "restartAttemptPeriod": 60}})),
+                {"name": "b", "image": "busybox", "startTimeout": 120, "restartPolicy": {"enabled": true}},
+                {"name": "c", "image": "busybox",
+                 "restartPolicy": {"enabled": false, "ignoredExitCodes": [1], "restartAttemptPeriod": 1800}},
+                {"name": "d", "image": "busybox", "startTimeout": null, "restartPolicy": null},
+            ]),
+            json!({}),
+        ));
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        let specs: Vec<&ContainerSpec> = a.task.containers.iter().map(|c| &*c.spec).collect();
+        assert_eq!(specs[0].start_timeout, Some(2));
+        assert_eq!(
+            specs[0].restart_policy.as_deref(),
+            Some(&RestartPolicy { ignored_exit_codes: vec![0, 137], restart_attempt_period_secs: 60 })
+        );
+        assert_eq!(specs[1].start_timeout, Some(120));
+        assert_eq!(specs[1].restart_policy.as_deref(), Some(&RestartPolicy::default()), "period 300 by default");
+        assert_eq!(specs[1].restart_policy.as_ref().map(|p| p.restart_attempt_period_secs), Some(300));
+        assert_eq!(specs[2].restart_policy, None, "disabled is no policy");
+        assert_eq!((specs[3].start_timeout, &specs[3].restart_policy), (None, &None));
+    }
+
+    #[test]
+    fn restart_policy_and_start_timeout_out_of_range_are_refused_at_their_paths() {
+        let codes: Vec<i64> = (0..51).collect();
+        let t = task(
+            json!([
+                with(json!({"startTimeout": 1,
+                    "restartPolicy": {"ignoredExitCodes": codes, "restartAttemptPeriod": 59}})),
+                {"name": "b", "image": "busybox", "startTimeout": 121,
+                 "restartPolicy": {"enabled": "yes", "ignoredExitCodes": [1, "2", 4294967296_i64],
+                                   "restartAttemptPeriod": 1801, "period": 5}},
+                {"name": "c", "image": "busybox", "restartPolicy": []},
+            ]),
+            json!({}),
+        );
+        assert_eq!(
+            reject(&t),
+            [
+                "containerDefinitions[0].startTimeout: expected an integer from 2 to 120, found 1",
+                "containerDefinitions[0].restartPolicy.enabled: required field is missing",
+                "containerDefinitions[0].restartPolicy.ignoredExitCodes: 51 entries, more than the limit of 50",
+                "containerDefinitions[0].restartPolicy.restartAttemptPeriod: expected an integer from 60 to 1800, found 59",
+                "containerDefinitions[1].startTimeout: expected an integer from 2 to 120, found 121",
+                r#"containerDefinitions[1].restartPolicy.enabled: expected a boolean, found the string "yes""#,
+                r#"containerDefinitions[1].restartPolicy.ignoredExitCodes[1]: expected an integer, found the string "2""#,
+                "containerDefinitions[1].restartPolicy.ignoredExitCodes[2]: expected an integer from -2147483648 to 2147483647, found 4294967296",
+                "containerDefinitions[1].restartPolicy.restartAttemptPeriod: expected an integer from 60 to 1800, found 1801",
+                "containerDefinitions[2].restartPolicy: expected an object, found an array",
+            ]
+        );
+        let unknown = task(json!([with(json!({"restartPolicy": {"enabled": true, "period": 5}}))]), json!({}));
+        assert_eq!(warnings(&unknown), ["containerDefinitions[0].restartPolicy.period: unknown key, ignored"]);
     }
 
     #[test]

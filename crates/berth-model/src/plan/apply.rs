@@ -9,8 +9,12 @@
 //! - an outcome that is unknown (a timeout: Docker may have done the work) counts as a
 //!   failed attempt and makes the container wait for an inspect before anything else;
 //! - stops and removals are never given up: they are retried with backoff until they
-//!   succeed, since giving up would leave a container behind.
+//!   succeed, since giving up would leave a container behind;
+//! - an exit its restart policy restarts leaves the container RUNNING with a pending
+//!   restart; issuing the restart counts it; a restart that fails for good is a normal stop
+//!   (see [`super::restart`]).
 
+use super::restart;
 use super::{Action, Op, PlanConfig, VolumeAction};
 use crate::container::{ApplyError, Container, PortBinding};
 use crate::status::{ContainerStatus, HealthStatus, TaskStatus};
@@ -36,6 +40,9 @@ pub struct Observation {
     pub reason: Option<String>,
     /// Docker no longer has it.
     pub removed: bool,
+    /// It is an inspect's answer (Docker's state now), not an event (which may be an old
+    /// one, replayed after a restart of berth).
+    pub inspected: bool,
 }
 
 /// The outcome of an operation.
@@ -77,11 +84,11 @@ pub enum Feedback {
 /// container or volume the task does not have is ignored.
 pub fn apply(task: &mut Task, feedback: Feedback, now: DateTime<Utc>, cfg: &PlanConfig) {
     match feedback {
-        Feedback::Issued(op) => issued(task, &op),
+        Feedback::Issued(op) => issued(task, &op, now),
         Feedback::Done(op, outcome) => done(task, op, outcome, now, cfg),
         Feedback::Observed { container, observation } => {
             if let Some(c) = container_mut(task, &container) {
-                observe(c, observation);
+                observe(c, observation, now);
             }
         }
     }
@@ -92,11 +99,14 @@ fn container_mut<'t>(task: &'t mut Task, name: &str) -> Option<&'t mut Container
     task.containers.iter_mut().find(|c| c.spec.name == name)
 }
 
-fn issued(task: &mut Task, op: &Op) {
+fn issued(task: &mut Task, op: &Op, now: DateTime<Utc>) {
     match op {
         Op::Container { container, action } => {
             if let Some(c) = container_mut(task, container) {
                 c.in_flight = true;
+                if *action == Action::Restart {
+                    restart::issued(c, now);
+                }
                 if let Some(target) = action.target() {
                     c.applied_status = c.applied_status.max(target);
                 }
@@ -126,7 +136,11 @@ fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &Pla
         Op::Container { container, action } => {
             if let Some(c) = container_mut(task, &container) {
                 c.in_flight = false;
+                let look_again = std::mem::take(&mut c.inspect_after_flight);
                 container_done(c, action, outcome, now, cfg);
+                if look_again && c.known_status < ContainerStatus::Stopped {
+                    c.needs_inspect = true;
+                }
             }
         }
         Op::Volume { volume, action } => {
@@ -147,7 +161,7 @@ fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &Pla
         }
         Op::MarkStopped { container, reason } => {
             if let Some(c) = container_mut(task, &container) {
-                advance(c, ContainerStatus::Stopped);
+                advance(c, ContainerStatus::Stopped, now);
                 if reason.is_some() {
                     c.reason = reason;
                 }
@@ -170,6 +184,9 @@ fn container_done(c: &mut Container, action: Action, outcome: Outcome, now: Date
         Outcome::Failed(_) | Outcome::Unknown(_) if shown_done => Outcome::Ok,
         other => other,
     };
+    if action == Action::Restart {
+        return restart::done(c, outcome, now, cfg);
+    }
     match outcome {
         Outcome::Ok => {
             match action {
@@ -178,7 +195,7 @@ fn container_done(c: &mut Container, action: Action, outcome: Outcome, now: Date
                 _ => {}
             }
             if let Some(target) = action.target() {
-                advance(c, target);
+                advance(c, target, now);
             }
             if action == Action::Start {
                 c.has_run = true;
@@ -192,8 +209,8 @@ fn container_done(c: &mut Container, action: Action, outcome: Outcome, now: Date
         }
         Outcome::Inspected(observation) => {
             c.needs_inspect = false;
-            observe(c, observation);
-            give_up_if_exhausted(c, cfg);
+            observe(c, observation, now);
+            give_up_if_exhausted(c, cfg, now);
         }
         Outcome::Failed(err) => failed(c, action, err, now, cfg),
         Outcome::NotDone(_) => {}
@@ -214,28 +231,35 @@ fn failed(c: &mut Container, action: Action, err: ApplyError, now: DateTime<Utc>
                 c.failures = c.failures.max(cfg.retry.attempts);
             }
             c.applying_error = Some(err);
-            give_up_if_exhausted(c, cfg);
+            give_up_if_exhausted(c, cfg, now);
         }
-        // Never given up: the retry goes on with the backoff (capped).
-        Action::Stop { .. } | Action::Remove | Action::Inspect => {}
+        // Never given up: the retry goes on with the backoff (capped). (A restart's
+        // failures are [`restart::done`]'s.)
+        Action::Stop { .. } | Action::Remove | Action::Inspect | Action::Restart => {}
     }
 }
 
 /// After the last attempt (and once any unknown outcome has been inspected), the container
 /// is STOPPED with its applying error as the reason.
-fn give_up_if_exhausted(c: &mut Container, cfg: &PlanConfig) {
+pub(super) fn give_up_if_exhausted(c: &mut Container, cfg: &PlanConfig, now: DateTime<Utc>) {
     if c.failures >= cfg.retry.attempts && !c.needs_inspect && c.applying_error.is_some() {
         c.retry_at = None;
-        advance(c, ContainerStatus::Stopped);
+        advance(c, ContainerStatus::Stopped, now);
     }
 }
 
-/// Raise the known status; a status below it is ignored. Progress clears the failures.
-fn advance(c: &mut Container, status: ContainerStatus) -> bool {
+/// Raise the known status; a status below it is ignored. Progress clears the failures;
+/// reaching RUNNING records when it started; reaching STOPPED ends any pending restart.
+fn advance(c: &mut Container, status: ContainerStatus, now: DateTime<Utc>) -> bool {
     if status <= c.known_status {
         return false;
     }
     c.known_status = status;
+    match status {
+        ContainerStatus::Running => c.started_at = Some(now),
+        ContainerStatus::Stopped => restart::end(c),
+        _ => {}
+    }
     if status < ContainerStatus::Stopped {
         c.failures = 0;
         c.retry_at = None;
@@ -244,8 +268,9 @@ fn advance(c: &mut Container, status: ContainerStatus) -> bool {
     true
 }
 
-/// Fold what Docker said into the container.
-fn observe(c: &mut Container, o: Observation) {
+/// Fold what Docker said into the container. An exit its restart policy restarts does not
+/// stop it: it stays RUNNING with a pending restart.
+pub(super) fn observe(c: &mut Container, o: Observation, now: DateTime<Utc>) {
     if let (Some(id), None) = (&o.docker_id, &c.docker_id) {
         c.docker_id = Some(id.clone());
     }
@@ -253,8 +278,11 @@ fn observe(c: &mut Container, o: Observation) {
     if o.removed {
         c.removed = true;
     }
+    if restart::folds(c, &o, now) {
+        return;
+    }
     let was_stopped = c.known_status == ContainerStatus::Stopped;
-    let moved = advance(c, o.status);
+    let moved = advance(c, o.status, now);
     if o.reason.is_some() && !was_stopped {
         c.reason = o.reason;
     }
@@ -273,6 +301,6 @@ fn observe(c: &mut Container, o: Observation) {
 }
 
 /// `t + d`, saturating at the end of time instead of panicking.
-fn later(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
+pub(super) fn later(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
     t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

@@ -13,13 +13,18 @@
 //! - a dependency that can no longer be met stops the task, with a reason;
 //! - if an essential container stops, the task stops; stopping goes in reverse
 //!   dependency order over every kind of edge;
-//! - a container that has ever run is never started again;
+//! - a container that has ever run is never started again, except by its restart policy:
+//!   an exit it restarts leaves it RUNNING with a pending restart, answered by
+//!   [`Action::Restart`] of the same container (see `restart`);
+//! - a COMPLETE, SUCCESS or HEALTHY dependency on a container with a `startTimeout` that is
+//!   not met within that many seconds of its start stops the task, with a reason;
 //! - failures: see [`apply`]; a waiting retry shows as [`Plan::wake_at`];
 //! - a STOPPED task is cleaned up (containers, then task volumes, removed) after
 //!   [`PlanConfig::cleanup_wait`], then forgotten.
 
 mod apply;
 mod op;
+mod restart;
 
 pub use apply::{Feedback, Observation, Outcome, apply};
 pub use op::{Action, Cause, Op, VolumeAction, Waited};
@@ -149,6 +154,11 @@ pub fn plan(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, cfg: &Plan
             plan.push(Op::StopTask { reason }, Cause::TaskCannotRun);
             return plan;
         }
+        if let Some(reason) = start_timed_out(task, graph, now, &mut plan) {
+            plan.wake_at = None;
+            plan.push(Op::StopTask { reason }, Cause::StartTimedOut);
+            return plan;
+        }
         plan_volumes_up(task, &mut plan);
         for &i in graph.start_order() {
             plan_container_up(task, graph, i, now, cfg, &mut plan);
@@ -222,6 +232,45 @@ fn reason_to_stop(task: &Task, graph: &DependencyGraph) -> Option<String> {
     None
 }
 
+/// A dependency that waits on a container with a `startTimeout` (COMPLETE, SUCCESS or
+/// HEALTHY, of a container that has not run yet and should) and is not met that many seconds
+/// after that container started: why the task stops. While none has passed, wakes the plan
+/// when the first would.
+fn start_timed_out(task: &Task, graph: &DependencyGraph, now: DateTime<Utc>, plan: &mut Plan) -> Option<String> {
+    for (i, c) in task.containers.iter().enumerate() {
+        if c.has_run || c.known_status == ContainerStatus::Stopped || c.desired_status < ContainerStatus::Running {
+            continue;
+        }
+        for e in graph.dependencies(i) {
+            let EdgeKind::DependsOn(cond) = e.kind else { continue };
+            let dep = &task.containers[e.to];
+            let (Some(secs), Some(started)) = (dep.spec.start_timeout, dep.started_at) else { continue };
+            if cond == DependencyCondition::Start || condition_met(dep, cond) {
+                continue;
+            }
+            let due = seconds_after(started, secs);
+            if now >= due {
+                return Some(format!(
+                    "dependency ({cond}) of \"{}\" on \"{}\" not met within its startTimeout of {secs} s",
+                    c.name(),
+                    dep.name()
+                ));
+            }
+            plan.wake(due);
+        }
+    }
+    None
+}
+
+/// `secs` seconds after `t`, saturating at the end of time (a record may hold any value).
+fn seconds_after(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 fn describe_edge(kind: EdgeKind) -> String {
     match kind {
         EdgeKind::DependsOn(cond) => format!("dependency ({cond})"),
@@ -283,7 +332,18 @@ fn plan_container_up(
     // After a restart, a reopened event stream or a timeout, a container that is not known
     // to be STOPPED is looked at before anything else, running ones included.
     if c.needs_inspect && c.known_status < ContainerStatus::Stopped {
-        plan.push(Op::container(name, Action::Inspect), Cause::Uncertain);
+        let restartable = c.spec.restart_policy.is_some() && c.known_status == ContainerStatus::Running;
+        plan.push(
+            Op::container(name, Action::Inspect),
+            if restartable { Cause::ExitUnconfirmed } else { Cause::Uncertain },
+        );
+        return;
+    }
+    if c.pending_restart.is_some() {
+        match c.retry_at.filter(|&at| at > now) {
+            Some(at) => plan.wake(at),
+            None => plan.push(Op::container(name, Action::Restart), Cause::RestartDue),
+        }
         return;
     }
     if c.reached_desired() {
@@ -363,18 +423,21 @@ fn may_start(task: &Task, graph: &DependencyGraph, i: usize) -> bool {
         match e.kind {
             EdgeKind::Link | EdgeKind::Network => dep.known_status == ContainerStatus::Running,
             EdgeKind::VolumesFrom => true,
-            EdgeKind::DependsOn(DependencyCondition::Start) => dep.has_run,
-            EdgeKind::DependsOn(DependencyCondition::Complete) => {
-                dep.has_run && dep.known_status == ContainerStatus::Stopped
-            }
-            EdgeKind::DependsOn(DependencyCondition::Success) => {
-                dep.known_status == ContainerStatus::Stopped && dep.known_exit_code == Some(0)
-            }
-            EdgeKind::DependsOn(DependencyCondition::Healthy) => {
-                dep.known_status == ContainerStatus::Running && dep.health == HealthStatus::Healthy
-            }
+            EdgeKind::DependsOn(cond) => condition_met(dep, cond),
         }
     })
+}
+
+/// Whether `dep` meets a dependsOn condition now.
+fn condition_met(dep: &Container, cond: DependencyCondition) -> bool {
+    match cond {
+        DependencyCondition::Start => dep.has_run,
+        DependencyCondition::Complete => dep.has_run && dep.known_status == ContainerStatus::Stopped,
+        DependencyCondition::Success => dep.known_status == ContainerStatus::Stopped && dep.known_exit_code == Some(0),
+        DependencyCondition::Healthy => {
+            dep.known_status == ContainerStatus::Running && dep.health == HealthStatus::Healthy
+        }
+    }
 }
 
 /// What container `i` needs on its way down to STOPPED. One that never ran is simply

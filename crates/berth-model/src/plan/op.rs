@@ -14,6 +14,9 @@ pub enum Action {
     Create,
     /// Start it (never issued for a container that has ever run).
     Start,
+    /// Start the same container again after an exit its restart policy restarts (the only
+    /// start of a container that has run; no new create).
+    Restart,
     /// Stop it: SIGTERM, then SIGKILL after `timeout_secs`.
     Stop {
         /// Seconds between SIGTERM and SIGKILL.
@@ -33,7 +36,8 @@ impl Action {
             Action::Create => Some(S::Created),
             Action::Start => Some(S::Running),
             Action::Stop { .. } => Some(S::Stopped),
-            Action::Inspect | Action::Remove => None,
+            // A restarted container is RUNNING all along: its status does not move.
+            Action::Inspect | Action::Remove | Action::Restart => None,
         }
     }
 }
@@ -101,6 +105,7 @@ impl fmt::Display for Op {
                 Action::Pull => write!(f, "pull {container}"),
                 Action::Create => write!(f, "create {container}"),
                 Action::Start => write!(f, "start {container}"),
+                Action::Restart => write!(f, "restart {container}"),
                 Action::Stop { timeout_secs } => write!(f, "stop {container} (timeout {timeout_secs}s)"),
                 Action::Remove => write!(f, "remove {container}"),
             },
@@ -122,6 +127,10 @@ pub enum Cause {
     /// The container is not known to be STOPPED and the outcome of an earlier call on it is
     /// unknown (berth restarted, the event stream reopened, a call timed out).
     Uncertain,
+    /// The container has a restart policy and should run, and its state is uncertain (an exit
+    /// event, which may be an old one, or berth restarted): an exit is acted on only once an
+    /// inspect shows it.
+    ExitUnconfirmed,
     /// The task should run and one of its containers mounts this task volume, not yet made.
     VolumeNeeded,
     /// The container should run and its image is not pulled yet.
@@ -132,6 +141,12 @@ pub enum Cause {
     StartReady(Waited),
     /// The task should run but no longer can (the operation says why).
     TaskCannotRun,
+    /// A dependency on a container with a `startTimeout` was not met in time (the
+    /// operation says which).
+    StartTimedOut,
+    /// The container exited with a code its restart policy restarts, after running its
+    /// restart period, while it should run.
+    RestartDue,
     /// The container is to stop (`task`: because its task is) and has not run: nothing to
     /// stop.
     NotRunning {
@@ -210,11 +225,16 @@ impl fmt::Display for Cause {
         let desired = |task: bool| if task { "task desired STOPPED" } else { "container desired STOPPED" };
         match self {
             Cause::Uncertain => f.write_str("outcome of an earlier call unknown: look before anything else"),
+            Cause::ExitUnconfirmed => {
+                f.write_str("restart policy on, state uncertain (an exit event may be old): look before acting")
+            }
             Cause::VolumeNeeded => f.write_str("task desired RUNNING, a container mounts it"),
             Cause::NotPulled => f.write_str("desired RUNNING, image not pulled"),
             Cause::CreateReady(w) => Cause::ready(f, "pulled", "created", w),
             Cause::StartReady(w) => Cause::ready(f, "created", "RUNNING", w),
             Cause::TaskCannotRun => f.write_str("task desired RUNNING but can no longer run"),
+            Cause::StartTimedOut => f.write_str("task desired RUNNING, a startTimeout passed"),
+            Cause::RestartDue => f.write_str("desired RUNNING, exited after its restart period, code not ignored"),
             Cause::NotRunning { task } => write!(f, "{}, never ran", desired(*task)),
             Cause::StopReady { task, dependents: true } => {
                 write!(f, "{}, the containers that need it stopped", desired(*task))

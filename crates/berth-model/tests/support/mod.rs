@@ -2,7 +2,8 @@
 //! operations on simulated containers, produces Docker-like events, lets containers exit
 //! and become healthy on a schedule, injects failures, and checks, on every operation,
 //! the rules the planner must keep (no second create or start, dependency order, stops in
-//! reverse order). A `Chooser` decides the order in which pending outcomes and events
+//! reverse order; a restart only of an exited container whose policy restarts that exit,
+//! while its task runs). A `Chooser` decides the order in which pending outcomes and events
 //! arrive, so property tests can shuffle, delay and duplicate them.
 
 #![allow(dead_code)]
@@ -46,6 +47,7 @@ pub enum ActionKind {
     Pull,
     Create,
     Start,
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +114,17 @@ pub struct World {
     events: Vec<(String, Observation, bool)>,
     pub creates: BTreeMap<String, u32>,
     pub starts: BTreeMap<String, u32>,
+    /// Restarts performed, by container.
+    pub restarts: BTreeMap<String, u32>,
+    /// Exits that the container's restart policy restarts, judged when they happen (the
+    /// task and the container desired RUNNING, the code not ignored, the period run).
+    pub restartable_exits: BTreeMap<String, u32>,
+    /// When each container last started (or restarted) on the simulated host.
+    last_start: BTreeMap<String, DateTime<Utc>>,
+    /// When each container last exited on its own.
+    exited_at: BTreeMap<String, DateTime<Utc>>,
+    /// The user stops the task at this time (once), if set.
+    pub stop_at: Option<DateTime<Utc>>,
     pub violations: Vec<String>,
     pub trace: Vec<String>,
     pub forgotten: bool,
@@ -140,6 +153,11 @@ impl World {
             events: Vec::new(),
             creates: BTreeMap::new(),
             starts: BTreeMap::new(),
+            restarts: BTreeMap::new(),
+            restartable_exits: BTreeMap::new(),
+            last_start: BTreeMap::new(),
+            exited_at: BTreeMap::new(),
+            stop_at: None,
             violations: Vec::new(),
             trace: vec!["t=0s".to_string()],
             forgotten: false,
@@ -152,12 +170,20 @@ impl World {
     }
 
     fn feed(&mut self, fb: Feedback) {
-        let before: Vec<ContainerStatus> = self.task.containers.iter().map(|c| c.known_status).collect();
+        let before: Vec<(ContainerStatus, u32)> =
+            self.task.containers.iter().map(|c| (c.known_status, c.restart_count)).collect();
         let task_before = self.task.known_status;
         plan::apply(&mut self.task, fb, self.now, &self.cfg);
-        for (c, b) in self.task.containers.iter().zip(before) {
+        for (c, (b, count)) in self.task.containers.iter().zip(before) {
             if c.known_status < b {
                 self.violations.push(format!("{} went back from {b} to {}", c.name(), c.known_status));
+            }
+            if c.restart_count < count {
+                self.violations.push(format!(
+                    "{} restart count went back from {count} to {}",
+                    c.name(),
+                    c.restart_count
+                ));
             }
         }
         if self.task.known_status < task_before {
@@ -184,6 +210,11 @@ impl World {
             if self.forgotten {
                 return true;
             }
+            if let Some(at) = self.stop_at.filter(|&at| at <= self.now) {
+                self.stop_at = None;
+                self.trace.push(format!("-- the user stops the task at t={}s", (at - self.start).num_seconds()));
+                self.stop_task();
+            }
             let plan = plan::plan(&self.task, &self.graph, self.now, &self.cfg);
             if !plan.ops.is_empty() {
                 for (op, cause) in plan.ops.into_iter().zip(plan.causes) {
@@ -209,11 +240,7 @@ impl World {
                 }
                 continue;
             }
-            let next_world = self.next_world_change();
-            let next = match (next_world, plan.wake_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [self.next_world_change(), plan.wake_at, self.stop_at].into_iter().flatten().min();
             match next {
                 Some(at) => {
                     if at > self.now {
@@ -277,6 +304,10 @@ impl World {
             {
                 sc.state = SimState::Exited(code);
                 self.events.push((name.clone(), die(code), false));
+                self.exited_at.insert(name.clone(), now);
+                if self.restart_allowed(&name, code, since, now) {
+                    *self.restartable_exits.entry(name.clone()).or_default() += 1;
+                }
             }
         }
     }
@@ -318,6 +349,7 @@ impl World {
             Action::Pull => Some(ActionKind::Pull),
             Action::Create => Some(ActionKind::Create),
             Action::Start => Some(ActionKind::Start),
+            Action::Restart => Some(ActionKind::Restart),
             _ => None,
         };
         let fault = fault_kind.and_then(|k| self.take_fault(name, k));
@@ -334,6 +366,7 @@ impl World {
             Action::Inspect => Outcome::Inspected(self.inspect(name)),
             Action::Create => self.create(name),
             Action::Start => self.start(name),
+            Action::Restart => self.restart(name),
             Action::Stop { .. } => self.stop(name),
             Action::Remove => {
                 self.docker.remove(name);
@@ -360,6 +393,7 @@ impl World {
                     status,
                     exit_code,
                     has_run,
+                    inspected: true,
                     docker_id: Some(sc.id.clone()),
                     health: sc.healthy.then_some(HealthStatus::Healthy),
                     ..Default::default()
@@ -436,6 +470,7 @@ impl World {
             SimState::Created | SimState::Exited(_) => sc.state = SimState::Running { since: self.now },
             SimState::Running { .. } => return Outcome::Ok,
         }
+        self.last_start.insert(name.to_string(), self.now);
         let starts = self.starts.entry(name.to_string()).or_default();
         *starts += 1;
         if *starts > 1 {
@@ -448,6 +483,47 @@ impl World {
         ));
         // A container that exits at once exits before the start call even returns.
         self.world_tick();
+        Outcome::Ok
+    }
+
+    /// Whether container `name`'s restart policy restarts an exit with `code` now, of a run
+    /// that started at `since`, with its task and itself desired RUNNING.
+    fn restart_allowed(&self, name: &str, code: i64, since: DateTime<Utc>, exited: DateTime<Utc>) -> bool {
+        let Some(c) = self.task.container(name) else { return false };
+        let Some(policy) = &c.spec.restart_policy else { return false };
+        let period = Duration::seconds(policy.restart_attempt_period_secs as i64);
+        self.task.desired_status < TaskStatus::Stopped
+            && c.desired_status == ContainerStatus::Running
+            && !policy.ignored_exit_codes.contains(&code)
+            && exited - since >= period
+    }
+
+    fn restart(&mut self, name: &str) -> Outcome {
+        let Some(sc) = self.docker.get(name) else {
+            return Outcome::Failed(ApplyError { message: format!("no such container {name}"), permanent: true });
+        };
+        match sc.state {
+            SimState::Exited(code) => {
+                let since = self.last_start.get(name).copied().unwrap_or(self.start);
+                let exited = self.exited_at.get(name).copied().unwrap_or(self.now);
+                if !self.restart_allowed(name, code, since, exited) {
+                    self.violations.push(format!("{name} restarted against its policy (exit {code})"));
+                }
+            }
+            SimState::Created | SimState::Running { .. } => {
+                self.violations.push(format!("{name} restarted while {:?}", sc.state));
+            }
+        }
+        if let Some(sc) = self.docker.get_mut(name) {
+            sc.state = SimState::Running { since: self.now };
+        }
+        self.last_start.insert(name.to_string(), self.now);
+        *self.restarts.entry(name.to_string()).or_default() += 1;
+        self.events.push((
+            name.to_string(),
+            Observation { status: ContainerStatus::Running, has_run: true, ..Default::default() },
+            false,
+        ));
         Outcome::Ok
     }
 

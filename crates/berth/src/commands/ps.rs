@@ -2,10 +2,13 @@
 //! and, when a task waits for host resources, why (`docs/resources.md`):
 //!
 //! ```text
-//! TASK                               DEFINITION   DESIRED   KNOWN     CONTAINERS   WAITING
-//! 5f0c...                            web:3        RUNNING   RUNNING   app,proxy    -
-//! 9a1e...                            batch:1      RUNNING   PENDING   job          waiting for 512 MiB of memory: 256 free of 1024
+//! TASK                               DEFINITION   DESIRED   KNOWN     RESTARTS   CONTAINERS   WAITING
+//! 5f0c...                            web:3        RUNNING   RUNNING   2          app,proxy    -
+//! 9a1e...                            batch:1      RUNNING   PENDING   -          job          waiting for 512 MiB of memory: 256 free of 1024
 //! ```
+//!
+//! RESTARTS is the sum of its containers' restart counts (their restart policies'), `-`
+//! when none has a restart policy.
 
 use crate::client::{self, HostArgs};
 use serde_json::Value;
@@ -29,7 +32,7 @@ impl Ps {
         let tasks = answer["Tasks"].as_array().map(Vec::as_slice).unwrap_or_default();
         let shown: Vec<&Value> = tasks.iter().filter(|t| self.all || t["KnownStatus"] != "STOPPED").collect();
         let mut rows: Vec<Vec<String>> = shown.iter().map(|t| row(t)).collect();
-        let mut headers = vec!["TASK", "DEFINITION", "DESIRED", "KNOWN", "CONTAINERS"];
+        let mut headers = vec!["TASK", "DEFINITION", "DESIRED", "KNOWN", "RESTARTS", "CONTAINERS"];
         // Only a task none of whose containers was created may wait: its own view says why.
         let mut reasons = Vec::new();
         for task in &shown {
@@ -67,15 +70,16 @@ fn not_begun(task: &Value) -> bool {
 /// One task's line (ECS's task shape).
 fn row(task: &Value) -> Vec<String> {
     let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
-    let containers: Vec<&str> = task["Containers"]
-        .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["Name"].as_str()).collect())
-        .unwrap_or_default();
+    let all = task["Containers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let containers: Vec<&str> = all.iter().filter_map(|c| c["Name"].as_str()).collect();
+    let counts: Vec<u64> = all.iter().filter_map(|c| c["RestartCount"].as_u64()).collect();
+    let restarts = if counts.is_empty() { "-".to_owned() } else { counts.iter().sum::<u64>().to_string() };
     vec![
         client::short_arn(task["Arn"].as_str().unwrap_or_default()).to_owned(),
         format!("{}:{}", text(&task["Family"]), text(&task["Version"])),
         text(&task["DesiredStatus"]),
         text(&task["KnownStatus"]),
+        restarts,
         if containers.is_empty() { "-".to_owned() } else { containers.join(",") },
     ]
 }

@@ -46,6 +46,7 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod restart;
 mod scenario;
 #[path = "../support/mod.rs"]
 mod support;

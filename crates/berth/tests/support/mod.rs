@@ -73,13 +73,20 @@ pub fn unix_request(socket: &Path, method: &str, path: &str, body: &str) -> Opti
 }
 
 /// Poll `check` every 100 ms until it gives a value, `limit` at most.
-pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll(limit, check).unwrap_or_else(|| panic!("{what}: not within {limit:?}"))
+}
+
+/// Poll `check` every 100 ms until it gives a value, `limit` at most; `None` when it never did.
+pub fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
