@@ -315,3 +315,21 @@ async fn the_endpoint_can_be_off_and_then_containers_get_no_variables() {
     drop(task);
     agent.shutdown().await.expect("shutdown");
 }
+
+/// `RestartCount` is v4's, and only on a container whose restart policy is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_count_is_shown_in_v4_only_with_a_restart_policy() {
+    const POLICY: &str = r#"{"family": "restarts", "containerDefinitions": [
+      {"name": "app", "image": "busybox:latest", "essential": true, "restartPolicy": {"enabled": true}},
+      {"name": "plain", "image": "busybox:latest", "essential": false}]}"#;
+    let (agent, _fake, _dir) = agent_on_fake(|_| {}).await;
+    let task = running(&agent, parse(POLICY, 7)).await;
+    let api = endpoint(&agent);
+    let app = api.get(&format!("/v4/{}", id_of(&task, "app"))).await.json();
+    assert_eq!(app["RestartCount"], 0, "{app:#}");
+    let v3 = api.get(&format!("/v3/{}", id_of(&task, "app"))).await.json();
+    assert!(v3.get("RestartCount").is_none(), "{v3:#}");
+    let plain = api.get(&format!("/v4/{}", id_of(&task, "plain"))).await.json();
+    assert!(plain.get("RestartCount").is_none(), "{plain:#}");
+    agent.shutdown().await.expect("shutdown");
+}

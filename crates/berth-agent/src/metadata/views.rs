@@ -94,6 +94,9 @@ pub struct ContainerView {
     /// `<task ARN>/<name>` (v4).
     #[serde(rename = "ContainerARN", skip_serializing_if = "Option::is_none")]
     pub container_arn: Option<String>,
+    /// Restarts under its restart policy (v4, only when a policy is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 /// A bound port.
@@ -266,6 +269,7 @@ pub fn container(
         log_driver: spec.log_configuration.as_ref().filter(|_| v4).map(|l| l.log_driver.clone()),
         log_options: spec.log_configuration.as_ref().filter(|l| v4 && !l.options.is_empty()).map(|l| l.options.clone()),
         container_arn: v4.then(|| format!("{}/{}", task.arn, spec.name)),
+        restart_count: c.shown_restart_count().filter(|_| v4),
     }
 }
 
