@@ -53,8 +53,8 @@ async fn start_task(engine: &DockerTaskEngine, t: Task) -> (String, Watcher) {
     (arn, events)
 }
 
-/// Stop task `arn` and read until it and every one of its containers are STOPPED (the task
-/// is STOPPED as soon as one essential container is); its changes.
+/// Stop task `arn` and read until it and every one of its containers are STOPPED; its
+/// changes.
 async fn stop(engine: &DockerTaskEngine, events: &mut Watcher, arn: &str) -> Vec<StateChange> {
     engine.stop_task(arn).await.unwrap_or_else(|e| panic!("{e}"));
     until_task_stopped(events, arn).await;
@@ -479,6 +479,15 @@ async fn an_essential_exit_stops_the_other_containers() {
     assert_eq!(exit_code(&events, &arn, "main"), Some(5));
     assert_eq!(exit_code(&events, &arn, "side-term"), Some(143), "stopped by berth's SIGTERM");
     assert_eq!(exit_code(&events, &arn, "side-kill"), Some(137), "killed by Docker after the stop timeout");
+    // As ECS reports it: main's exit tells the task to stop, the last stop makes it STOPPED.
+    let main_change = change(&events, &arn, "main", ContainerStatus::Stopped);
+    assert_eq!((main_change.task_desired_status, main_change.task_status), (TaskStatus::Stopped, TaskStatus::None));
+    let stopped: Vec<StateChange> = ["main", "side-term", "side-kill"]
+        .iter()
+        .map(|name| change(&events, &arn, name, ContainerStatus::Stopped))
+        .collect();
+    let last = stopped.iter().max_by_key(|c| c.seq).unwrap_or_else(|| panic!("three stops"));
+    assert_eq!(last.task_status, TaskStatus::Stopped, "the task is STOPPED with its last container: {stopped:#?}");
 
     let main = cleanup.info("main").await;
     for (name, code) in [("side-term", 143), ("side-kill", 137)] {

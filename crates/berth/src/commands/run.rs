@@ -199,10 +199,12 @@ impl Prepared {
             return self.fail(&console, &e.to_string(), true).await;
         }
         let mut changes: Vec<StateChange> = Vec::new();
-        let mut stopped: HashSet<String> = HashSet::new();
         let mut logs = Vec::new();
         let mut interrupted: Option<Stop> = None;
-        while stopped.len() < visible.len() {
+        // The run ends when the task is STOPPED: once every container of it (the hidden
+        // awsvpc pause container included) has stopped.
+        let mut task_stopped = false;
+        while !task_stopped {
             tokio::select! {
                 item = reader.next() => {
                     let change = match item {
@@ -217,14 +219,19 @@ impl Prepared {
                     if change.task_arn != arn {
                         continue;
                     }
+                    task_stopped = change.task_status == TaskStatus::Stopped;
+                    // An internal container's change is made only to carry the task's status.
+                    if !visible.contains(&change.container_name) {
+                        if change.task_status != TaskStatus::None {
+                            console.line("berth", &format!("task {}", change.task_status));
+                        }
+                        continue;
+                    }
                     console.line("berth", &describe(&change));
                     if change.status == ContainerStatus::Running
                         && let Some(follow) = self.follow_logs(&arn, &change.container_name, &console).await
                     {
                         logs.push(follow);
-                    }
-                    if change.status == ContainerStatus::Stopped {
-                        stopped.insert(change.container_name.clone());
                     }
                     changes.push(change);
                 }
@@ -530,6 +537,10 @@ fn describe(c: &StateChange) -> String {
     if let Some(reason) = &c.reason {
         line.push_str(&format!(": {reason}"));
     }
+    // A task told to stop; said only while it is not STOPPED by this same change.
+    if c.task_desired_status != TaskStatus::None && c.task_status != TaskStatus::Stopped {
+        line.push_str(&format!(" (task desired {})", c.task_desired_status));
+    }
     if c.task_status != TaskStatus::None {
         line.push_str(&format!(" (task {})", c.task_status));
     }
@@ -556,9 +567,13 @@ fn exit_code(task: &Task, last: Option<&Task>, changes: &[StateChange], from: Op
     }
     let essentials: Vec<&str> =
         task.containers.iter().filter(|c| c.spec.essential && !c.spec.internal).map(|c| c.spec.name.as_str()).collect();
-    // Exits after the one that stopped the task, with the codes of berth's own stop, were
-    // caused by berth; the others were the containers' own.
-    let task_stopped_at = changes.iter().find(|c| c.task_status == TaskStatus::Stopped).map(|c| c.seq);
+    // Exits after the change that told the task to stop (the essential exit that stopped
+    // it carries the desired STOPPED), with the codes of berth's own stop, were caused by
+    // berth; the others were the containers' own.
+    let task_stopped_at = changes
+        .iter()
+        .find(|c| c.task_desired_status == TaskStatus::Stopped || c.task_status == TaskStatus::Stopped)
+        .map(|c| c.seq);
     let own_exits: Vec<i64> = changes
         .iter()
         .filter(|c| {
@@ -629,6 +644,7 @@ mod tests {
             exit_code: exit,
             port_bindings: vec![],
             task_status: task,
+            task_desired_status: TaskStatus::None,
         }
     }
 
@@ -642,13 +658,19 @@ mod tests {
             .collect()
     }
 
+    /// `change` that also says the task was told to stop (desired STOPPED).
+    fn told(mut change: StateChange) -> StateChange {
+        change.task_desired_status = TaskStatus::Stopped;
+        change
+    }
+
     #[test]
     fn the_first_own_non_zero_exit_of_an_essential_container_counts() {
         let mut seq = 0;
         let mut changes = ran(&mut seq);
         changes.push(change(10, "side", ContainerStatus::Stopped, Some(3), TaskStatus::None));
-        changes.push(change(11, "main", ContainerStatus::Stopped, Some(42), TaskStatus::Stopped));
-        changes.push(change(12, "other", ContainerStatus::Stopped, Some(143), TaskStatus::None));
+        changes.push(told(change(11, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None)));
+        changes.push(change(12, "other", ContainerStatus::Stopped, Some(143), TaskStatus::Stopped));
         assert_eq!(
             exit_code(&task(), None, &changes, None),
             (42, None),
@@ -662,14 +684,14 @@ mod tests {
     fn an_essential_exit_zero_gives_zero() {
         let mut seq = 0;
         let mut changes = ran(&mut seq);
-        changes.push(change(10, "main", ContainerStatus::Stopped, Some(0), TaskStatus::Stopped));
-        changes.push(change(11, "other", ContainerStatus::Stopped, Some(137), TaskStatus::None));
+        changes.push(told(change(10, "main", ContainerStatus::Stopped, Some(0), TaskStatus::None)));
+        changes.push(change(11, "other", ContainerStatus::Stopped, Some(137), TaskStatus::Stopped));
         assert_eq!(exit_code(&task(), None, &changes, None).0, 0);
     }
 
     #[test]
     fn an_essential_container_that_never_started_gives_125_with_the_reason() {
-        let mut stopped = change(1, "main", ContainerStatus::Stopped, None, TaskStatus::Stopped);
+        let mut stopped = told(change(1, "main", ContainerStatus::Stopped, None, TaskStatus::None));
         stopped.reason = Some("pull image nope: pull access denied".into());
         let (code, reason) = exit_code(&task(), None, &[stopped], None);
         assert_eq!(code, 125);
@@ -678,16 +700,20 @@ mod tests {
 
     #[test]
     fn an_essential_exit_that_stops_the_task_before_another_starts_gives_its_code() {
-        // "main" ran and exited 42; the task stopped before "other" could start (its
-        // STOPPED, without an exit code, carried the task's).
+        // "main" ran and exited 42, which told the task to stop before "other" could start
+        // ("other"'s STOPPED, without an exit code, is the last and carries the task's).
         let changes = [
             change(1, "main", ContainerStatus::Running, None, TaskStatus::Running),
-            change(2, "other", ContainerStatus::Stopped, None, TaskStatus::Stopped),
-            change(3, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None),
+            told(change(2, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None)),
+            change(3, "other", ContainerStatus::Stopped, None, TaskStatus::Stopped),
         ];
         assert_eq!(exit_code(&task(), None, &changes, None), (42, None));
         // Without an own exit, the container that never started is berth's failure.
-        assert_eq!(exit_code(&task(), None, &changes[..2], None).0, 125);
+        let changes = [
+            change(1, "main", ContainerStatus::Running, None, TaskStatus::Running),
+            told(change(2, "other", ContainerStatus::Stopped, None, TaskStatus::None)),
+        ];
+        assert_eq!(exit_code(&task(), None, &changes, None).0, 125);
     }
 
     #[test]
