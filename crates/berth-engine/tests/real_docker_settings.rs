@@ -688,6 +688,45 @@ async fn docker_labels_of_the_task_and_berths_own_are_on_the_container() {
     stop(&engine, &mut events, &arn).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_networking_interactive_and_pseudo_terminal_reach_the_container() {
+    let (engine, cleanup) = real().await;
+    // "acted" has only the loopback interface, a terminal, and a stdin that stays open (cat
+    // waits on it until `timeout` kills it); "plain" has a network, no terminal, and an
+    // empty stdin (cat ends at once).
+    let check = |acted: bool| {
+        let (net, tty, stdin) = if acted { ("= lo", "", "-ne 0") } else { ("!= lo", "!", "= 0") };
+        sh(&format!(
+            "test \"$(ls /sys/class/net)\" {net} && {tty} test -t 1 && {{ timeout 3 cat > /dev/null; test $? {stdin}; }}"
+        ))
+    };
+    let json = format!(
+        r#"{{"family": "tty", "containerDefinitions": [
+        {{"name": "acted", "image": "busybox:latest", "essential": false, "command": {acted},
+          "disableNetworking": true, "interactive": true, "pseudoTerminal": true}},
+        {{"name": "plain", "image": "busybox:latest", "essential": false, "command": {plain}}},
+        {{"name": "judge", "image": "busybox:latest", "command": ["true"],
+          "dependsOn": [{{"containerName": "acted", "condition": "COMPLETE"}},
+                        {{"containerName": "plain", "condition": "COMPLETE"}}]}}]}}"#,
+        acted = check(true),
+        plain = check(false),
+    );
+    let (arn, mut events) = start(&engine, &json).await;
+    until_task_stopped(&mut events, &arn).await;
+    let config = |v: &Value| {
+        let c = &v["Config"];
+        (c["NetworkDisabled"].as_bool(), c["OpenStdin"].as_bool(), c["Tty"].as_bool())
+    };
+    let acted = cleanup.inspect_json("acted").await;
+    assert_eq!(config(&acted), (Some(true), Some(true), Some(true)), "{}", acted["Config"]);
+    let plain = cleanup.inspect_json("plain").await;
+    assert_ne!(plain["Config"]["NetworkDisabled"], true, "{}", plain["Config"]);
+    assert_eq!((config(&plain).1, config(&plain).2), (Some(false), Some(false)), "{}", plain["Config"]);
+    assert_eq!(exit_code(&events, &arn, "acted"), Some(0), "only lo, a terminal, stdin open");
+    assert_eq!(exit_code(&events, &arn, "plain"), Some(0), "a network, no terminal, stdin at its end");
+    stop(&engine, &mut events, &arn).await;
+}
+
 // 8. Isolation of task volumes between engine instances.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

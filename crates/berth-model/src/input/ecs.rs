@@ -73,13 +73,10 @@ const TASK_READ_ONLY: [&str; 7] = [
 ];
 
 /// Container-level fields berth does not act on.
-const CONTAINER_NOT_ACTED_ON: [&str; 10] = [
+const CONTAINER_NOT_ACTED_ON: [&str; 7] = [
     "repositoryCredentials",
     "resourceRequirements",
     "startTimeout",
-    "pseudoTerminal",
-    "interactive",
-    "disableNetworking",
     "credentialSpecs",
     "firelensConfiguration",
     "restartPolicy",
@@ -305,6 +302,12 @@ fn read_container(o: &mut Obj<'_>, flavor: Flavor, s: &mut Sink) -> DraftContain
     spec.dns_search_domains = o.strings("dnsSearchDomains", MAX_DNS_ENTRIES, s);
     spec.linux_parameters = o.object("linuxParameters", s).map(|l| read_linux_parameters(l, s)).unwrap_or_default();
     spec.privileged = o.boolean("privileged", s).unwrap_or(false);
+    spec.disable_networking = o.boolean("disableNetworking", s).unwrap_or(false);
+    if spec.disable_networking && !spec.port_mappings.is_empty() {
+        s.error(&o.path_of("disableNetworking"), "networking is disabled, but portMappings publish ports".to_string());
+    }
+    spec.interactive = o.boolean("interactive", s).unwrap_or(false);
+    spec.pseudo_terminal = o.boolean("pseudoTerminal", s).unwrap_or(false);
     spec.docker_security_options = o.strings("dockerSecurityOptions", MAX_SECURITY_OPTIONS, s);
     spec.system_controls = o.objects("systemControls", MAX_SYSTEM_CONTROLS, s, read_system_control);
     spec.log_configuration = o.object("logConfiguration", s).and_then(|l| read_log_configuration(l, s)).map(Box::new);
@@ -734,7 +737,7 @@ mod tests {
                 "devices": [{"hostPath": "/dev/fuse", "permissions": ["read", "write"]}],
                 "sharedMemorySize": 128
             },
-            "privileged": false,
+            "privileged": false, "disableNetworking": false, "interactive": true, "pseudoTerminal": true,
             "dockerSecurityOptions": ["no-new-privileges"],
             "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
             "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "10m"}}
@@ -799,6 +802,9 @@ mod tests {
                 shared_memory_size: Some(128),
             },
             privileged: false,
+            disable_networking: false,
+            interactive: true,
+            pseudo_terminal: true,
             docker_security_options: vec!["no-new-privileges".into()],
             system_controls: [("net.core.somaxconn".to_string(), "1024".to_string())].into_iter().collect(),
             log_configuration: Some(Box::new(LogConfiguration {
@@ -856,10 +862,25 @@ mod tests {
                 "containerDefinitions[0].repositoryCredentials: accepted but not acted on by berth",
                 "containerDefinitions[0].resourceRequirements: accepted but not acted on by berth",
                 "containerDefinitions[0].startTimeout: accepted but not acted on by berth",
-                "containerDefinitions[0].pseudoTerminal: accepted but not acted on by berth",
-                "containerDefinitions[0].interactive: accepted but not acted on by berth",
                 "containerDefinitions[0].firelensConfiguration: accepted but not acted on by berth",
             ]
+        );
+    }
+
+    #[test]
+    fn disable_networking_interactive_and_pseudo_terminal_are_read_and_refused_with_published_ports() {
+        let acted = with(json!({"disableNetworking": true, "interactive": true, "pseudoTerminal": true}));
+        let plain = json!({"name": "b", "image": "busybox", "disableNetworking": null, "interactive": false});
+        let t = task(json!([acted, plain]), json!({}));
+        assert!(warnings(&t).is_empty(), "{:?}", warnings(&t));
+        let accepted = accept(&t).task;
+        let (a, b) = (&accepted.containers[0].spec, &accepted.containers[1].spec);
+        assert!(a.disable_networking && a.interactive && a.pseudo_terminal);
+        assert!(!b.disable_networking && !b.interactive && !b.pseudo_terminal);
+        let published = with(json!({"disableNetworking": true, "portMappings": [{"containerPort": 80}]}));
+        assert_eq!(
+            reject(&task(json!([published]), json!({}))),
+            ["containerDefinitions[0].disableNetworking: networking is disabled, but portMappings publish ports"]
         );
     }
 

@@ -228,10 +228,11 @@ impl Prepared {
                         continue;
                     }
                     console.line("berth", &describe(&change));
-                    if change.status == ContainerStatus::Running
-                        && let Some(follow) = self.follow_logs(&arn, &change.container_name, &console).await
-                    {
-                        logs.push(follow);
+                    if change.status == ContainerStatus::Running {
+                        self.note_interactive(&arn, &change.container_name, &console).await;
+                        if let Some(follow) = self.follow_logs(&arn, &change.container_name, &console).await {
+                            logs.push(follow);
+                        }
                     }
                     changes.push(change);
                 }
@@ -290,6 +291,20 @@ impl Prepared {
         }
         console.note("berth: the task's containers were not all removed in time");
         false
+    }
+
+    /// berth run attaches nothing to a container (`docs/terminal.md`): for an interactive
+    /// one, say so and how to attach a terminal to it.
+    async fn note_interactive(&self, arn: &str, container: &str, console: &Console) {
+        let Some(task) = self.engine.task(arn).await.ok().flatten() else { return };
+        if let Some(c) = task.container(container).filter(|c| c.spec.interactive)
+            && let Some(docker_name) = &c.docker_name
+        {
+            console.note(&format!(
+                "berth: \"{container}\" is interactive: its stdin stays open with nothing attached \
+                 (`docker attach {docker_name}` attaches a terminal)"
+            ));
+        }
     }
 
     /// Print a running container's output, each line prefixed by its name.
