@@ -39,9 +39,9 @@ use crate::volume::{DockerVolumeConfiguration, Volume, VolumeKind, VolumeScope};
 use std::collections::BTreeMap;
 
 /// Most CPU shares the kernel takes.
-const MAX_CPU_SHARES: u64 = 262_144;
+pub(crate) const MAX_CPU_SHARES: u64 = 262_144;
 /// Largest size in MiB whose byte count fits Docker's signed 64-bit fields.
-const MAX_MIB: u64 = (i64::MAX as u64) >> 20;
+pub(crate) const MAX_MIB: u64 = (i64::MAX as u64) >> 20;
 /// Largest number of seconds (or retries) accepted.
 const MAX_SECONDS: u64 = u32::MAX as u64;
 
@@ -108,6 +108,7 @@ pub(crate) fn read_register(o: Obj<'_>, s: &mut Sink) -> Draft {
 pub(crate) fn read_describe(mut root: Obj<'_>, s: &mut Sink) -> Draft {
     root.not_acted_on("tags", s);
     let inner = root.field("taskDefinition");
+    let overrides = super::overrides::read(&mut root, s);
     root.finish(s);
     let mut unread = Draft::empty("taskDefinition.family", "taskDefinition.containerDefinitions");
     unread.containers_read = false;
@@ -115,10 +116,14 @@ pub(crate) fn read_describe(mut root: Obj<'_>, s: &mut Sink) -> Draft {
         s.error("taskDefinition", "required field is missing");
         return unread;
     };
-    match f.object(s) {
+    let mut d = match f.object(s) {
         Some(o) => read_task_definition(o, s),
         None => unread,
+    };
+    if overrides.is_some() {
+        d.overrides = overrides;
     }
+    d
 }
 
 /// Shape 3: a bare `containerDefinitions` array; the family comes from the caller.
@@ -144,23 +149,23 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     d.network_mode = read_network_mode(&mut o, s);
     for key in ["cpu", "memory"] {
         if let Some(f) = o.field(key) {
-            let size = match f.value {
-                serde_json::Value::String(v) if v.trim().is_empty() => continue,
-                serde_json::Value::String(v) => task_size(key, v),
-                serde_json::Value::Number(n) => task_size(key, &n.to_string()),
-                _ => {
-                    f.type_error("a string or a number", s);
-                    continue;
+            if let Some(size) = read_task_size(&f, key, s) {
+                if key == "cpu" {
+                    d.cpu = Some(size);
+                } else {
+                    d.memory = Some(size);
                 }
-            };
-            match size {
-                Ok(v) if key == "cpu" => d.cpu = Some(v),
-                Ok(v) => d.memory = Some(v),
-                Err(why) => s.error(&f.path, why),
             }
-            s.warn(&f.path, "task-level size, accepted but not enforced by berth");
+            let given = match f.value {
+                serde_json::Value::String(v) => !v.trim().is_empty(),
+                v => v.is_number(),
+            };
+            if given {
+                s.warn(&f.path, "task-level size, accepted but not enforced by berth");
+            }
         }
     }
+    d.overrides = super::overrides::read(&mut o, s);
     for key in TASK_NOT_ACTED_ON {
         o.not_acted_on(key, s);
     }
@@ -171,6 +176,22 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     read_volumes(o.field("volumes"), &mut d, s);
     o.finish(s);
     d
+}
+
+/// A task-level `cpu` or `memory` field (`key`), a string or a number read by
+/// [`task_size`]; `None` (and an error when it is not empty) when it gives none.
+pub(crate) fn read_task_size(f: &Field<'_>, key: &str, s: &mut Sink) -> Option<u64> {
+    let size = match f.value {
+        serde_json::Value::String(v) if v.trim().is_empty() => return None,
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(v) => task_size(key, v),
+        serde_json::Value::Number(n) => task_size(key, &n.to_string()),
+        _ => {
+            f.type_error("a string or a number", s);
+            return None;
+        }
+    };
+    size.map_err(|why| s.error(&f.path, why)).ok()
 }
 
 /// A task-level `cpu` or `memory` as ECS accepts it: `cpu` in CPU units ("256") or vCPUs
@@ -372,7 +393,7 @@ fn read_system_control(e: &mut Obj<'_>, s: &mut Sink) -> Option<(String, String)
 }
 
 /// ECS `environment`: `[{"name": ..., "value": ...}]`, a `null` or absent value being "".
-fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
+pub(crate) fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let Some(f) = o.field("environment") else { return env };
     for item in f.array(MAX_ENVIRONMENT, s) {
@@ -409,7 +430,7 @@ fn env_name_ok(path: &str, name: &str, s: &mut Sink) -> bool {
 
 /// A `command`, `entryPoint` or health-check `command`: at most [`MAX_COMMAND_ITEMS`]
 /// strings of at most [`MAX_COMMAND_BYTES`] together (empty when over).
-fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> Vec<String> {
+pub(crate) fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> Vec<String> {
     let items = o.strings(key, MAX_COMMAND_ITEMS, s);
     let total: usize = items.iter().map(String::len).sum();
     if total > MAX_COMMAND_BYTES {
