@@ -17,14 +17,14 @@
 //! number (130, 143, 129). A second signal exits at once, naming the data directory and
 //! `berth run --cleanup --data-dir DIR`, which removes what the run left.
 
+use crate::overrides::OverrideArgs;
 use crate::progress::Console;
 use crate::taskfile;
 use anyhow::Context;
 use berth_agent::config::state_home;
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_engine::{Engine, EngineConfig, EngineHandle, LogItem, PullBehavior};
-use berth_model::input::overrides::{ContainerOverride, Overrides};
-use berth_model::{Container, ContainerStatus, StateChange, Task, TaskStatus};
+use berth_model::{ContainerStatus, StateChange, Task, TaskStatus};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -77,18 +77,8 @@ pub struct Run {
     // Read by `PullBehavior`'s `FromStr`, the one parser the daemon's configuration uses too.
     #[arg(long, value_name = "BEHAVIOUR", default_value = "default")]
     pull: PullBehavior,
-    /// Set an environment variable of one container (repeatable), over the definition's:
-    /// ECS RunTask's containerOverrides.environment. The container is --container's.
-    #[arg(long = "env", value_name = "NAME=VALUE", conflicts_with = "cleanup")]
-    env: Vec<String>,
-    /// Replace the command of one container (--container's) with every argument that
-    /// follows: put it last.
-    #[arg(long, value_name = "ARG", num_args = 1.., allow_hyphen_values = true, conflicts_with = "cleanup")]
-    command: Vec<String>,
-    /// The container --env and --command change (default: the task's only container, else
-    /// its only essential one).
-    #[arg(long, value_name = "NAME", conflicts_with = "cleanup")]
-    container: Option<String>,
+    #[command(flatten)]
+    overrides: OverrideArgs,
 }
 
 impl Run {
@@ -101,42 +91,6 @@ impl Run {
             _ => runtime.block_on(self.run_task()),
         };
         Ok(ExitCode::from(code))
-    }
-
-    /// `--env`, `--command` and `--container` as ECS RunTask's overrides of one container
-    /// of `task` (the definition as read): the one `--container` names, else the task's
-    /// only container, else its only essential one (`docs/overrides.md`).
-    fn overrides(&self, task: &Task) -> Result<Overrides, String> {
-        let users: Vec<&Container> = task.containers.iter().filter(|c| !c.spec.internal).collect();
-        let name = match &self.container {
-            Some(name) if users.iter().any(|c| c.spec.name == *name) => name.clone(),
-            Some(name) => return Err(format!("--container {name}: the task has no container of that name")),
-            None => {
-                let essential: Vec<&Container> = users.iter().copied().filter(|c| c.spec.essential).collect();
-                match (&users[..], &essential[..]) {
-                    ([only], _) | (_, [only]) => only.spec.name.clone(),
-                    _ => {
-                        return Err(format!(
-                            "--env and --command change one container, and the task has {} ({} essential): name it \
-                             with --container",
-                            users.len(),
-                            essential.len()
-                        ));
-                    }
-                }
-            }
-        };
-        let mut environment = BTreeMap::new();
-        for item in &self.env {
-            match item.split_once('=') {
-                Some((k, v)) if !k.is_empty() => environment.insert(k.to_string(), v.to_string()),
-                _ => return Err(format!("--env {item}: expected NAME=VALUE")),
-            };
-        }
-        let command = (!self.command.is_empty()).then(|| self.command.clone());
-        let path = format!("--container {name}");
-        let container = ContainerOverride { path, name, command, environment, ..ContainerOverride::default() };
-        Ok(Overrides { path: "berth run".into(), containers: vec![container], ..Overrides::default() })
     }
 
     fn file(&self) -> &Path {
@@ -189,8 +143,7 @@ impl Run {
             format!("invalid task definition:{}{more}", lines.concat())
         };
         let mut accepted = berth_model::input::parse(&bytes, &opts).map_err(invalid)?;
-        if !self.env.is_empty() || !self.command.is_empty() || self.container.is_some() {
-            let overrides = self.overrides(&accepted.task)?;
+        if let Some(overrides) = self.overrides.of(&accepted.task)? {
             accepted = berth_model::input::parse_with_overrides(&bytes, &opts, Some(&overrides)).map_err(invalid)?;
         }
         for w in &accepted.warnings {
