@@ -54,6 +54,7 @@ fn change(task: &Task, container: &str, status: ContainerStatus, task_status: Ta
         exit_code: (status == ContainerStatus::Stopped).then_some(137),
         port_bindings: vec![],
         task_status,
+        task_desired_status: TaskStatus::None,
     }
 }
 

@@ -584,3 +584,42 @@ async fn shutdown_leaves_containers_running_and_a_new_agent_resumes_them() {
     assert_eq!(after["Containers"][0]["DockerId"], id.as_str(), "the same container, not a new one");
     agent.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_are_applied_before_the_host_policy_and_reach_the_container() {
+    let r = start(|c| c.host.require_memory = true).await;
+    let body = |overrides: Value| {
+        serde_json::to_vec(&serde_json::json!({"family": "api-override",
+            "containerDefinitions": [{"name": "main", "image": "busybox:latest", "command": ["sleep", "1"]}],
+            "overrides": overrides}))
+        .expect("json")
+    };
+    // Without memory the policy refuses; the override gives it one, which the policy sees.
+    let refused = r.unix.post("/v1/tasks", body(Value::Null), None).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(refused.json()["Errors"][0]["Path"], "containerDefinitions[0].memory");
+    let unknown =
+        r.unix.post("/v1/tasks", body(serde_json::json!({"containerOverrides": [{"name": "nope"}]})), None).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
+    assert_eq!(unknown.json()["Errors"][0]["Path"], "overrides.containerOverrides[0].name");
+    assert_eq!(r.unix.get("/v1/tasks").await.json()["Tasks"], serde_json::json!([]), "nothing was added");
+
+    let overrides = serde_json::json!({"containerOverrides": [{"name": "main", "memory": 16,
+        "command": ["sh", "-c", "sleep 60"], "environment": [{"name": "GREETING", "value": "overridden"}]}]});
+    let view = submit(&r.unix, body(overrides)).await;
+    let arn = view["Arn"].as_str().expect("arn").to_string();
+    let running = r.unix.wait_known(&arn, "RUNNING").await;
+    let id = running["Containers"][0]["DockerId"].as_str().expect("docker id").to_string();
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{json .Config}}|{{.HostConfig.Memory}}", &id])
+        .output()
+        .expect("docker inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout).to_string();
+    let (config, memory) = text.trim().split_once('|').unwrap_or_else(|| panic!("{text}"));
+    let config: Value = serde_json::from_str(config).expect("config json");
+    assert_eq!(config["Cmd"], serde_json::json!(["sh", "-c", "sleep 60"]));
+    assert!(config["Env"].as_array().is_some_and(|e| e.iter().any(|v| v == "GREETING=overridden")), "{config}");
+    assert_eq!(memory, (16 * 1024 * 1024).to_string());
+    assert_eq!(r.unix.post(&format!("/v1/tasks/{}/stop", encode(&arn)), "", None).await.status, 202);
+    r.unix.wait_known(&arn, "STOPPED").await;
+}

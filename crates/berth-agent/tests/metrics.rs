@@ -61,6 +61,7 @@ fn change(name: &str, status: ContainerStatus) -> StateChange {
         exit_code: None,
         port_bindings: vec![],
         task_status: TaskStatus::None,
+        task_desired_status: TaskStatus::None,
     }
 }
 

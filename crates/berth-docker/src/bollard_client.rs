@@ -304,6 +304,10 @@ fn create_body(c: &ContainerConfig) -> ContainerCreateBody {
             start_interval: None,
         }),
         stop_timeout: c.stop_timeout.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        // Sent only when set: absent, Docker's defaults (false) apply.
+        network_disabled: c.network_disabled.then_some(true),
+        open_stdin: c.open_stdin.then_some(true),
+        tty: c.tty.then_some(true),
         host_config: Some(host),
         ..ContainerCreateBody::default()
     }

@@ -31,6 +31,12 @@ pub struct ContainerConfig {
     pub health_check: Option<HealthConfig>,
     /// Seconds Docker waits after SIGTERM before SIGKILL.
     pub stop_timeout: Option<u64>,
+    /// `NetworkDisabled`: no networking inside the container.
+    pub network_disabled: bool,
+    /// `OpenStdin`: stdin kept open with nothing attached.
+    pub open_stdin: bool,
+    /// `Tty`: a pseudo-terminal (its output then comes as one raw stream).
+    pub tty: bool,
     /// Host-side settings.
     pub host: HostConfig,
 }

@@ -320,6 +320,7 @@ mod tests {
             exit_code: None,
             port_bindings: vec![],
             task_status: TaskStatus::None,
+            task_desired_status: TaskStatus::None,
         }
     }
 

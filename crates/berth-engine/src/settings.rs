@@ -224,6 +224,9 @@ pub fn container_config(
             start_period_secs: h.start_period,
         }),
         stop_timeout: spec.stop_timeout,
+        network_disabled: spec.disable_networking,
+        open_stdin: spec.interactive,
+        tty: spec.pseudo_terminal,
         host,
     })
 }

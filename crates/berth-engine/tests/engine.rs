@@ -94,9 +94,17 @@ async fn an_essential_exit_stops_the_others_a_non_essential_one_does_not() {
     let main = events.change(&arn, "main", ContainerStatus::Stopped).unwrap_or_else(|| panic!("main stopped"));
     assert_eq!(main.exit_code, Some(137));
     assert_eq!(main.reason.as_deref(), Some("killed by signal 9 outside berth"));
-    assert_eq!(main.task_status, TaskStatus::Stopped, "the essential exit stops the task");
+    // As ECS reports it: the essential exit tells the task to stop at once (its own change
+    // says so), but the task is STOPPED only once "other" has stopped too.
+    assert_eq!(main.task_desired_status, TaskStatus::Stopped, "the essential exit tells the task to stop");
+    assert_eq!(main.task_status, TaskStatus::None, "\"other\" still runs: the task is not STOPPED yet");
     let other = events.change(&arn, "other", ContainerStatus::Stopped).unwrap_or_else(|| panic!("other stopped"));
     assert_eq!(other.exit_code, Some(143), "stopped by berth");
+    assert!(other.seq > main.seq);
+    assert_eq!((other.task_status, other.task_desired_status), (TaskStatus::Stopped, TaskStatus::None));
+    let task = engine.task(&arn).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("{arn} held"));
+    assert_eq!(task.known_status, TaskStatus::Stopped);
+    assert!(task.containers.iter().all(|c| c.known_status == ContainerStatus::Stopped));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

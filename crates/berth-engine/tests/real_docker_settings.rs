@@ -53,8 +53,8 @@ async fn start_task(engine: &DockerTaskEngine, t: Task) -> (String, Watcher) {
     (arn, events)
 }
 
-/// Stop task `arn` and read until it and every one of its containers are STOPPED (the task
-/// is STOPPED as soon as one essential container is); its changes.
+/// Stop task `arn` and read until it and every one of its containers are STOPPED; its
+/// changes.
 async fn stop(engine: &DockerTaskEngine, events: &mut Watcher, arn: &str) -> Vec<StateChange> {
     engine.stop_task(arn).await.unwrap_or_else(|e| panic!("{e}"));
     until_task_stopped(events, arn).await;
@@ -479,6 +479,15 @@ async fn an_essential_exit_stops_the_other_containers() {
     assert_eq!(exit_code(&events, &arn, "main"), Some(5));
     assert_eq!(exit_code(&events, &arn, "side-term"), Some(143), "stopped by berth's SIGTERM");
     assert_eq!(exit_code(&events, &arn, "side-kill"), Some(137), "killed by Docker after the stop timeout");
+    // As ECS reports it: main's exit tells the task to stop, the last stop makes it STOPPED.
+    let main_change = change(&events, &arn, "main", ContainerStatus::Stopped);
+    assert_eq!((main_change.task_desired_status, main_change.task_status), (TaskStatus::Stopped, TaskStatus::None));
+    let stopped: Vec<StateChange> = ["main", "side-term", "side-kill"]
+        .iter()
+        .map(|name| change(&events, &arn, name, ContainerStatus::Stopped))
+        .collect();
+    let last = stopped.iter().max_by_key(|c| c.seq).unwrap_or_else(|| panic!("three stops"));
+    assert_eq!(last.task_status, TaskStatus::Stopped, "the task is STOPPED with its last container: {stopped:#?}");
 
     let main = cleanup.info("main").await;
     for (name, code) in [("side-term", 143), ("side-kill", 137)] {
@@ -676,6 +685,45 @@ async fn docker_labels_of_the_task_and_berths_own_are_on_the_container() {
     // berth-<family>-<version>-<name>-<16 hex>
     let hex = info.name.strip_prefix("berth-labels-1-app-").unwrap_or_else(|| panic!("{}", info.name));
     assert!(hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()), "{}", info.name);
+    stop(&engine, &mut events, &arn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_networking_interactive_and_pseudo_terminal_reach_the_container() {
+    let (engine, cleanup) = real().await;
+    // "acted" has only the loopback interface, a terminal, and a stdin that stays open (cat
+    // waits on it until `timeout` kills it); "plain" has a network, no terminal, and an
+    // empty stdin (cat ends at once).
+    let check = |acted: bool| {
+        let (net, tty, stdin) = if acted { ("= lo", "", "-ne 0") } else { ("!= lo", "!", "= 0") };
+        sh(&format!(
+            "test \"$(ls /sys/class/net)\" {net} && {tty} test -t 1 && {{ timeout 3 cat > /dev/null; test $? {stdin}; }}"
+        ))
+    };
+    let json = format!(
+        r#"{{"family": "tty", "containerDefinitions": [
+        {{"name": "acted", "image": "busybox:latest", "essential": false, "command": {acted},
+          "disableNetworking": true, "interactive": true, "pseudoTerminal": true}},
+        {{"name": "plain", "image": "busybox:latest", "essential": false, "command": {plain}}},
+        {{"name": "judge", "image": "busybox:latest", "command": ["true"],
+          "dependsOn": [{{"containerName": "acted", "condition": "COMPLETE"}},
+                        {{"containerName": "plain", "condition": "COMPLETE"}}]}}]}}"#,
+        acted = check(true),
+        plain = check(false),
+    );
+    let (arn, mut events) = start(&engine, &json).await;
+    until_task_stopped(&mut events, &arn).await;
+    let config = |v: &Value| {
+        let c = &v["Config"];
+        (c["NetworkDisabled"].as_bool(), c["OpenStdin"].as_bool(), c["Tty"].as_bool())
+    };
+    let acted = cleanup.inspect_json("acted").await;
+    assert_eq!(config(&acted), (Some(true), Some(true), Some(true)), "{}", acted["Config"]);
+    let plain = cleanup.inspect_json("plain").await;
+    assert_ne!(plain["Config"]["NetworkDisabled"], true, "{}", plain["Config"]);
+    assert_eq!((config(&plain).1, config(&plain).2), (Some(false), Some(false)), "{}", plain["Config"]);
+    assert_eq!(exit_code(&events, &arn, "acted"), Some(0), "only lo, a terminal, stdin open");
+    assert_eq!(exit_code(&events, &arn, "plain"), Some(0), "a network, no terminal, stdin at its end");
     stop(&engine, &mut events, &arn).await;
 }
 

@@ -112,6 +112,16 @@ pub struct ContainerSpec {
     /// Run with every capability and every device.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub privileged: bool,
+    /// No networking inside the container (`disableNetworking`, Docker's `NetworkDisabled`).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub disable_networking: bool,
+    /// Keep its stdin open even when nothing is attached (`interactive`, Docker's
+    /// `OpenStdin`); berth attaches nothing to it (`docs/terminal.md`).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub interactive: bool,
+    /// Give it a pseudo-terminal (`pseudoTerminal`, Docker's `Tty`).
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub pseudo_terminal: bool,
     /// Docker `--security-opt` values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub docker_security_options: Vec<String>,

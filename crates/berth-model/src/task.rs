@@ -1,7 +1,7 @@
 //! A task: a group of containers with one desired status, plus its identity.
 
 use crate::container::Container;
-use crate::status::TaskStatus;
+use crate::status::{ContainerStatus, TaskStatus};
 use crate::volume::Volume;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,10 @@ pub struct Task {
     pub known_time: Option<DateTime<Utc>>,
     /// The highest task status already appended to the change log.
     pub sent_status: TaskStatus,
+    /// Whether a state change has said that the task's desired status is STOPPED (see
+    /// [`crate::event::take_changes`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_sent: bool,
     /// Why the task was stopped, when berth stopped it (essential exit, unmet dependency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
@@ -131,6 +135,7 @@ impl Task {
             known_status: TaskStatus::None,
             known_time: None,
             sent_status: TaskStatus::None,
+            stop_sent: false,
             stop_reason: None,
             cpu: None,
             memory: None,
@@ -188,6 +193,7 @@ impl Task {
             known_status,
             known_time,
             sent_status,
+            stop_sent,
             stop_reason,
             cpu,
             memory,
@@ -195,7 +201,7 @@ impl Task {
             submitted,
         } = self;
         (arn, family, version, network_mode, desired_status, known_status, known_time, sent_status).hash(&mut h);
-        (stop_reason, cpu, memory, client_token, submitted).hash(&mut h);
+        (stop_sent, stop_reason, cpu, memory, client_token, submitted).hash(&mut h);
         for c in containers {
             let Container {
                 spec,
@@ -238,21 +244,22 @@ impl Task {
         h.finish()
     }
 
-    /// The status its containers add up to. If an essential container is STOPPED, the task
-    /// is STOPPED; otherwise it is the lowest known status of its essential containers
-    /// (PULLED counting as NONE). Internal containers do not count: berth stops the task
-    /// when one of them stops (see the planner).
+    /// The status its containers add up to, as ECS reports it: STOPPED only once every
+    /// container (internal ones included) is STOPPED, so a STOPPED task has nothing left
+    /// running. Until then it is the lowest known status of its essential containers that
+    /// are not STOPPED (PULLED counting as NONE; NONE when there is none): an essential
+    /// container that stopped makes the task's *desired* status STOPPED (the planner's
+    /// `StopTask`), not its known status.
     pub fn derived_status(&self) -> TaskStatus {
-        let essentials = self.containers.iter().filter(|c| c.spec.essential && !c.spec.internal);
-        let mut lowest: Option<TaskStatus> = None;
-        for c in essentials {
-            let s = c.known_status.task_status();
-            if s == TaskStatus::Stopped {
-                return TaskStatus::Stopped;
-            }
-            lowest = Some(lowest.map_or(s, |l| l.min(s)));
+        if !self.containers.is_empty() && self.containers.iter().all(|c| c.known_status == ContainerStatus::Stopped) {
+            return TaskStatus::Stopped;
         }
-        lowest.unwrap_or(TaskStatus::None)
+        self.containers
+            .iter()
+            .filter(|c| c.spec.essential && !c.spec.internal && c.known_status != ContainerStatus::Stopped)
+            .map(|c| c.known_status.task_status())
+            .min()
+            .unwrap_or(TaskStatus::None)
     }
 
     /// Bring `known_status` up to the derived status (it never goes down); returns whether
@@ -369,9 +376,25 @@ mod tests {
     }
 
     #[test]
-    fn any_stopped_essential_container_stops_the_task() {
+    fn a_stopped_essential_container_does_not_stop_the_task_while_another_runs() {
         let t =
             task(vec![container("a", true, ContainerStatus::Running), container("b", true, ContainerStatus::Stopped)]);
+        assert_eq!(t.derived_status(), TaskStatus::Running);
+        let t =
+            task(vec![container("a", false, ContainerStatus::Running), container("b", true, ContainerStatus::Stopped)]);
+        assert_eq!(t.derived_status(), TaskStatus::None, "no essential left running: nothing to rise to");
+    }
+
+    #[test]
+    fn the_task_is_stopped_once_every_container_is() {
+        let mut t =
+            task(vec![container("a", true, ContainerStatus::Stopped), container("b", false, ContainerStatus::Stopped)]);
+        assert_eq!(t.derived_status(), TaskStatus::Stopped);
+        let mut pause = container("~pause", true, ContainerStatus::Running);
+        std::sync::Arc::make_mut(&mut pause.spec).internal = true;
+        t.containers.insert(0, pause);
+        assert_eq!(t.derived_status(), TaskStatus::None, "the pause container still runs");
+        t.containers[0].known_status = ContainerStatus::Stopped;
         assert_eq!(t.derived_status(), TaskStatus::Stopped);
     }
 

@@ -3,7 +3,9 @@
 //! Following the planner always settles: every container at its desired status or STOPPED
 //! (with a reason when a failure was permanent); statuses never go back; no container is
 //! created or started twice; dependencies are honoured on create, start and stop; the
-//! essential rule holds; task changes come in the order CREATED, RUNNING, STOPPED; and a
+//! essential rule holds; a task known STOPPED has no container that is not STOPPED (checked
+//! after every step); task changes come in the order CREATED, RUNNING, STOPPED, the task's
+//! STOPPED after every container's STOPPED and its desired STOPPED said once, no later; and a
 //! stopped task is cleaned up without leaving a Docker container or volume behind.
 
 mod support;
@@ -160,10 +162,12 @@ fn check_settled(w: &World) -> Result<(), TestCaseError> {
             w.trace.join("\n")
         );
     }
-    // The essential rule: an essential container stopped means the whole task stopped.
+    // The essential rule: an essential container stopped means the whole task is told to
+    // stop, and it is STOPPED once everything of it has stopped.
     let essential_stopped =
         w.task.containers.iter().any(|c| c.spec.essential && c.known_status == ContainerStatus::Stopped);
     if essential_stopped {
+        prop_assert_eq!(w.task.desired_status, TaskStatus::Stopped);
         prop_assert_eq!(w.task.known_status, TaskStatus::Stopped);
         prop_assert!(w.task.containers.iter().all(|c| c.known_status == ContainerStatus::Stopped));
     }
@@ -184,6 +188,22 @@ fn check_changes(w: &World) -> Result<(), TestCaseError> {
     let task_steps: Vec<TaskStatus> =
         w.changes.iter().map(|ch| ch.task_status).filter(|s| *s != TaskStatus::None).collect();
     prop_assert!(task_steps.windows(2).all(|p| p[0] < p[1]), "task changes out of order: {:?}", task_steps);
+    // The task's STOPPED comes with or after the last container's STOPPED change; its
+    // desired STOPPED is said once, no later than that.
+    let at = |pred: &dyn Fn(&berth_model::StateChange) -> bool| w.changes.iter().position(pred);
+    if let Some(stopped) = at(&|ch| ch.task_status == TaskStatus::Stopped) {
+        let last_container_stop = w.changes.iter().rposition(|ch| ch.status == ContainerStatus::Stopped);
+        prop_assert_eq!(last_container_stop, Some(stopped), "the task stops with its last container");
+        let told: Vec<usize> = w
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, ch)| ch.task_desired_status == TaskStatus::Stopped)
+            .map(|(i, _)| i)
+            .collect();
+        prop_assert!(told.len() <= 1, "desired STOPPED said {} times", told.len());
+        prop_assert!(told.iter().all(|&i| i <= stopped), "desired STOPPED said after the task stopped");
+    }
     for c in w.task.containers.iter().filter(|c| !c.spec.internal) {
         let statuses: Vec<ContainerStatus> =
             w.changes.iter().filter(|ch| ch.container_name == c.name()).map(|ch| ch.status).collect();

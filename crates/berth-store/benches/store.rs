@@ -56,6 +56,7 @@ fn changes(arn: &str) -> Vec<StateChange> {
             exit_code: None,
             port_bindings: vec![],
             task_status: TaskStatus::None,
+            task_desired_status: TaskStatus::None,
         })
         .collect()
 }

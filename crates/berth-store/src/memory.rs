@@ -195,6 +195,7 @@ mod tests {
             exit_code: None,
             port_bindings: vec![],
             task_status: TaskStatus::None,
+            task_desired_status: TaskStatus::None,
         };
         vec![change; n]
     }

@@ -139,6 +139,9 @@ async fn the_request_is_kept_as_given_and_the_behaviour_sees_it_whole() {
         hostname: Some("h".into()),
         health_check: Some(HealthConfig { test: vec!["NONE".into()], retries: Some(3), ..HealthConfig::default() }),
         stop_timeout: Some(5),
+        network_disabled: true,
+        open_stdin: true,
+        tty: true,
         host: HostConfig { cpu_shares: Some(2), binds: vec!["/d:/d".into()], ..HostConfig::default() },
     };
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

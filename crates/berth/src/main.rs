@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod overrides;
 mod progress;
 mod taskfile;
 

@@ -586,3 +586,34 @@ impl Drop for Reader {
         let _ = self.child.wait();
     }
 }
+
+#[test]
+fn submit_env_and_command_are_sent_as_overrides_and_reach_the_container() {
+    let daemon = Daemon::start(None);
+    let family = unique("client-ov");
+    let file = hello_task(daemon.dir.path(), &family);
+    let arn = daemon
+        .ok(&[
+            "submit",
+            file.to_str().unwrap_or_default(),
+            "--env",
+            "WHO=overrides",
+            "--command",
+            "sh",
+            "-c",
+            "echo hello-$WHO; sleep 60",
+        ])
+        .trim()
+        .to_owned();
+    daemon.eventually("logs show the overridden command and environment", || {
+        let out = daemon.berth(&["logs", &arn, "main"]).output().ok()?;
+        text(&out.stdout).contains("hello-overrides").then_some(())
+    });
+    let out = daemon
+        .berth(&["submit", file.to_str().unwrap_or_default(), "--container", "nope", "--env", "A=b"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--container nope: the task has no container"), "{}", text(&out.stderr));
+    daemon.ok(&["stop", &arn]);
+}

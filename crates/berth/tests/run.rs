@@ -174,6 +174,64 @@ fn awsvpc_containers_reach_each_other_on_localhost() {
 }
 
 #[test]
+fn an_interactive_container_on_a_terminal_gets_nothing_of_berths_stdin() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Its stdin stays open (cat waits until `timeout` ends it) and is attached to nothing:
+    // what berth run reads on its own stdin never reaches it.
+    let json = r#"{"family": "tty", "containerDefinitions": [{"name": "app", "image": "busybox:latest",
+        "interactive": true, "pseudoTerminal": true,
+        "command": ["sh", "-c", "timeout 2 cat; test -t 1 && echo on-a-terminal"]}]}"#;
+    let data = DataDir::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("run")
+        .arg(write(files.path(), "tty.json", json))
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running berth: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, b"typed-into-berth\n").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.lines().any(|l| l.ends_with("| on-a-terminal")), "a pseudo-terminal:\n{stdout}");
+    assert!(!stdout.contains("typed-into-berth"), "berth's stdin reached the container:\n{stdout}");
+    assert!(stderr.contains("\"app\" is interactive") && stderr.contains("docker attach berth-tty-1-app-"), "{stderr}");
+    assert_eq!(data.leftovers(), (vec![], vec![]));
+}
+
+#[test]
+fn env_and_command_override_one_container_and_reach_its_output() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let json = r#"{"family": "ov", "containerDefinitions": [
+        {"name": "main", "image": "busybox:latest", "command": ["sh", "-c", "echo definition; exit 1"],
+         "environment": [{"name": "GREETING", "value": "from-definition"}, {"name": "KEPT", "value": "kept"}]},
+        {"name": "side", "image": "busybox:latest", "essential": false, "command": ["sh", "-c", "echo side-$GREETING"]}]}"#;
+    let file = write(files.path(), "ov.json", json);
+    let data = DataDir::new();
+    let script = r#"echo "main-$GREETING-$KEPT"; exit 3"#;
+    let out = berth_run(&file, &data, &["--env", "GREETING=from-cli", "--command", "sh", "-c", script]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "the only essential container is the one changed\n{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.ends_with("| main-from-cli-kept")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.ends_with("| side-")), "side is not changed: {stdout}");
+    assert!(!stdout.contains("definition"), "{stdout}");
+    assert_eq!(data.leftovers(), (vec![], vec![]));
+
+    // Two essential containers: which one must be said.
+    let two = json.replace(r#""essential": false, "#, "");
+    let out = berth_run(&write(files.path(), "two.json", &two), &DataDir::new(), &["--env", "A=b"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name it with --container"), "{out:?}");
+    let out = berth_run(&file, &DataDir::new(), &["--container", "nope", "--env", "A=b"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--container nope: the task has no container"), "{out:?}");
+}
+
+#[test]
 fn exit_code_from_picks_a_container_and_keep_keeps_them() {
     let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let json = r#"{"family": "pick", "containerDefinitions": [

@@ -42,9 +42,9 @@ use crate::volume::{DockerVolumeConfiguration, Volume, VolumeKind, VolumeScope};
 use std::collections::BTreeMap;
 
 /// Most CPU shares the kernel takes.
-const MAX_CPU_SHARES: u64 = 262_144;
+pub(crate) const MAX_CPU_SHARES: u64 = 262_144;
 /// Largest size in MiB whose byte count fits Docker's signed 64-bit fields.
-const MAX_MIB: u64 = (i64::MAX as u64) >> 20;
+pub(crate) const MAX_MIB: u64 = (i64::MAX as u64) >> 20;
 /// Largest number of seconds (or retries) accepted.
 const MAX_SECONDS: u64 = u32::MAX as u64;
 
@@ -85,12 +85,9 @@ const TASK_READ_ONLY: [&str; 7] = [
 ];
 
 /// Container-level fields berth does not act on.
-const CONTAINER_NOT_ACTED_ON: [&str; 8] = [
+const CONTAINER_NOT_ACTED_ON: [&str; 5] = [
     "repositoryCredentials",
     "resourceRequirements",
-    "pseudoTerminal",
-    "interactive",
-    "disableNetworking",
     "credentialSpecs",
     "firelensConfiguration",
     "versionConsistency",
@@ -121,6 +118,7 @@ pub(crate) fn read_register(o: Obj<'_>, s: &mut Sink) -> Draft {
 pub(crate) fn read_describe(mut root: Obj<'_>, s: &mut Sink) -> Draft {
     root.not_acted_on("tags", s);
     let inner = root.field("taskDefinition");
+    let overrides = super::overrides::read(&mut root, s);
     root.finish(s);
     let mut unread = Draft::empty("taskDefinition.family", "taskDefinition.containerDefinitions");
     unread.containers_read = false;
@@ -128,10 +126,14 @@ pub(crate) fn read_describe(mut root: Obj<'_>, s: &mut Sink) -> Draft {
         s.error("taskDefinition", "required field is missing");
         return unread;
     };
-    match f.object(s) {
+    let mut d = match f.object(s) {
         Some(o) => read_task_definition(o, s),
         None => unread,
+    };
+    if overrides.is_some() {
+        d.overrides = overrides;
     }
+    d
 }
 
 /// Shape 3: a bare `containerDefinitions` array; the family comes from the caller.
@@ -157,22 +159,16 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     d.network_mode = read_network_mode(&mut o, s);
     for key in ["cpu", "memory"] {
         if let Some(f) = o.field(key) {
-            let size = match f.value {
-                serde_json::Value::String(v) if v.trim().is_empty() => continue,
-                serde_json::Value::String(v) => task_size(key, v),
-                serde_json::Value::Number(n) => task_size(key, &n.to_string()),
-                _ => {
-                    f.type_error("a string or a number", s);
-                    continue;
+            if let Some(size) = read_task_size(&f, key, s) {
+                if key == "cpu" {
+                    d.cpu = Some(size);
+                } else {
+                    d.memory = Some(size);
                 }
-            };
-            match size {
-                Ok(v) if key == "cpu" => d.cpu = Some(v),
-                Ok(v) => d.memory = Some(v),
-                Err(why) => s.error(&f.path, why),
             }
         }
     }
+    d.overrides = super::overrides::read(&mut o, s);
     for key in TASK_NOT_ACTED_ON {
         o.not_acted_on(key, s);
     }
@@ -183,6 +179,22 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     read_volumes(o.field("volumes"), &mut d, s);
     o.finish(s);
     d
+}
+
+/// A task-level `cpu` or `memory` field (`key`), a string or a number read by
+/// [`task_size`]; `None` (and an error when it is not empty) when it gives none.
+pub(crate) fn read_task_size(f: &Field<'_>, key: &str, s: &mut Sink) -> Option<u64> {
+    let size = match f.value {
+        serde_json::Value::String(v) if v.trim().is_empty() => return None,
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(v) => task_size(key, v),
+        serde_json::Value::Number(n) => task_size(key, &n.to_string()),
+        _ => {
+            f.type_error("a string or a number", s);
+            return None;
+        }
+    };
+    size.map_err(|why| s.error(&f.path, why)).ok()
 }
 
 /// A task-level `cpu` or `memory` as ECS accepts it: `cpu` in CPU units ("256") or vCPUs
@@ -316,6 +328,12 @@ fn read_container(o: &mut Obj<'_>, flavor: Flavor, s: &mut Sink) -> DraftContain
     spec.dns_search_domains = o.strings("dnsSearchDomains", MAX_DNS_ENTRIES, s);
     spec.linux_parameters = o.object("linuxParameters", s).map(|l| read_linux_parameters(l, s)).unwrap_or_default();
     spec.privileged = o.boolean("privileged", s).unwrap_or(false);
+    spec.disable_networking = o.boolean("disableNetworking", s).unwrap_or(false);
+    if spec.disable_networking && !spec.port_mappings.is_empty() {
+        s.error(&o.path_of("disableNetworking"), "networking is disabled, but portMappings publish ports".to_string());
+    }
+    spec.interactive = o.boolean("interactive", s).unwrap_or(false);
+    spec.pseudo_terminal = o.boolean("pseudoTerminal", s).unwrap_or(false);
     spec.docker_security_options = o.strings("dockerSecurityOptions", MAX_SECURITY_OPTIONS, s);
     spec.system_controls = o.objects("systemControls", MAX_SYSTEM_CONTROLS, s, read_system_control);
     spec.log_configuration = o.object("logConfiguration", s).and_then(|l| read_log_configuration(l, s)).map(Box::new);
@@ -380,7 +398,7 @@ fn read_system_control(e: &mut Obj<'_>, s: &mut Sink) -> Option<(String, String)
 }
 
 /// ECS `environment`: `[{"name": ..., "value": ...}]`, a `null` or absent value being "".
-fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
+pub(crate) fn read_environment_list(o: &mut Obj<'_>, s: &mut Sink) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let Some(f) = o.field("environment") else { return env };
     for item in f.array(MAX_ENVIRONMENT, s) {
@@ -417,7 +435,7 @@ fn env_name_ok(path: &str, name: &str, s: &mut Sink) -> bool {
 
 /// A `command`, `entryPoint` or health-check `command`: at most [`MAX_COMMAND_ITEMS`]
 /// strings of at most [`MAX_COMMAND_BYTES`] together (empty when over).
-fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> Vec<String> {
+pub(crate) fn read_command(o: &mut Obj<'_>, key: &str, s: &mut Sink) -> Vec<String> {
     let items = o.strings(key, MAX_COMMAND_ITEMS, s);
     let total: usize = items.iter().map(String::len).sum();
     if total > MAX_COMMAND_BYTES {
@@ -771,7 +789,7 @@ mod tests {
                 "devices": [{"hostPath": "/dev/fuse", "permissions": ["read", "write"]}],
                 "sharedMemorySize": 128
             },
-            "privileged": false,
+            "privileged": false, "disableNetworking": false, "interactive": true, "pseudoTerminal": true,
             "dockerSecurityOptions": ["no-new-privileges"],
             "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
             "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "10m"}}
@@ -841,6 +859,9 @@ mod tests {
                 shared_memory_size: Some(128),
             },
             privileged: false,
+            disable_networking: false,
+            interactive: true,
+            pseudo_terminal: true,
             docker_security_options: vec!["no-new-privileges".into()],
             system_controls: [("net.core.somaxconn".to_string(), "1024".to_string())].into_iter().collect(),
             log_configuration: Some(Box::new(LogConfiguration {
@@ -897,10 +918,25 @@ mod tests {
                 "containerDefinitions[0].linuxParameters.maxSwap: accepted but not acted on by berth",
                 "containerDefinitions[0].repositoryCredentials: accepted but not acted on by berth",
                 "containerDefinitions[0].resourceRequirements: accepted but not acted on by berth",
-                "containerDefinitions[0].pseudoTerminal: accepted but not acted on by berth",
-                "containerDefinitions[0].interactive: accepted but not acted on by berth",
                 "containerDefinitions[0].firelensConfiguration: accepted but not acted on by berth",
             ]
+        );
+    }
+
+    #[test]
+    fn disable_networking_interactive_and_pseudo_terminal_are_read_and_refused_with_published_ports() {
+        let acted = with(json!({"disableNetworking": true, "interactive": true, "pseudoTerminal": true}));
+        let plain = json!({"name": "b", "image": "busybox", "disableNetworking": null, "interactive": false});
+        let t = task(json!([acted, plain]), json!({}));
+        assert!(warnings(&t).is_empty(), "{:?}", warnings(&t));
+        let accepted = accept(&t).task;
+        let (a, b) = (&accepted.containers[0].spec, &accepted.containers[1].spec);
+        assert!(a.disable_networking && a.interactive && a.pseudo_terminal);
+        assert!(!b.disable_networking && !b.interactive && !b.pseudo_terminal);
+        let published = with(json!({"disableNetworking": true, "portMappings": [{"containerPort": 80}]}));
+        assert_eq!(
+            reject(&task(json!([published]), json!({}))),
+            ["containerDefinitions[0].disableNetworking: networking is disabled, but portMappings publish ports"]
         );
     }
 

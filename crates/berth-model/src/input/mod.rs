@@ -24,6 +24,7 @@
 
 mod ecs;
 mod image;
+pub mod overrides;
 mod reader;
 mod seed;
 mod validate;
@@ -217,6 +218,16 @@ impl fmt::Display for Rejected {
 /// `taskDefinition` is describe output; one with `containerDefinitions` is register input;
 /// one with `containers` is the seed payload. Anything else is refused with one error.
 pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
+    parse_with_overrides(input, opts, None)
+}
+
+/// [`parse`], with `extra` overrides (`berth run --env/--command`) applied after the
+/// input's own `overrides`, before validation.
+pub fn parse_with_overrides(
+    input: &[u8],
+    opts: &ParseOptions,
+    extra: Option<&overrides::Overrides>,
+) -> Result<Accepted, Rejected> {
     if input.len() > MAX_INPUT_BYTES {
         return Err(Rejected::one(
             "",
@@ -250,9 +261,16 @@ pub fn parse(input: &[u8], opts: &ParseOptions) -> Result<Accepted, Rejected> {
             None
         }
     };
-    let Some(draft) = draft else {
+    let Some(mut draft) = draft else {
         return Err(s.into_rejected());
     };
+    let given = draft.overrides.take();
+    // With the containers unread, "no such container" would only add noise.
+    if draft.containers_read {
+        for o in given.iter().chain(extra) {
+            draft.apply_overrides(o, &mut s);
+        }
+    }
     validate::check_draft(&draft, &mut s);
     let paths = InputPaths {
         containers: draft.containers.iter().map(|c| c.path.clone()).collect(),
@@ -308,6 +326,8 @@ pub(crate) struct Draft {
     /// False when the volume array could not be read as a whole (so mount points naming
     /// its volumes are not reported as dangling).
     pub volumes_read: bool,
+    /// The input's own `overrides`, applied before validation.
+    pub overrides: Option<overrides::Overrides>,
 }
 
 /// A container as read.
@@ -349,6 +369,19 @@ impl Draft {
             containers: Vec::new(),
             volumes: Vec::new(),
             volumes_read: true,
+            overrides: None,
+        }
+    }
+
+    /// Apply `o` to the containers and task-level sizes as read ([`overrides::apply`]).
+    fn apply_overrides(&mut self, o: &overrides::Overrides, s: &mut Sink) {
+        let mut specs: Vec<ContainerSpec> = self.containers.iter_mut().map(|c| std::mem::take(&mut c.spec)).collect();
+        let errors = overrides::apply(o, &mut specs, &mut self.cpu, &mut self.memory);
+        for (c, spec) in self.containers.iter_mut().zip(specs) {
+            c.spec = spec;
+        }
+        for e in errors {
+            s.error(&e.path, e.message);
         }
     }
 

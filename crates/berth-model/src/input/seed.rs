@@ -62,6 +62,7 @@ pub(crate) fn read_seed(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     let containers = o.field("containers");
     read_containers(containers, Flavor::Seed, &mut d, s);
     read_volumes(o.field("volumes"), &mut d, s);
+    d.overrides = super::overrides::read(&mut o, s);
     o.finish(s);
     d
 }

@@ -189,10 +189,19 @@ impl World {
         if self.task.known_status < task_before {
             self.violations.push("task status went back".into());
         }
+        // "Task STOPPED" means nothing of it runs any more (the pause container included).
+        if self.task.known_status == TaskStatus::Stopped
+            && let Some(c) = self.task.containers.iter().find(|c| c.known_status != ContainerStatus::Stopped)
+        {
+            self.violations.push(format!("task STOPPED while {} is {}", c.name(), c.known_status));
+        }
         let changes = berth_model::event::take_changes(&mut self.task, self.now);
         for ch in &changes {
-            let task_part =
+            let mut task_part =
                 if ch.task_status == TaskStatus::None { String::new() } else { format!(" (task {})", ch.task_status) };
+            if ch.task_desired_status != TaskStatus::None {
+                task_part += &format!(" (task desired {})", ch.task_desired_status);
+            }
             let extra = match (&ch.reason, ch.exit_code) {
                 (Some(r), Some(code)) => format!(" exit {code}: {r}"),
                 (Some(r), None) => format!(": {r}"),

@@ -34,6 +34,7 @@ pub fn change(arn: &str, container: &str) -> StateChange {
         exit_code: None,
         port_bindings: vec![],
         task_status: TaskStatus::None,
+        task_desired_status: TaskStatus::None,
     }
 }
 

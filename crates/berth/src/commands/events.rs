@@ -112,6 +112,12 @@ fn human(item: &Value) -> String {
     if !ports.is_empty() {
         line.push_str(&format!(" ports {}", ports.join(",")));
     }
+    // A task told to stop; said only while it is not STOPPED by this same change.
+    if let Some(desired) =
+        item["TaskDesiredStatus"].as_str().filter(|s| *s != "NONE" && item["TaskStatus"] != "STOPPED")
+    {
+        line.push_str(&format!(" (task desired {desired})"));
+    }
     if let Some(task) = item["TaskStatus"].as_str().filter(|s| *s != "NONE") {
         line.push_str(&format!(" (task {task})"));
     }
@@ -146,11 +152,14 @@ mod tests {
         let change = serde_json::json!({"Seq": 7, "Time": "2025-01-02T10:00:00.123456Z", "TaskArn": "arn:berth:task/ab",
             "ContainerName": "web", "Status": "STOPPED", "Reason": "killed", "ExitCode": 137,
             "PortBindings": [{"container_port": 80, "host_port": 8080, "bind_ip": "0.0.0.0", "protocol": "tcp"}],
-            "TaskStatus": "STOPPED"});
+            "TaskStatus": "STOPPED", "TaskDesiredStatus": "STOPPED"});
         assert_eq!(
             human(&change),
             "7 2025-01-02T10:00:00.123Z ab web STOPPED exit 137 ports 0.0.0.0:8080->80/tcp (task STOPPED) killed\n"
         );
+        let told = serde_json::json!({"Seq": 8, "Time": "2025-01-02T10:00:00.123456Z", "TaskArn": "arn:berth:task/ab",
+            "ContainerName": "db", "Status": "STOPPED", "ExitCode": 1, "TaskStatus": "NONE", "TaskDesiredStatus": "STOPPED"});
+        assert_eq!(human(&told), "8 2025-01-02T10:00:00.123Z ab db STOPPED exit 1 (task desired STOPPED)\n");
         assert_eq!(position(&change), Some(7));
         let gap = serde_json::json!({"Gap": {"From": 1, "To": 5}});
         assert_eq!(human(&gap), "-- changes 1 to 4 are no longer kept\n");

@@ -143,8 +143,11 @@ fn step_until_idle(
             plan::apply(task, Feedback::Observed { container, observation }, *now, cfg);
         }
         for ch in take_changes(task, *now) {
-            let moved =
+            let mut moved =
                 if ch.task_status == TaskStatus::None { String::new() } else { format!(" (task {})", ch.task_status) };
+            if ch.task_desired_status != TaskStatus::None && ch.task_status != TaskStatus::Stopped {
+                moved.insert_str(0, &format!(" (task desired {})", ch.task_desired_status));
+            }
             let code = ch.exit_code.map(|c| format!(" exit {c}")).unwrap_or_default();
             writeln!(out, "  > {} {}{code}{moved}", ch.container_name, ch.status)?;
         }

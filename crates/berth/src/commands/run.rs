@@ -17,6 +17,7 @@
 //! number (130, 143, 129). A second signal exits at once, naming the data directory and
 //! `berth run --cleanup --data-dir DIR`, which removes what the run left.
 
+use crate::overrides::OverrideArgs;
 use crate::progress::Console;
 use crate::taskfile;
 use anyhow::Context;
@@ -81,6 +82,8 @@ pub struct Run {
     /// loopback and on Docker's bridge gateway; 0: any free port).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     metadata_port: u16,
+    #[command(flatten)]
+    overrides: OverrideArgs,
 }
 
 impl Run {
@@ -136,14 +139,18 @@ impl Run {
     async fn prepare(&self, data_dir: &Path, owned: bool) -> Result<Prepared, String> {
         let bytes = taskfile::read(self.file())?;
         let opts = taskfile::options(self.file(), self.family.as_deref(), rand::random());
-        let accepted = berth_model::input::parse(&bytes, &opts).map_err(|rejected| {
+        let invalid = |rejected: berth_model::input::Rejected| {
             let lines: Vec<String> = rejected.errors.iter().map(|e| format!("\n  error: {e}")).collect();
             let more = match rejected.omitted_errors {
                 0 => String::new(),
                 n => format!("\n  ... and {n} more errors"),
             };
             format!("invalid task definition:{}{more}", lines.concat())
-        })?;
+        };
+        let mut accepted = berth_model::input::parse(&bytes, &opts).map_err(invalid)?;
+        if let Some(overrides) = self.overrides.of(&accepted.task)? {
+            accepted = berth_model::input::parse_with_overrides(&bytes, &opts, Some(&overrides)).map_err(invalid)?;
+        }
         for w in &accepted.warnings {
             eprintln!("berth: warning: {w}");
         }
@@ -232,10 +239,12 @@ impl Prepared {
             return self.fail(&console, &e.to_string(), added).await;
         }
         let mut changes: Vec<StateChange> = Vec::new();
-        let mut stopped: HashSet<String> = HashSet::new();
         let mut logs = Vec::new();
         let mut interrupted: Option<Stop> = None;
-        while stopped.len() < visible.len() {
+        // The run ends when the task is STOPPED: once every container of it (the hidden
+        // awsvpc pause container included) has stopped.
+        let mut task_stopped = false;
+        while !task_stopped {
             tokio::select! {
                 item = reader.next() => {
                     let change = match item {
@@ -250,14 +259,20 @@ impl Prepared {
                     if change.task_arn != arn {
                         continue;
                     }
-                    console.line("berth", &describe(&change));
-                    if change.status == ContainerStatus::Running
-                        && let Some(follow) = self.follow_logs(&arn, &change.container_name, &console).await
-                    {
-                        logs.push(follow);
+                    task_stopped = change.task_status == TaskStatus::Stopped;
+                    // An internal container's change is made only to carry the task's status.
+                    if !visible.contains(&change.container_name) {
+                        if change.task_status != TaskStatus::None {
+                            console.line("berth", &format!("task {}", change.task_status));
+                        }
+                        continue;
                     }
-                    if change.status == ContainerStatus::Stopped {
-                        stopped.insert(change.container_name.clone());
+                    console.line("berth", &describe(&change));
+                    if change.status == ContainerStatus::Running {
+                        self.note_interactive(&arn, &change.container_name, &console).await;
+                        if let Some(follow) = self.follow_logs(&arn, &change.container_name, &console).await {
+                            logs.push(follow);
+                        }
                     }
                     changes.push(change);
                 }
@@ -316,6 +331,20 @@ impl Prepared {
         }
         console.note("berth: the task's containers were not all removed in time");
         false
+    }
+
+    /// berth run attaches nothing to a container (`docs/terminal.md`): for an interactive
+    /// one, say so and how to attach a terminal to it.
+    async fn note_interactive(&self, arn: &str, container: &str, console: &Console) {
+        let Some(task) = self.engine.task(arn).await.ok().flatten() else { return };
+        if let Some(c) = task.container(container).filter(|c| c.spec.interactive)
+            && let Some(docker_name) = &c.docker_name
+        {
+            console.note(&format!(
+                "berth: \"{container}\" is interactive: its stdin stays open with nothing attached \
+                 (`docker attach {docker_name}` attaches a terminal)"
+            ));
+        }
     }
 
     /// Print a running container's output, each line prefixed by its name.
@@ -563,6 +592,10 @@ fn describe(c: &StateChange) -> String {
     if let Some(reason) = &c.reason {
         line.push_str(&format!(": {reason}"));
     }
+    // A task told to stop; said only while it is not STOPPED by this same change.
+    if c.task_desired_status != TaskStatus::None && c.task_status != TaskStatus::Stopped {
+        line.push_str(&format!(" (task desired {})", c.task_desired_status));
+    }
     if c.task_status != TaskStatus::None {
         line.push_str(&format!(" (task {})", c.task_status));
     }
@@ -589,9 +622,13 @@ fn exit_code(task: &Task, last: Option<&Task>, changes: &[StateChange], from: Op
     }
     let essentials: Vec<&str> =
         task.containers.iter().filter(|c| c.spec.essential && !c.spec.internal).map(|c| c.spec.name.as_str()).collect();
-    // Exits after the one that stopped the task, with the codes of berth's own stop, were
-    // caused by berth; the others were the containers' own.
-    let task_stopped_at = changes.iter().find(|c| c.task_status == TaskStatus::Stopped).map(|c| c.seq);
+    // Exits after the change that told the task to stop (the essential exit that stopped
+    // it carries the desired STOPPED), with the codes of berth's own stop, were caused by
+    // berth; the others were the containers' own.
+    let task_stopped_at = changes
+        .iter()
+        .find(|c| c.task_desired_status == TaskStatus::Stopped || c.task_status == TaskStatus::Stopped)
+        .map(|c| c.seq);
     let own_exits: Vec<i64> = changes
         .iter()
         .filter(|c| {
@@ -662,6 +699,7 @@ mod tests {
             exit_code: exit,
             port_bindings: vec![],
             task_status: task,
+            task_desired_status: TaskStatus::None,
         }
     }
 
@@ -675,13 +713,19 @@ mod tests {
             .collect()
     }
 
+    /// `change` that also says the task was told to stop (desired STOPPED).
+    fn told(mut change: StateChange) -> StateChange {
+        change.task_desired_status = TaskStatus::Stopped;
+        change
+    }
+
     #[test]
     fn the_first_own_non_zero_exit_of_an_essential_container_counts() {
         let mut seq = 0;
         let mut changes = ran(&mut seq);
         changes.push(change(10, "side", ContainerStatus::Stopped, Some(3), TaskStatus::None));
-        changes.push(change(11, "main", ContainerStatus::Stopped, Some(42), TaskStatus::Stopped));
-        changes.push(change(12, "other", ContainerStatus::Stopped, Some(143), TaskStatus::None));
+        changes.push(told(change(11, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None)));
+        changes.push(change(12, "other", ContainerStatus::Stopped, Some(143), TaskStatus::Stopped));
         assert_eq!(
             exit_code(&task(), None, &changes, None),
             (42, None),
@@ -695,14 +739,14 @@ mod tests {
     fn an_essential_exit_zero_gives_zero() {
         let mut seq = 0;
         let mut changes = ran(&mut seq);
-        changes.push(change(10, "main", ContainerStatus::Stopped, Some(0), TaskStatus::Stopped));
-        changes.push(change(11, "other", ContainerStatus::Stopped, Some(137), TaskStatus::None));
+        changes.push(told(change(10, "main", ContainerStatus::Stopped, Some(0), TaskStatus::None)));
+        changes.push(change(11, "other", ContainerStatus::Stopped, Some(137), TaskStatus::Stopped));
         assert_eq!(exit_code(&task(), None, &changes, None).0, 0);
     }
 
     #[test]
     fn an_essential_container_that_never_started_gives_125_with_the_reason() {
-        let mut stopped = change(1, "main", ContainerStatus::Stopped, None, TaskStatus::Stopped);
+        let mut stopped = told(change(1, "main", ContainerStatus::Stopped, None, TaskStatus::None));
         stopped.reason = Some("pull image nope: pull access denied".into());
         let (code, reason) = exit_code(&task(), None, &[stopped], None);
         assert_eq!(code, 125);
@@ -711,16 +755,20 @@ mod tests {
 
     #[test]
     fn an_essential_exit_that_stops_the_task_before_another_starts_gives_its_code() {
-        // "main" ran and exited 42; the task stopped before "other" could start (its
-        // STOPPED, without an exit code, carried the task's).
+        // "main" ran and exited 42, which told the task to stop before "other" could start
+        // ("other"'s STOPPED, without an exit code, is the last and carries the task's).
         let changes = [
             change(1, "main", ContainerStatus::Running, None, TaskStatus::Running),
-            change(2, "other", ContainerStatus::Stopped, None, TaskStatus::Stopped),
-            change(3, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None),
+            told(change(2, "main", ContainerStatus::Stopped, Some(42), TaskStatus::None)),
+            change(3, "other", ContainerStatus::Stopped, None, TaskStatus::Stopped),
         ];
         assert_eq!(exit_code(&task(), None, &changes, None), (42, None));
         // Without an own exit, the container that never started is berth's failure.
-        assert_eq!(exit_code(&task(), None, &changes[..2], None).0, 125);
+        let changes = [
+            change(1, "main", ContainerStatus::Running, None, TaskStatus::Running),
+            told(change(2, "other", ContainerStatus::Stopped, None, TaskStatus::None)),
+        ];
+        assert_eq!(exit_code(&task(), None, &changes, None).0, 125);
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! `berth submit FILE [--client-token TOKEN]`: send a task definition to the daemon. Prints
-//! the task's arn; warnings go to standard error. A refused task: each error `path: message`, exit 1.
+//! `berth submit FILE [--client-token TOKEN] [--env NAME=VALUE]... [--container NAME]
+//! [--command ARG...]`: send a task definition to the daemon, the flags as RunTask's
+//! overrides of one container. Prints the task's arn; warnings go to standard error. A
+//! refused task: each error `path: message`, exit 1.
 
 use crate::client::{self, HostArgs};
+use crate::overrides::{OverrideArgs, add_to_body};
 use crate::taskfile;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +23,8 @@ pub struct Submit {
     client_token: Option<String>,
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    overrides: OverrideArgs,
 }
 
 impl Submit {
@@ -32,6 +37,16 @@ impl Submit {
             bytes
         } else {
             taskfile::read(&self.file).map_err(anyhow::Error::msg)?
+        };
+        // The container the flags name is chosen on the definition as read here; a
+        // definition this cannot read is sent as it is, and the daemon says what is wrong.
+        let opts = taskfile::options(&self.file, None, 0);
+        let body = match berth_model::input::parse(&body, &opts) {
+            Ok(accepted) => match self.overrides.of(&accepted.task).map_err(anyhow::Error::msg)? {
+                Some(overrides) => add_to_body(&body, &overrides).map_err(anyhow::Error::msg)?,
+                None => body,
+            },
+            Err(_) => body,
         };
         let client = self.host.connect()?;
         let query: Vec<(&str, &str)> = self.client_token.iter().map(|t| ("clientToken", t.as_str())).collect();
