@@ -8,7 +8,7 @@ use crate::executor::{self, Job};
 use berth_docker::events::{ContainerEvent, EventKind};
 use berth_docker::labels;
 use berth_model::ContainerStatus;
-use berth_model::plan::{self, Feedback, Observation, Outcome};
+use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -45,6 +45,9 @@ impl Actor {
             EventKind::Started if !c.spec.port_mappings.is_empty() => {
                 return self.inspect_then_observe(&arn, &name, event);
             }
+            EventKind::Started if c.known_status == ContainerStatus::Stopped => {
+                return self.stop_late_start(&arn, &name, &event.docker_id);
+            }
             EventKind::Started => {
                 Observation { status: ContainerStatus::Running, has_run: true, docker_id: id, ..Observation::default() }
             }
@@ -78,6 +81,25 @@ impl Actor {
             },
         };
         self.observe(arn, name, observation, now);
+    }
+
+    /// Docker runs a container berth knows STOPPED: a start sent by a berth killed since (or
+    /// whose answer was lost) that Docker did only after berth looked. Nothing of berth's
+    /// runs once berth holds it stopped: it is stopped again (its status stays STOPPED, and
+    /// no change is told). A container with a call in flight is left to that call's inspect
+    /// and the next reconciliation.
+    pub(super) fn stop_late_start(&mut self, arn: &str, name: &str, docker_id: &str) {
+        let Some(c) = self.tasks.entries.get(arn).and_then(|e| e.task.container(name)) else { return };
+        if c.known_status != ContainerStatus::Stopped
+            || c.removed
+            || c.in_flight
+            || c.docker_id.as_deref() != Some(docker_id)
+        {
+            return;
+        }
+        let timeout_secs = c.stop_timeout(self.config.plan.default_stop_timeout_secs);
+        self.direct
+            .push(super::Call { task_arn: arn.to_string(), op: Op::container(name, Action::Stop { timeout_secs }) });
     }
 
     fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {

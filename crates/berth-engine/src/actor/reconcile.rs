@@ -11,7 +11,7 @@ use crate::error::EngineError;
 use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_docker::{ContainerSummary, DockerClient, labels};
 use berth_model::ContainerStatus;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -54,6 +54,7 @@ impl Actor {
     /// - a container whose create answer was lost is found by its durable name;
     /// - one whose id is known but is not listed vanished: STOPPED, with a reason;
     /// - every other one not known to be STOPPED is inspected before anything else;
+    /// - one known STOPPED that Docker runs (a late start: `stop_late_start`) is stopped;
     /// - a listed container that no task owns (by id or name) is removed after the orphan
     ///   grace period, if no task owns it then either.
     pub(super) fn connected(&mut self, listed: Vec<ContainerSummary>) {
@@ -64,6 +65,8 @@ impl Actor {
         };
         let by_name: HashMap<&str, &str> =
             listed.iter().flat_map(|s| s.names.iter().map(move |n| (n.as_str(), s.id.as_str()))).collect();
+        let running: HashSet<&str> = listed.iter().filter(|s| s.state == "running").map(|s| s.id.as_str()).collect();
+        let mut late_starts = Vec::new();
         for (arn, entry) in &mut self.tasks.entries {
             for c in &mut Arc::make_mut(&mut entry.task).containers {
                 if c.removed {
@@ -82,7 +85,17 @@ impl Actor {
                     self.reconcile.pending.insert((arn.clone(), c.spec.name.clone()), reason);
                     self.tasks.dirty.insert(arn.clone());
                 }
+                if let Some(id) = c.docker_id.as_deref()
+                    && c.known_status == ContainerStatus::Stopped
+                    && running.contains(id)
+                {
+                    late_starts.push((arn.clone(), c.spec.name.clone(), id.to_string()));
+                }
             }
+        }
+        for (arn, name, id) in late_starts {
+            self.stop_late_start(&arn, &name, &id);
+            self.tasks.dirty.insert(arn);
         }
         let owned = self.tasks.owned();
         let orphans: Vec<&ContainerSummary> = listed
