@@ -41,10 +41,8 @@ pub async fn watch(
     loop {
         if let Some(mut events) = stream.take() {
             let opened = clock.now();
-            let mut delivered = false;
             while let Some(item) = events.next().await {
                 let Ok(mut event) = item else { break };
-                delivered = true;
                 since = Some(since.map_or(event.time, |s| s.max(event.time)));
                 if event.attributes.get(labels::INSTANCE) != Some(&instance) {
                     continue; // not ours: another berth's, or not berth's at all
@@ -57,10 +55,11 @@ pub async fn watch(
                     return;
                 }
             }
-            // A stream that ends at once with nothing (Docker does not answer: the
-            // connection is made only when the stream is first read) is retried after a
-            // growing wait, never in a busy loop.
-            if delivered || (clock.now() - opened).to_std().unwrap_or_default() > QUIET_STREAM {
+            // A stream that ends soon (Docker does not answer: the connection is made only
+            // when the stream is first read; or it flaps, delivering a little each time) is
+            // retried after a growing wait, never in a busy loop: only a stream that
+            // lasted counts as having worked.
+            if (clock.now() - opened).to_std().unwrap_or_default() > QUIET_STREAM {
                 backoff.reset();
                 telemetry.record(&EngineTelemetry::EventStreamEnded { retry_in: None });
             } else {

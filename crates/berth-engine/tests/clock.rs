@@ -99,3 +99,41 @@ async fn a_manual_clock_drives_the_reopen_backoff() {
     assert_eq!(told.count("EventStreamEnded"), 1);
     engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A flapping stream (each reopened stream delivers an event, then ends at once) is
+/// reopened after a growing wait on the engine's clock (100 ms, 200 ms, 400 ms, ...), never
+/// at once: a stream counts as having worked only once it lasted a while, whatever it
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_event_stream_backs_off() {
+    let fake = fake();
+    fake.add_image("busybox:latest");
+    let clock = manual_clock();
+    let told = Arc::new(Told::default());
+    let config = EngineConfig { telemetry: told.clone(), ..EngineConfig::default() };
+    let mut engine = start(&fake, config, &clock).await;
+    assert_eq!(fake.open_event_streams(), 1);
+    let mut wait_ms = 100;
+    for flap in 1..=5 {
+        // The stream delivers an event (some container of the host created), then ends.
+        let config =
+            ContainerConfig { name: format!("flap-{flap}"), image: "busybox:latest".into(), ..Default::default() };
+        fake.create_container(&config).await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let opened = fake.calls(Op::ContainerEvents);
+        fake.cut_event_streams();
+        eventually("the end is seen", async || told.count("EventStreamEnded") == flap).await;
+        clock.advance(chrono::Duration::milliseconds(wait_ms - 1));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            fake.calls(Op::ContainerEvents),
+            opened,
+            "flap {flap}: reopened before the clock passed the wait of {wait_ms} ms"
+        );
+        clock.advance(chrono::Duration::milliseconds(1));
+        eventually("reopened once the clock passes the wait", async || fake.open_event_streams() == 1).await;
+        assert_eq!(fake.calls(Op::ContainerEvents), opened + 1, "flap {flap}: one attempt");
+        wait_ms *= 2;
+    }
+    engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
