@@ -184,3 +184,40 @@ async fn a_restart_inspects_its_containers_a_bounded_number_at_a_time() {
     .await;
     assert_eq!(fake.calls(berth_testutils::Op::InspectContainer) - before, 10);
 }
+
+/// A start that Docker does after berth holds the container STOPPED (a killed berth's start
+/// that reached Docker late) never leaves it running: seen by its event while berth runs,
+/// and by the listing when berth starts again, the container is stopped again, and berth
+/// tells no second STOPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_start_of_a_container_berth_holds_stopped_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    let mut first = engine_with(&fake, durable(dir.path())).await;
+    let t = task(ONE, 1);
+    let arn = t.arn.clone();
+    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
+    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Running).await;
+    first.stop_task(&arn).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
+    let id = fake.containers()[0].id.clone();
+    let running = |fake: &FakeDocker| fake.container(&id).is_some_and(|c| c.state.as_str() == "running");
+
+    // While berth runs: the start event.
+    fake.start_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("stopped again after its start event", async || !running(&fake)).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // While berth is down: the listing of the next start.
+    fake.start_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut second = engine_with(&fake, durable(dir.path())).await;
+    eventually("stopped again when berth starts", async || !running(&fake)).await;
+    let mut w = Watcher::new(second.task_events_from(1).unwrap_or_else(|e| panic!("{e}")));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
+    let stopped = w.of(&arn).iter().filter(|c| c.status == ContainerStatus::Stopped).count();
+    assert_eq!(stopped, 1, "one STOPPED change: {:?}", w.of(&arn));
+    assert_eq!(fake.calls(berth_testutils::Op::CreateContainer), 1, "not created again");
+    second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
