@@ -137,3 +137,46 @@ async fn a_flapping_event_stream_backs_off() {
     }
     engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// An orphan's removal is a Docker call like any other (issue 14 item 6): when its grace
+/// period ends while Docker does not answer, the removal waits (no failure told) and is
+/// made once Docker answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_removal_waits_while_docker_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let instance = berth_store::DataDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}")).instance_id().to_string();
+    let fake = fake();
+    fake.add_image("busybox:latest");
+    let labels = BTreeMap::from([
+        (labels::INSTANCE.to_string(), instance),
+        (labels::TASK_ARN.to_string(), "arn:berth:task/gone".to_string()),
+        (labels::CONTAINER_NAME.to_string(), "web".to_string()),
+    ]);
+    let config =
+        ContainerConfig { name: "orphan".into(), image: "busybox:latest".into(), labels, ..Default::default() };
+    let orphan = fake.create_container(&config).await.unwrap_or_else(|e| panic!("{e}"));
+    let clock = manual_clock();
+    let told = Arc::new(Told::default());
+    let config = EngineConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        orphan_grace: Duration::from_secs(60),
+        telemetry: told.clone(),
+        ..EngineConfig::default()
+    };
+    let mut engine = start(&fake, config, &clock).await;
+    eventually("the orphan is found", async || told.count("OrphanFound") == 1).await;
+
+    fake.set_unreachable(true);
+    clock.advance(chrono::Duration::seconds(60));
+    eventually("Docker is found not answering", async || told.count("DockerLost") == 1).await;
+    assert!(fake.container(&orphan).is_some());
+    fake.set_unreachable(false);
+    // The connector retries on the engine's clock.
+    eventually("the orphan is removed once Docker answers", async || {
+        clock.advance(chrono::Duration::seconds(1));
+        fake.container(&orphan).is_none()
+    })
+    .await;
+    assert_eq!(told.count("OrphanRemoveFailed"), 0, "a removal Docker did not answer is no failure");
+    engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}

@@ -3,8 +3,8 @@
 //! ports to read, a stop without exit code) is inspected first. The stream itself is read,
 //! and reopened, by `crate::watch`.
 
-use super::{Actor, Input};
-use crate::executor::{self, Job};
+use super::Actor;
+use super::gate::Own;
 use berth_docker::events::{ContainerEvent, EventKind};
 use berth_docker::labels;
 use berth_model::ContainerStatus;
@@ -102,32 +102,25 @@ impl Actor {
             .push(super::Call { task_arn: arn.to_string(), op: Op::container(name, Action::Stop { timeout_secs }) });
     }
 
-    fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {
-        if self.gate.stopping {
-            // The next start inspects every container it cannot be sure of.
-            return;
-        }
-        let docker = Arc::clone(&self.docker);
-        let pulls = Arc::clone(&self.pulls);
-        let inputs = self.inputs_tx.clone();
-        let timeouts = self.config.timeouts.clone();
-        let (task_arn, container) = (arn.to_string(), name.to_string());
-        tokio::spawn(async move {
-            let job = Job::Inspect { target: Some(event.docker_id.clone()), known: true };
-            let observation = match executor::perform(docker.as_ref(), job, &timeouts, &pulls).await {
-                Outcome::Inspected(o) => o,
-                // Inspect failed: what the event itself says.
-                _ => match event.kind {
-                    EventKind::Started => Observation {
-                        status: ContainerStatus::Running,
-                        has_run: true,
-                        docker_id: Some(event.docker_id),
-                        ..Observation::default()
-                    },
-                    _ => Observation { status: ContainerStatus::Stopped, has_run: true, ..Observation::default() },
-                },
-            };
-            let _ = inputs.send(Input::Observed { task_arn, container, observation });
-        });
+    /// Inspect first, at the gate as every Docker call (after shutdown began none starts:
+    /// the next start inspects every container it cannot be sure of).
+    fn inspect_then_observe(&mut self, arn: &str, name: &str, event: ContainerEvent) {
+        self.pass_gate_own(Own::EventInspect { task_arn: arn.to_string(), container: name.to_string(), event });
+    }
+}
+
+/// What an event's inspect says; when it failed, what the event itself says.
+pub(super) fn inspected(event: ContainerEvent, outcome: Outcome) -> Observation {
+    match outcome {
+        Outcome::Inspected(o) => o,
+        _ => match event.kind {
+            EventKind::Started => Observation {
+                status: ContainerStatus::Running,
+                has_run: true,
+                docker_id: Some(event.docker_id),
+                ..Observation::default()
+            },
+            _ => Observation { status: ContainerStatus::Stopped, has_run: true, ..Observation::default() },
+        },
     }
 }

@@ -37,7 +37,7 @@ use crate::telemetry::EngineTelemetry;
 use berth_docker::events::ContainerEvent;
 use berth_docker::{ContainerSummary, DockerClient};
 use berth_model::event::take_changes;
-use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome};
+use berth_model::plan::{self, Action, Feedback, Op, Outcome};
 use berth_model::{ContainerStatus, Task, TaskStatus};
 use berth_store::{Group, Saver};
 use commit::CommitPipeline;
@@ -132,8 +132,9 @@ pub enum Input {
     Done { task_arn: String, op: Op, outcome: Outcome },
     /// A Docker event of one of this berth's containers.
     Event(ContainerEvent),
-    /// An inspect made because of an event (to read ports, exit code).
-    Observed { task_arn: String, container: String, observation: Observation },
+    /// One of the engine's own Docker calls (an inspect an event asked for, an orphan's
+    /// removal) ended.
+    OwnDone { own: gate::Own, outcome: Outcome },
     /// The event stream was reopened: what it missed must be looked at again.
     Resync,
     /// Docker answers again (or for the first time): this instance's containers, as listed
@@ -464,7 +465,17 @@ impl Actor {
             Input::Connected(listed) => self.connected(listed),
             Input::Fatal(e) => self.fatal = Some(e),
             Input::OrphanCheck(ids) => self.remove_orphans(ids),
-            Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
+            Input::OwnDone { own, outcome } => {
+                if let Some((own, outcome)) = self.own_ended(own, outcome) {
+                    match own {
+                        gate::Own::EventInspect { task_arn, container, event } => {
+                            let observation = events::inspected(event, outcome);
+                            self.observe(task_arn, container, observation, now);
+                        }
+                        gate::Own::RemoveOrphan { docker_id } => self.orphan_removal_ended(&docker_id, &outcome),
+                    }
+                }
+            }
             Input::Event(event) => self.event(event, now),
             Input::Resync => self.tasks.inspect_uncertain(),
         }

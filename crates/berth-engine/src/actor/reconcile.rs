@@ -5,6 +5,7 @@
 //! cannot be sure of, and removing the containers of this berth that no task owns once the
 //! orphan grace period has passed on the engine's clock.
 
+use super::gate::Own;
 use super::{Actor, Input, Map};
 use crate::clock::{self, Backoff, Clock};
 use crate::error::EngineError;
@@ -137,22 +138,10 @@ impl Actor {
         if orphans.is_empty() {
             return;
         }
-        let docker = Arc::clone(&self.docker);
-        let timeouts = self.config.timeouts.clone();
-        let telemetry = Arc::clone(&self.config.telemetry);
-        tokio::spawn(async move {
-            for id in orphans {
-                match tokio::time::timeout(timeouts.remove, docker.remove_container(&id)).await {
-                    Ok(Ok(())) => telemetry.record(&EngineTelemetry::OrphanRemoved { docker_id: &id }),
-                    Ok(Err(e)) => {
-                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: &e.to_string() })
-                    }
-                    Err(_) => {
-                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: "timed out" })
-                    }
-                }
-            }
-        });
+        // At the gate as every Docker call: a place each, held while Docker does not answer.
+        for docker_id in orphans {
+            self.pass_gate_own(Own::RemoveOrphan { docker_id });
+        }
     }
 }
 
