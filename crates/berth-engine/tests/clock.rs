@@ -180,3 +180,53 @@ async fn an_orphan_removal_waits_while_docker_does_not_answer() {
     assert_eq!(told.count("OrphanRemoveFailed"), 0, "a removal Docker did not answer is no failure");
     engine.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Wall-clock steps while berth was down (issue 14 item 11): the times a record holds were
+/// written under the old clock. With the clock stepped back a day between two starts, a
+/// retry waits at most the longest retry wait and a STOPPED task's cleanup wait counts from
+/// the restart, not a day more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_stepped_back_a_day_while_berth_was_down_stalls_no_retry_and_no_cleanup() {
+    const ONE: &str = r#"{"family": "one", "containerDefinitions": [{"name": "web", "image": "busybox"}]}"#;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    let told = Arc::new(Told::default());
+    let config = || {
+        let mut config = EngineConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            telemetry: told.clone(),
+            ..EngineConfig::default()
+        };
+        config.plan.cleanup_wait = chrono::Duration::hours(1);
+        config
+    };
+    let ahead = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).single().unwrap_or_else(Utc::now));
+    let mut first = start(&fake, config(), &ahead).await;
+    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
+    // One task runs and exits: STOPPED at the clock ahead.
+    fake.set_behaviour(|_| berth_testutils::Behaviour::exits(0));
+    let stopped = task(ONE, 1);
+    let stopped_arn = stopped.arn.clone();
+    first.add_task(stopped).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &stopped_arn, &["web"], berth_model::ContainerStatus::Stopped).await;
+    // Another one's create fails: retried 1 s later on the clock ahead.
+    fake.set_behaviour(|_| berth_testutils::Behaviour::forever());
+    fake.fail_next(Op::CreateContainer, None, 1, berth_docker::ErrorKind::Transient);
+    let retried = task(ONE, 2);
+    let retried_arn = retried.arn.clone();
+    first.add_task(retried).await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("the create failed", async || fake.calls(Op::CreateContainer) == 2).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // The clock is stepped back a day.
+    let back = manual_clock();
+    let mut second = start(&fake, config(), &back).await;
+    let mut w = Watcher::new(second.task_events_from(1).unwrap_or_else(|e| panic!("{e}")));
+    back.advance(chrono::Duration::seconds(30));
+    until_all(&mut w, &retried_arn, &["web"], berth_model::ContainerStatus::Running).await;
+    assert_eq!(told.count("TaskSwept"), 0, "the STOPPED task waits its cleanup wait");
+    back.advance(chrono::Duration::hours(1));
+    eventually("the STOPPED task is swept an hour after the restart", async || told.count("TaskSwept") == 1).await;
+    assert!(second.task(&stopped_arn).await.is_ok_and(|t| t.is_none()), "forgotten");
+    second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}

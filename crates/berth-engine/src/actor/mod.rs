@@ -220,7 +220,7 @@ impl Actor {
     /// know (an operation was in flight, or it was not yet known to be STOPPED) is
     /// inspected before anything else happens to it.
     pub fn new(parts: ActorParts) -> Result<Actor, EngineError> {
-        let tasks = TaskTable::load(parts.tasks)?;
+        let tasks = TaskTable::load(parts.tasks, parts.clock.now(), &parts.config.plan)?;
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
         let listed = parts.listed;
