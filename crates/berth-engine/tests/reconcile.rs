@@ -221,3 +221,28 @@ async fn a_late_start_of_a_container_berth_holds_stopped_is_stopped_again() {
     assert_eq!(fake.calls(berth_testutils::Op::CreateContainer), 1, "not created again");
     second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The same for a container that never ran (its start failed for good, so berth holds it
+/// STOPPED without a start): a late start while berth is down is stopped at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_start_of_a_container_that_never_ran_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    fake.fail_next(berth_testutils::Op::StartContainer, None, 10, berth_docker::ErrorKind::Permanent);
+    let mut first = engine_with(&fake, durable(dir.path())).await;
+    let t = task(ONE, 1);
+    let arn = t.arn.clone();
+    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
+    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    fake.clear_faults();
+    let id = fake.containers()[0].id.clone();
+    fake.start_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
+    let running = |fake: &FakeDocker| fake.container(&id).is_some_and(|c| c.state.as_str() == "running");
+    assert!(running(&fake));
+    let mut second = engine_with(&fake, durable(dir.path())).await;
+    eventually("stopped again when berth starts", async || !running(&fake)).await;
+    second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
