@@ -86,15 +86,15 @@ impl Actor {
     /// Docker runs a container berth knows STOPPED: a start sent by a berth killed since (or
     /// whose answer was lost) that Docker did only after berth looked. Nothing of berth's
     /// runs once berth holds it stopped: it is stopped again (its status stays STOPPED, and
-    /// no change is told). A container with a call in flight is left to that call's inspect
-    /// and the next reconciliation.
+    /// no change is told); once its call in flight ends, if one is.
     pub(super) fn stop_late_start(&mut self, arn: &str, name: &str, docker_id: &str) {
         let Some(c) = self.tasks.entries.get(arn).and_then(|e| e.task.container(name)) else { return };
-        if c.known_status != ContainerStatus::Stopped
-            || c.removed
-            || c.in_flight
-            || c.docker_id.as_deref() != Some(docker_id)
-        {
+        // Even one berth holds removed: Docker has just started it.
+        if c.known_status != ContainerStatus::Stopped || c.docker_id.as_deref() != Some(docker_id) {
+            return;
+        }
+        if c.in_flight {
+            self.reconcile.late_starts.insert((arn.to_string(), name.to_string()), docker_id.to_string());
             return;
         }
         let timeout_secs = c.stop_timeout(self.config.plan.default_stop_timeout_secs);

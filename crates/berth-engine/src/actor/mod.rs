@@ -457,9 +457,21 @@ impl Actor {
                     });
                     observation.reason = Some(reason.to_string());
                 }
+                // A late start seen while this call was in flight (rare: looked up only then).
+                let late = match &op {
+                    Op::Container { container, .. } if !self.reconcile.late_starts.is_empty() => self
+                        .reconcile
+                        .late_starts
+                        .remove(&(task_arn.clone(), container.clone()))
+                        .map(|id| (container.clone(), id)),
+                    _ => None,
+                };
                 if let Some(entry) = self.tasks.entries.get_mut(&task_arn) {
                     plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, outcome), now, &self.config.plan);
-                    self.tasks.dirty.insert(task_arn);
+                    self.tasks.dirty.insert(task_arn.clone());
+                }
+                if let Some((container, id)) = late {
+                    self.stop_late_start(&task_arn, &container, &id);
                 }
             }
             Input::Connected(listed) => self.connected(listed),

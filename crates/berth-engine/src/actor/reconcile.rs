@@ -30,6 +30,9 @@ pub(super) struct Reconciliation {
     /// Containers (task arn, container name) whose first inspect since (re)connecting has
     /// not answered yet, with the reason to give if it finds the container gone.
     pub pending: Map<(String, String), &'static str>,
+    /// Late starts (task arn, container name) → Docker id seen while a call of that
+    /// container was in flight: stopped once it ends.
+    pub late_starts: Map<(String, String), String>,
 }
 
 impl Actor {
@@ -66,10 +69,22 @@ impl Actor {
         };
         let by_name: HashMap<&str, &str> =
             listed.iter().flat_map(|s| s.names.iter().map(move |n| (n.as_str(), s.id.as_str()))).collect();
+        let ids: HashSet<&str> = listed.iter().map(|s| s.id.as_str()).collect();
         let running: HashSet<&str> = listed.iter().filter(|s| s.state == "running").map(|s| s.id.as_str()).collect();
         let mut late_starts = Vec::new();
         for (arn, entry) in &mut self.tasks.entries {
             for c in &mut Arc::make_mut(&mut entry.task).containers {
+                // Docker lists it: whatever berth concluded (a start or stop that found no
+                // container while its create was still in flight), it was not removed.
+                if c.removed
+                    && match c.docker_id.as_deref() {
+                        Some(id) => ids.contains(id),
+                        None => c.docker_name.as_deref().is_some_and(|n| by_name.contains_key(n)),
+                    }
+                {
+                    c.removed = false;
+                    self.tasks.dirty.insert(arn.clone());
+                }
                 if c.removed {
                     continue;
                 }
