@@ -246,3 +246,29 @@ async fn a_late_start_of_a_container_that_never_ran_is_stopped_again() {
     eventually("stopped again when berth starts", async || !running(&fake)).await;
     second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Docker lists a container before it can be inspected (a create still in flight when berth
+/// starts): an inspect that does not find a listed container looks again after the retry
+/// wait instead of calling it vanished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_container_not_found_by_its_first_inspect_has_not_vanished() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    let mut first = engine_with(&fake, durable(dir.path())).await;
+    let t = task(ONE, 1);
+    let arn = t.arn.clone();
+    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
+    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Running).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    let id = fake.containers()[0].id.clone();
+    fake.fail_next(berth_testutils::Op::InspectContainer, Some(&id), 1, berth_docker::ErrorKind::NotFound);
+
+    let second = engine_with(&fake, durable(dir.path())).await;
+    let name = fake.containers()[0].name.clone();
+    eventually("inspected again", async || fake.calls_on(berth_testutils::Op::InspectContainer, &name) >= 2).await;
+    eventually("reconciled", async || second.status().await.is_ok_and(|s| s.reconciling == 0)).await;
+    let view = second.task(&arn).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("task"));
+    assert_eq!(view.containers[0].known_status, ContainerStatus::Running, "{:?}", view.containers[0].reason);
+}

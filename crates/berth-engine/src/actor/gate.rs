@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// calls waiting for their group commit, for Docker or for a place cost a few bytes each,
 /// not a config each (thousands wait at once when thousands of tasks arrive together).
 #[derive(Debug, Clone)]
-pub(super) struct Call {
+pub(crate) struct Call {
     /// The task.
     pub task_arn: String,
     /// The operation.

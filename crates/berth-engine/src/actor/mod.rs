@@ -132,6 +132,8 @@ pub enum Input {
     Done { task_arn: String, op: Op, outcome: Outcome },
     /// A Docker event of one of this berth's containers.
     Event(ContainerEvent),
+    /// An inspect to make again (still in flight).
+    InspectAgain(Call),
     /// One of the engine's own Docker calls (an inspect an event asked for, an orphan's
     /// removal) ended.
     OwnDone { own: gate::Own, outcome: Outcome },
@@ -443,6 +445,22 @@ impl Actor {
                     self.docker_lost(why);
                 }
                 let mut outcome = outcome;
+                // Docker listed it a moment ago: not found yet is a create still in flight
+                // (Docker lists a container before it can be inspected), not a vanishing.
+                // The inspect stays in flight and is made again a moment later; not found
+                // then, it is gone.
+                if matches!(&op, Op::Container { container, action: Action::Inspect }
+                    if self.reconcile.listed.remove(&(task_arn.clone(), container.clone())))
+                    && matches!(&outcome, Outcome::Inspected(o) if o.removed)
+                {
+                    let (inputs, again) =
+                        (self.inputs_tx.clone(), crate::clock::sleep(&*self.clock, reconcile::LISTED_INSPECT_AGAIN));
+                    tokio::spawn(async move {
+                        again.await;
+                        let _ = inputs.send(Input::InspectAgain(Call { task_arn, op }));
+                    });
+                    return;
+                }
                 if let Op::Container { container, action: Action::Inspect } = &op
                     && !matches!(outcome, Outcome::NotDone(_))
                     && let Some(reason) = self.reconcile.pending.remove(&(task_arn.clone(), container.clone()))
@@ -475,6 +493,7 @@ impl Actor {
                 }
             }
             Input::Connected(listed) => self.connected(listed),
+            Input::InspectAgain(call) => self.pass_gate(vec![call]),
             Input::Fatal(e) => self.fatal = Some(e),
             Input::OrphanCheck(ids) => self.remove_orphans(ids),
             Input::OwnDone { own, outcome } => {

@@ -6,7 +6,7 @@
 //! orphan grace period has passed on the engine's clock.
 
 use super::gate::Own;
-use super::{Actor, Input, Map};
+use super::{Actor, Input, Map, Set};
 use crate::clock::{self, Backoff, Clock};
 use crate::error::EngineError;
 use crate::telemetry::{EngineTelemetry, Telemetry};
@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 /// First and longest wait between attempts to reach Docker.
 const CONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
+/// How long after an inspect that did not find a container the listing showed it is made
+/// again (Docker lists a container a few milliseconds before it can be inspected).
+pub(super) const LISTED_INSPECT_AGAIN: Duration = Duration::from_millis(250);
+
 /// Where reconciliation stands.
 #[derive(Default)]
 pub(super) struct Reconciliation {
@@ -30,6 +34,9 @@ pub(super) struct Reconciliation {
     /// Containers (task arn, container name) whose first inspect since (re)connecting has
     /// not answered yet, with the reason to give if it finds the container gone.
     pub pending: Map<(String, String), &'static str>,
+    /// Of those, the ones the listing showed: their inspect not finding them is not yet
+    /// their vanishing.
+    pub listed: Set<(String, String)>,
     /// Late starts (task arn, container name) → Docker id seen while a call of that
     /// container was in flight: stopped once it ends.
     pub late_starts: Map<(String, String), String>,
@@ -72,6 +79,7 @@ impl Actor {
         let ids: HashSet<&str> = listed.iter().map(|s| s.id.as_str()).collect();
         let running: HashSet<&str> = listed.iter().filter(|s| s.state == "running").map(|s| s.id.as_str()).collect();
         let mut late_starts = Vec::new();
+        self.reconcile.listed.clear();
         for (arn, entry) in &mut self.tasks.entries {
             for c in &mut Arc::make_mut(&mut entry.task).containers {
                 // Docker lists it: whatever berth concluded (a start or stop that found no
@@ -99,6 +107,9 @@ impl Actor {
                 if c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped {
                     c.needs_inspect = true;
                     self.reconcile.pending.insert((arn.clone(), c.spec.name.clone()), reason);
+                    if c.docker_id.as_deref().is_some_and(|id| ids.contains(id)) {
+                        self.reconcile.listed.insert((arn.clone(), c.spec.name.clone()));
+                    }
                     self.tasks.dirty.insert(arn.clone());
                 }
                 if let Some(id) = c.docker_id.as_deref()
