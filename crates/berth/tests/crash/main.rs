@@ -101,7 +101,11 @@ async fn one_run() -> usize {
     let (log, log_last) = run.whole_log_read().await;
     let listed = run.listed().await;
     one_docker_container_per_task_container(&run.plans, &end, &listed, &mut f);
-    nothing_running_that_berth_shows_stopped(&end, &listed, &mut f);
+    // Docker's listing lags its events (a container that just died may still be listed
+    // running): a container must be listed running twice, 3 s apart, to count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = run.listed().await;
+    nothing_running_that_berth_shows_stopped(&end, &listed, &later, &mut f);
     let seen = run.stop_reader();
     changes_read_without_gap_or_repeat(&seen, &log, log_last, &end, &mut f);
     the_store_loads_after_sigterm(&mut run, &end, &mut f).await;
@@ -219,9 +223,15 @@ fn one_docker_container_per_task_container(
 
 /// (7) Nothing runs in Docker that berth shows STOPPED (or shows no container for): a late
 /// create or start of a killed daemon, done by Docker after the next daemon looked, is
-/// found and stopped.
-fn nothing_running_that_berth_shows_stopped(end: &scenario::End, listed: &[ContainerSummary], f: &mut Findings) {
-    for c in listed.iter().filter(|c| c.state == "running") {
+/// found and stopped. Running means listed running in both `listed` and `later`.
+fn nothing_running_that_berth_shows_stopped(
+    end: &scenario::End,
+    listed: &[ContainerSummary],
+    later: &[ContainerSummary],
+    f: &mut Findings,
+) {
+    let still: BTreeSet<&str> = later.iter().filter(|c| c.state == "running").map(|c| c.id.as_str()).collect();
+    for c in listed.iter().filter(|c| c.state == "running" && still.contains(c.id.as_str())) {
         let arn = c.labels.get(labels::TASK_ARN).cloned().unwrap_or_default();
         let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
         let shown =
