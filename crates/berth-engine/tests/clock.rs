@@ -41,8 +41,10 @@ async fn start(fake: &berth_testutils::FakeDocker, config: EngineConfig, clock: 
     engine
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manual_clock_drives_the_orphan_grace() {
+/// A data directory, a fake holding a container of its instance that no task owns, and an
+/// engine on a manual clock with a 60 s orphan grace.
+async fn with_an_orphan()
+-> (tempfile::TempDir, berth_testutils::FakeDocker, String, ManualClock, Arc<Told>, DockerTaskEngine) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let instance = berth_store::DataDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}")).instance_id().to_string();
     let fake = fake();
@@ -63,7 +65,13 @@ async fn a_manual_clock_drives_the_orphan_grace() {
         telemetry: told.clone(),
         ..EngineConfig::default()
     };
-    let mut engine = start(&fake, config, &clock).await;
+    let engine = start(&fake, config, &clock).await;
+    (dir, fake, orphan, clock, told, engine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_clock_drives_the_orphan_grace() {
+    let (_dir, fake, orphan, clock, told, mut engine) = with_an_orphan().await;
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     clock.advance(chrono::Duration::seconds(59));
@@ -143,27 +151,7 @@ async fn a_flapping_event_stream_backs_off() {
 /// made once Docker answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphan_removal_waits_while_docker_does_not_answer() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let instance = berth_store::DataDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}")).instance_id().to_string();
-    let fake = fake();
-    fake.add_image("busybox:latest");
-    let labels = BTreeMap::from([
-        (labels::INSTANCE.to_string(), instance),
-        (labels::TASK_ARN.to_string(), "arn:berth:task/gone".to_string()),
-        (labels::CONTAINER_NAME.to_string(), "web".to_string()),
-    ]);
-    let config =
-        ContainerConfig { name: "orphan".into(), image: "busybox:latest".into(), labels, ..Default::default() };
-    let orphan = fake.create_container(&config).await.unwrap_or_else(|e| panic!("{e}"));
-    let clock = manual_clock();
-    let told = Arc::new(Told::default());
-    let config = EngineConfig {
-        data_dir: Some(dir.path().to_path_buf()),
-        orphan_grace: Duration::from_secs(60),
-        telemetry: told.clone(),
-        ..EngineConfig::default()
-    };
-    let mut engine = start(&fake, config, &clock).await;
+    let (_dir, fake, orphan, clock, told, mut engine) = with_an_orphan().await;
     eventually("the orphan is found", async || told.count("OrphanFound") == 1).await;
 
     fake.set_unreachable(true);

@@ -32,17 +32,24 @@ fn labelled(name: &str, instance: &str) -> ContainerConfig {
     ContainerConfig { name: name.into(), image: "busybox:latest".into(), labels, ..ContainerConfig::default() }
 }
 
+/// An engine on `dir` that has brought task ONE (n = 1) to `status`: the engine, a watcher
+/// of its changes, the task's arn.
+async fn one_task_at(fake: &FakeDocker, dir: &Path, status: ContainerStatus) -> (DockerTaskEngine, Watcher, String) {
+    let engine = engine_with(fake, durable(dir)).await;
+    let t = task(ONE, 1);
+    let arn = t.arn.clone();
+    let mut w = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
+    engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], status).await;
+    (engine, w, arn)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_vanished_while_berth_was_down_is_stopped_with_the_reason() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let fake = fake();
     fake.set_behaviour(|_| Behaviour::forever());
-    let mut first = engine_with(&fake, durable(dir.path())).await;
-    let t = task(ONE, 1);
-    let arn = t.arn.clone();
-    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
-    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
-    until_all(&mut w, &arn, &["web"], ContainerStatus::Running).await;
+    let (mut first, _, arn) = one_task_at(&fake, dir.path(), ContainerStatus::Running).await;
     first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
     let id = fake.containers()[0].id.clone();
     fake.remove_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
@@ -194,12 +201,7 @@ async fn a_late_start_of_a_container_berth_holds_stopped_is_stopped_again() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let fake = fake();
     fake.set_behaviour(|_| Behaviour::forever());
-    let mut first = engine_with(&fake, durable(dir.path())).await;
-    let t = task(ONE, 1);
-    let arn = t.arn.clone();
-    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
-    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
-    until_all(&mut w, &arn, &["web"], ContainerStatus::Running).await;
+    let (mut first, mut w, arn) = one_task_at(&fake, dir.path(), ContainerStatus::Running).await;
     first.stop_task(&arn).await.unwrap_or_else(|e| panic!("{e}"));
     until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
     let id = fake.containers()[0].id.clone();
@@ -230,12 +232,7 @@ async fn a_late_start_of_a_container_that_never_ran_is_stopped_again() {
     let fake = fake();
     fake.set_behaviour(|_| Behaviour::forever());
     fake.fail_next(berth_testutils::Op::StartContainer, None, 10, berth_docker::ErrorKind::Permanent);
-    let mut first = engine_with(&fake, durable(dir.path())).await;
-    let t = task(ONE, 1);
-    let arn = t.arn.clone();
-    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
-    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
-    until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
+    let (mut first, _, _) = one_task_at(&fake, dir.path(), ContainerStatus::Stopped).await;
     first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
     fake.clear_faults();
     let id = fake.containers()[0].id.clone();
@@ -255,12 +252,7 @@ async fn a_listed_container_not_found_by_its_first_inspect_has_not_vanished() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let fake = fake();
     fake.set_behaviour(|_| Behaviour::forever());
-    let mut first = engine_with(&fake, durable(dir.path())).await;
-    let t = task(ONE, 1);
-    let arn = t.arn.clone();
-    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
-    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
-    until_all(&mut w, &arn, &["web"], ContainerStatus::Running).await;
+    let (mut first, _, arn) = one_task_at(&fake, dir.path(), ContainerStatus::Running).await;
     first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
     let id = fake.containers()[0].id.clone();
     fake.fail_next(berth_testutils::Op::InspectContainer, Some(&id), 1, berth_docker::ErrorKind::NotFound);
