@@ -114,12 +114,13 @@ fn stopped() -> Expect {
     Expect { status: "STOPPED", exit_code: None }
 }
 
-/// The 30 tasks.
-pub fn plans() -> Vec<Plan> {
+/// The 30 tasks; `tag` (of the run) in every arn, so that the task volumes' names (made from
+/// the arn) of runs side by side on one Docker daemon never meet.
+pub fn plans(tag: &str) -> Vec<Plan> {
     (0..30usize)
         .map(|i| {
             let shape = SHAPES[i % 10];
-            let arn = format!("arn:berth:task/c{i:02}-{shape}");
+            let arn = format!("arn:berth:task/c{i:02}-{shape}-{tag}");
             let mut volumes = json!([]);
             let mut network = "bridge";
             let (containers, expect): (Vec<Value>, Vec<(&str, Expect)>) = match shape {
@@ -852,7 +853,7 @@ impl Run {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let reader = tokio::spawn(read_events(api.clone(), seen.clone()));
 
-        let plans = plans();
+        let plans = plans(&instance[..8]);
         let n = plans.len();
         let driver = Driver {
             plans: plans.clone(),
