@@ -8,11 +8,12 @@
 //! - one data directory (its instance id written beforehand, so that Docker's own event
 //!   record, `docker events` filtered on that instance, runs from the very start);
 //!   `BERTH_ORPHAN_GRACE=1h`, so that a duplicate, if one were made, stays to be seen;
-//! - 30 tasks in the seed payload shape, each with a fixed arn (tagged with the run, so that runs side by side on one daemon never share a volume name; a resubmit is an update of
-//!   the same task), 16 MiB and a 1 s stop timeout per container: links, volumesFrom, a
-//!   task-scoped empty volume, dependsOn START / COMPLETE / SUCCESS, essential containers
-//!   exiting on their own (0 and 3), non-essential ones exiting, long runners, awsvpc
-//!   (with berth's internal pause container);
+//! - 30 tasks in the seed payload shape, each with a fixed arn (a resubmit is an update of
+//!   the same task; tagged with the run, so that runs side by side on one daemon never
+//!   share a volume name), 16 MiB and a 1 s stop timeout per container: links,
+//!   volumesFrom, a task-scoped empty volume, dependsOn START / COMPLETE / SUCCESS,
+//!   essential containers exiting on their own (0 and 3), non-essential ones exiting, long
+//!   runners, awsvpc (with berth's internal pause container);
 //! - every daemon reaches Docker through a proxy (`berth-agent/tests/support/proxy.rs`);
 //! - 32 rounds, each a daemon start ended by a kill: 16 with a crash point armed
 //!   (`BERTH_CRASH_AT`, each of the 4 points 4 times, with n = 1, 2, 3 and one more from
