@@ -44,7 +44,6 @@ pub async fn watch(
     loop {
         if let Some(mut events) = stream.take() {
             let opened = clock.now();
-            let mut delivered = false;
             // Everything ready when the watcher wakes goes to the loop as one input: one
             // wake-up of the loop per batch, not per event.
             let mut ended = false;
@@ -57,7 +56,6 @@ pub async fn watch(
                         ended = true;
                         break;
                     };
-                    delivered = true;
                     read += 1;
                     since = Some(since.map_or(event.time, |s| s.max(event.time)));
                     batch.extend(ours(&event, &instance));
@@ -73,10 +71,11 @@ pub async fn watch(
                     return;
                 }
             }
-            // A stream that ends at once with nothing (Docker does not answer: the
-            // connection is made only when the stream is first read) is retried after a
-            // growing wait, never in a busy loop.
-            if delivered || (clock.now() - opened).to_std().unwrap_or_default() > QUIET_STREAM {
+            // A stream that ends soon (Docker does not answer: the connection is made only
+            // when the stream is first read; or it flaps, delivering a little each time) is
+            // retried after a growing wait, never in a busy loop: only a stream that
+            // lasted counts as having worked.
+            if (clock.now() - opened).to_std().unwrap_or_default() > QUIET_STREAM {
                 backoff.reset();
                 telemetry.record(&EngineTelemetry::EventStreamEnded { retry_in: None });
             } else {

@@ -32,17 +32,24 @@ fn labelled(name: &str, instance: &str) -> ContainerConfig {
     ContainerConfig { name: name.into(), image: "busybox:latest".into(), labels, ..ContainerConfig::default() }
 }
 
+/// An engine on `dir` that has brought task ONE (n = 1) to `status`: the engine, a watcher
+/// of its changes, the task's arn.
+async fn one_task_at(fake: &FakeDocker, dir: &Path, status: ContainerStatus) -> (DockerTaskEngine, Watcher, String) {
+    let engine = engine_with(fake, durable(dir)).await;
+    let t = task(ONE, 1);
+    let arn = t.arn.clone();
+    let mut w = Watcher::new(engine.task_events().unwrap_or_else(|e| panic!("{e}")));
+    engine.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], status).await;
+    (engine, w, arn)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_vanished_while_berth_was_down_is_stopped_with_the_reason() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let fake = fake();
     fake.set_behaviour(|_| Behaviour::forever());
-    let mut first = engine_with(&fake, durable(dir.path())).await;
-    let t = task(ONE, 1);
-    let arn = t.arn.clone();
-    let mut w = Watcher::new(first.task_events().unwrap_or_else(|e| panic!("{e}")));
-    first.add_task(t).await.unwrap_or_else(|e| panic!("{e}"));
-    until_all(&mut w, &arn, &["web"], ContainerStatus::Running).await;
+    let (mut first, _, arn) = one_task_at(&fake, dir.path(), ContainerStatus::Running).await;
     first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
     let id = fake.containers()[0].id.clone();
     fake.remove_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
@@ -183,4 +190,77 @@ async fn a_restart_inspects_its_containers_a_bounded_number_at_a_time() {
     })
     .await;
     assert_eq!(fake.calls(berth_testutils::Op::InspectContainer) - before, 10);
+}
+
+/// A start that Docker does after berth holds the container STOPPED (a killed berth's start
+/// that reached Docker late) never leaves it running: seen by its event while berth runs,
+/// and by the listing when berth starts again, the container is stopped again, and berth
+/// tells no second STOPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_start_of_a_container_berth_holds_stopped_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    let (mut first, mut w, arn) = one_task_at(&fake, dir.path(), ContainerStatus::Running).await;
+    first.stop_task(&arn).await.unwrap_or_else(|e| panic!("{e}"));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
+    let id = fake.containers()[0].id.clone();
+    let running = |fake: &FakeDocker| fake.container(&id).is_some_and(|c| c.state.as_str() == "running");
+
+    // While berth runs: the start event.
+    fake.start_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("stopped again after its start event", async || !running(&fake)).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // While berth is down: the listing of the next start.
+    fake.start_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut second = engine_with(&fake, durable(dir.path())).await;
+    eventually("stopped again when berth starts", async || !running(&fake)).await;
+    let mut w = Watcher::new(second.task_events_from(1).unwrap_or_else(|e| panic!("{e}")));
+    until_all(&mut w, &arn, &["web"], ContainerStatus::Stopped).await;
+    let stopped = w.of(&arn).iter().filter(|c| c.status == ContainerStatus::Stopped).count();
+    assert_eq!(stopped, 1, "one STOPPED change: {:?}", w.of(&arn));
+    assert_eq!(fake.calls(berth_testutils::Op::CreateContainer), 1, "not created again");
+    second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The same for a container that never ran (its start failed for good, so berth holds it
+/// STOPPED without a start): a late start while berth is down is stopped at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_start_of_a_container_that_never_ran_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    fake.fail_next(berth_testutils::Op::StartContainer, None, 10, berth_docker::ErrorKind::Permanent);
+    let (mut first, _, _) = one_task_at(&fake, dir.path(), ContainerStatus::Stopped).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    fake.clear_faults();
+    let id = fake.containers()[0].id.clone();
+    fake.start_container(&id).await.unwrap_or_else(|e| panic!("{e}"));
+    let running = |fake: &FakeDocker| fake.container(&id).is_some_and(|c| c.state.as_str() == "running");
+    assert!(running(&fake));
+    let mut second = engine_with(&fake, durable(dir.path())).await;
+    eventually("stopped again when berth starts", async || !running(&fake)).await;
+    second.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Docker lists a container before it can be inspected (a create still in flight when berth
+/// starts): an inspect that does not find a listed container looks again after the retry
+/// wait instead of calling it vanished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_container_not_found_by_its_first_inspect_has_not_vanished() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = fake();
+    fake.set_behaviour(|_| Behaviour::forever());
+    let (mut first, _, arn) = one_task_at(&fake, dir.path(), ContainerStatus::Running).await;
+    first.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    let id = fake.containers()[0].id.clone();
+    fake.fail_next(berth_testutils::Op::InspectContainer, Some(&id), 1, berth_docker::ErrorKind::NotFound);
+
+    let second = engine_with(&fake, durable(dir.path())).await;
+    let name = fake.containers()[0].name.clone();
+    eventually("inspected again", async || fake.calls_on(berth_testutils::Op::InspectContainer, &name) >= 2).await;
+    eventually("reconciled", async || second.status().await.is_ok_and(|s| s.reconciling == 0)).await;
+    let view = second.task(&arn).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("task"));
+    assert_eq!(view.containers[0].known_status, ContainerStatus::Running, "{:?}", view.containers[0].reason);
 }

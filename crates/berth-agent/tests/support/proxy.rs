@@ -13,6 +13,11 @@
 //!   on: a call Docker did, whose answer berth never gets;
 //! - [`Proxy::hold_events`] holds back what Docker sends on event streams until released
 //!   (events late, as on a busy daemon);
+//! - [`Proxy::hold_next_call`] holds the next `POST` create or start back from Docker (a
+//!   call berth sent, which Docker has not begun yet): it reaches Docker only when a
+//!   rival (a create of the same name, a start of the same container) comes, just before
+//!   that rival, or once [`HOLD_LONGEST`] has passed: a killed berth's call that Docker
+//!   does after the next berth has looked;
 //! - [`Proxy::counts`]: connections and requests by kind.
 //!
 //! Docker's HTTP client (hyper, under bollard) keeps connections alive and reuses them, so
@@ -55,7 +60,18 @@ pub struct Counts {
     pub closed_by_refusal: u64,
     /// Answers Docker gave that [`Proxy::lose_answer_of_next`] kept from the client.
     pub answers_lost: u64,
+    /// Calls held by [`Proxy::hold_next_call`].
+    pub calls_held: u64,
+    /// Held calls that reached Docker because a rival came.
+    pub held_until_rival: u64,
 }
+
+/// How long a held call waits for a rival before it is passed on anyway.
+pub const HOLD_LONGEST: Duration = Duration::from_secs(2);
+
+/// How long a rival waits after the held call was passed on: less than Docker takes to
+/// create a container, so that the rival finds the name reserved but nothing to inspect.
+const RIVAL_LAG: Duration = Duration::from_millis(5);
 
 /// One open connection.
 struct Conn {
@@ -69,6 +85,11 @@ struct Shared {
     refusing: AtomicBool,
     /// The path ending of the next `POST` whose answer is lost.
     lose_next: Mutex<Option<String>>,
+    /// The next create or start is held.
+    hold_next: AtomicBool,
+    /// The held calls, by target (path and query, the API version left out): each is let
+    /// go through its sender.
+    held: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
     /// True while event streams are held back.
     events_held: watch::Sender<bool>,
     next_id: AtomicU64,
@@ -99,6 +120,27 @@ impl Shared {
         } else {
             counts.other_requests += 1;
         }
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<String, tokio::sync::oneshot::Sender<()>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What to do with a `POST` to `target` before it goes on to Docker.
+    fn hold(&self, target: &str) -> Hold {
+        let Some(call) = held_call(target) else { return Hold::None };
+        if let Some(release) = self.held().remove(&call) {
+            let _ = release.send(());
+            self.counts().held_until_rival += 1;
+            return Hold::Rival;
+        }
+        if !self.hold_next.swap(false, Ordering::SeqCst) {
+            return Hold::None;
+        }
+        let (release, rival) = tokio::sync::oneshot::channel();
+        self.held().insert(call.clone(), release);
+        self.counts().calls_held += 1;
+        Hold::UntilRival(call, rival)
     }
 
     /// Close every open connection `pick` selects; how many.
@@ -144,6 +186,8 @@ impl Proxy {
         let shared = Arc::new(Shared {
             refusing: AtomicBool::new(false),
             lose_next: Mutex::new(None),
+            hold_next: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
             events_held: watch::channel(false).0,
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
@@ -186,6 +230,13 @@ impl Proxy {
     /// connection is closed once Docker answers, the answer not passed on.
     pub fn lose_answer_of_next(&self, suffix: &str) {
         *self.shared.lose_next.lock().unwrap_or_else(|e| e.into_inner()) = Some(suffix.to_string());
+    }
+
+    /// Hold the next `POST .../containers/create` or `POST .../containers/{id}/start` back
+    /// from Docker until a rival comes or [`HOLD_LONGEST`] has passed; `false` takes the
+    /// request back if none came yet. Whether one was held: [`Counts::calls_held`].
+    pub fn hold_next_call(&self, hold: bool) {
+        self.shared.hold_next.store(hold, Ordering::SeqCst);
     }
 
     /// Hold back (or release) what Docker sends on event streams; held bytes are passed on,
@@ -267,6 +318,24 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, upstream: Path
     }
 }
 
+/// What happens to a request before it goes on to Docker.
+enum Hold {
+    None,
+    /// A rival of a held call: it waits [`RIVAL_LAG`] after letting that call go.
+    Rival,
+    /// Held (its target, as [`held_call`] names it) until a rival lets it go.
+    UntilRival(String, tokio::sync::oneshot::Receiver<()>),
+}
+
+/// A create or start's target without the API version (`/containers/create?name=x`,
+/// `/containers/<id>/start`); `None` for other requests.
+fn held_call(target: &str) -> Option<String> {
+    let at = target.find("/containers/")?;
+    let call = &target[at..];
+    let path = call.split('?').next().unwrap_or_default();
+    (path == "/containers/create" || path.ends_with("/start")).then(|| call.to_string())
+}
+
 /// Forgets a connection when its task ends, however it ends.
 struct Forget {
     id: u64,
@@ -305,6 +374,7 @@ async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBu
                 for events in lines.feed(&buffer[..n]) {
                     shared.saw_request(id, events);
                 }
+                let mut hold = Hold::None;
                 for head in lines.heads.drain(..) {
                     let mut lose = shared.lose_next.lock().unwrap_or_else(|e| e.into_inner());
                     let path = head.strip_prefix("POST ").map(|t| t.split('?').next().unwrap_or_default());
@@ -313,6 +383,18 @@ async fn pipe(client: UnixStream, id: u64, shared: Arc<Shared>, upstream: PathBu
                     {
                         *lose = None;
                         losing.store(true, Ordering::SeqCst);
+                    }
+                    drop(lose);
+                    if let Some(target) = head.strip_prefix("POST ") {
+                        hold = shared.hold(target);
+                    }
+                }
+                match hold {
+                    Hold::None => {}
+                    Hold::Rival => tokio::time::sleep(RIVAL_LAG).await,
+                    Hold::UntilRival(target, rival) => {
+                        let _ = tokio::time::timeout(HOLD_LONGEST, rival).await;
+                        shared.held().remove(&target);
                     }
                 }
                 if server_write.write_all(&buffer[..n]).await.is_err() {

@@ -1,8 +1,10 @@
 //! The commit pipeline: what the rounds decide waits for one group commit (the touched
 //! task records and their new state changes, saved together), so that every Docker name is
 //! durable before its create call and every change before anyone sees it. One commit is in
-//! flight at a time, in a blocking task that takes the saver and hands it back; while it
-//! runs the next rounds keep planning, and their groups go together into the next commit.
+//! flight at a time, on the pipeline's own thread (never behind the runtime's other
+//! blocking work: credential helpers, reads of the change log), which takes the saver and
+//! hands it back; while it runs the next rounds keep planning, and their groups go together
+//! into the next commit.
 
 use super::{Actor, Call, Map, Reply};
 use crate::error::EngineError;
@@ -10,7 +12,15 @@ use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_model::{StateChange, Task};
 use berth_store::{Group, Saver, StoreError};
 use std::sync::Arc;
-use tokio::task::{JoinError, JoinHandle};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// The commit in flight ended without handing the saver back (its thread is gone).
+#[derive(Debug)]
+pub(super) struct CommitLost;
+
+/// A save, run on the commit thread.
+type Save = Box<dyn FnOnce() + Send>;
 
 /// What waits for one group commit: the group, and what is released once it is durable.
 #[derive(Default)]
@@ -32,9 +42,9 @@ pub(super) struct Saved {
     result: Result<Vec<StateChange>, StoreError>,
 }
 
-/// The save running in its blocking task, and the batch it makes durable.
+/// The save running on the commit thread, and the batch it makes durable.
 struct Committing {
-    save: JoinHandle<Saved>,
+    save: oneshot::Receiver<Saved>,
     batch: Batch,
 }
 
@@ -48,6 +58,9 @@ pub(super) struct CommitPipeline {
     pending_records: Map<String, usize>,
     /// The group commit in flight, if any.
     committing: Option<Committing>,
+    /// The commit thread's queue (the thread starts with the first save and ends when
+    /// the pipeline is dropped).
+    thread: Option<mpsc::Sender<Save>>,
     /// Replies sent once this round's group is durable.
     pub after_commit: Vec<Reply>,
 }
@@ -67,8 +80,27 @@ impl CommitPipeline {
             pending: Batch::default(),
             pending_records: Map::default(),
             committing: None,
+            thread: None,
             after_commit: Vec::new(),
         }
+    }
+
+    /// Run `save` on the commit thread (started now if it is not running).
+    fn on_commit_thread(&mut self, save: Save) -> Result<(), EngineError> {
+        if self.thread.is_none() {
+            let (jobs, queue) = mpsc::channel::<Save>();
+            std::thread::Builder::new()
+                .name("berth-commit".into())
+                .spawn(move || {
+                    while let Ok(save) = queue.recv() {
+                        save();
+                    }
+                })
+                .map_err(|e| EngineError::InvalidState(format!("start the store's commit thread: {e}")))?;
+            self.thread = Some(jobs);
+        }
+        let jobs = self.thread.as_ref().ok_or_else(|| EngineError::InvalidState("no commit thread".into()))?;
+        jobs.send(save).map_err(|_| EngineError::InvalidState("the store's commit thread is gone".into()))
     }
 
     /// Add a round's group and calls (and the replies waiting for this round) to what the
@@ -107,14 +139,15 @@ impl CommitPipeline {
         }
         let mut saver = self.saver.take().ok_or_else(|| EngineError::InvalidState("the store is gone".into()))?;
         let telemetry = Arc::clone(telemetry);
-        let save = tokio::task::spawn_blocking(move || {
+        let (done, save) = oneshot::channel();
+        self.on_commit_thread(Box::new(move || {
             let (tasks, changes) = (group.tasks.len(), group.changes.len());
             let started = std::time::Instant::now();
             let result = saver.save(group);
             let ok = result.is_ok();
             telemetry.record(&EngineTelemetry::StoreCommitted { duration: started.elapsed(), tasks, changes, ok });
-            Saved { saver, result }
-        });
+            let _ = done.send(Saved { saver, result });
+        }))?;
         self.committing = Some(Committing { save, batch: Batch { group: Group::default(), calls, replies } });
         Ok(None)
     }
@@ -125,18 +158,18 @@ impl CommitPipeline {
     }
 
     /// Wait for the commit in flight (never resolves when there is none).
-    pub async fn wait(&mut self) -> Result<Saved, JoinError> {
+    pub async fn wait(&mut self) -> Result<Saved, CommitLost> {
         match self.committing.as_mut() {
-            Some(c) => (&mut c.save).await,
+            Some(c) => (&mut c.save).await.map_err(|_| CommitLost),
             None => std::future::pending().await,
         }
     }
 
     /// The commit in flight ended: the saver is back; its batch is durable, or the store
     /// failed (those waiting for the batch learn why; the engine stops).
-    pub fn done(&mut self, joined: Result<Saved, JoinError>) -> Result<Option<Durable>, EngineError> {
+    pub fn done(&mut self, joined: Result<Saved, CommitLost>) -> Result<Option<Durable>, EngineError> {
         let Saved { saver, result } =
-            joined.map_err(|e| EngineError::InvalidState(format!("the store's thread failed: {e}")))?;
+            joined.map_err(|_| EngineError::InvalidState("the store's commit thread failed during a save".into()))?;
         self.saver = Some(saver);
         let Some(Committing { batch, .. }) = self.committing.take() else { return Ok(None) };
         match result {
@@ -176,7 +209,7 @@ impl Actor {
 
     /// A group commit ended: on success its changes go to the log, its replies are sent and
     /// its Docker calls pass the gate; then the next commit, if anything waits.
-    pub(super) fn commit_done(&mut self, joined: Result<Saved, JoinError>) -> Result<(), EngineError> {
+    pub(super) fn commit_done(&mut self, joined: Result<Saved, CommitLost>) -> Result<(), EngineError> {
         if let Some(durable) = self.commits.done(joined)? {
             self.release(durable);
         }

@@ -3,12 +3,12 @@
 //! ports to read, a stop without exit code) is inspected first. The stream itself is read,
 //! and reopened, by `crate::watch`.
 
-use super::{Actor, Input};
-use crate::executor::{self, Job};
+use super::Actor;
+use super::gate::Own;
 use berth_docker::events::{ContainerEvent, EventKind};
 use berth_docker::labels;
 use berth_model::ContainerStatus;
-use berth_model::plan::{self, Feedback, Observation, Outcome};
+use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -45,6 +45,9 @@ impl Actor {
             EventKind::Started if !c.spec.port_mappings.is_empty() => {
                 return self.inspect_then_observe(&arn, &name, event);
             }
+            EventKind::Started if c.known_status == ContainerStatus::Stopped => {
+                return self.stop_late_start(&arn, &name, &event.docker_id);
+            }
             EventKind::Started => {
                 Observation { status: ContainerStatus::Running, has_run: true, docker_id: id, ..Observation::default() }
             }
@@ -80,32 +83,44 @@ impl Actor {
         self.observe(arn, name, observation, now);
     }
 
-    fn inspect_then_observe(&self, arn: &str, name: &str, event: ContainerEvent) {
-        if self.gate.stopping {
-            // The next start inspects every container it cannot be sure of.
+    /// Docker runs a container berth knows STOPPED: a start sent by a berth killed since (or
+    /// whose answer was lost) that Docker did only after berth looked. Nothing of berth's
+    /// runs once berth holds it stopped: it is stopped again (its status stays STOPPED, and
+    /// no change is told); once its call in flight ends, if one is.
+    pub(super) fn stop_late_start(&mut self, arn: &str, name: &str, docker_id: &str) {
+        let Some(c) = self.tasks.entries.get(arn).and_then(|e| e.task.container(name)) else { return };
+        // Even one berth holds removed: Docker has just started it.
+        if c.known_status != ContainerStatus::Stopped || c.docker_id.as_deref() != Some(docker_id) {
             return;
         }
-        let docker = Arc::clone(&self.docker);
-        let pulls = Arc::clone(&self.pulls);
-        let inputs = self.inputs_tx.clone();
-        let timeouts = self.config.timeouts.clone();
-        let (task_arn, container) = (arn.to_string(), name.to_string());
-        tokio::spawn(async move {
-            let job = Job::Inspect { target: Some(event.docker_id.clone()), known: true };
-            let observation = match executor::perform(docker.as_ref(), job, &timeouts, &pulls).await {
-                Outcome::Inspected(o) => o,
-                // Inspect failed: what the event itself says.
-                _ => match event.kind {
-                    EventKind::Started => Observation {
-                        status: ContainerStatus::Running,
-                        has_run: true,
-                        docker_id: Some(event.docker_id),
-                        ..Observation::default()
-                    },
-                    _ => Observation { status: ContainerStatus::Stopped, has_run: true, ..Observation::default() },
-                },
-            };
-            let _ = inputs.send(Input::Observed { task_arn, container, observation });
-        });
+        if c.in_flight {
+            self.reconcile.late_starts.insert((arn.to_string(), name.to_string()), docker_id.to_string());
+            return;
+        }
+        let timeout_secs = c.stop_timeout(self.config.plan.default_stop_timeout_secs);
+        self.direct
+            .push(super::Call { task_arn: arn.to_string(), op: Op::container(name, Action::Stop { timeout_secs }) });
+    }
+
+    /// Inspect first, at the gate as every Docker call (after shutdown began none starts:
+    /// the next start inspects every container it cannot be sure of).
+    fn inspect_then_observe(&mut self, arn: &str, name: &str, event: ContainerEvent) {
+        self.pass_gate_own(Own::EventInspect { task_arn: arn.to_string(), container: name.to_string(), event });
+    }
+}
+
+/// What an event's inspect says; when it failed, what the event itself says.
+pub(super) fn inspected(event: ContainerEvent, outcome: Outcome) -> Observation {
+    match outcome {
+        Outcome::Inspected(o) => o,
+        _ => match event.kind {
+            EventKind::Started => Observation {
+                status: ContainerStatus::Running,
+                has_run: true,
+                docker_id: Some(event.docker_id),
+                ..Observation::default()
+            },
+            _ => Observation { status: ContainerStatus::Stopped, has_run: true, ..Observation::default() },
+        },
     }
 }

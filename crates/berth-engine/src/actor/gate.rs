@@ -3,17 +3,21 @@
 //! or counted as failed), while shutdown has begun (not started: durable as issued, the
 //! next start makes it), and, unless it is a pull, for one of `docker_concurrency` places.
 //! Only the calls in those places are tasks of their own, so a burst of thousands of calls
-//! costs a queue entry each, not a task each.
+//! costs a queue entry each, not a task each. The engine's own calls (an inspect an event
+//! asked for, an orphan's removal: [`Own`]) wait at the same gate and are classified by the
+//! same executor.
 
 use super::{Actor, Input};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::executor::{self, Job};
 use crate::settings;
+use crate::telemetry::EngineTelemetry;
+use berth_docker::events::ContainerEvent;
 use berth_docker::{VolumeConfig, labels};
 use berth_model::Task;
 use berth_model::container::PAUSE_IMAGE;
-use berth_model::plan::{Action, Op, VolumeAction};
+use berth_model::plan::{Action, Op, Outcome, VolumeAction};
 use berth_model::volume::VolumeKind;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use std::sync::Arc;
 /// calls waiting for their group commit, for Docker or for a place cost a few bytes each,
 /// not a config each (thousands wait at once when thousands of tasks arrive together).
 #[derive(Debug, Clone)]
-pub(super) struct Call {
+pub(crate) struct Call {
     /// The task.
     pub task_arn: String,
     /// The operation.
@@ -42,6 +46,34 @@ pub(super) fn is_pull(op: &Op) -> bool {
     matches!(op, Op::Container { action: Action::Pull, .. })
 }
 
+/// A Docker call of the engine's own, not an operation of a task; its end comes back as
+/// [`Input::OwnDone`] with the executor's outcome.
+#[derive(Debug)]
+pub(crate) enum Own {
+    /// Inspect the container an event named (the event carried too little).
+    EventInspect { task_arn: String, container: String, event: ContainerEvent },
+    /// Remove a container of this instance that no task owns.
+    RemoveOrphan { docker_id: String },
+}
+
+impl Own {
+    fn job(&self) -> Job {
+        match self {
+            Own::EventInspect { event, .. } => Job::Inspect { target: Some(event.docker_id.clone()), known: true },
+            Own::RemoveOrphan { docker_id } => Job::Remove { target: docker_id.clone() },
+        }
+    }
+}
+
+/// A call waiting at the gate.
+#[derive(Debug)]
+pub(super) enum Waiting {
+    /// An operation of a task.
+    Task(Call),
+    /// One of the engine's own.
+    Own(Own),
+}
+
 /// Where the Docker calls wait, and what they wait for.
 #[derive(Default)]
 pub(super) struct Gate {
@@ -49,9 +81,9 @@ pub(super) struct Gate {
     /// `held` and a connector retries.
     pub docker_up: bool,
     /// Docker calls decided while Docker did not answer, made once it does.
-    pub held: Vec<Call>,
+    pub held: Vec<Waiting>,
     /// Docker calls other than pulls waiting for one of the `docker_concurrency` places.
-    queued: VecDeque<Call>,
+    queued: VecDeque<Waiting>,
     /// Docker calls other than pulls with Docker now (at most `docker_concurrency`).
     calling: usize,
     /// Shutdown has begun: no Docker call starts any more.
@@ -63,6 +95,15 @@ pub(super) struct Gate {
 impl Actor {
     /// Calls whose group commit is durable: held while Docker does not answer, else started.
     pub(super) fn pass_gate(&mut self, calls: Vec<Call>) {
+        self.pass_gate_all(calls.into_iter().map(Waiting::Task).collect());
+    }
+
+    /// One of the engine's own calls: it waits as a task's call does.
+    pub(super) fn pass_gate_own(&mut self, own: Own) {
+        self.pass_gate_all(vec![Waiting::Own(own)]);
+    }
+
+    fn pass_gate_all(&mut self, calls: Vec<Waiting>) {
         if !self.gate.docker_up {
             self.gate.held.extend(calls);
             return;
@@ -70,21 +111,51 @@ impl Actor {
         self.start_calls(calls);
     }
 
+    /// One of the engine's own calls ended: its place is free; Docker not answering holds
+    /// the calls from now on (this one again among them). The rest is the caller's.
+    pub(super) fn own_ended(&mut self, own: Own, outcome: Outcome) -> Option<(Own, Outcome)> {
+        self.gate.calling = self.gate.calling.saturating_sub(1);
+        if let Outcome::NotDone(why) = &outcome {
+            self.docker_lost(why);
+            self.pass_gate_own(own);
+            return None;
+        }
+        self.call_queued();
+        Some((own, outcome))
+    }
+
+    /// An orphan's removal ended.
+    pub(super) fn orphan_removal_ended(&self, docker_id: &str, outcome: &Outcome) {
+        let telemetry = &self.config.telemetry;
+        match outcome {
+            Outcome::Ok => telemetry.record(&EngineTelemetry::OrphanRemoved { docker_id }),
+            Outcome::Failed(e) => {
+                telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id, error: &e.message });
+            }
+            Outcome::Unknown(m) | Outcome::NotDone(m) => {
+                telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id, error: m });
+            }
+            Outcome::Created(_) | Outcome::Inspected(_) => {}
+        }
+    }
+
     /// Start Docker calls, each in its own task reporting back as an input. Pulls start at
     /// once (they may take long, and calls for one image share one pull); the others queue
     /// for one of `docker_concurrency` places, so that a restart's inspects of every
     /// container or a burst of creates reach Docker a bounded number at a time.
-    pub(super) fn start_calls(&mut self, calls: Vec<Call>) {
+    pub(super) fn start_calls(&mut self, calls: Vec<Waiting>) {
         if self.gate.stopping {
-            // Durable as issued: the next start resumes them (inspecting first).
+            // Durable as issued: the next start resumes them (inspecting first); the
+            // engine's own are made again by the next start's reconciliation.
             self.gate.not_started += calls.len();
             return;
         }
         for call in calls {
-            if call.is_pull() {
-                self.spawn_call(call);
-            } else {
-                self.gate.queued.push_back(call);
+            match call {
+                Waiting::Task(call) if call.is_pull() => {
+                    self.spawn_call(call);
+                }
+                call => self.gate.queued.push_back(call),
             }
         }
         self.call_queued();
@@ -108,10 +179,27 @@ impl Actor {
         while self.gate.calling < self.config.docker_concurrency.max(1)
             && let Some(call) = self.gate.queued.pop_front()
         {
-            if self.spawn_call(call) {
+            let started = match call {
+                Waiting::Task(call) => self.spawn_call(call),
+                Waiting::Own(own) => self.spawn_own(own),
+            };
+            if started {
                 self.gate.calling += 1;
             }
         }
+    }
+
+    /// Start one of the engine's own calls.
+    fn spawn_own(&self, own: Own) -> bool {
+        let docker = Arc::clone(&self.docker);
+        let pulls = Arc::clone(&self.pulls);
+        let inputs = self.inputs_tx.clone();
+        let timeouts = self.config.timeouts.clone();
+        tokio::spawn(async move {
+            let outcome = executor::perform(docker.as_ref(), own.job(), &timeouts, &pulls).await;
+            let _ = inputs.send(Input::OwnDone { own, outcome });
+        });
+        true
     }
 
     /// Make the call's request from its task and start it; false (nothing started) when

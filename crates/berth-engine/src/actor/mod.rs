@@ -40,7 +40,7 @@ use admission::Admitter;
 use berth_docker::events::ContainerEvent;
 use berth_docker::{ContainerSummary, DockerClient};
 use berth_model::event::take_changes;
-use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome};
+use berth_model::plan::{self, Action, Feedback, Op, Outcome};
 use berth_model::{ContainerStatus, Task, TaskStatus};
 use berth_store::{Group, Saver};
 use chrono::{DateTime, Utc};
@@ -142,8 +142,11 @@ pub enum Input {
     /// Docker events of this berth's containers, in the order Docker sent them (the
     /// watcher hands over everything it read at once).
     Events(Vec<ContainerEvent>),
-    /// An inspect made because of an event (to read ports, exit code).
-    Observed { task_arn: String, container: String, observation: Observation },
+    /// An inspect to make again (still in flight).
+    InspectAgain(Call),
+    /// One of the engine's own Docker calls (an inspect an event asked for, an orphan's
+    /// removal) ended.
+    OwnDone { own: gate::Own, outcome: Outcome },
     /// The event stream was reopened: what it missed must be looked at again.
     Resync,
     /// Docker answers again (or for the first time): this instance's containers, as listed
@@ -231,7 +234,7 @@ impl Actor {
     /// know (an operation was in flight, or it was not yet known to be STOPPED) is
     /// inspected before anything else happens to it.
     pub fn new(parts: ActorParts) -> Result<Actor, EngineError> {
-        let mut tasks = TaskTable::load(parts.tasks)?;
+        let mut tasks = TaskTable::load(parts.tasks, parts.clock.now(), &parts.config.plan)?;
         let admission = Admitter::load(parts.config.capacity.clone(), &mut tasks);
         let pull_behavior = parts.config.pull_behavior;
         let auth = Arc::clone(&parts.config.auth);
@@ -481,6 +484,22 @@ impl Actor {
                     self.docker_lost(why);
                 }
                 let mut outcome = outcome;
+                // Docker listed it a moment ago: not found yet is a create still in flight
+                // (Docker lists a container before it can be inspected), not a vanishing.
+                // The inspect stays in flight and is made again a moment later; not found
+                // then, it is gone.
+                if matches!(&op, Op::Container { container, action: Action::Inspect }
+                    if self.reconcile.listed.remove(&(task_arn.clone(), container.clone())))
+                    && matches!(&outcome, Outcome::Inspected(o) if o.removed)
+                {
+                    let (inputs, again) =
+                        (self.inputs_tx.clone(), crate::clock::sleep(&*self.clock, reconcile::LISTED_INSPECT_AGAIN));
+                    tokio::spawn(async move {
+                        again.await;
+                        let _ = inputs.send(Input::InspectAgain(Call { task_arn, op }));
+                    });
+                    return;
+                }
                 if let Op::Container { container, action: Action::Inspect } = &op
                     && !matches!(outcome, Outcome::NotDone(_))
                     && let Some(reason) = self.reconcile.pending.remove(&(task_arn.clone(), container.clone()))
@@ -495,15 +514,38 @@ impl Actor {
                     });
                     observation.reason = Some(reason.to_string());
                 }
+                // A late start seen while this call was in flight (rare: looked up only then).
+                let late = match &op {
+                    Op::Container { container, .. } if !self.reconcile.late_starts.is_empty() => self
+                        .reconcile
+                        .late_starts
+                        .remove(&(task_arn.clone(), container.clone()))
+                        .map(|id| (container.clone(), id)),
+                    _ => None,
+                };
                 if let Some(entry) = self.tasks.entries.get_mut(&task_arn) {
                     plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, outcome), now, &self.config.plan);
-                    self.tasks.dirty.insert(task_arn);
+                    self.tasks.dirty.insert(task_arn.clone());
+                }
+                if let Some((container, id)) = late {
+                    self.stop_late_start(&task_arn, &container, &id);
                 }
             }
             Input::Connected(listed) => self.connected(listed),
+            Input::InspectAgain(call) => self.pass_gate(vec![call]),
             Input::Fatal(e) => self.fatal = Some(e),
             Input::OrphanCheck(ids) => self.remove_orphans(ids),
-            Input::Observed { task_arn, container, observation } => self.observe(task_arn, container, observation, now),
+            Input::OwnDone { own, outcome } => {
+                if let Some((own, outcome)) = self.own_ended(own, outcome) {
+                    match own {
+                        gate::Own::EventInspect { task_arn, container, event } => {
+                            let observation = events::inspected(event, outcome);
+                            self.observe(task_arn, container, observation, now);
+                        }
+                        gate::Own::RemoveOrphan { docker_id } => self.orphan_removal_ended(&docker_id, &outcome),
+                    }
+                }
+            }
             Input::Events(events) => {
                 for event in events {
                     self.event(event, now);

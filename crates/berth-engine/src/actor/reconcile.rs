@@ -5,19 +5,24 @@
 //! cannot be sure of, and removing the containers of this berth that no task owns once the
 //! orphan grace period has passed on the engine's clock.
 
-use super::{Actor, Input, Map};
+use super::gate::Own;
+use super::{Actor, Input, Map, Set};
 use crate::clock::{self, Backoff, Clock};
 use crate::error::EngineError;
 use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_docker::{ContainerSummary, DockerClient, labels};
 use berth_model::ContainerStatus;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// First and longest wait between attempts to reach Docker.
 const CONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+/// How long after an inspect that did not find a container the listing showed it is made
+/// again (Docker lists a container a few milliseconds before it can be inspected).
+pub(super) const LISTED_INSPECT_AGAIN: Duration = Duration::from_millis(250);
 
 /// Where reconciliation stands.
 #[derive(Default)]
@@ -29,6 +34,12 @@ pub(super) struct Reconciliation {
     /// Containers (task arn, container name) whose first inspect since (re)connecting has
     /// not answered yet, with the reason to give if it finds the container gone.
     pub pending: Map<(String, String), &'static str>,
+    /// Of those, the ones the listing showed: their inspect not finding them is not yet
+    /// their vanishing.
+    pub listed: Set<(String, String)>,
+    /// Late starts (task arn, container name) → Docker id seen while a call of that
+    /// container was in flight: stopped once it ends.
+    pub late_starts: Map<(String, String), String>,
 }
 
 impl Actor {
@@ -54,6 +65,7 @@ impl Actor {
     /// - a container whose create answer was lost is found by its durable name;
     /// - one whose id is known but is not listed vanished: STOPPED, with a reason;
     /// - every other one not known to be STOPPED is inspected before anything else;
+    /// - one known STOPPED that Docker runs (a late start: `stop_late_start`) is stopped;
     /// - a listed container that no task owns (by id or name) is removed after the orphan
     ///   grace period, if no task owns it then either.
     pub(super) fn connected(&mut self, listed: Vec<ContainerSummary>) {
@@ -64,8 +76,23 @@ impl Actor {
         };
         let by_name: HashMap<&str, &str> =
             listed.iter().flat_map(|s| s.names.iter().map(move |n| (n.as_str(), s.id.as_str()))).collect();
+        let ids: HashSet<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        let running: HashSet<&str> = listed.iter().filter(|s| s.state == "running").map(|s| s.id.as_str()).collect();
+        let mut late_starts = Vec::new();
+        self.reconcile.listed.clear();
         for (arn, entry) in &mut self.tasks.entries {
             for c in &mut Arc::make_mut(&mut entry.task).containers {
+                // Docker lists it: whatever berth concluded (a start or stop that found no
+                // container while its create was still in flight), it was not removed.
+                if c.removed
+                    && match c.docker_id.as_deref() {
+                        Some(id) => ids.contains(id),
+                        None => c.docker_name.as_deref().is_some_and(|n| by_name.contains_key(n)),
+                    }
+                {
+                    c.removed = false;
+                    self.tasks.dirty.insert(arn.clone());
+                }
                 if c.removed {
                     continue;
                 }
@@ -80,9 +107,22 @@ impl Actor {
                 if c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped {
                     c.needs_inspect = true;
                     self.reconcile.pending.insert((arn.clone(), c.spec.name.clone()), reason);
+                    if c.docker_id.as_deref().is_some_and(|id| ids.contains(id)) {
+                        self.reconcile.listed.insert((arn.clone(), c.spec.name.clone()));
+                    }
                     self.tasks.dirty.insert(arn.clone());
                 }
+                if let Some(id) = c.docker_id.as_deref()
+                    && c.known_status == ContainerStatus::Stopped
+                    && running.contains(id)
+                {
+                    late_starts.push((arn.clone(), c.spec.name.clone(), id.to_string()));
+                }
             }
+        }
+        for (arn, name, id) in late_starts {
+            self.stop_late_start(&arn, &name, &id);
+            self.tasks.dirty.insert(arn);
         }
         let owned = self.tasks.owned();
         let orphans: Vec<&ContainerSummary> = listed
@@ -124,22 +164,10 @@ impl Actor {
         if orphans.is_empty() {
             return;
         }
-        let docker = Arc::clone(&self.docker);
-        let timeouts = self.config.timeouts.clone();
-        let telemetry = Arc::clone(&self.config.telemetry);
-        tokio::spawn(async move {
-            for id in orphans {
-                match tokio::time::timeout(timeouts.remove, docker.remove_container(&id)).await {
-                    Ok(Ok(())) => telemetry.record(&EngineTelemetry::OrphanRemoved { docker_id: &id }),
-                    Ok(Err(e)) => {
-                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: &e.to_string() })
-                    }
-                    Err(_) => {
-                        telemetry.record(&EngineTelemetry::OrphanRemoveFailed { docker_id: &id, error: "timed out" })
-                    }
-                }
-            }
-        });
+        // At the gate as every Docker call: a place each, held while Docker does not answer.
+        for docker_id in orphans {
+            self.pass_gate_own(Own::RemoveOrphan { docker_id });
+        }
     }
 }
 

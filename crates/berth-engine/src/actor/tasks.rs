@@ -64,7 +64,7 @@ pub(crate) fn state_uncertain(c: &Container) -> bool {
 impl TaskTable {
     /// The table of the tasks loaded at start, each resumed: a container whose outcome
     /// berth cannot know is inspected before anything else happens to it.
-    pub fn load(loaded: Vec<Task>) -> Result<TaskTable, EngineError> {
+    pub fn load(loaded: Vec<Task>, now: DateTime<Utc>, plan: &PlanConfig) -> Result<TaskTable, EngineError> {
         let mut table = TaskTable::default();
         for mut task in loaded {
             if let Some(token) = &task.client_token {
@@ -79,6 +79,7 @@ impl TaskTable {
             // has the next round save them.
             table.give_metadata_ids(&mut task);
             resume(&mut task);
+            within_reach(&mut task, now, plan);
             table.dirty.insert(task.arn.clone());
             table.entries.insert(
                 task.arn.clone(),
@@ -218,6 +219,26 @@ fn resume(task: &mut Task) {
     }
     for v in &mut task.volumes {
         v.in_flight = false;
+    }
+}
+
+/// The wall-clock times a loaded record holds, brought within reach of `now`: the clock
+/// may have been stepped back while berth was down, and a time it wrote under the old
+/// clock must not stall the task by the size of the step. A retry is due at the latest
+/// after the longest retry wait; a time the task became known (its cleanup wait counts from
+/// it) is never later than now. A clock stepped forward cannot be told from time passing:
+/// those retries and cleanups come due at once.
+fn within_reach(task: &mut Task, now: DateTime<Utc>, plan: &PlanConfig) {
+    let latest_retry = now.checked_add_signed(plan.retry.max_backoff).unwrap_or(now);
+    for retry_at in
+        task.containers.iter_mut().map(|c| &mut c.retry_at).chain(task.volumes.iter_mut().map(|v| &mut v.retry_at))
+    {
+        if let Some(at) = retry_at.as_mut() {
+            *at = (*at).min(latest_retry);
+        }
+    }
+    if let Some(known) = task.known_time.as_mut() {
+        *known = (*known).min(now);
     }
 }
 

@@ -9,13 +9,19 @@
 //!   record, `docker events` filtered on that instance, runs from the very start);
 //!   `BERTH_ORPHAN_GRACE=1h`, so that a duplicate, if one were made, stays to be seen;
 //! - 30 tasks in the seed payload shape, each with a fixed arn (a resubmit is an update of
-//!   the same task), 16 MiB and a 1 s stop timeout per container: links, volumesFrom, a
-//!   task-scoped empty volume, dependsOn START / COMPLETE / SUCCESS, essential containers
-//!   exiting on their own (0 and 3), non-essential ones exiting, long runners, awsvpc
-//!   (with berth's internal pause container);
+//!   the same task; tagged with the run, so that runs side by side on one daemon never
+//!   share a volume name), 16 MiB and a 1 s stop timeout per container: links,
+//!   volumesFrom, a task-scoped empty volume, dependsOn START / COMPLETE / SUCCESS,
+//!   essential containers exiting on their own (0 and 3), non-essential ones exiting, long
+//!   runners, awsvpc (with berth's internal pause container);
+//! - every daemon reaches Docker through a proxy (`berth-agent/tests/support/proxy.rs`);
 //! - 32 rounds, each a daemon start ended by a kill: 16 with a crash point armed
 //!   (`BERTH_CRASH_AT`, each of the 4 points 4 times, with n = 1, 2, 3 and one more from
-//!   1–3), alternating with 16 ended by SIGKILL at a random moment 100 ms – 3 s after start.
+//!   1–3), alternating with 16 ended by SIGKILL: 8 at a random moment 100 ms – 3 s after
+//!   start, 8 the moment the daemon sent its first create or start, which the proxy holds
+//!   back from Docker until the next daemon sends the same create or start (then the held
+//!   one reaches Docker 5 ms before it: a name Docker has reserved but cannot yet show) or
+//!   2 s passed (a call Docker does after the next daemon looked).
 //!   Submits are spread over the crash rounds 0–28, two tasks each (so that every armed
 //!   round has creates and starts to crash in), and stops of 7 tasks over rounds 13–21;
 //!   anything not answered is sent again in the next round (at the latest at the final
@@ -32,7 +38,11 @@
 //! same state; (6) the reader saw no gap marker, Seq 1, 2, 3, ... across reconnections,
 //! no (task, container, status) twice, exactly one STOPPED change per STOPPED container,
 //! each container's last change equal to its final status, and the same changes as the
-//! whole log read at the end. Every crash point must have been reached at least once.
+//! whole log read at the end; (7) nothing running in Docker that berth shows STOPPED or does
+//! not know. Every crash point must have been reached at least once.
+//!
+//! `BERTH_CRASH_RUNS=N` makes N runs of the scenario in a row (each on a new data
+//! directory), for a long run (BENCHMARKS.md).
 //! Every property's findings are gathered, then reported together in one failure.
 //!
 //! Crash points exist only in this test build of the binary (the cargo feature
@@ -47,6 +57,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod restart;
+#[path = "../../../berth-agent/tests/support/proxy.rs"]
+mod proxy;
 mod scenario;
 #[path = "../support/mod.rs"]
 mod support;
@@ -63,8 +75,25 @@ use std::fmt::Write as _;
 use std::fs;
 use std::time::{Duration, Instant};
 
+/// How many runs of the scenario one test makes: `BERTH_CRASH_RUNS`, 1 unless set (a long
+/// run: BENCHMARKS.md).
+fn runs() -> usize {
+    std::env::var("BERTH_CRASH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berth_survives_being_killed_again_and_again() {
+    let (runs, began) = (runs(), Instant::now());
+    let mut kills = 0;
+    for n in 1..=runs {
+        kills += one_run().await;
+        eprintln!("crash test: run {n} of {runs} passed; {kills} kills so far, {:.0} s", began.elapsed().as_secs_f64());
+    }
+}
+
+/// One run of the scenario with every check; panics with every finding on failure, else
+/// returns how many times the daemon was killed.
+async fn one_run() -> usize {
     let mut run = Run::start().await;
     run.kill_loop().await;
     let end = run.final_start().await;
@@ -74,6 +103,11 @@ async fn berth_survives_being_killed_again_and_again() {
     let (log, log_last) = run.whole_log_read().await;
     let listed = run.listed().await;
     one_docker_container_per_task_container(&run.plans, &end, &listed, &mut f);
+    // Docker's listing lags its events (a container that just died may still be listed
+    // running): a container must be listed running twice, 3 s apart, to count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = run.listed().await;
+    nothing_running_that_berth_shows_stopped(&end, &listed, &later, &mut f);
     let seen = run.stop_reader();
     changes_read_without_gap_or_repeat(&seen, &log, log_last, &end, &mut f);
     the_store_loads_after_sigterm(&mut run, &end, &mut f).await;
@@ -85,6 +119,7 @@ async fn berth_survives_being_killed_again_and_again() {
     // The summary.
     let rounds = &run.rounds;
     let sigkills = rounds.iter().filter(|r| r.killed).count();
+    let held = rounds.iter().filter(|r| r.held).count();
     let armed_not_reached: Vec<String> = rounds
         .iter()
         .enumerate()
@@ -95,7 +130,7 @@ async fn berth_survives_being_killed_again_and_again() {
     eprintln!(
         "crash test summary (seed {seed}): {} rounds, {} kills: {sigkills} by SIGKILL ({} in SIGKILL rounds, {} \
          armed rounds whose point was not reached), {} at a crash point {reached_by:?}; armed but not reached: \
-         {armed_not_reached:?}; API up in {} rounds; submits sent {} (30 tasks), stops sent {} (7 tasks); reader: \
+         {armed_not_reached:?}; {held} killed with a create or start held back (proxy: {:?}); API up in {} rounds; submits sent {} (30 tasks), stops sent {} (7 tasks); reader: \
          {} connections, {} changes; Docker: {counts:?}; {} containers at the end; kill loop {:.1} s, convergence \
          {:.1} s, total {:.1} s",
         rounds.len(),
@@ -103,6 +138,7 @@ async fn berth_survives_being_killed_again_and_again() {
         rounds.iter().filter(|r| r.killed && matches!(r.kind, Kind::Kill(_))).count(),
         rounds.iter().filter(|r| r.killed && matches!(r.kind, Kind::Crash(..))).count(),
         reached_by.values().sum::<usize>(),
+        run.proxy.counts(),
         rounds.iter().filter(|r| r.up).count(),
         run.driver.submit_sends,
         run.driver.stop_sends,
@@ -118,6 +154,7 @@ async fn berth_survives_being_killed_again_and_again() {
         "berth did not survive the crash test (seed {seed}):\n{}\n\n{details}",
         f.failures.join("\n")
     );
+    rounds.iter().filter(|r| r.killed || r.reached.is_some()).count()
 }
 
 /// (1) Every task reached its desired status, each container its expected status and exit
@@ -182,6 +219,40 @@ fn one_docker_container_per_task_container(
         let pause = by_pair.get(&((*arn).to_owned(), "~pause".to_owned())).map_or(0, Vec::len);
         if pause > 1 {
             f.failures.push(format!("(2) awsvpc task {arn}: {pause} pause containers"));
+        }
+    }
+}
+
+/// (7) Nothing runs in Docker that berth shows STOPPED (or shows no container for): a late
+/// create or start of a killed daemon, done by Docker after the next daemon looked, is
+/// found and stopped. Running means listed running in both `listed` and `later`.
+fn nothing_running_that_berth_shows_stopped(
+    end: &scenario::End,
+    listed: &[ContainerSummary],
+    later: &[ContainerSummary],
+    f: &mut Findings,
+) {
+    let still: BTreeSet<&str> = later.iter().filter(|c| c.state == "running").map(|c| c.id.as_str()).collect();
+    for c in listed.iter().filter(|c| c.state == "running" && still.contains(c.id.as_str())) {
+        let arn = c.labels.get(labels::TASK_ARN).cloned().unwrap_or_default();
+        let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
+        let shown =
+            end.views.get(&arn).and_then(|view| {
+                view["Containers"].as_array()?.iter().find(|v| v["Name"].as_str() == Some(name.as_str())).map(|v| {
+                    (v["KnownStatus"].as_str().unwrap_or("?").to_owned(), v["DockerId"].as_str() == Some(&c.id))
+                })
+            });
+        // berth's own pause container of an awsvpc task is no visible container: it runs
+        // while its task does.
+        let pause_of_running =
+            name == "~pause" && end.views.get(&arn).is_some_and(|v| v["KnownStatus"].as_str() == Some("RUNNING"));
+        if !matches!(&shown, Some((status, true)) if status == "RUNNING") && !pause_of_running {
+            f.failures.push(format!(
+                "(7) Docker container {} (task {arn} container {name}) is running; berth shows {shown:?} (status, \
+                 same id)",
+                c.id
+            ));
+            f.suspects.insert((arn, name));
         }
     }
 }
@@ -297,7 +368,7 @@ async fn the_store_loads_after_sigterm(run: &mut Run, end: &scenario::End, f: &m
     let _ = first.kill();
     let _ = first.wait();
     let again_log = run.log_path("final-2.log");
-    run.guard.daemon = Some(spawn_daemon(&run.data, None, &again_log));
+    run.guard.daemon = Some(spawn_daemon(&run.data, &run.proxy, None, &again_log));
     let up = tokio::time::timeout(scenario::START, wait_up(&run.api, run.guard.daemon.as_mut().unwrap())).await;
     if matches!(up, Ok(true)) {
         match views(&run.api, &run.plans).await {

@@ -3,6 +3,7 @@
 //! saw). Each property is checked in `main.rs`; findings are collected in [`Findings`],
 //! with the (task, container) pairs to show details for.
 
+use crate::proxy::Proxy;
 use crate::support;
 use berth_docker::{BollardClient, DockerClient, labels};
 use berth_store::crash::{CRASH_AT_ENV, POINTS};
@@ -24,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const TURNS: usize = 4;
 /// How long a round with a crash point armed may last before it is ended with SIGKILL.
 const CRASH_ROUND_LIMIT: Duration = Duration::from_secs(6);
+/// How long a round ended by the daemon's first create or start may wait for one before it
+/// is ended with SIGKILL anyway.
+const CALL_ROUND_LIMIT: Duration = Duration::from_secs(4);
 /// How long the final, normal start has to bring every task to its desired status.
 pub const CONVERGE: Duration = Duration::from_secs(90);
 /// How long a normal start may take to answer `/healthz`.
@@ -110,12 +114,13 @@ fn stopped() -> Expect {
     Expect { status: "STOPPED", exit_code: None }
 }
 
-/// The 30 tasks.
-pub fn plans() -> Vec<Plan> {
+/// The 30 tasks; `tag` (of the run) in every arn, so that the task volumes' names (made from
+/// the arn) of runs side by side on one Docker daemon never meet.
+pub fn plans(tag: &str) -> Vec<Plan> {
     (0..30usize)
         .map(|i| {
             let shape = SHAPES[i % 10];
-            let arn = format!("arn:berth:task/c{i:02}-{shape}");
+            let arn = format!("arn:berth:task/c{i:02}-{shape}-{tag}");
             let mut volumes = json!([]);
             let mut network = "bridge";
             let (containers, expect): (Vec<Value>, Vec<(&str, Expect)>) = match shape {
@@ -253,10 +258,15 @@ pub enum Kind {
     Crash(&'static str, u64),
     /// SIGKILL this long after the start.
     Kill(Duration),
+    /// SIGKILL as soon as the daemon has sent a create or start, which the proxy holds back
+    /// from Docker until the next daemon sends its rival (or 2 s passed): a create still in
+    /// flight when the next daemon looks, one that lands after it looked.
+    KillOnCall,
 }
 
 /// [`TURNS`] × 4 crash rounds (each point with n = 1, 2, 3 and one more from 1–3, in a
-/// random order) alternating with as many SIGKILL rounds.
+/// random order) alternating with as many SIGKILL rounds, every other one of them at the
+/// daemon's first create or start ([`Kind::KillOnCall`]).
 fn schedule(rng: &mut StdRng) -> Vec<Kind> {
     let mut nths: Vec<Vec<u64>> = POINTS
         .iter()
@@ -270,7 +280,11 @@ fn schedule(rng: &mut StdRng) -> Vec<Kind> {
     for _ in 0..TURNS {
         for (point, nth) in POINTS.iter().zip(&mut nths) {
             rounds.push(Kind::Crash(point, nth.pop().unwrap_or(1)));
-            rounds.push(Kind::Kill(Duration::from_millis(rng.random_range(100..=3000))));
+            rounds.push(if rounds.len() % 4 == 1 {
+                Kind::Kill(Duration::from_millis(rng.random_range(100..=3000)))
+            } else {
+                Kind::KillOnCall
+            });
         }
     }
     rounds
@@ -289,6 +303,8 @@ pub struct Round {
     pub reached: Option<String>,
     /// It was ended by SIGKILL (from the test).
     pub killed: bool,
+    /// A create or start of it was held back from Docker (a [`Kind::KillOnCall`] round).
+    pub held: bool,
     pub submits: usize,
     pub stops: usize,
     pub log: PathBuf,
@@ -459,9 +475,11 @@ impl Drop for Guard {
     }
 }
 
-/// `berth daemon` on `data` ([`support::daemon`]), stderr to `log`.
-pub fn spawn_daemon(data: &Path, crash_at: Option<String>, log: &Path) -> Child {
+/// `berth daemon` on `data` ([`support::daemon`]) reaching Docker through `proxy`, stderr
+/// to `log`.
+pub fn spawn_daemon(data: &Path, proxy: &Proxy, crash_at: Option<String>, log: &Path) -> Child {
     let mut cmd = support::daemon(data, log);
+    cmd.env("DOCKER_HOST", proxy.endpoint());
     // Orphans are left alone, so that a duplicate, if one were made, is seen here rather
     // than quietly removed; STOPPED tasks stay for the checks.
     cmd.env("BERTH_ORPHAN_GRACE", "1h")
@@ -621,8 +639,10 @@ impl Driver {
 }
 
 /// One round: start, do what is due while the daemon lives, end it.
+#[allow(clippy::too_many_arguments)]
 async fn run_round(
     guard: &mut Guard,
+    proxy: &Proxy,
     api: &Api,
     driver: &mut Driver,
     findings: &mut Findings,
@@ -633,14 +653,17 @@ async fn run_round(
     let log = guard.dir.as_ref().unwrap().path().join(format!("round-{r:02}.log"));
     let crash_at = match kind {
         Kind::Crash(point, n) => Some(format!("{point}:{n}")),
-        Kind::Kill(_) => None,
+        Kind::Kill(_) | Kind::KillOnCall => None,
     };
     let from = now_nanos();
-    guard.daemon = Some(spawn_daemon(data, crash_at, &log));
+    let held_before = proxy.counts().calls_held;
+    proxy.hold_next_call(matches!(kind, Kind::KillOnCall));
+    guard.daemon = Some(spawn_daemon(data, proxy, crash_at, &log));
     let child = guard.daemon.as_mut().unwrap();
     let limit = match kind {
         Kind::Crash(..) => CRASH_ROUND_LIMIT,
         Kind::Kill(after) => after,
+        Kind::KillOnCall => CALL_ROUND_LIMIT,
     };
     let mut up = false;
     let mut answered = (0, 0);
@@ -656,6 +679,11 @@ async fn run_round(
                 let _ = wait_exit(child, Duration::from_secs(3600)).await;
             }
             Kind::Kill(_) => std::future::pending::<()>().await,
+            Kind::KillOnCall => {
+                while proxy.counts().calls_held == held_before {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
         }
     };
     let _ = tokio::time::timeout(limit, work).await;
@@ -666,12 +694,14 @@ async fn run_round(
         let _ = child.kill();
         let _ = child.wait();
     }
+    proxy.hold_next_call(false);
+    let held = proxy.counts().calls_held > held_before;
     let to = now_nanos();
     let reached = reached(&log);
     if let Some(status) = exited {
         let expected = match kind {
             Kind::Crash(point, _) => status.signal() == Some(6) && reached.as_deref() == Some(point),
-            Kind::Kill(_) => false,
+            Kind::Kill(_) | Kind::KillOnCall => false,
         };
         if !expected {
             findings.failures.push(format!(
@@ -681,7 +711,7 @@ async fn run_round(
             ));
         }
     }
-    Round { kind, from, to, up, reached, killed, submits: answered.0, stops: answered.1, log }
+    Round { kind, from, to, up, reached, killed, held, submits: answered.0, stops: answered.1, log }
 }
 
 /// Whether `view` (GET /v1/tasks/{arn}) shows `plan` at its desired end; else why not.
@@ -761,6 +791,8 @@ pub struct Run {
     pub data: PathBuf,
     pub instance: String,
     pub docker: BollardClient,
+    /// Between every daemon and Docker.
+    pub proxy: Proxy,
     pub api: Api,
     seen: Arc<Mutex<Seen>>,
     reader: tokio::task::JoinHandle<()>,
@@ -821,7 +853,7 @@ impl Run {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let reader = tokio::spawn(read_events(api.clone(), seen.clone()));
 
-        let plans = plans();
+        let plans = plans(&instance[..8]);
         let n = plans.len();
         let driver = Driver {
             plans: plans.clone(),
@@ -838,6 +870,7 @@ impl Run {
             data,
             instance,
             docker,
+            proxy: Proxy::start(),
             api,
             seen,
             reader,
@@ -856,14 +889,24 @@ impl Run {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let schedule = schedule(&mut rng);
         for (r, kind) in schedule.iter().enumerate() {
-            let round =
-                run_round(&mut self.guard, &self.api, &mut self.driver, &mut self.findings, &self.data, r, *kind).await;
+            let round = run_round(
+                &mut self.guard,
+                &self.proxy,
+                &self.api,
+                &mut self.driver,
+                &mut self.findings,
+                &self.data,
+                r,
+                *kind,
+            )
+            .await;
             eprintln!(
-                "round {r:2}: {:<28} up={:<5} reached={:<14} killed={:<5} submits={} stops={} ({:.1} s)",
+                "round {r:2}: {:<28} up={:<5} reached={:<14} killed={:<5} held={:<5} submits={} stops={} ({:.1} s)",
                 format!("{:?}", round.kind),
                 round.up,
                 round.reached.as_deref().unwrap_or("-"),
                 round.killed,
+                round.held,
                 round.submits,
                 round.stops,
                 (round.to - round.from) as f64 / 1e9
@@ -878,7 +921,7 @@ impl Run {
     pub async fn final_start(&mut self) -> End {
         let api = &self.api;
         let driver = &mut self.driver;
-        self.guard.daemon = Some(spawn_daemon(&self.data, None, &self.final_log));
+        self.guard.daemon = Some(spawn_daemon(&self.data, &self.proxy, None, &self.final_log));
         let up = tokio::time::timeout(START, wait_up(api, self.guard.daemon.as_mut().unwrap())).await;
         assert!(
             matches!(up, Ok(true)),
