@@ -9,6 +9,9 @@
 //!   prefer-cached pulls); every container removed after each round.
 //! - `list`: `GET /v1/tasks` with 1,000 tasks tracked (fake Docker), 300 calls one after
 //!   another: p50 and p99.
+//! - `metadata`: the task metadata endpoint's `GET /v4/<id>/task` with 1,000 tasks tracked
+//!   (fake Docker), 2,000 calls one after another for random tasks over loopback TCP: p50
+//!   and p99. Target: p99 under 5 ms.
 //! - `rss`: resident memory of an idle agent tracking 1,000 RUNNING tasks on the fake
 //!   Docker, in a child process of its own (agent, fake Docker and driver together: an
 //!   upper bound on the agent's own). Target: under 60 MB.
@@ -18,7 +21,7 @@
 //!   commit of the task (the fsync every submit waits for), all in this one run. Target: the
 //!   check is not measurable next to the commit.
 //!
-//! `cargo bench -p berth-agent --bench api` runs them all; `-- --only submit|submit-real|list|rss|policy`
+//! `cargo bench -p berth-agent --bench api` runs them all; `-- --only submit|submit-real|list|metadata|rss|policy`
 //! one; `-- --rounds N` (default 3) for the submit comparisons.
 
 use berth_agent::{Agent, AgentConfig};
@@ -37,6 +40,8 @@ const REAL_TASKS: usize = 50;
 const LIST_TASKS: usize = 1_000;
 const LIST_CALLS: usize = 300;
 const RSS_TASKS: usize = 1_000;
+const METADATA_TASKS: usize = 1_000;
+const METADATA_CALLS: usize = 2_000;
 
 fn definition(i: usize) -> Vec<u8> {
     format!(
@@ -193,7 +198,7 @@ async fn list() {
         size = body.len();
     }
     times.sort();
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    let at = |q| quantile_ms(&times, q);
     println!(
         "list: GET /v1/tasks with {LIST_TASKS} tasks ({size} bytes), {LIST_CALLS} calls: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         at(0.5),
@@ -201,6 +206,51 @@ async fn list() {
         at(1.0)
     );
     agent.shutdown().await.expect("shutdown");
+}
+
+/// The task metadata endpoint's `/v4/<id>/task` with 1,000 tasks tracked: each call for a
+/// container of a task picked at random, one after another on one kept-alive loopback TCP
+/// connection, as a program inside a task reads it.
+async fn metadata() {
+    let dir = tempfile::Builder::new().prefix("berth-bench-").tempdir_in(target_dir()).expect("dir");
+    let agent = Agent::start(&config(dir.path()), fake()).await.expect("agent");
+    add_direct(&agent, METADATA_TASKS).await;
+    let host = agent.metadata_endpoint().and_then(|e| e.host).expect("the endpoint listens on loopback");
+    let ids: Vec<String> = agent
+        .engine()
+        .list_tasks()
+        .await
+        .expect("tasks")
+        .iter()
+        .flat_map(|t| t.containers.iter().filter_map(|c| c.metadata_id.clone()))
+        .collect();
+    let http = reqwest::Client::new();
+    let mut times = Vec::with_capacity(METADATA_CALLS);
+    let mut size = 0;
+    for _ in 0..METADATA_CALLS {
+        let id = &ids[rand::random_range(0..ids.len())];
+        let url = format!("http://{host}/v4/{id}/task");
+        let t = Instant::now();
+        let response = http.get(&url).send().await.expect("get");
+        assert_eq!(response.status(), 200);
+        let body = response.bytes().await.expect("body");
+        times.push(t.elapsed());
+        size = body.len();
+    }
+    times.sort();
+    let at = |q| quantile_ms(&times, q);
+    println!(
+        "metadata: GET /v4/<id>/task with {METADATA_TASKS} tasks ({size} bytes), {METADATA_CALLS} calls: p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms (target p99 < 5 ms)",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    agent.shutdown().await.expect("shutdown");
+}
+
+/// The `q` quantile of the sorted `times`, in milliseconds.
+fn quantile_ms(times: &[Duration], q: f64) -> f64 {
+    times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
 }
 
 /// In a child process: 1,000 RUNNING tasks, idle, then VmRSS.
@@ -237,7 +287,9 @@ fn main() {
             "--only" => only = args.next(),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
             "--child-rss" => child = true,
-            other => panic!("unknown argument {other} (--only submit|submit-real|list|rss|policy, --rounds N)"),
+            other => {
+                panic!("unknown argument {other} (--only submit|submit-real|list|metadata|rss|policy, --rounds N)")
+            }
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -263,6 +315,9 @@ fn main() {
         }
         if wants("list") {
             list().await;
+        }
+        if wants("metadata") {
+            metadata().await;
         }
     });
     if wants("policy") {

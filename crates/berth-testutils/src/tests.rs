@@ -1110,6 +1110,8 @@ async fn an_unreachable_daemon_refuses_every_call() {
         fake.list_images().await.unwrap_err(),
         fake.container_logs(&id, LogOptions::all()).await.err().expect("refused"),
         fake.remove_image("busybox").await.unwrap_err(),
+        fake.container_stats(&id).await.unwrap_err(),
+        fake.network_gateway("bridge").await.unwrap_err(),
     ];
     for err in errors {
         assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");

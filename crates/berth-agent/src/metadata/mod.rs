@@ -205,7 +205,7 @@ async fn lookup(
 
 /// Inspect each container that Docker has, at once; `None` for one it has not or that
 /// inspect could not read (the answer then has what berth knows of it).
-async fn inspect_all<'a>(docker: &dyn DockerClient, containers: &[&'a Container]) -> Vec<Option<ContainerInfo>> {
+async fn inspect_all(docker: &dyn DockerClient, containers: &[&Container]) -> Vec<Option<ContainerInfo>> {
     join_all(containers.iter().map(|c| async move {
         let id = c.docker_id.as_deref()?;
         tokio::time::timeout(DOCKER_TIMEOUT, docker.inspect_container(id)).await.ok()?.ok()
