@@ -85,13 +85,8 @@ const TASK_READ_ONLY: [&str; 7] = [
 ];
 
 /// Container-level fields berth does not act on.
-const CONTAINER_NOT_ACTED_ON: [&str; 5] = [
-    "repositoryCredentials",
-    "resourceRequirements",
-    "credentialSpecs",
-    "firelensConfiguration",
-    "versionConsistency",
-];
+const CONTAINER_NOT_ACTED_ON: [&str; 5] =
+    ["repositoryCredentials", "resourceRequirements", "credentialSpecs", "firelensConfiguration", "versionConsistency"];
 
 /// Volume kinds berth accepts with a warning and refuses when the task runs.
 const UNSUPPORTED_VOLUME_KINDS: [&str; 2] = ["efsVolumeConfiguration", "fsxWindowsFileServerVolumeConfiguration"];
@@ -158,13 +153,13 @@ fn read_task_definition(mut o: Obj<'_>, s: &mut Sink) -> Draft {
     }
     d.network_mode = read_network_mode(&mut o, s);
     for key in ["cpu", "memory"] {
-        if let Some(f) = o.field(key) {
-            if let Some(size) = read_task_size(&f, key, s) {
-                if key == "cpu" {
-                    d.cpu = Some(size);
-                } else {
-                    d.memory = Some(size);
-                }
+        if let Some(f) = o.field(key)
+            && let Some(size) = read_task_size(&f, key, s)
+        {
+            if key == "cpu" {
+                d.cpu = Some(size);
+            } else {
+                d.memory = Some(size);
             }
         }
     }

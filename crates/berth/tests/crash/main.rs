@@ -56,9 +56,9 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod restart;
 #[path = "../../../berth-agent/tests/support/proxy.rs"]
 mod proxy;
+mod restart;
 mod scenario;
 #[path = "../support/mod.rs"]
 mod support;
