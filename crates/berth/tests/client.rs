@@ -396,7 +396,8 @@ fn a_task_that_does_not_fit_waits_with_its_reason_and_starts_once_the_first_stop
     let short = second.rsplit('/').next().unwrap_or_default().to_owned();
     // ps shows why it waits; inspect too; nothing of it exists on Docker.
     let row = ps_row(&daemon.ok(&["ps"]), &short).unwrap_or_else(|| panic!("no ps row for {short}"));
-    assert_eq!(row[5..].join(" "), reason, "{row:?}");
+    // TASK DEFINITION DESIRED KNOWN RESTARTS CONTAINERS WAITING
+    assert_eq!(row[6..].join(" "), reason, "{row:?}");
     let view: serde_json::Value =
         serde_json::from_str(&daemon.ok(&["inspect", &second])).unwrap_or_else(|e| panic!("inspect JSON: {e}"));
     assert_eq!(view["WaitingReason"], reason);
