@@ -166,6 +166,8 @@ async fn v4_and_v3_answers_have_ecs_s_keys_types_and_omissions() {
             "KnownStatus",
             "Containers",
             "Limits",
+            "PullStartedAt",
+            "PullStoppedAt",
             "LaunchType",
         ]);
         expected.extend(extra);
@@ -178,6 +180,10 @@ async fn v4_and_v3_answers_have_ecs_s_keys_types_and_omissions() {
         assert_eq!((t["DesiredStatus"].as_str(), t["KnownStatus"].as_str()), (Some("RUNNING"), Some("RUNNING")));
         assert_eq!(t["Limits"], serde_json::json!({"CPU": 0.5, "Memory": 256}));
         assert_eq!(t["LaunchType"], "EXTERNAL");
+        assert_time(&t["PullStartedAt"], "PullStartedAt");
+        assert_time(&t["PullStoppedAt"], "PullStoppedAt");
+        let pull_time = |key: &str| t[key].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        assert!(pull_time("PullStartedAt") <= pull_time("PullStoppedAt"), "{t:#}");
         if version == "v4" {
             assert_eq!(t["FaultInjectionEnabled"], false);
         }
@@ -217,6 +223,29 @@ async fn v4_and_v3_answers_have_ecs_s_keys_types_and_omissions() {
         );
     }
     drop(fake);
+    agent.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_in_flight_shows_when_it_started_and_no_stop_time() {
+    let (agent, fake, _dir) = agent_on_fake(|_| {}).await;
+    fake.delay(berth_testutils::Op::PullImage, Duration::from_secs(600));
+    let task = parse(WEB, 3);
+    let arn = task.arn.clone();
+    agent.engine().add_task(task).await.expect("add");
+    let mut held = None;
+    for _ in 0..300 {
+        held = agent.engine().task(&arn).await.expect("engine");
+        if held.as_ref().is_some_and(|t| t.pull_started_at.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = held.filter(|t| t.pull_started_at.is_some()).expect("a pull was issued");
+    let t = endpoint(&agent).get(&format!("/v4/{}/task", id_of(&held, "web"))).await.json();
+    assert_time(&t["PullStartedAt"], "PullStartedAt");
+    assert!(t.get("PullStoppedAt").is_none(), "no pull has ended: {t:#}");
+    fake.delay(berth_testutils::Op::PullImage, Duration::ZERO);
     agent.shutdown().await.expect("shutdown");
 }
 

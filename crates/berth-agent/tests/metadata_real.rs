@@ -121,6 +121,8 @@ async fn a_container_reads_its_own_metadata_from_inside_in_bridge_host_and_awsvp
         let t = json_part(parts[1]);
         assert_eq!(t["TaskARN"], arn.as_str(), "{mode}: {t:#}");
         assert_eq!((t["LaunchType"].as_str(), t["Revision"].is_string()), (Some("EXTERNAL"), true));
+        // main's pull ended before it was created (the pause image's making is no pull).
+        assert!(t["PullStartedAt"].is_string() && t["PullStoppedAt"].is_string(), "{mode}: {t:#}");
         let names: Vec<&str> =
             t["Containers"].as_array().expect("containers").iter().filter_map(|c| c["Name"].as_str()).collect();
         let expected: &[&str] = if mode == "awsvpc" { &["main", "~pause"] } else { &["main"] };

@@ -63,6 +63,13 @@ pub struct Task {
     /// When `known_status` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_time: Option<DateTime<Utc>>,
+    /// When the first image pull of the task was issued (pulls of internal containers, whose
+    /// image berth makes locally, do not count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<DateTime<Utc>>,
+    /// When the last of its image pulls ended, succeeded or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<DateTime<Utc>>,
     /// The highest task status already appended to the change log.
     pub sent_status: TaskStatus,
     /// Whether a state change has said that the task's desired status is STOPPED (see
@@ -134,6 +141,8 @@ impl Task {
             desired_status: TaskStatus::Running,
             known_status: TaskStatus::None,
             known_time: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
             sent_status: TaskStatus::None,
             stop_sent: false,
             stop_reason: None,
@@ -192,6 +201,8 @@ impl Task {
             desired_status,
             known_status,
             known_time,
+            pull_started_at,
+            pull_stopped_at,
             sent_status,
             stop_sent,
             stop_reason,
@@ -202,6 +213,7 @@ impl Task {
         } = self;
         (arn, family, version, network_mode, desired_status, known_status, known_time, sent_status).hash(&mut h);
         (stop_sent, stop_reason, cpu, memory, client_token, submitted).hash(&mut h);
+        (pull_started_at, pull_stopped_at).hash(&mut h);
         for c in containers {
             let Container {
                 spec,

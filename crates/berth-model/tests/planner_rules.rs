@@ -439,3 +439,33 @@ fn berths_own_stop_does_not_quote_an_earlier_harmless_signal() {
     let change = changes.iter().find(|c| c.status == ContainerStatus::Stopped).expect("a STOPPED change");
     assert_eq!(change.reason, None, "{change:?}");
 }
+
+#[test]
+fn pull_times_run_from_the_first_pull_issued_to_the_last_pull_ended() {
+    let mut pause = spec(PAUSE_CONTAINER_NAME, false);
+    pause.internal = true;
+    let mut t = task(vec![pause, spec("a", true), spec("b", true)]);
+    let cfg = PlanConfig::default();
+    let pull = |name: &str| Op::Container { container: name.into(), action: Action::Pull };
+    let at = |s: i64| epoch() + Duration::seconds(s);
+
+    plan::apply(&mut t, Feedback::Issued(pull(PAUSE_CONTAINER_NAME)), at(1), &cfg);
+    plan::apply(&mut t, Feedback::Done(pull(PAUSE_CONTAINER_NAME), Outcome::Ok), at(2), &cfg);
+    assert_eq!((t.pull_started_at, t.pull_stopped_at), (None, None), "the pause image is not pulled");
+
+    plan::apply(&mut t, Feedback::Issued(pull("a")), at(3), &cfg);
+    plan::apply(&mut t, Feedback::Done(pull("a"), Outcome::NotDone("docker down".into())), at(4), &cfg);
+    assert_eq!((t.pull_started_at, t.pull_stopped_at), (Some(at(3)), None), "a call that never reached Docker");
+
+    plan::apply(&mut t, Feedback::Issued(pull("a")), at(5), &cfg);
+    plan::apply(&mut t, Feedback::Issued(pull("b")), at(6), &cfg);
+    plan::apply(&mut t, Feedback::Done(pull("b"), Outcome::Ok), at(7), &cfg);
+    assert_eq!((t.pull_started_at, t.pull_stopped_at), (Some(at(3)), Some(at(7))));
+    let failed = Outcome::Failed(ApplyError { message: "manifest unknown".into(), permanent: true });
+    plan::apply(&mut t, Feedback::Done(pull("a"), failed), at(9), &cfg);
+    assert_eq!((t.pull_started_at, t.pull_stopped_at), (Some(at(3)), Some(at(9))), "a failed pull ended too");
+
+    let before = t.record_fingerprint();
+    t.pull_stopped_at = Some(at(10));
+    assert_ne!(t.record_fingerprint(), before, "pull times are saved with the record");
+}

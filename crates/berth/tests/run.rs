@@ -4,7 +4,7 @@
 //! everything and exit 128 + the signal; a second signal exits at once and names the
 //! cleanup, which works; on a pseudo-terminal every state change stays on the screen after
 //! the pull's bars; container output comes in bounded pieces; a task that cannot run exits
-//! 125 with the reason. Needs `scripts/test-env.sh` (daemon, busybox, the registry on
+//! 125 with the reason; a container reads its own task from the metadata endpoint. Needs `scripts/test-env.sh` (daemon, busybox, the registry on
 //! 127.0.0.1:51670); a missing piece fails, never skips.
 
 mod support;
@@ -348,6 +348,41 @@ fn secrets_come_from_the_local_source_and_never_reach_output_or_state() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr.contains("TOKEN (valueFrom /app/token)"), "the reason names the missing secret: {stderr}");
+}
+
+#[test]
+fn a_container_reads_its_own_task_from_the_metadata_endpoint() {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // One key of the answer a line, so each line stays short of the output's piece bound.
+    let json = r#"{"family": "meta-run", "containerDefinitions": [{"name": "app", "image": "busybox:latest",
+        "command": ["sh", "-c", "wget -qO- \"$ECS_CONTAINER_METADATA_URI_V4/task\" | tr ',' '\\n'"]}]}"#;
+    let data = DataDir::new();
+    // Kept, so Docker can say which task berth ran; the data directory's drop removes it.
+    let out = berth_run(&write(files.path(), "meta.json", json), &data, &["--pull", "prefer-cached", "--keep"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "wget reached the endpoint\n{stdout}\n{stderr}");
+    let answer: Vec<&str> =
+        stdout.lines().filter(|l| l.starts_with("app")).filter_map(|l| l.split_once("| ").map(|(_, v)| v)).collect();
+    let arn = answer
+        .iter()
+        .find_map(|l| l.strip_prefix(r#""TaskARN":""#))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no TaskARN in the answer:\n{stdout}"));
+    assert!(answer.contains(&r#""Family":"meta-run""#), "{stdout}");
+    assert!(answer.iter().any(|l| l.starts_with(r#""PullStartedAt":""#)), "{stdout}");
+    assert!(answer.iter().any(|l| l.starts_with(r#""PullStoppedAt":""#)), "{stdout}");
+
+    // The task Docker holds the container for, by berth's label, is the one answered.
+    let (containers, _) = data.leftovers();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let inspect = Command::new("docker")
+        .args(["inspect", "-f", r#"{{.Id}} {{index .Config.Labels "berth.task-arn"}}"#, &containers[0]])
+        .output()
+        .unwrap_or_else(|e| panic!("docker inspect: {e}"));
+    let inspected = String::from_utf8_lossy(&inspect.stdout);
+    let (docker_id, label) = inspected.trim().split_once(' ').unwrap_or_else(|| panic!("inspect: {inspect:?}"));
+    assert_eq!(label, arn, "{stdout}");
+    assert!(answer.iter().any(|l| l.ends_with(&format!(r#""DockerId":"{docker_id}""#))), "{stdout}");
 }
 
 #[test]

@@ -196,6 +196,12 @@ pub struct TaskView {
     /// Task-level limits, when it sets any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<TaskLimitsView>,
+    /// When its first image pull started (omitted until one did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<String>,
+    /// When its last image pull ended (omitted until one did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<String>,
     /// When it stopped (once it is STOPPED).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_stopped_at: Option<String>,
@@ -286,6 +292,8 @@ pub fn task(version: Version, cluster: &str, task: &Task, containers: Vec<Contai
         known_status: task.known_status.as_str(),
         containers,
         limits,
+        pull_started_at: task.pull_started_at.map(time),
+        pull_stopped_at: task.pull_stopped_at.map(time),
         execution_stopped_at: (task.known_status == TaskStatus::Stopped).then_some(task.known_time).flatten().map(time),
         launch_type: LAUNCH_TYPE,
         fault_injection_enabled: (version == Version::V4).then_some(false),
@@ -327,4 +335,21 @@ fn volumes(task: &Task, c: &Container) -> Vec<VolumeView> {
             Some(VolumeView { docker_name, source, destination: m.container_path.clone() })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_times_are_left_out_until_set_and_then_written_as_ecs_writes_times() {
+        let mut t = Task::new("arn:berth:task/p".into(), "p".into(), "1".into(), vec![], vec![]);
+        let view = serde_json::to_value(task(Version::V4, "c", &t, vec![])).expect("json");
+        assert!(view.get("PullStartedAt").is_none() && view.get("PullStoppedAt").is_none(), "{view:#}");
+        let started = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z").expect("time").to_utc();
+        t.pull_started_at = Some(started);
+        let view = serde_json::to_value(task(Version::V3, "c", &t, vec![])).expect("json");
+        assert_eq!(view["PullStartedAt"], "2026-01-02T03:04:05.500000000Z");
+        assert!(view.get("PullStoppedAt").is_none(), "a pull still running: {view:#}");
+    }
 }

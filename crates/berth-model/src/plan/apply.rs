@@ -13,6 +13,9 @@
 //! - an exit its restart policy restarts leaves the container RUNNING with a pending
 //!   restart; issuing the restart counts it; a restart that fails for good is a normal stop
 //!   (see [`super::restart`]).
+//! - the task's pull times: issuing its first pull of a non-internal container sets when
+//!   pulling started; every end of such a pull (success or failure, not a call that never
+//!   reached Docker) sets when it stopped.
 
 use super::restart;
 use super::{Action, Op, PlanConfig, VolumeAction};
@@ -99,9 +102,19 @@ fn container_mut<'t>(task: &'t mut Task, name: &str) -> Option<&'t mut Container
     task.containers.iter_mut().find(|c| c.spec.name == name)
 }
 
+/// Whether this container's pulls are the task's pulls: an internal container's image is
+/// made locally, not pulled (as the ECS agent, which keeps its pause image out of the task's
+/// pull times).
+fn counts_for_pull_times(task: &Task, container: &str) -> bool {
+    task.container(container).is_some_and(|c| !c.spec.internal)
+}
+
 fn issued(task: &mut Task, op: &Op, now: DateTime<Utc>) {
     match op {
         Op::Container { container, action } => {
+            if *action == Action::Pull && counts_for_pull_times(task, container) && task.pull_started_at.is_none() {
+                task.pull_started_at = Some(now);
+            }
             if let Some(c) = container_mut(task, container) {
                 c.in_flight = true;
                 if *action == Action::Restart {
@@ -134,6 +147,12 @@ fn issued(task: &mut Task, op: &Op, now: DateTime<Utc>) {
 fn done(task: &mut Task, op: Op, outcome: Outcome, now: DateTime<Utc>, cfg: &PlanConfig) {
     match op {
         Op::Container { container, action } => {
+            if action == Action::Pull
+                && !matches!(outcome, Outcome::NotDone(_))
+                && counts_for_pull_times(task, &container)
+            {
+                task.pull_stopped_at = Some(now);
+            }
             if let Some(c) = container_mut(task, &container) {
                 c.in_flight = false;
                 let look_again = std::mem::take(&mut c.inspect_after_flight);

@@ -288,6 +288,18 @@ impl Prepared {
                 }
             }
         }
+        // The change carrying the task's STOPPED is the first of its round's STOPPED changes
+        // (`take_changes`): containers that stopped in the same round come after it, already
+        // in the log. Read them too, or their exit codes would be missed.
+        while let Some(item) = reader.try_next() {
+            if let LogItem::Change(change) = item
+                && change.task_arn == arn
+                && visible.contains(&change.container_name)
+            {
+                console.line("berth", &describe(&change));
+                changes.push(change);
+            }
+        }
         // The containers' last output, then the cleanup.
         let _ = tokio::time::timeout(LOG_DRAIN, futures_util::future::join_all(logs)).await;
         let final_task = self.engine.task(&arn).await.ok().flatten();
