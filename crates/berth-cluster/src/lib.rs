@@ -1,0 +1,12 @@
+//! berth on many hosts (`docs/cluster.md`): agents coordinated through etcd.
+//!
+//! - [`store`]: the [`ClusterStore`] trait (leases, transactions with compares, list at a
+//!   revision, watch from a revision, election) and its implementations.
+//! - [`keys`]: where everything lives under `/berth/v1/<cluster>/`.
+//! - [`records`]: what each key holds (JSON).
+
+pub mod keys;
+pub mod records;
+pub mod store;
+
+pub use store::{ClusterError, ClusterStore};
