@@ -19,7 +19,8 @@
 //!   [`FakeDocker::cut_event_streams`], [`FakeDocker::set_unreachable`]) and counters
 //!   per operation ([`Op`]) and target.
 //!
-//! [`real`] holds what the tests against the real daemon share.
+//! [`real`] holds what the tests against the real daemon share; [`multihost`], several
+//! hosts on this machine (`scripts/multihost-env.sh`) for the cluster tests.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ mod behaviour;
 mod events;
 mod fake;
 mod fault;
+pub mod multihost;
 pub mod real;
 mod snapshot;
 mod state;
