@@ -46,6 +46,28 @@ enum Mode {
     AfterWork(ErrorKind),
 }
 
+/// A call that entered the pipeline: how it proceeds, and its place among the calls in
+/// flight (given back when the call answers or is dropped).
+struct Entered {
+    mode: Mode,
+    _in_flight: InFlight,
+}
+
+/// One call in flight, counted in [`State::in_flight`] until dropped.
+struct InFlight {
+    inner: Arc<Inner>,
+    op: Op,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = state.in_flight.get_mut(&self.op) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// A timed step of one run.
 #[derive(Clone, Copy)]
 enum Step {
@@ -325,6 +347,44 @@ impl FakeDocker {
         }
     }
 
+    /// Every call of `op` from now on waits, in flight, until [`Self::release_held`] or
+    /// [`Self::stop_holding`] lets it go.
+    pub fn hold(&self, op: Op) {
+        self.lock().holds.entry(op).or_insert_with(|| tokio::sync::watch::channel(()).0);
+    }
+
+    /// The calls of `op` waiting now go on; later ones are still held.
+    pub fn release_held(&self, op: Op) {
+        if let Some(hold) = self.lock().holds.get(&op) {
+            hold.send_replace(());
+        }
+    }
+
+    /// Calls of `op` are no longer held; those waiting go on.
+    pub fn stop_holding(&self, op: Op) {
+        self.lock().holds.remove(&op);
+    }
+
+    /// How many calls of `op` are in flight now: entered (counted, reachable) and not yet
+    /// answered, whether held, delayed or working.
+    pub fn in_flight(&self, op: Op) -> usize {
+        self.lock().in_flight.get(&op).copied().unwrap_or(0)
+    }
+
+    /// From now on, count the calls of `ops` in flight together: [`Self::max_in_flight`]
+    /// is the most of them seen in flight at once (starting from those in flight now).
+    pub fn track_in_flight(&self, ops: &[Op]) {
+        let mut state = self.lock();
+        state.tracked = ops.iter().copied().collect();
+        state.max_tracked = state.tracked_in_flight();
+    }
+
+    /// The most calls of the operations given to [`Self::track_in_flight`] that were in
+    /// flight at once since it was called (0 before).
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_tracked
+    }
+
     /// The next `n` events reach no subscriber; they stay in the history, like events a
     /// stream missed.
     pub fn drop_events(&self, n: usize) {
@@ -354,22 +414,35 @@ impl FakeDocker {
 
     // --- the call pipeline ------------------------------------------------------------
 
-    /// Count the call, then fail it if unreachable, wait its delay, and apply the first
-    /// pending fault it meets.
-    async fn enter(&self, op: Op, target: &str) -> Result<Mode, DockerError> {
-        let delay = {
+    /// Count the call, then fail it if unreachable; else it is in flight (until the
+    /// returned [`Entered`] is dropped, answered or cancelled): wait while its operation is
+    /// held, wait its delay, and apply the first pending fault it meets.
+    async fn enter(&self, op: Op, target: &str) -> Result<Entered, DockerError> {
+        let (in_flight, hold, delay) = {
             let mut state = self.lock();
             state.count(op, target);
             if state.unreachable {
                 return Err(DockerError::new(ErrorKind::Unreachable, op.name(), target, "connection refused"));
             }
-            match state.delays.get(&op).copied() {
-                Some(delay) => delay,
-                None => return Self::fault(&mut state, op, target),
+            *state.in_flight.entry(op).or_default() += 1;
+            if state.tracked.contains(&op) {
+                state.max_tracked = state.max_tracked.max(state.tracked_in_flight());
             }
+            let in_flight = InFlight { inner: Arc::clone(&self.inner), op };
+            // Subscribed under the lock: a release sent after this point reaches this call.
+            let hold = state.holds.get(&op).map(tokio::sync::watch::Sender::subscribe);
+            (in_flight, hold, state.delays.get(&op).copied())
         };
-        tokio::time::sleep(delay).await;
-        Self::fault(&mut self.lock(), op, target)
+        if let Some(mut hold) = hold {
+            // A release changes the value; an end of holding drops the sender: either way, go.
+            let _ = hold.changed().await;
+        }
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        // The lock is let go before `in_flight` may drop (its drop takes the lock).
+        let fault = Self::fault(&mut self.lock(), op, target);
+        Ok(Entered { mode: fault?, _in_flight: in_flight })
     }
 
     /// Apply the first pending fault the call meets.
@@ -395,8 +468,8 @@ impl FakeDocker {
         }
     }
 
-    fn finish<T>(mode: Mode, op: Op, target: &str, result: Result<T, DockerError>) -> Result<T, DockerError> {
-        match mode {
+    fn finish<T>(entered: Entered, op: Op, target: &str, result: Result<T, DockerError>) -> Result<T, DockerError> {
+        match entered.mode {
             Mode::Normal => result,
             Mode::AfterWork(kind) => Err(DockerError::new(
                 kind,

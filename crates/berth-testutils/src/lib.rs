@@ -15,9 +15,10 @@
 //! - events exactly as Docker sends them, live from the call, with the last 256 replayed
 //!   from `since`;
 //! - faults ([`FakeDocker::fail_next`], [`FakeDocker::time_out_next`],
-//!   [`FakeDocker::delay`], [`FakeDocker::drop_events`],
-//!   [`FakeDocker::cut_event_streams`], [`FakeDocker::set_unreachable`]) and counters
-//!   per operation ([`Op`]) and target.
+//!   [`FakeDocker::delay`], [`FakeDocker::hold`], [`FakeDocker::drop_events`],
+//!   [`FakeDocker::cut_event_streams`], [`FakeDocker::set_unreachable`]), counters
+//!   per operation ([`Op`]) and target, and the calls in flight ([`FakeDocker::in_flight`],
+//!   [`FakeDocker::max_in_flight`]).
 //!
 //! [`real`] holds what the tests against the real daemon share; [`multihost`], several
 //! hosts on this machine (`scripts/multihost-env.sh`) for the cluster tests.

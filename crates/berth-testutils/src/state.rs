@@ -166,6 +166,15 @@ pub(crate) struct State {
     pub events: EventHub,
     pub faults: Vec<Fault>,
     pub delays: HashMap<Op, Duration>,
+    /// Operations whose calls wait until released (see `FakeDocker::hold`): each waiting
+    /// call holds a receiver, a release sends.
+    pub holds: HashMap<Op, tokio::sync::watch::Sender<()>>,
+    /// Calls of each operation in flight now (entered, not yet answered).
+    pub in_flight: HashMap<Op, usize>,
+    /// The operations whose calls in flight are counted together (see
+    /// `FakeDocker::track_in_flight`), and the most seen in flight at once since.
+    pub tracked: BTreeSet<Op>,
+    pub max_tracked: usize,
     pub unreachable: bool,
     /// Calls of each operation.
     calls: HashMap<Op, u64>,
@@ -256,6 +265,10 @@ impl State {
             events: EventHub::default(),
             faults: Vec::new(),
             delays: HashMap::new(),
+            holds: HashMap::new(),
+            in_flight: HashMap::new(),
+            tracked: BTreeSet::new(),
+            max_tracked: 0,
             unreachable: false,
             calls: HashMap::new(),
             calls_on: HashMap::new(),
@@ -276,6 +289,11 @@ impl State {
 
     pub fn containers(&self) -> impl Iterator<Item = &Container> {
         self.containers.values()
+    }
+
+    /// How many calls of the tracked operations are in flight now.
+    pub fn tracked_in_flight(&self) -> usize {
+        self.tracked.iter().map(|op| self.in_flight.get(op).copied().unwrap_or(0)).sum()
     }
 
     /// How many calls of `op` were made.

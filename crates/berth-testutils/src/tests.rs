@@ -1046,6 +1046,49 @@ async fn delay_holds_every_call_of_the_operation() {
     assert_eq!(begun.elapsed(), Duration::ZERO);
 }
 
+#[tokio::test(start_paused = true)]
+async fn held_calls_wait_in_flight_until_released_and_the_most_in_flight_is_kept() {
+    let fake = fake();
+    let id = run(&fake, "web", &[]).await;
+    fake.track_in_flight(&[Op::InspectContainer, Op::StopContainer]);
+    fake.hold(Op::InspectContainer);
+    let spawn_inspect = || {
+        let (fake, id) = (fake.clone(), id.clone());
+        tokio::spawn(async move { fake.inspect_container(&id).await })
+    };
+    let (first, second) = (spawn_inspect(), spawn_inspect());
+    settle().await;
+    assert_eq!(fake.in_flight(Op::InspectContainer), 2, "both held, in flight");
+    assert!(!first.is_finished() && !second.is_finished());
+    // Other operations are not held, and count with the tracked ones while in flight.
+    fake.delay(Op::StopContainer, Duration::from_secs(1));
+    let stop = {
+        let (fake, id) = (fake.clone(), id.clone());
+        tokio::spawn(async move { fake.stop_container(&id, Duration::ZERO).await })
+    };
+    settle().await;
+    assert_eq!(fake.max_in_flight(), 3);
+    stop.await.unwrap().unwrap();
+
+    // A release lets the waiting calls go; a later one is held again.
+    fake.release_held(Op::InspectContainer);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(fake.in_flight(Op::InspectContainer), 0);
+    let third = spawn_inspect();
+    settle().await;
+    assert_eq!(fake.in_flight(Op::InspectContainer), 1);
+    // A held call dropped is no longer in flight.
+    third.abort();
+    let _ = third.await;
+    assert_eq!(fake.in_flight(Op::InspectContainer), 0);
+    fake.stop_holding(Op::InspectContainer);
+    fake.inspect_container(&id).await.unwrap();
+    assert_eq!(fake.max_in_flight(), 3, "the most at once is kept");
+    fake.track_in_flight(&[Op::InspectContainer]);
+    assert_eq!(fake.max_in_flight(), 0, "tracking again starts from the calls in flight now");
+}
+
 #[tokio::test]
 async fn dropped_events_miss_the_streams_but_stay_in_history() {
     let fake = fake();

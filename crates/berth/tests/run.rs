@@ -799,3 +799,37 @@ fn a_cleanup_that_cannot_finish_keeps_the_data_directory_and_names_its_cleanup()
     assert_eq!(data.leftovers(), (vec![], vec![]), "the cleanup removed what instance {instance} left:\n{said}");
     assert!(!data.path().exists(), "and the data directory:\n{said}");
 }
+
+/// `berth run --cleanup` on a Docker that accepts and never answers (a listener this test
+/// holds and never reads) ends, non-zero, naming the call that hung, and keeps the
+/// directory: its connect is bounded as the engine bounds one (30 s), not by bollard's
+/// hours.
+#[test]
+fn a_cleanup_whose_docker_never_answers_ends_naming_the_call() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("instance-id"), "0123456789abcdef0123456789abcdef\n").unwrap_or_else(|e| panic!("{e}"));
+    let socket = tmp.path().join("docker.sock");
+    // Connections queue in its backlog: they are made, and never answered.
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = support::berth()
+        .args(["run", "--cleanup", "--data-dir"])
+        .arg(&dir)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A hang guard, not a speed limit: unbounded, the connect waited bollard's 3 hours.
+    let ended = support::poll(Duration::from_secs(120), || child.try_wait().ok().flatten());
+    if ended.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(ended.is_some(), "berth run --cleanup never ended on a Docker that never answers");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("connect to Docker: Docker did not answer in 30s"), "the hung call is named:\n{said}");
+    assert!(dir.join("instance-id").is_file(), "the data directory is kept:\n{said}");
+}

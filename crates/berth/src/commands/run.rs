@@ -561,6 +561,10 @@ async fn clean_up_dir(dir: &Path) -> u8 {
     }
 }
 
+/// What is left of the run in `dir`, removed: its containers, its volumes, its holder mark
+/// and the directory. Each Docker call is bounded as the engine bounds it (connect and list
+/// as an inspect, container removal as a removal, volume calls as a volume's), so that a
+/// Docker that accepts and never answers ends the cleanup with the call that hung named.
 async fn remove_leftovers(dir: &Path) -> Result<(usize, usize), String> {
     if !dir.join(berth_store::INSTANCE_ID_FILE).is_file() {
         return Err(format!("not a berth data directory (no {})", berth_store::INSTANCE_ID_FILE));
@@ -568,27 +572,52 @@ async fn remove_leftovers(dir: &Path) -> Result<(usize, usize), String> {
     // The lock: refused while a berth still uses the directory.
     let data = berth_store::DataDir::open(dir).map_err(|e| e.to_string())?;
     let instance = data.instance_id().to_string();
-    let docker = BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))?;
-    let containers =
-        docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.map_err(|e| e.to_string())?;
+    let limits = berth_engine::Timeouts::default();
+    let docker = bounded(limits.inspect, "connect to Docker", async {
+        BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))
+    })
+    .await?;
+    let containers = bounded(limits.inspect, "list containers", async {
+        docker.list_containers(&[(labels::INSTANCE, instance.as_str())]).await.map_err(|e| e.to_string())
+    })
+    .await?;
     for c in &containers {
-        docker.remove_container(&c.id).await.map_err(|e| e.to_string())?;
+        let what = format!("remove container {}", c.id);
+        bounded(limits.remove, &what, async { docker.remove_container(&c.id).await.map_err(|e| e.to_string()) })
+            .await?;
     }
     let filters = HashMap::from([("label".to_string(), vec![format!("{}={instance}", labels::INSTANCE)])]);
-    let listed = docker
-        .bollard()
-        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: Some(filters) }))
-        .await
-        .map_err(|e| format!("listing volumes: {e}"))?;
+    let listed = bounded(limits.volume, "list volumes", async {
+        docker
+            .bollard()
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| format!("listing volumes: {e}"))
+    })
+    .await?;
     let volumes: Vec<String> = listed.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
     for v in &volumes {
-        docker.remove_volume(v).await.map_err(|e| e.to_string())?;
+        let what = format!("remove volume {v}");
+        bounded(limits.volume, &what, async { docker.remove_volume(v).await.map_err(|e| e.to_string()) }).await?;
     }
     // The mark that the run held its instance, left by a run that exited at once.
-    docker.remove_volume(&labels::holder_volume(&instance)).await.map_err(|e| e.to_string())?;
+    let holder = labels::holder_volume(&instance);
+    let what = format!("remove volume {holder}");
+    bounded(limits.volume, &what, async { docker.remove_volume(&holder).await.map_err(|e| e.to_string()) }).await?;
     drop(data);
     std::fs::remove_dir_all(dir).map_err(|e| format!("removing the directory: {e}"))?;
     Ok((containers.len(), volumes.len()))
+}
+
+/// `call`, or an error naming `what` once `limit` has passed without an answer.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{what}: Docker did not answer in {}s", limit.as_secs())))
 }
 
 /// One state change as a line.
