@@ -833,3 +833,33 @@ fn a_cleanup_whose_docker_never_answers_ends_naming_the_call() {
     assert!(said.contains("connect to Docker: Docker did not answer in 30s"), "the hung call is named:\n{said}");
     assert!(dir.join("instance-id").is_file(), "the data directory is kept:\n{said}");
 }
+
+#[test]
+fn a_run_whose_docker_never_answers_ends_naming_the_call() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let socket = tmp.path().join("docker.sock");
+    // Connections queue in its backlog: they are made, and never answered.
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
+    let task = tmp.path().join("task.json");
+    std::fs::write(&task, r#"{"family":"hang","containerDefinitions":[{"name":"a","image":"busybox:latest"}]}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = support::berth()
+        .args(["run", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .arg(&task)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A hang guard, not a speed limit: unbounded, the connect waited bollard's 3 hours.
+    let ended = support::poll(Duration::from_secs(120), || child.try_wait().ok().flatten());
+    if ended.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(ended.is_some(), "berth run never ended on a Docker that never answers");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(125), "{said}");
+    assert!(said.contains("connect to Docker: Docker did not answer in 30s"), "the hung call is named:\n{said}");
+}

@@ -170,7 +170,12 @@ impl Run {
             }
             None => BTreeMap::new(),
         };
-        let docker = BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))?;
+        // Bounded as the cleanup's connect: a Docker that accepts and never answers ends the
+        // run (125) naming the call, instead of waiting bollard's own limit of hours.
+        let docker = bounded(berth_engine::Timeouts::default().inspect, "connect to Docker", async {
+            BollardClient::connect().await.map_err(|e| format!("cannot reach Docker: {e}"))
+        })
+        .await?;
         let metadata = metadata::bind(&docker, self.metadata_port).await.map_err(|e| e.to_string())?;
         let mut config = EngineConfig {
             data_dir: Some(data_dir.to_path_buf()),
