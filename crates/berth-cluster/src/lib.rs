@@ -4,9 +4,11 @@
 //!   revision, watch from a revision, election) and its implementations.
 //! - [`keys`]: where everything lives under `/berth/v1/<cluster>/`.
 //! - [`records`]: what each key holds (JSON).
+//! - [`reflector`]: a list-then-watch cache of one prefix that misses no change.
 
 pub mod keys;
 pub mod records;
+pub mod reflector;
 pub mod store;
 
 pub use store::{ClusterError, ClusterStore};

@@ -20,12 +20,14 @@
 //!   per operation ([`Op`]) and target, and the calls in flight ([`FakeDocker::in_flight`],
 //!   [`FakeDocker::max_in_flight`]).
 //!
-//! [`real`] holds what the tests against the real daemon share; [`multihost`], several
-//! hosts on this machine (`scripts/multihost-env.sh`) for the cluster tests.
+//! [`real`] holds what the tests against the real daemon share; [`etcd`] starts real etcd
+//! members on loopback ([`etcd::EtcdCluster`]); [`multihost`], several hosts on this
+//! machine (`scripts/multihost-env.sh`) for the cluster tests.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod behaviour;
+pub mod etcd;
 mod events;
 mod fake;
 mod fault;
