@@ -107,14 +107,22 @@ fn task() -> impl Strategy<Value = Task> {
         (prop::option::of(time()), prop::option::of(time()), prop::option::of(time())),
         (any::<bool>(), any::<bool>(), small_string("err")),
     )
-        .prop_map(|(containers, known, desired, (known_time, pull_started_at, pull_stopped_at), (created, removed, error))| {
-            let mut volume = Volume::new("data", VolumeKind::Task);
-            (volume.created, volume.removed, volume.error) = (created, removed, error);
-            let mut t = Task::new("arn:t".into(), "fam".into(), "1".into(), containers, vec![volume]);
-            (t.known_status, t.desired_status, t.known_time) = (known, desired, known_time);
-            (t.pull_started_at, t.pull_stopped_at) = (pull_started_at, pull_stopped_at);
-            t
-        })
+        .prop_map(
+            |(
+                containers,
+                known,
+                desired,
+                (known_time, pull_started_at, pull_stopped_at),
+                (created, removed, error),
+            )| {
+                let mut volume = Volume::new("data", VolumeKind::Empty);
+                (volume.created, volume.removed, volume.error) = (created, removed, error);
+                let mut t = Task::new("arn:t".into(), "fam".into(), "1".into(), containers, vec![volume]);
+                (t.known_status, t.desired_status, t.known_time) = (known, desired, known_time);
+                (t.pull_started_at, t.pull_stopped_at) = (pull_started_at, pull_stopped_at);
+                t
+            },
+        )
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -160,12 +168,12 @@ prop_compose! {
 
 fn outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
-        Just(Outcome::Ok),
-        small_string("id").prop_map(|id| Outcome::Created(id.unwrap_or_default())),
-        any::<bool>().prop_map(|permanent| Outcome::Failed(ApplyError { message: "boom".into(), permanent })),
-        Just(Outcome::Unknown("timed out".into())),
+        1 => Just(Outcome::Ok),
+        1 => small_string("id").prop_map(|id| Outcome::Created(id.unwrap_or_default())),
+        1 => any::<bool>().prop_map(|permanent| Outcome::Failed(ApplyError { message: "boom".into(), permanent })),
+        1 => Just(Outcome::Unknown("timed out".into())),
         3 => observation().prop_map(Outcome::Inspected),
-        Just(Outcome::NotDone("no Docker".into())),
+        1 => Just(Outcome::NotDone("no Docker".into())),
     ]
 }
 

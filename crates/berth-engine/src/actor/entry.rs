@@ -145,12 +145,8 @@ mod tests {
         assert!(e.task().containers[0].needs_inspect);
         let inspect = Op::container("web", Action::Inspect);
         e.apply(Feedback::Issued(inspect.clone()), now, &cfg);
-        let same = Observation {
-            status: ContainerStatus::Running,
-            has_run: true,
-            inspected: true,
-            ..Observation::default()
-        };
+        let same =
+            Observation { status: ContainerStatus::Running, has_run: true, inspected: true, ..Observation::default() };
         e.apply(Feedback::Done(inspect.clone(), Outcome::Inspected(same)), now, &cfg);
         assert!(e.take_record_to_save().is_none(), "nothing a crash must remember moved");
         e.apply(Feedback::Issued(inspect.clone()), now, &cfg);

@@ -220,9 +220,9 @@ impl Actor {
         let inputs = self.inputs_tx.clone();
         let timeouts = self.config.timeouts.clone();
         // Boxed: the call's future (every kind of Docker call's state) is large, and tokio
-        // moves an unboxed one by value several times (into its task cell, and its stage
-        // when it ends): a third of the loop's memcpy on the fake. Boxed, only a pointer
-        // moves.
+        // moves an unboxed one by value several times (into its task cell, its stage when
+        // it ends): 16 M of the 58 M instructions of memcpy in a 1,000-task run on the fake.
+        // Boxed, only a pointer moves.
         tokio::spawn(Box::pin(async move {
             let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
             let _ = inputs.send(Input::Done { task_arn, op, outcome });

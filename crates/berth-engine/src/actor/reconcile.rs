@@ -94,7 +94,8 @@ impl Actor {
             None => c.docker_name.as_deref().and_then(|n| by_name.get(n)).map(|id| (*id).to_string()),
             Some(_) => None,
         };
-        let uncertain = |c: &Container| !c.removed && c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped;
+        let uncertain =
+            |c: &Container| !c.removed && c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped;
         for (arn, entry) in &mut self.tasks.entries {
             // What the listing changes of the record (through `task_mut`: saved next round).
             if entry.task().containers.iter().any(|c| listed_again(c) || (!c.removed && found_id(c).is_some())) {
