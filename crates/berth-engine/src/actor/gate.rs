@@ -195,11 +195,10 @@ impl Actor {
         let pulls = Arc::clone(&self.pulls);
         let inputs = self.inputs_tx.clone();
         let timeouts = self.config.timeouts.clone();
-        // Boxed: see `spawn_call`.
-        tokio::spawn(Box::pin(async move {
+        tokio::spawn(async move {
             let outcome = executor::perform(docker.as_ref(), own.job(), &timeouts, &pulls).await;
             let _ = inputs.send(Input::OwnDone { own, outcome });
-        }));
+        });
         true
     }
 
@@ -219,14 +218,13 @@ impl Actor {
         let pulls = Arc::clone(&self.pulls);
         let inputs = self.inputs_tx.clone();
         let timeouts = self.config.timeouts.clone();
-        // Boxed: the call's future (every kind of Docker call's state) is large, and tokio
-        // moves an unboxed one by value several times (into its task cell, its stage when
-        // it ends): 16 M of the 58 M instructions of memcpy in a 1,000-task run on the fake.
-        // Boxed, only a pointer moves.
-        tokio::spawn(Box::pin(async move {
+        // Not boxed: boxing the future spares tokio's moves of it (16 M of 58 M
+        // instructions of memcpy in a 1,000-task run on the fake) but was slower on the
+        // clock (BENCHMARKS.md, "Change detection without the fingerprint").
+        tokio::spawn(async move {
             let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
             let _ = inputs.send(Input::Done { task_arn, op, outcome });
-        }));
+        });
         true
     }
 }
