@@ -543,6 +543,52 @@ impl Container {
         }
     }
 
+    /// Whether `other` holds the same record of this container: every field a crash must
+    /// remember is equal (the fields of [`crate::Task::record_fingerprint`]'s containers;
+    /// `in_flight`, `needs_inspect` and `inspect_after_flight`, which only memory needs, are
+    /// not compared). The spec is compared by name: nothing changes a held container's spec.
+    /// The destructuring is exhaustive: a new field must be placed on one side or the other.
+    pub fn same_record(&self, other: &Container) -> bool {
+        let Container {
+            spec,
+            desired_status,
+            known_status,
+            applied_status,
+            applying_error,
+            reason,
+            known_exit_code,
+            known_port_bindings,
+            health,
+            docker_id,
+            docker_name,
+            sent_status,
+            has_run,
+            in_flight: _,
+            needs_inspect: _,
+            failures,
+            retry_at,
+            removed,
+            metadata_id,
+            started_at,
+            restart_count,
+            pending_restart,
+            inspect_after_flight: _,
+        } = self;
+        (*known_status, *applied_status, *desired_status, *sent_status)
+            == (other.known_status, other.applied_status, other.desired_status, other.sent_status)
+            && (*has_run, *removed, *failures, *restart_count, *health)
+                == (other.has_run, other.removed, other.failures, other.restart_count, other.health)
+            && (*retry_at, *started_at, *known_exit_code, *pending_restart)
+                == (other.retry_at, other.started_at, other.known_exit_code, other.pending_restart)
+            && *applying_error == other.applying_error
+            && *reason == other.reason
+            && *docker_id == other.docker_id
+            && *docker_name == other.docker_name
+            && *metadata_id == other.metadata_id
+            && *known_port_bindings == other.known_port_bindings
+            && spec.name == other.spec.name
+    }
+
     /// The container's name in its task.
     pub fn name(&self) -> &str {
         &self.spec.name

@@ -19,7 +19,6 @@
 use super::tasks::TaskTable;
 use berth_model::admission::{Admission, HostCapacity, NeverFits, Reservation, Standing, never_fits, standing};
 use berth_model::{Task, TaskStatus};
-use std::sync::Arc;
 
 /// The engine's admission state.
 pub(super) struct Admitter {
@@ -36,25 +35,25 @@ impl Admitter {
     /// and those that began hold again. A waiting task that can no longer fit is stopped
     /// (its desired status raised, the reason set); the caller plans every loaded task.
     pub fn load(capacity: Option<HostCapacity>, table: &mut TaskTable) -> Admitter {
-        let mut next_submitted = table.entries.values().filter_map(|e| e.task.submitted).max().map_or(0, |s| s + 1);
+        let mut next_submitted = table.entries.values().filter_map(|e| e.task().submitted).max().map_or(0, |s| s + 1);
         let mut unnumbered: Vec<String> =
-            table.entries.iter().filter(|(_, e)| e.task.submitted.is_none()).map(|(arn, _)| arn.clone()).collect();
+            table.entries.iter().filter(|(_, e)| e.task().submitted.is_none()).map(|(arn, _)| arn.clone()).collect();
         unnumbered.sort();
         for arn in unnumbered {
             if let Some(entry) = table.entries.get_mut(&arn) {
-                Arc::make_mut(&mut entry.task).submitted = Some(next_submitted);
+                entry.task_mut().submitted = Some(next_submitted);
                 next_submitted += 1;
             }
         }
         let Some(capacity) = capacity else {
             return Admitter { admission: None, next_submitted, changed: false };
         };
-        let mut in_order: Vec<&Task> = table.entries.values().map(|e| &*e.task).collect();
+        let mut in_order: Vec<&Task> = table.entries.values().map(|e| &**e.task()).collect();
         in_order.sort_by_key(|t| t.submitted);
         let (admission, refused) = Admission::from_tasks(capacity, in_order);
         for (arn, why) in refused {
             if let Some(entry) = table.entries.get_mut(&arn) {
-                let task = Arc::make_mut(&mut entry.task);
+                let task = entry.task_mut();
                 task.raise_desired_status(TaskStatus::Stopped);
                 task.stop_reason.get_or_insert_with(|| why.to_string());
                 table.dirty.insert(arn);

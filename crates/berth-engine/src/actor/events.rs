@@ -8,19 +8,13 @@ use super::gate::Own;
 use berth_docker::events::{ContainerEvent, EventKind};
 use berth_docker::labels;
 use berth_model::ContainerStatus;
-use berth_model::plan::{self, Action, Feedback, Observation, Op, Outcome};
+use berth_model::plan::{Action, Feedback, Observation, Op, Outcome};
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
 
 impl Actor {
     pub(super) fn observe(&mut self, arn: String, container: String, observation: Observation, now: DateTime<Utc>) {
         if let Some(entry) = self.tasks.entries.get_mut(&arn) {
-            plan::apply(
-                Arc::make_mut(&mut entry.task),
-                Feedback::Observed { container, observation },
-                now,
-                &self.config.plan,
-            );
+            entry.apply(Feedback::Observed { container, observation }, now, &self.config.plan);
             self.tasks.dirty.insert(arn);
         }
     }
@@ -33,7 +27,7 @@ impl Actor {
         };
         let (arn, name) = (arn.clone(), name.clone());
         let Some(entry) = self.tasks.entries.get(&arn) else { return };
-        let Some(c) = entry.task.container(&name) else { return };
+        let Some(c) = entry.task().container(&name) else { return };
         let id = Some(event.docker_id.clone());
         let stopping = c.desired_status == ContainerStatus::Stopped || c.applied_status == ContainerStatus::Stopped;
         let observation = match event.kind {
@@ -88,7 +82,7 @@ impl Actor {
     /// runs once berth holds it stopped: it is stopped again (its status stays STOPPED, and
     /// no change is told); once its call in flight ends, if one is.
     pub(super) fn stop_late_start(&mut self, arn: &str, name: &str, docker_id: &str) {
-        let Some(c) = self.tasks.entries.get(arn).and_then(|e| e.task.container(name)) else { return };
+        let Some(c) = self.tasks.entries.get(arn).and_then(|e| e.task().container(name)) else { return };
         // Even one berth holds removed: Docker has just started it.
         if c.known_status != ContainerStatus::Stopped || c.docker_id.as_deref() != Some(docker_id) {
             return;

@@ -210,7 +210,7 @@ impl Actor {
             .tasks
             .entries
             .get(&task_arn)
-            .and_then(|e| request(&e.task, &task_arn, &op, &self.instance, &self.config))
+            .and_then(|e| request(e.task(), &task_arn, &op, &self.instance, &self.config))
         else {
             return false;
         };
@@ -218,6 +218,9 @@ impl Actor {
         let pulls = Arc::clone(&self.pulls);
         let inputs = self.inputs_tx.clone();
         let timeouts = self.config.timeouts.clone();
+        // Not boxed: boxing the future spares tokio's moves of it (16 M of 58 M
+        // instructions of memcpy in a 1,000-task run on the fake) but was slower on the
+        // clock (BENCHMARKS.md, "Change detection without the fingerprint").
         tokio::spawn(async move {
             let outcome = executor::perform(docker.as_ref(), job, &timeouts, &pulls).await;
             let _ = inputs.send(Input::Done { task_arn, op, outcome });

@@ -14,6 +14,8 @@
 //!
 //! The loop's state is split by concern, one file and one type each:
 //! - `tasks`: the task table ([`tasks::TaskTable`]), planning and issuing;
+//! - `entry`: one task held, and whether its record changed since it was saved
+//!   ([`entry::Entry`]);
 //! - `commit`: the commit pipeline ([`commit::CommitPipeline`]);
 //! - `gate`: the gate every Docker call waits at ([`gate::Gate`]);
 //! - `reconcile`: reaching Docker, matching its containers, orphans
@@ -23,6 +25,7 @@
 
 mod admission;
 mod commit;
+mod entry;
 mod events;
 mod gate;
 mod reconcile;
@@ -40,7 +43,7 @@ use admission::Admitter;
 use berth_docker::events::ContainerEvent;
 use berth_docker::{ContainerSummary, DockerClient};
 use berth_model::event::take_changes;
-use berth_model::plan::{self, Action, Feedback, Op, Outcome};
+use berth_model::plan::{Action, Feedback, Op, Outcome};
 use berth_model::{ContainerStatus, Task, TaskStatus};
 use berth_store::{Group, Saver};
 use chrono::{DateTime, Utc};
@@ -364,7 +367,7 @@ impl Actor {
                 match self.tasks.add(*task) {
                     Ok((arn, created)) => {
                         if created && let Some(entry) = self.tasks.entries.get_mut(&arn) {
-                            self.admission.submit(Arc::make_mut(&mut entry.task));
+                            self.admission.submit(entry.task_mut());
                         }
                         self.commits.after_commit.push(Reply::Added { reply, arn, created, task: None });
                     }
@@ -381,7 +384,7 @@ impl Actor {
                 let _ = reply.send(reasons);
             }
             Command::ListTasks(reply) => {
-                let mut tasks: Vec<Task> = self.tasks.entries.values().map(|e| Task::clone(&e.task)).collect();
+                let mut tasks: Vec<Task> = self.tasks.entries.values().map(|e| Task::clone(e.task())).collect();
                 tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
                 let _ = reply.send(tasks);
             }
@@ -394,14 +397,14 @@ impl Actor {
                 });
             }
             Command::GetTask(arn, reply) => {
-                let _ = reply.send(self.tasks.entries.get(&arn).map(|e| Task::clone(&e.task)));
+                let _ = reply.send(self.tasks.entries.get(&arn).map(|e| Task::clone(e.task())));
             }
             Command::ByMetadataId(id, reply) => {
                 let _ = reply.send(self.tasks.by_metadata_id(&id));
             }
             Command::StopTask(arn, reply) => match self.tasks.entries.get_mut(&arn) {
                 Some(entry) => {
-                    Arc::make_mut(&mut entry.task).raise_desired_status(TaskStatus::Stopped);
+                    entry.task_mut().raise_desired_status(TaskStatus::Stopped);
                     self.tasks.dirty.insert(arn);
                     self.commits.after_commit.push(Reply::Done(reply));
                 }
@@ -448,7 +451,7 @@ impl Actor {
     fn perform_now(&mut self, arn: &str, name: &str, action: Action) -> Result<(), EngineError> {
         let entry = self.tasks.entries.get_mut(arn).ok_or_else(|| EngineError::TaskNotFound(arn.to_string()))?;
         let c = entry
-            .task
+            .task()
             .container(name)
             .ok_or_else(|| ContainerNotFound { task_arn: arn.into(), container: name.into() })?;
         if c.in_flight {
@@ -524,7 +527,7 @@ impl Actor {
                     _ => None,
                 };
                 if let Some(entry) = self.tasks.entries.get_mut(&task_arn) {
-                    plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, outcome), now, &self.config.plan);
+                    entry.apply(Feedback::Done(op, outcome), now, &self.config.plan);
                     self.tasks.dirty.insert(task_arn.clone());
                 }
                 if let Some((container, id)) = late {
@@ -585,7 +588,7 @@ impl Actor {
         // carries it (started now if none is in flight).
         for reply in &mut self.commits.after_commit {
             if let Reply::Added { arn, task, .. } = reply {
-                *task = self.tasks.entries.get(arn.as_str()).map(|e| Arc::clone(&e.task));
+                *task = self.tasks.entries.get(arn.as_str()).map(|e| Arc::clone(e.task()));
             }
         }
         self.commits.stage(group, calls);
@@ -596,15 +599,15 @@ impl Actor {
     /// save of it to `group`; returns true when it was swept.
     fn plan_task(&mut self, arn: String, now: DateTime<Utc>, calls: &mut Vec<Call>, group: &mut Group) -> bool {
         let Some(entry) = self.tasks.entries.get_mut(&arn) else { return false };
-        self.admission.settle(&entry.task);
+        self.admission.settle(entry.task());
         let forget = !self.admission.holds_back(&arn) && tasks::advance(entry, &arn, &self.config, now, calls);
-        self.admission.settle(&entry.task);
-        if entry.task.containers.iter().any(|c| c.known_status > c.sent_status) {
-            group.changes.extend(take_changes(Arc::make_mut(&mut entry.task), now));
+        self.admission.settle(entry.task());
+        if entry.task().containers.iter().any(|c| c.known_status > c.sent_status) {
+            group.changes.extend(take_changes(entry.task_mut(), now));
         }
         if forget {
-            let containers = entry.task.containers.iter().filter(|c| !c.spec.internal).count();
-            let stopped_for = entry.task.known_time.map(|t| now - t);
+            let containers = entry.task().containers.iter().filter(|c| !c.spec.internal).count();
+            let stopped_for = entry.task().known_time.map(|t| now - t);
             self.config.telemetry.record(&EngineTelemetry::TaskSwept { arn: &arn, containers, stopped_for });
             self.tasks.forget(&arn);
             self.admission.forget(&arn);
@@ -615,10 +618,8 @@ impl Actor {
         let wake_at = entry.wake_at;
         // Only what a crash must remember is written: a round that changed nothing of the
         // record (an inspect that found what berth knew) writes nothing.
-        let fingerprint = entry.task.record_fingerprint();
-        if entry.saved != Some(fingerprint) {
-            entry.saved = Some(fingerprint);
-            group.tasks.push((arn.clone(), Some(Arc::clone(&entry.task))));
+        if let Some(record) = entry.take_record_to_save() {
+            group.tasks.push((arn.clone(), Some(record)));
         }
         if let Some(at) = wake_at {
             self.tasks.wake_at(arn, at);

@@ -11,7 +11,7 @@ use crate::clock::{self, Backoff, Clock};
 use crate::error::EngineError;
 use crate::telemetry::{EngineTelemetry, Telemetry};
 use berth_docker::{ContainerSummary, DockerClient, labels};
-use berth_model::ContainerStatus;
+use berth_model::{Container, ContainerStatus};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,37 +80,48 @@ impl Actor {
         let running: HashSet<&str> = listed.iter().filter(|s| s.state == "running").map(|s| s.id.as_str()).collect();
         let mut late_starts = Vec::new();
         self.reconcile.listed.clear();
+        // Docker lists it: whatever berth concluded (a start or stop that found no container
+        // while its create was still in flight), it was not removed.
+        let listed_again = |c: &Container| {
+            c.removed
+                && match c.docker_id.as_deref() {
+                    Some(id) => ids.contains(id),
+                    None => c.docker_name.as_deref().is_some_and(|n| by_name.contains_key(n)),
+                }
+        };
+        // A container whose create answer was lost, found by its durable name.
+        let found_id = |c: &Container| match c.docker_id {
+            None => c.docker_name.as_deref().and_then(|n| by_name.get(n)).map(|id| (*id).to_string()),
+            Some(_) => None,
+        };
+        let uncertain =
+            |c: &Container| !c.removed && c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped;
         for (arn, entry) in &mut self.tasks.entries {
-            for c in &mut Arc::make_mut(&mut entry.task).containers {
-                // Docker lists it: whatever berth concluded (a start or stop that found no
-                // container while its create was still in flight), it was not removed.
-                if c.removed
-                    && match c.docker_id.as_deref() {
-                        Some(id) => ids.contains(id),
-                        None => c.docker_name.as_deref().is_some_and(|n| by_name.contains_key(n)),
+            // What the listing changes of the record (through `task_mut`: saved next round).
+            if entry.task().containers.iter().any(|c| listed_again(c) || (!c.removed && found_id(c).is_some())) {
+                for c in &mut entry.task_mut().containers {
+                    if listed_again(c) {
+                        c.removed = false;
                     }
-                {
-                    c.removed = false;
-                    self.tasks.dirty.insert(arn.clone());
+                    if !c.removed
+                        && let Some(id) = found_id(c)
+                    {
+                        c.docker_id = Some(id);
+                    }
                 }
-                if c.removed {
-                    continue;
-                }
-                if c.docker_id.is_none()
-                    && let Some(id) = c.docker_name.as_deref().and_then(|n| by_name.get(n))
-                {
-                    c.docker_id = Some((*id).to_string());
-                    self.tasks.dirty.insert(arn.clone());
-                }
-                // Inspected by id before anything else happens to it (not judged from the
-                // listing: an imported state's containers carry another instance's label).
-                if c.docker_id.is_some() && c.known_status < ContainerStatus::Stopped {
-                    c.needs_inspect = true;
+                self.tasks.dirty.insert(arn.clone());
+            }
+            // Inspected by id before anything else happens to it (not judged from the
+            // listing: an imported state's containers carry another instance's label).
+            if entry.mark_for_inspect(uncertain) {
+                self.tasks.dirty.insert(arn.clone());
+            }
+            for c in entry.task().containers.iter().filter(|c| !c.removed) {
+                if uncertain(c) {
                     self.reconcile.pending.insert((arn.clone(), c.spec.name.clone()), reason);
                     if c.docker_id.as_deref().is_some_and(|id| ids.contains(id)) {
                         self.reconcile.listed.insert((arn.clone(), c.spec.name.clone()));
                     }
-                    self.tasks.dirty.insert(arn.clone());
                 }
                 if let Some(id) = c.docker_id.as_deref()
                     && c.known_status == ContainerStatus::Stopped

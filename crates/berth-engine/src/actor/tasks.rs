@@ -3,6 +3,7 @@
 //! client tokens, and one shared copy of each container spec. Planning a task
 //! ([`advance`]) and marking an operation issued ([`issue`]) work on one entry.
 
+use super::entry::Entry;
 use super::{Call, Map, Set};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
@@ -15,20 +16,6 @@ use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
-
-/// One task held, with what the loop keeps beside it.
-pub(super) struct Entry {
-    /// Shared with the group commit that saves it (and with `MemorySaver`, which keeps
-    /// it): changed through `Arc::make_mut`, which copies it only while a save holds it.
-    pub task: Arc<Task>,
-    pub graph: DependencyGraph,
-    pub wake_at: Option<DateTime<Utc>>,
-    /// Swept as soon as it is STOPPED (`berth run` at its end).
-    pub clean_up_now: bool,
-    /// [`Task::record_fingerprint`] of the record last handed to the store (`None`: never):
-    /// a round saves the task only when it differs.
-    pub saved: Option<u64>,
-}
 
 /// A task's wake-up: when, and which task.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,17 +61,14 @@ impl TaskTable {
             let graph = DependencyGraph::build(&task).map_err(|errs| {
                 EngineError::InvalidState(format!("task {}: {}", task.arn, berth_model::graph::GraphErrors(&errs)))
             })?;
-            let saved = Some(task.record_fingerprint());
-            // A task stored without metadata ids gets them now; the changed fingerprint
-            // has the next round save them.
-            table.give_metadata_ids(&mut task);
+            // A task stored without metadata ids gets them now, and one whose times were
+            // brought within reach keeps them: either is a changed record, which the next
+            // round saves. Resuming moves only what memory alone needs.
+            let gave_ids = table.give_metadata_ids(&mut task);
             resume(&mut task);
-            within_reach(&mut task, now, plan);
+            let moved_times = within_reach(&mut task, now, plan);
             table.dirty.insert(task.arn.clone());
-            table.entries.insert(
-                task.arn.clone(),
-                Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false, saved },
-            );
+            table.entries.insert(task.arn.clone(), Entry::new(task, graph, !gave_ids && !moved_times));
         }
         Ok(table)
     }
@@ -98,7 +82,7 @@ impl TaskTable {
             return Err(EngineError::ClientTokenUsed { token: token.clone(), arn: arn.clone() });
         }
         if let Some(entry) = self.entries.get_mut(&task.arn) {
-            Arc::make_mut(&mut entry.task).update_from(&task);
+            entry.task_mut().update_from(&task);
             self.dirty.insert(task.arn.clone());
             return Ok((task.arn, false));
         }
@@ -110,37 +94,40 @@ impl TaskTable {
         }
         self.dirty.insert(task.arn.clone());
         let arn = task.arn.clone();
-        self.entries.insert(
-            task.arn.clone(),
-            Entry { task: Arc::new(task), graph, wake_at: None, clean_up_now: false, saved: None },
-        );
+        self.entries.insert(task.arn.clone(), Entry::new(task, graph, false));
         Ok((arn, true))
     }
 
     /// Take a task out of the table (it was swept).
     pub fn forget(&mut self, arn: &str) {
         if let Some(entry) = self.entries.remove(arn) {
-            if let Some(token) = &entry.task.client_token {
+            if let Some(token) = &entry.task().client_token {
                 self.tokens.remove(token);
             }
-            for id in entry.task.containers.iter().filter_map(|c| c.metadata_id.as_ref()) {
+            for id in entry.task().containers.iter().filter_map(|c| c.metadata_id.as_ref()) {
                 self.metadata_ids.remove(id);
             }
         }
     }
 
     /// Give every container of `task` that has none a metadata id (128 random bits from
-    /// the thread's CSPRNG, as 32 hex digits), and index them all.
-    fn give_metadata_ids(&mut self, task: &mut Task) {
+    /// the thread's CSPRNG, as 32 hex digits), and index them all; returns whether any
+    /// container got one.
+    fn give_metadata_ids(&mut self, task: &mut Task) -> bool {
+        let mut gave = false;
         for c in &mut task.containers {
-            let id = c.metadata_id.get_or_insert_with(|| format!("{:032x}", rand::random::<u128>()));
+            let id = c.metadata_id.get_or_insert_with(|| {
+                gave = true;
+                format!("{:032x}", rand::random::<u128>())
+            });
             self.metadata_ids.insert(id.clone(), task.arn.clone());
         }
+        gave
     }
 
     /// The task and the name of the container whose metadata id is `id`.
     pub fn by_metadata_id(&self, id: &str) -> Option<(Arc<Task>, String)> {
-        let task = &self.entries.get(self.metadata_ids.get(id)?)?.task;
+        let task = self.entries.get(self.metadata_ids.get(id)?)?.task();
         let container = task.containers.iter().find(|c| c.metadata_id.as_deref() == Some(id))?;
         Some((Arc::clone(task), container.name().to_string()))
     }
@@ -185,15 +172,9 @@ impl TaskTable {
     /// reopened, or the steady-state check came).
     pub fn inspect_uncertain(&mut self) {
         for (arn, entry) in &mut self.entries {
-            if !entry.task.containers.iter().any(state_uncertain) {
-                continue;
+            if entry.mark_for_inspect(state_uncertain) {
+                self.dirty.insert(arn.clone());
             }
-            for c in &mut Arc::make_mut(&mut entry.task).containers {
-                if state_uncertain(c) {
-                    c.needs_inspect = true;
-                }
-            }
-            self.dirty.insert(arn.clone());
         }
     }
 
@@ -201,7 +182,7 @@ impl TaskTable {
     pub fn owned(&self) -> HashSet<&str> {
         self.entries
             .values()
-            .flat_map(|e| e.task.containers.iter())
+            .flat_map(|e| e.task().containers.iter())
             .flat_map(|c| c.docker_id.iter().chain(c.docker_name.iter()))
             .map(String::as_str)
             .collect()
@@ -227,19 +208,25 @@ fn resume(task: &mut Task) {
 /// clock must not stall the task by the size of the step. A retry is due at the latest
 /// after the longest retry wait; a time the task became known (its cleanup wait counts from
 /// it) is never later than now. A clock stepped forward cannot be told from time passing:
-/// those retries and cleanups come due at once.
-fn within_reach(task: &mut Task, now: DateTime<Utc>, plan: &PlanConfig) {
+/// those retries and cleanups come due at once. Returns whether any time moved.
+fn within_reach(task: &mut Task, now: DateTime<Utc>, plan: &PlanConfig) -> bool {
     let latest_retry = now.checked_add_signed(plan.retry.max_backoff).unwrap_or(now);
-    for retry_at in
-        task.containers.iter_mut().map(|c| &mut c.retry_at).chain(task.volumes.iter_mut().map(|v| &mut v.retry_at))
-    {
-        if let Some(at) = retry_at.as_mut() {
-            *at = (*at).min(latest_retry);
+    let mut moved = false;
+    let retries =
+        task.containers.iter_mut().map(|c| &mut c.retry_at).chain(task.volumes.iter_mut().map(|v| &mut v.retry_at));
+    let latest = |at: &mut Option<DateTime<Utc>>, latest: DateTime<Utc>, moved: &mut bool| {
+        if let Some(at) = at.as_mut()
+            && *at > latest
+        {
+            *at = latest;
+            *moved = true;
         }
+    };
+    for retry_at in retries {
+        latest(retry_at, latest_retry, &mut moved);
     }
-    if let Some(known) = task.known_time.as_mut() {
-        *known = (*known).min(now);
-    }
+    latest(&mut task.known_time, now, &mut moved);
+    moved
 }
 
 /// Plan a task until only Docker calls (or nothing) remain: bookkeeping is applied at
@@ -259,8 +246,8 @@ pub(super) fn advance(
     } else {
         &config.plan
     };
-    for _ in 0..=entry.task.containers.len() + 2 {
-        let plan = plan::plan(&entry.task, &entry.graph, now, plan_config);
+    for _ in 0..=entry.task().containers.len() + 2 {
+        let plan = plan::plan(entry.task(), &entry.graph, now, plan_config);
         entry.wake_at = plan.wake_at;
         let mut bookkept = false;
         for op in plan.ops {
@@ -268,7 +255,7 @@ pub(super) fn advance(
                 return true;
             }
             if op.is_bookkeeping() {
-                plan::apply(Arc::make_mut(&mut entry.task), Feedback::Done(op, Outcome::Ok), now, &config.plan);
+                entry.apply(Feedback::Done(op, Outcome::Ok), now, &config.plan);
                 bookkept = true;
             } else {
                 issue(entry, arn, op, config, now, calls);
@@ -291,15 +278,14 @@ pub(super) fn issue(
     now: DateTime<Utc>,
     calls: &mut Vec<Call>,
 ) {
-    let task = Arc::make_mut(&mut entry.task);
     if let Op::Container { container, action: Action::Create } = &op
-        && let Some(i) = task.container_index(container)
-        && task.containers[i].docker_name.is_none()
+        && let Some(i) = entry.task().container_index(container)
+        && entry.task().containers[i].docker_name.is_none()
     {
-        let name = settings::docker_name(task, &task.containers[i], rand::random());
-        task.containers[i].docker_name = Some(name);
+        let name = settings::docker_name(entry.task(), &entry.task().containers[i], rand::random());
+        entry.task_mut().containers[i].docker_name = Some(name);
     }
-    plan::apply(task, Feedback::Issued(op.clone()), now, &config.plan);
+    entry.apply(Feedback::Issued(op.clone()), now, &config.plan);
     if matches!(op, Op::Container { .. } | Op::Volume { .. }) {
         calls.push(Call { task_arn: arn.to_string(), op });
     }

@@ -86,6 +86,38 @@ pub enum Feedback {
 /// Apply what happened to `task`, then bring its known status up to date. Feedback about a
 /// container or volume the task does not have is ignored.
 pub fn apply(task: &mut Task, feedback: Feedback, now: DateTime<Utc>, cfg: &PlanConfig) {
+    apply_inner(task, feedback, now, cfg);
+}
+
+/// [`apply`], telling whether the task's record may have changed: false only when nothing
+/// a crash must remember moved (every field [`Task::record_fingerprint`] covers is as it
+/// was), so saving the task again is not needed.
+///
+/// Exact for what Docker says (an event, an inspect issued or answered): those move only
+/// the named container and the task's derived status, so the container's record is
+/// compared with a copy taken before ([`Container::same_record`]) and the status step is
+/// reported by [`Task::update_known_status`]. An inspect that finds what berth knew (the
+/// steady-state check of every running container) is then not saved again. Every other
+/// feedback (operations issued, their outcomes, bookkeeping) answers true without looking:
+/// they are the steps a crash must remember, and a needless save costs one record.
+pub fn apply_tracked(task: &mut Task, feedback: Feedback, now: DateTime<Utc>, cfg: &PlanConfig) -> bool {
+    let observed = match &feedback {
+        Feedback::Observed { container, .. }
+        | Feedback::Issued(Op::Container { container, action: Action::Inspect })
+        | Feedback::Done(Op::Container { container, action: Action::Inspect }, _) => task.container_index(container),
+        _ => None,
+    };
+    let Some(i) = observed else {
+        apply_inner(task, feedback, now, cfg);
+        return true;
+    };
+    let before = task.containers[i].clone();
+    let status_moved = apply_inner(task, feedback, now, cfg);
+    status_moved || !task.containers[i].same_record(&before)
+}
+
+/// [`apply`]; returns whether the task's known status moved.
+fn apply_inner(task: &mut Task, feedback: Feedback, now: DateTime<Utc>, cfg: &PlanConfig) -> bool {
     match feedback {
         Feedback::Issued(op) => issued(task, &op, now),
         Feedback::Done(op, outcome) => done(task, op, outcome, now, cfg),
@@ -95,7 +127,7 @@ pub fn apply(task: &mut Task, feedback: Feedback, now: DateTime<Utc>, cfg: &Plan
             }
         }
     }
-    task.update_known_status(now);
+    task.update_known_status(now)
 }
 
 fn container_mut<'t>(task: &'t mut Task, name: &str) -> Option<&'t mut Container> {

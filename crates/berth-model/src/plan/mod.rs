@@ -26,7 +26,7 @@ mod apply;
 mod op;
 mod restart;
 
-pub use apply::{Feedback, Observation, Outcome, apply};
+pub use apply::{Feedback, Observation, Outcome, apply, apply_tracked};
 pub use op::{Action, Cause, Op, VolumeAction, Waited};
 
 use crate::container::{Container, DependencyCondition};
