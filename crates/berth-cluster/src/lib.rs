@@ -4,7 +4,9 @@
 //!   revision, watch from a revision, election) and its implementations.
 //! - [`keys`]: where everything lives under `/berth/v1/<cluster>/`.
 //! - [`records`]: what each key holds (JSON).
+//! - [`client`]: the cluster as a client sees it (submit, stop, list, events).
 
+pub mod client;
 pub mod keys;
 pub mod records;
 pub mod store;
