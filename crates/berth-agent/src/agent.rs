@@ -124,6 +124,7 @@ impl Agent {
             cluster: config.cluster.clone(),
             instance,
             host_policy: config.host.clone(),
+            cluster_client: None,
             shutdown: shutdown_rx.clone(),
         });
         let mut servers = Vec::new();
