@@ -5,10 +5,12 @@
 //! - [`keys`]: where everything lives under `/berth/v1/<cluster>/`.
 //! - [`records`]: what each key holds (JSON).
 //! - [`client`]: the cluster as a client sees it (submit, stop, list, events).
+//! - [`reflector`]: a list-then-watch cache of one prefix that misses no change.
 
 pub mod client;
 pub mod keys;
 pub mod records;
+pub mod reflector;
 pub mod store;
 
 pub use store::{ClusterError, ClusterStore};
