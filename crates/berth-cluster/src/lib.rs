@@ -8,9 +8,17 @@
 //! - [`reflector`]: a list-then-watch cache of one prefix that misses no change.
 
 pub mod client;
+//! - [`node`]: a node's registration, its lease (the epoch) and keepalive, persisted epoch.
+//! - [`runner`]: the agent loop that runs this node's assignments on the engine.
+//! - [`status`]: the engine's changes written back as `status/<id>/<node>`, batched.
+
+mod backoff;
 pub mod keys;
+pub mod node;
 pub mod records;
 pub mod reflector;
+pub mod runner;
+pub mod status;
 pub mod store;
 
 pub use store::{ClusterError, ClusterStore};
