@@ -4,9 +4,11 @@
 //!   revision, watch from a revision, election) and its implementations.
 //! - [`keys`]: where everything lives under `/berth/v1/<cluster>/`.
 //! - [`records`]: what each key holds (JSON).
+//! - [`scheduler`]: the scheduler every agent runs, one leading at a time.
 
 pub mod keys;
 pub mod records;
+pub mod scheduler;
 pub mod store;
 
 pub use store::{ClusterError, ClusterStore};
