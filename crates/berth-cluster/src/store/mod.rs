@@ -9,6 +9,10 @@
 //! end with [`ClusterError::Compacted`] when that revision was compacted away; an election
 //! whose leader key's create revision proves leadership inside a transaction.
 
+pub mod memory;
+
+pub use memory::MemoryStore;
+
 use async_trait::async_trait;
 use std::time::Duration;
 use tokio::sync::mpsc;
