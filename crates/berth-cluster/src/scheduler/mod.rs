@@ -336,7 +336,7 @@ impl Runner {
                                 self.note_loss(&view, &event.kv.key, &mut own_releases, &mut clocks, now);
                             }
                         }
-                        view.apply_batch(&batch.events, batch.revision);
+                        view.apply_batch(&batch.events);
                     }
                     Some(Err(ClusterError::Compacted { .. })) => {
                         tracing::info!(node = %self.node, "scheduler: watch compacted; listing again");

@@ -117,12 +117,13 @@ impl View {
         view
     }
 
-    /// Applies the changes of one watch batch, and notes its revision.
-    pub fn apply_batch(&mut self, events: &[WatchEvent], revision: Revision) {
+    /// Applies the changes of one watch batch. The view's revision becomes that of the
+    /// last event: a batch's own revision is the store's when it was sent, and the events
+    /// of later revisions may still be on their way.
+    pub fn apply_batch(&mut self, events: &[WatchEvent]) {
         for event in events {
             self.apply(event);
         }
-        self.revision = self.revision.max(revision);
     }
 
     /// Applies one change.
