@@ -8,7 +8,9 @@
 //! - [`input`]: task definitions in four JSON shapes, validated, with warnings;
 //! - [`graph`]: the dependency graph (links, volumesFrom, dependsOn, shared network);
 //! - [`plan`]: the pure planner, (desired, known, time) → next operations, and the
-//!   transitions that feed the outcome of each operation back into the task.
+//!   transitions that feed the outcome of each operation back into the task;
+//! - [`placement`]: which node of a cluster runs a task (constraints, strategies,
+//!   feasibility, `place`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,7 @@ pub mod container;
 pub mod event;
 pub mod graph;
 pub mod input;
+pub mod placement;
 pub mod plan;
 pub mod status;
 pub mod task;

@@ -25,7 +25,7 @@
 mod ecs;
 mod image;
 pub mod overrides;
-mod reader;
+pub(crate) mod reader;
 mod seed;
 mod validate;
 
