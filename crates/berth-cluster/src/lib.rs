@@ -6,18 +6,19 @@
 //! - [`records`]: what each key holds (JSON).
 //! - [`client`]: the cluster as a client sees it (submit, stop, list, events).
 //! - [`reflector`]: a list-then-watch cache of one prefix that misses no change.
-
-pub mod client;
+//! - [`scheduler`]: the scheduler every agent runs, one leading at a time.
 //! - [`node`]: a node's registration, its lease (the epoch) and keepalive, persisted epoch.
 //! - [`runner`]: the agent loop that runs this node's assignments on the engine.
 //! - [`status`]: the engine's changes written back as `status/<id>/<node>`, batched.
 
 mod backoff;
+pub mod client;
 pub mod keys;
 pub mod node;
 pub mod records;
 pub mod reflector;
 pub mod runner;
+pub mod scheduler;
 pub mod status;
 pub mod store;
 
