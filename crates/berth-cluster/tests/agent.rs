@@ -26,12 +26,16 @@ use tokio::sync::watch;
 const CLUSTER: &str = "test";
 const TTL: Duration = Duration::from_secs(6);
 
-/// The memory store, counting the transactions that write statuses, and able to hold them
-/// (a status write in flight that does not end until released).
+/// The memory store, counting the transactions that write statuses (tries included) and
+/// the listings of assignments, and able to hold status writes (in flight until released)
+/// and new watches (not opened until released).
 struct Counting {
     inner: MemoryStore,
     status_txns: AtomicU64,
     hold: watch::Sender<bool>,
+    assignment_lists: AtomicU64,
+    hold_watches: watch::Sender<bool>,
+    held_watches: AtomicU64,
 }
 
 impl Counting {
@@ -40,6 +44,9 @@ impl Counting {
             inner: MemoryStore::new(),
             status_txns: AtomicU64::new(0),
             hold: watch::Sender::new(false),
+            assignment_lists: AtomicU64::new(0),
+            hold_watches: watch::Sender::new(false),
+            held_watches: AtomicU64::new(0),
         })
     }
 
@@ -68,6 +75,9 @@ impl ClusterStore for Counting {
         self.inner.get(key).await
     }
     async fn list(&self, prefix: &str, revision: Option<Revision>) -> Result<Listing, ClusterError> {
+        if prefix.starts_with(&keys().assignments()) {
+            self.assignment_lists.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.list(prefix, revision).await
     }
     async fn txn(&self, txn: Txn) -> Result<TxnResult, ClusterError> {
@@ -79,6 +89,10 @@ impl ClusterStore for Counting {
         self.inner.txn(txn).await
     }
     async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, ClusterError> {
+        if *self.hold_watches.borrow() {
+            self.held_watches.fetch_add(1, Ordering::SeqCst);
+            let _ = self.hold_watches.subscribe().wait_for(|held| !held).await;
+        }
         self.inner.watch(prefix, start).await
     }
     async fn campaign(&self, election: &str, value: Vec<u8>, lease: LeaseId) -> Result<Leadership, ClusterError> {
@@ -455,6 +469,56 @@ async fn status_changes_are_written_in_batches() {
     let txns = store.status_txns();
     assert!(changes >= 2 * N, "{changes} changes for {N} tasks");
     assert!((1..=2).contains(&txns), "{txns} status transactions for {changes} changes");
+    agent.stop().await;
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_lists_again_when_the_revision_it_watches_from_was_compacted() {
+    let store = Counting::new();
+    let fake = fake();
+    let engine = engine(&fake, EngineConfig::default()).await;
+    let node = register(&store, "n1", None).await;
+    let agent = start_agent(&store, node, &engine, RunnerConfig::new("n1"));
+    assign(&store, "n1", "t1", busybox("t1"), Desired::Running).await;
+    eventually("t1 RUNNING", async || status(&store, "t1", "n1").await.is_some_and(|s| s.status == "RUNNING")).await;
+    let lists = store.assignment_lists.load(Ordering::SeqCst);
+
+    // The runner's watch ends (the store is cut off) and its next one waits; meanwhile t1 is
+    // unassigned, t2 assigned, and that history compacted away.
+    store.hold_watches.send_replace(true);
+    store.inner.set_unavailable(true);
+    eventually("the runner watches again", async || store.held_watches.load(Ordering::SeqCst) > 0).await;
+    store.inner.set_unavailable(false);
+    let delete = Txn { compares: vec![], success: vec![Op::delete(keys().assignment("n1", "t1"))], failure: vec![] };
+    store.txn(delete).await.expect("delete");
+    assign(&store, "n1", "t2", busybox("t2"), Desired::Running).await;
+    store.inner.compact(store.inner.revision()).expect("compact");
+    store.hold_watches.send_replace(false);
+
+    eventually("t2 RUNNING", async || status(&store, "t2", "n1").await.is_some_and(|s| s.status == "RUNNING")).await;
+    eventually("t1 STOPPED", async || status(&store, "t1", "n1").await.is_some_and(|s| s.status == "STOPPED")).await;
+    assert!(store.assignment_lists.load(Ordering::SeqCst) > lists, "the runner listed its assignments again");
+    agent.stop().await;
+    engine.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_are_retried_while_the_store_is_unavailable() {
+    let store = Counting::new();
+    let fake = fake();
+    let engine = engine(&fake, EngineConfig::default()).await;
+    let node = register(&store, "n1", None).await;
+    let agent = start_agent(&store, node, &engine, RunnerConfig::new("n1"));
+    assign(&store, "n1", "t1", busybox("t1"), Desired::Running).await;
+    eventually("t1 RUNNING", async || status(&store, "t1", "n1").await.is_some_and(|s| s.status == "RUNNING")).await;
+
+    store.inner.set_unavailable(true);
+    let tries = store.status_txns();
+    engine.stop_task(&task_arn(CLUSTER, "t1")).await.expect("stop");
+    eventually("a write tried again", async || store.status_txns() >= tries + 2).await;
+    store.inner.set_unavailable(false);
+    eventually("t1 STOPPED", async || status(&store, "t1", "n1").await.is_some_and(|s| s.status == "STOPPED")).await;
     agent.stop().await;
     engine.shutdown().await.expect("shutdown");
 }
