@@ -18,7 +18,7 @@
 
 use crate::keys::{Keys, check_name};
 use crate::records::{
-    self, Assignment, Desired, Drain, NodeAlive, NodeInfo, PartitionPolicy, Placement, PlacementConstraint,
+    self, Assignment, Desired, Drain, NodeAlive, NodeInfo, PartitionPolicy, Pending, Placement, PlacementConstraint,
     PlacementStrategy, RecordError, StatusRecord, TaskRecord,
 };
 use crate::store::{ClusterError, ClusterStore, Compare, EventKind, KeyValue, Op, Revision, Txn};
@@ -85,69 +85,27 @@ pub fn split_placement(body: &mut Value) -> Result<Placing, Vec<PlacementIssue>>
     let Some(object) = body.as_object_mut() else { return Ok(placing) };
     let mut issues = Vec::new();
     let mut issue = |path: String, message: String| issues.push(PlacementIssue { path, message });
-    if let Some(value) = object.remove("placementConstraints") {
-        match serde_json::from_value::<Vec<PlacementConstraint>>(value) {
-            Err(e) => issue("placementConstraints".into(), format!("expected an array of {{type, expression}}: {e}")),
-            Ok(list) => {
-                for (i, c) in list.iter().enumerate() {
-                    match (c.kind.as_str(), &c.expression) {
-                        ("memberOf", Some(e)) if !e.trim().is_empty() => {}
-                        ("memberOf", _) => issue(
-                            format!("placementConstraints[{i}].expression"),
-                            "memberOf needs an expression".into(),
-                        ),
-                        ("distinctInstance", None) => {}
-                        ("distinctInstance", Some(_)) => issue(
-                            format!("placementConstraints[{i}].expression"),
-                            "distinctInstance takes no expression".into(),
-                        ),
-                        (other, _) => issue(
-                            format!("placementConstraints[{i}].type"),
-                            format!("unknown constraint type {other:?}: expected memberOf or distinctInstance"),
-                        ),
-                    }
-                }
-                placing.constraints = list;
+    let constraints = object.remove("placementConstraints");
+    let strategy = object.remove("placementStrategy");
+    // The placement code's own reader: the same rules, and errors with the same paths, as
+    // when the scheduler places the task.
+    match berth_model::placement::Rules::from_json(constraints.as_ref(), strategy.as_ref()) {
+        Err(rejected) => {
+            for e in rejected.errors {
+                issue(e.path, e.message);
             }
         }
-    }
-    if let Some(value) = object.remove("placementStrategy") {
-        match serde_json::from_value::<Vec<PlacementStrategy>>(value) {
-            Err(e) => issue("placementStrategy".into(), format!("expected an array of {{type, field}}: {e}")),
-            Ok(list) => {
-                for (i, s) in list.iter().enumerate() {
-                    let field = s.field.as_deref();
-                    let ok = match s.kind.as_str() {
-                        "binpack" => matches!(field, Some("cpu" | "memory")),
-                        "spread" => {
-                            matches!(field, Some("instanceId" | "host"))
-                                || field.and_then(|f| f.strip_prefix("attribute:")).is_some_and(|a| !a.is_empty())
-                        }
-                        "random" => field.is_none(),
-                        other => {
-                            issue(
-                                format!("placementStrategy[{i}].type"),
-                                format!("unknown strategy {other:?}: expected binpack, spread or random"),
-                            );
-                            continue;
-                        }
-                    };
-                    if !ok {
-                        issue(
-                            format!("placementStrategy[{i}].field"),
-                            format!(
-                                "{} takes {}",
-                                s.kind,
-                                match s.kind.as_str() {
-                                    "binpack" => "field cpu or memory",
-                                    "spread" => "field instanceId or attribute:<name>",
-                                    _ => "no field",
-                                }
-                            ),
-                        );
-                    }
+        Ok(_) => {
+            let c: Result<Option<Vec<PlacementConstraint>>, _> =
+                constraints.filter(|v| !v.is_null()).map(serde_json::from_value).transpose();
+            let st: Result<Option<Vec<PlacementStrategy>>, _> =
+                strategy.filter(|v| !v.is_null()).map(serde_json::from_value).transpose();
+            match (c, st) {
+                (Ok(c), Ok(s)) => {
+                    placing.constraints = c.unwrap_or_default();
+                    placing.strategy = s.unwrap_or_default();
                 }
-                placing.strategy = list;
+                (Err(e), _) | (_, Err(e)) => issue("placementConstraints".into(), e.to_string()),
             }
         }
     }
@@ -193,6 +151,8 @@ pub struct ClusterTask {
     pub revision: Revision,
     /// Its owner, once placed.
     pub placement: Option<Placement>,
+    /// The scheduler's word while it is not placed: why it waits, or why it was refused.
+    pub pending: Option<Pending>,
     /// Each reporting node's latest status (the owner's, and a former owner's until it
     /// removes it).
     pub status: BTreeMap<String, StatusRecord>,
@@ -251,7 +211,8 @@ pub struct ClusterEvent {
     /// `PUT`, `DELETE`, or `RESYNC` (the revision asked for was compacted: what follows,
     /// up to the next change, is the whole current state as `PUT`s).
     pub op: &'static str,
-    /// `task`, `placement` or `status` (empty for `RESYNC`).
+    /// `task`, `placement`, `pending` (the scheduler's word on an unplaced task) or
+    /// `status` (empty for `RESYNC`).
     pub kind: &'static str,
     /// The task id.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -377,9 +338,13 @@ impl ClusterClient {
             Some(kv) => Some(records::decode::<Placement>(&kv.key, &kv.value)?),
             None => None,
         };
+        let pending = match self.store.get(&self.keys.pending(id)).await? {
+            Some(kv) => Some(records::decode::<Pending>(&kv.key, &kv.value)?),
+            None => None,
+        };
         let listing = self.store.list(&format!("{}{id}/", self.keys.statuses()), None).await?;
         let status = statuses(&listing.kvs, &format!("{}{id}/", self.keys.statuses()))?;
-        Ok(Some(ClusterTask { task, revision, placement, status }))
+        Ok(Some(ClusterTask { task, revision, placement, pending, status }))
     }
 
     /// Every task with its placement and status, read at one revision.
@@ -388,6 +353,12 @@ impl ClusterClient {
         let at = Some(tasks.revision);
         let placements = self.store.list(&self.keys.placements(), at).await?;
         let all_status = self.store.list(&self.keys.statuses(), at).await?;
+        let pendings = self.store.list(&self.keys.pendings(), at).await?;
+        let mut waiting: BTreeMap<String, Pending> = BTreeMap::new();
+        for kv in &pendings.kvs {
+            let id = suffix(&kv.key, &self.keys.pendings());
+            waiting.insert(id.to_string(), records::decode(&kv.key, &kv.value)?);
+        }
         let mut placed: BTreeMap<String, Placement> = BTreeMap::new();
         for kv in &placements.kvs {
             let id = suffix(&kv.key, &self.keys.placements());
@@ -403,8 +374,9 @@ impl ClusterClient {
         for kv in &tasks.kvs {
             let task: TaskRecord = records::decode(&kv.key, &kv.value)?;
             let placement = placed.remove(&task.id);
+            let pending = waiting.remove(&task.id);
             let status = reported.remove(&task.id).unwrap_or_default();
-            out.push(ClusterTask { task, revision: kv.mod_revision, placement, status });
+            out.push(ClusterTask { task, revision: kv.mod_revision, placement, pending, status });
         }
         Ok(out)
     }
@@ -554,6 +526,7 @@ impl ClusterClient {
         let (kind, task, node) = match rest.split_once('/') {
             Some(("tasks", id)) => ("task", id.to_string(), None),
             Some(("placement", id)) => ("placement", id.to_string(), None),
+            Some(("pending", id)) => ("pending", id.to_string(), None),
             Some(("status", id_node)) => match id_node.split_once('/') {
                 Some((id, node)) => ("status", id.to_string(), Some(node.to_string())),
                 None => return Ok(None),

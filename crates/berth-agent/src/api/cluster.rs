@@ -119,6 +119,7 @@ pub async fn submit(
         task: submitted.task,
         revision: submitted.revision,
         placement: None,
+        pending: None,
         status: Default::default(),
     });
     let answer = Submitted {

@@ -143,14 +143,13 @@ fn ps(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
         let node = text(&t["placement"]["node"]);
         let status = t["status"].get(&node).cloned().unwrap_or(Value::Null);
         let family = t["task"]["definition"]["family"].as_str().unwrap_or("-").to_string();
-        rows.push(vec![
-            text(&t["task"]["id"]),
-            family,
-            text(&t["task"]["desired"]),
-            node,
-            text(&status["status"]),
-            text(&status["reason"]),
-        ]);
+        // Unplaced: the scheduler's state (WAITING, FAILED) and why.
+        let (state, reason) = if t["pending"].is_null() {
+            (text(&status["status"]), text(&status["reason"]))
+        } else {
+            (text(&t["pending"]["state"]), text(&t["pending"]["reason"]))
+        };
+        rows.push(vec![text(&t["task"]["id"]), family, text(&t["task"]["desired"]), node, state, reason]);
     }
     print!("{}", client::table(&["ID", "FAMILY", "DESIRED", "NODE", "STATUS", "REASON"], &rows));
     Ok(ExitCode::SUCCESS)
