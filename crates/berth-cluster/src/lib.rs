@@ -4,6 +4,7 @@
 //!   revision, watch from a revision, election) and its implementations.
 //! - [`keys`]: where everything lives under `/berth/v1/<cluster>/`.
 //! - [`records`]: what each key holds (JSON).
+//! - [`reflector`]: a list-then-watch cache of one prefix that misses no change.
 //! - [`node`]: a node's registration, its lease (the epoch) and keepalive, persisted epoch.
 //! - [`runner`]: the agent loop that runs this node's assignments on the engine.
 //! - [`status`]: the engine's changes written back as `status/<id>/<node>`, batched.
@@ -12,6 +13,7 @@ mod backoff;
 pub mod keys;
 pub mod node;
 pub mod records;
+pub mod reflector;
 pub mod runner;
 pub mod status;
 pub mod store;
