@@ -1,9 +1,9 @@
 //! The agent side: run what the scheduler assigned to this node on the local engine.
 //!
-//! The runner watches only `assign/<node>/` (no herd): it lists the prefix, then watches
-//! from the listing's revision, and lists again when that revision was compacted; a failed
-//! watch is watched again from the last revision seen and never stops anything (only the
-//! lease decides what moves). Each assignment's task is read from `tasks/<id>`, its
+//! The runner watches only `assign/<node>/` (no herd), through a [`Reflector`]: it lists the
+//! prefix, then watches from the listing's revision, and lists again when that revision was
+//! compacted; a failed watch is watched again from the next revision not seen and never
+//! stops anything (only the lease decides what moves). Each assignment's task is read from `tasks/<id>`, its
 //! definition parsed with berth's input parser (the same as a local submit; a bare
 //! `containerDefinitions` array takes the task id as its family), given the cluster arn
 //! [`task_arn`] (`arn:berth:cluster/<cluster>/task/<id>`) and handed to the engine
@@ -45,7 +45,8 @@ use crate::backoff::Backoff;
 use crate::keys::Keys;
 use crate::node::Liveness;
 use crate::records::{self, Assignment, Desired, StatusRecord, TaskRecord};
-use crate::store::{ClusterError, ClusterStore, CmpOp, Compare, EventKind, KeyValue, Op, Revision, Target, Txn};
+use crate::reflector::{Reflector, ReflectorConfig, ReflectorEvent};
+use crate::store::{ClusterError, ClusterStore, CmpOp, Compare, KeyValue, Op, Revision, Target, Txn};
 use berth_engine::{EngineError, EngineHandle};
 use berth_model::input::{self, Accepted, ParseOptions};
 use berth_model::{Task, TaskStatus};
@@ -172,98 +173,65 @@ enum Outcome {
     EngineGone,
 }
 
-/// List, act on the whole set, watch from the listing's revision; list again after a
-/// compaction.
+/// Follows `assign/<node>/` through a [`Reflector`] (list, then watch from the listing's
+/// revision, list again after a compaction) and acts on each task's latest assignment; after
+/// each listing, also on the engine's tasks of this cluster that have none.
 async fn run(ctx: Arc<Ctx>, applied: watch::Sender<Revision>) {
     let prefix = ctx.keys.node_assignments(&ctx.config.node);
+    let (reflector, mut events) = Reflector::start(Arc::clone(&ctx.store), prefix.clone(), ReflectorConfig::default());
     let mut held: BTreeMap<String, Revision> = BTreeMap::new();
-    let mut backoff = Backoff::new();
-    loop {
-        let listing = match ctx.store.list(&prefix, None).await {
-            Ok(listing) => listing,
-            Err(e) => {
-                tracing::warn!(node = %ctx.config.node, "listing the node's assignments: {e}");
-                tokio::time::sleep(backoff.next()).await;
-                continue;
-            }
-        };
-        backoff.reset();
+    let mut revision = 0;
+    while let Some(first) = events.recv().await {
+        // Everything ready goes in one round: each task's latest assignment only.
         let mut changes: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
-        for kv in listing.kvs {
-            if let Some(id) = kv.key.strip_prefix(&prefix) {
-                changes.insert(id.to_string(), Some(kv.clone()));
-            }
-        }
-        for id in held.keys() {
-            changes.entry(id.clone()).or_insert(None);
-        }
-        // Tasks of this cluster the engine holds without an assignment (unassigned while
-        // this berth was down) are stopped.
-        match ctx.engine.list_tasks().await {
-            Ok(tasks) => {
-                for task in tasks {
-                    if let Some(id) = task_id(&ctx.cluster, &task.arn)
-                        && task.desired_status != TaskStatus::Stopped
-                    {
-                        changes.entry(id.to_string()).or_insert(None);
+        let mut synced = false;
+        let mut next = Some(first);
+        while let Some(event) = next {
+            match event {
+                ReflectorEvent::Put { kv, .. } => {
+                    revision = revision.max(kv.mod_revision);
+                    if let Some(id) = kv.key.strip_prefix(&prefix) {
+                        changes.insert(id.to_string(), Some(kv.clone()));
                     }
                 }
+                ReflectorEvent::Delete { prev, revision: at } => {
+                    revision = revision.max(at);
+                    if let Some(id) = prev.key.strip_prefix(&prefix) {
+                        changes.insert(id.to_string(), None);
+                    }
+                }
+                ReflectorEvent::Synced { revision: at, .. } => {
+                    revision = revision.max(at);
+                    synced = true;
+                }
             }
-            Err(e) => {
-                tracing::warn!(node = %ctx.config.node, "the engine stopped: the runner ends ({e})");
-                return;
+            next = events.try_recv().ok();
+        }
+        if synced {
+            // Tasks of this cluster the engine holds without an assignment (unassigned while
+            // this berth was down, or while it was behind a compaction) are stopped.
+            let assigned = reflector.snapshot().kvs;
+            match ctx.engine.list_tasks().await {
+                Ok(tasks) => {
+                    for task in tasks {
+                        if let Some(id) = task_id(&ctx.cluster, &task.arn)
+                            && task.desired_status != TaskStatus::Stopped
+                            && !assigned.contains_key(&format!("{prefix}{id}"))
+                        {
+                            changes.entry(id.to_string()).or_insert(None);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(node = %ctx.config.node, "the engine stopped: the runner ends ({e})");
+                    return;
+                }
             }
         }
         if !ctx.apply(&mut held, changes).await {
             return;
         }
-        let mut revision = listing.revision;
         applied.send_replace(revision);
-        // Watch from the listing on; `break` lists again.
-        'watch: loop {
-            let mut stream = match ctx.store.watch(&prefix, revision + 1).await {
-                Ok(stream) => stream,
-                Err(ClusterError::Compacted { .. }) => break 'watch,
-                Err(e) => {
-                    tracing::warn!(node = %ctx.config.node, "watching the node's assignments: {e}");
-                    tokio::time::sleep(backoff.next()).await;
-                    continue 'watch;
-                }
-            };
-            loop {
-                match stream.next().await {
-                    Some(Ok(batch)) => {
-                        backoff.reset();
-                        let mut changes = BTreeMap::new();
-                        for event in batch.events {
-                            revision = revision.max(event.kv.mod_revision);
-                            if let Some(id) = event.kv.key.strip_prefix(&prefix) {
-                                let kv = match event.kind {
-                                    EventKind::Put => Some(event.kv.clone()),
-                                    EventKind::Delete => None,
-                                };
-                                changes.insert(id.to_string(), kv);
-                            }
-                        }
-                        if !ctx.apply(&mut held, changes).await {
-                            return;
-                        }
-                        applied.send_replace(revision);
-                    }
-                    Some(Err(ClusterError::Compacted { .. })) => break 'watch,
-                    Some(Err(e)) => {
-                        tracing::warn!(node = %ctx.config.node, "the watch of the node's assignments ended: {e}");
-                        tokio::time::sleep(backoff.next()).await;
-                        continue 'watch;
-                    }
-                    None => {
-                        tokio::time::sleep(backoff.next()).await;
-                        continue 'watch;
-                    }
-                }
-            }
-        }
-        tracing::info!(node = %ctx.config.node, "the assignments' revision was compacted: listing again");
     }
 }
 
