@@ -131,7 +131,8 @@ impl Runner {
     }
 
     /// The last revision of `assign/<node>/` the runner has acted on (every assignment up to
-    /// it is in the engine, stopped, or handed back).
+    /// it is in the engine, stopped, handed back, or, when the engine failed to take it,
+    /// waiting to be tried again).
     pub fn applied(&self) -> watch::Receiver<Revision> {
         self.applied.clone()
     }
@@ -167,8 +168,10 @@ struct Ctx {
 enum Outcome {
     /// The assignment at this mod revision is acted on.
     Held(Revision),
-    /// Nothing held (deleted, handed back, or to retry at the next listing).
+    /// Nothing held (deleted, or handed back).
     Gone,
+    /// Not acted on (the engine failed to take it): tried again after a pause.
+    Retry(KeyValue),
     /// The engine no longer runs: the loop ends.
     EngineGone,
 }
@@ -180,12 +183,25 @@ async fn run(ctx: Arc<Ctx>, applied: watch::Sender<Revision>) {
     let prefix = ctx.keys.node_assignments(&ctx.config.node);
     let (reflector, mut events) = Reflector::start(Arc::clone(&ctx.store), prefix.clone(), ReflectorConfig::default());
     let mut held: BTreeMap<String, Revision> = BTreeMap::new();
+    let mut retry: BTreeMap<String, KeyValue> = BTreeMap::new();
+    let mut backoff = Backoff::new();
     let mut revision = 0;
-    while let Some(first) = events.recv().await {
+    loop {
+        if retry.is_empty() {
+            backoff = Backoff::new();
+        }
+        let first = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => Some(event),
+                None => return,
+            },
+            () = tokio::time::sleep(backoff.next()), if !retry.is_empty() => None,
+        };
         // Everything ready goes in one round: each task's latest assignment only.
-        let mut changes: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
+        let mut changes: BTreeMap<String, Option<KeyValue>> =
+            std::mem::take(&mut retry).into_iter().map(|(id, kv)| (id, Some(kv))).collect();
         let mut synced = false;
-        let mut next = Some(first);
+        let mut next = first;
         while let Some(event) = next {
             match event {
                 ReflectorEvent::Put { kv, .. } => {
@@ -228,17 +244,22 @@ async fn run(ctx: Arc<Ctx>, applied: watch::Sender<Revision>) {
                 }
             }
         }
-        if !ctx.apply(&mut held, changes).await {
-            return;
+        match ctx.apply(&mut held, changes).await {
+            Some(again) => retry = again,
+            None => return,
         }
         applied.send_replace(revision);
     }
 }
 
 impl Ctx {
-    /// Acts on each task's latest assignment (`None`: deleted), `parallel` at once; false
-    /// once the engine is gone.
-    async fn apply(&self, held: &mut BTreeMap<String, Revision>, changes: BTreeMap<String, Option<KeyValue>>) -> bool {
+    /// Acts on each task's latest assignment (`None`: deleted), `parallel` at once; returns
+    /// the assignments to try again, or `None` once the engine is gone.
+    async fn apply(
+        &self,
+        held: &mut BTreeMap<String, Revision>,
+        changes: BTreeMap<String, Option<KeyValue>>,
+    ) -> Option<BTreeMap<String, KeyValue>> {
         let work = changes.into_iter().map(|(id, kv)| {
             let before = held.get(&id).copied();
             async move {
@@ -249,6 +270,7 @@ impl Ctx {
         let outcomes: Vec<(String, Outcome)> =
             futures_util::stream::iter(work).buffer_unordered(self.config.parallel.max(1)).collect().await;
         let mut engine_alive = true;
+        let mut retry = BTreeMap::new();
         for (id, outcome) in outcomes {
             match outcome {
                 Outcome::Held(revision) => {
@@ -257,10 +279,14 @@ impl Ctx {
                 Outcome::Gone => {
                     held.remove(&id);
                 }
+                Outcome::Retry(kv) => {
+                    held.remove(&id);
+                    retry.insert(id, kv);
+                }
                 Outcome::EngineGone => engine_alive = false,
             }
         }
-        engine_alive
+        engine_alive.then_some(retry)
     }
 
     async fn handle(&self, id: &str, kv: Option<KeyValue>, before: Option<Revision>) -> Outcome {
@@ -323,9 +349,8 @@ impl Ctx {
             }
             Err(EngineError::NotRunning | EngineError::Stopped(_)) => Outcome::EngineGone,
             Err(e) => {
-                // Retried at the next listing.
-                tracing::error!(node = %self.config.node, task = %id, "handing the task to the engine: {e}");
-                Outcome::Gone
+                tracing::error!(node = %self.config.node, task = %id, "handing the task to the engine: {e}; trying again");
+                Outcome::Retry(kv)
             }
         }
     }
