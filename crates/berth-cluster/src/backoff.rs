@@ -1,5 +1,4 @@
-//! The one retry wait of the cluster loops: doubling from 100 ms to 2 s, reset after a
-//! success.
+//! The one retry wait of the cluster loops: doubling from 100 ms to 2 s.
 
 use std::time::Duration;
 
@@ -21,9 +20,5 @@ impl Backoff {
         let now = self.next;
         self.next = (self.next * 2).min(self.max);
         now
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = Duration::from_millis(100).min(self.max);
     }
 }

@@ -1,9 +1,9 @@
 //! The agent side: run what the scheduler assigned to this node on the local engine.
 //!
-//! The runner watches only `assign/<node>/` (no herd): it lists the prefix, then watches
-//! from the listing's revision, and lists again when that revision was compacted; a failed
-//! watch is watched again from the last revision seen and never stops anything (only the
-//! lease decides what moves). Each assignment's task is read from `tasks/<id>`, its
+//! The runner watches only `assign/<node>/` (no herd), through a [`Reflector`]: it lists the
+//! prefix, then watches from the listing's revision, and lists again when that revision was
+//! compacted; a failed watch is watched again from the next revision not seen and never
+//! stops anything (only the lease decides what moves). Each assignment's task is read from `tasks/<id>`, its
 //! definition parsed with berth's input parser (the same as a local submit; a bare
 //! `containerDefinitions` array takes the task id as its family), given the cluster arn
 //! [`task_arn`] (`arn:berth:cluster/<cluster>/task/<id>`) and handed to the engine
@@ -45,7 +45,8 @@ use crate::backoff::Backoff;
 use crate::keys::Keys;
 use crate::node::Liveness;
 use crate::records::{self, Assignment, Desired, StatusRecord, TaskRecord};
-use crate::store::{ClusterError, ClusterStore, CmpOp, Compare, EventKind, KeyValue, Op, Revision, Target, Txn};
+use crate::reflector::{Reflector, ReflectorConfig, ReflectorEvent};
+use crate::store::{ClusterError, ClusterStore, CmpOp, Compare, KeyValue, Op, Revision, Target, Txn};
 use berth_engine::{EngineError, EngineHandle};
 use berth_model::input::{self, Accepted, ParseOptions};
 use berth_model::{Task, TaskStatus};
@@ -130,7 +131,8 @@ impl Runner {
     }
 
     /// The last revision of `assign/<node>/` the runner has acted on (every assignment up to
-    /// it is in the engine, stopped, or handed back).
+    /// it is in the engine, stopped, handed back, or, when the engine failed to take it,
+    /// waiting to be tried again).
     pub fn applied(&self) -> watch::Receiver<Revision> {
         self.applied.clone()
     }
@@ -166,111 +168,98 @@ struct Ctx {
 enum Outcome {
     /// The assignment at this mod revision is acted on.
     Held(Revision),
-    /// Nothing held (deleted, handed back, or to retry at the next listing).
+    /// Nothing held (deleted, or handed back).
     Gone,
+    /// Not acted on (the engine failed to take it): tried again after a pause.
+    Retry(KeyValue),
     /// The engine no longer runs: the loop ends.
     EngineGone,
 }
 
-/// List, act on the whole set, watch from the listing's revision; list again after a
-/// compaction.
+/// Follows `assign/<node>/` through a [`Reflector`] (list, then watch from the listing's
+/// revision, list again after a compaction) and acts on each task's latest assignment; after
+/// each listing, also on the engine's tasks of this cluster that have none.
 async fn run(ctx: Arc<Ctx>, applied: watch::Sender<Revision>) {
     let prefix = ctx.keys.node_assignments(&ctx.config.node);
+    let (reflector, mut events) = Reflector::start(Arc::clone(&ctx.store), prefix.clone(), ReflectorConfig::default());
     let mut held: BTreeMap<String, Revision> = BTreeMap::new();
+    let mut retry: BTreeMap<String, KeyValue> = BTreeMap::new();
     let mut backoff = Backoff::new();
+    let mut revision = 0;
     loop {
-        let listing = match ctx.store.list(&prefix, None).await {
-            Ok(listing) => listing,
-            Err(e) => {
-                tracing::warn!(node = %ctx.config.node, "listing the node's assignments: {e}");
-                tokio::time::sleep(backoff.next()).await;
-                continue;
-            }
+        if retry.is_empty() {
+            backoff = Backoff::new();
+        }
+        let first = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => Some(event),
+                None => return,
+            },
+            () = tokio::time::sleep(backoff.next()), if !retry.is_empty() => None,
         };
-        backoff.reset();
-        let mut changes: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
-        for kv in listing.kvs {
-            if let Some(id) = kv.key.strip_prefix(&prefix) {
-                changes.insert(id.to_string(), Some(kv.clone()));
-            }
-        }
-        for id in held.keys() {
-            changes.entry(id.clone()).or_insert(None);
-        }
-        // Tasks of this cluster the engine holds without an assignment (unassigned while
-        // this berth was down) are stopped.
-        match ctx.engine.list_tasks().await {
-            Ok(tasks) => {
-                for task in tasks {
-                    if let Some(id) = task_id(&ctx.cluster, &task.arn)
-                        && task.desired_status != TaskStatus::Stopped
-                    {
-                        changes.entry(id.to_string()).or_insert(None);
+        // Everything ready goes in one round: each task's latest assignment only.
+        let mut changes: BTreeMap<String, Option<KeyValue>> =
+            std::mem::take(&mut retry).into_iter().map(|(id, kv)| (id, Some(kv))).collect();
+        let mut synced = false;
+        let mut next = first;
+        while let Some(event) = next {
+            match event {
+                ReflectorEvent::Put { kv, .. } => {
+                    revision = revision.max(kv.mod_revision);
+                    if let Some(id) = kv.key.strip_prefix(&prefix) {
+                        changes.insert(id.to_string(), Some(kv.clone()));
                     }
                 }
+                ReflectorEvent::Delete { prev, revision: at } => {
+                    revision = revision.max(at);
+                    if let Some(id) = prev.key.strip_prefix(&prefix) {
+                        changes.insert(id.to_string(), None);
+                    }
+                }
+                ReflectorEvent::Synced { revision: at, .. } => {
+                    revision = revision.max(at);
+                    synced = true;
+                }
             }
-            Err(e) => {
-                tracing::warn!(node = %ctx.config.node, "the engine stopped: the runner ends ({e})");
-                return;
-            }
+            next = events.try_recv().ok();
         }
-        if !ctx.apply(&mut held, changes).await {
-            return;
-        }
-        let mut revision = listing.revision;
-        applied.send_replace(revision);
-        // Watch from the listing on; `break` lists again.
-        'watch: loop {
-            let mut stream = match ctx.store.watch(&prefix, revision + 1).await {
-                Ok(stream) => stream,
-                Err(ClusterError::Compacted { .. }) => break 'watch,
+        if synced {
+            // Tasks of this cluster the engine holds without an assignment (unassigned while
+            // this berth was down, or while it was behind a compaction) are stopped.
+            let assigned = reflector.snapshot().kvs;
+            match ctx.engine.list_tasks().await {
+                Ok(tasks) => {
+                    for task in tasks {
+                        if let Some(id) = task_id(&ctx.cluster, &task.arn)
+                            && task.desired_status != TaskStatus::Stopped
+                            && !assigned.contains_key(&format!("{prefix}{id}"))
+                        {
+                            changes.entry(id.to_string()).or_insert(None);
+                        }
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(node = %ctx.config.node, "watching the node's assignments: {e}");
-                    tokio::time::sleep(backoff.next()).await;
-                    continue 'watch;
-                }
-            };
-            loop {
-                match stream.next().await {
-                    Some(Ok(batch)) => {
-                        backoff.reset();
-                        let mut changes = BTreeMap::new();
-                        for event in batch.events {
-                            revision = revision.max(event.kv.mod_revision);
-                            if let Some(id) = event.kv.key.strip_prefix(&prefix) {
-                                let kv = match event.kind {
-                                    EventKind::Put => Some(event.kv.clone()),
-                                    EventKind::Delete => None,
-                                };
-                                changes.insert(id.to_string(), kv);
-                            }
-                        }
-                        if !ctx.apply(&mut held, changes).await {
-                            return;
-                        }
-                        applied.send_replace(revision);
-                    }
-                    Some(Err(ClusterError::Compacted { .. })) => break 'watch,
-                    Some(Err(e)) => {
-                        tracing::warn!(node = %ctx.config.node, "the watch of the node's assignments ended: {e}");
-                        tokio::time::sleep(backoff.next()).await;
-                        continue 'watch;
-                    }
-                    None => {
-                        tokio::time::sleep(backoff.next()).await;
-                        continue 'watch;
-                    }
+                    tracing::warn!(node = %ctx.config.node, "the engine stopped: the runner ends ({e})");
+                    return;
                 }
             }
         }
-        tracing::info!(node = %ctx.config.node, "the assignments' revision was compacted: listing again");
+        match ctx.apply(&mut held, changes).await {
+            Some(again) => retry = again,
+            None => return,
+        }
+        applied.send_replace(revision);
     }
 }
 
 impl Ctx {
-    /// Acts on each task's latest assignment (`None`: deleted), `parallel` at once; false
-    /// once the engine is gone.
-    async fn apply(&self, held: &mut BTreeMap<String, Revision>, changes: BTreeMap<String, Option<KeyValue>>) -> bool {
+    /// Acts on each task's latest assignment (`None`: deleted), `parallel` at once; returns
+    /// the assignments to try again, or `None` once the engine is gone.
+    async fn apply(
+        &self,
+        held: &mut BTreeMap<String, Revision>,
+        changes: BTreeMap<String, Option<KeyValue>>,
+    ) -> Option<BTreeMap<String, KeyValue>> {
         let work = changes.into_iter().map(|(id, kv)| {
             let before = held.get(&id).copied();
             async move {
@@ -281,6 +270,7 @@ impl Ctx {
         let outcomes: Vec<(String, Outcome)> =
             futures_util::stream::iter(work).buffer_unordered(self.config.parallel.max(1)).collect().await;
         let mut engine_alive = true;
+        let mut retry = BTreeMap::new();
         for (id, outcome) in outcomes {
             match outcome {
                 Outcome::Held(revision) => {
@@ -289,10 +279,14 @@ impl Ctx {
                 Outcome::Gone => {
                     held.remove(&id);
                 }
+                Outcome::Retry(kv) => {
+                    held.remove(&id);
+                    retry.insert(id, kv);
+                }
                 Outcome::EngineGone => engine_alive = false,
             }
         }
-        engine_alive
+        engine_alive.then_some(retry)
     }
 
     async fn handle(&self, id: &str, kv: Option<KeyValue>, before: Option<Revision>) -> Outcome {
@@ -355,9 +349,8 @@ impl Ctx {
             }
             Err(EngineError::NotRunning | EngineError::Stopped(_)) => Outcome::EngineGone,
             Err(e) => {
-                // Retried at the next listing.
-                tracing::error!(node = %self.config.node, task = %id, "handing the task to the engine: {e}");
-                Outcome::Gone
+                tracing::error!(node = %self.config.node, task = %id, "handing the task to the engine: {e}; trying again");
+                Outcome::Retry(kv)
             }
         }
     }
