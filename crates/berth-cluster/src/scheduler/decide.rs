@@ -168,7 +168,7 @@ pub struct Decisions {
 /// Decides every write the view calls for (see the module docs).
 pub fn decide(view: &View, clocks: &Clocks, rules: Rules, now: Instant) -> Decisions {
     let mut out = Decisions::default();
-    let mut usage = super::fit::Usage::of(view);
+    let mut cluster = super::fit::cluster_view(view);
     let mut order: Vec<&TaskEntry> = view.tasks.values().collect();
     order.sort_by_key(|t| (t.entry.create_revision, t.entry.record.id.clone()));
     for task in order {
@@ -215,12 +215,15 @@ pub fn decide(view: &View, clocks: &Clocks, rules: Rules, now: Instant) -> Decis
                     }
                 };
                 let excluded = handed_back_by(view, id);
-                match super::fit::choose(view, &usage, task, needs, &excluded) {
+                let generation = view.generations.get(id).copied().unwrap_or(0) + 1;
+                let seed = berth_model::fnv1a_64(id.as_bytes()) ^ generation;
+                match super::fit::choose(&mut cluster, needs, &excluded, seed) {
                     super::fit::Choice::Node(node) => {
-                        let Some(action) = place(view, task, &needs.reservation, &node, pending.is_some()) else {
+                        let Some(action) = place(view, task, &needs.request.reservation, &node, pending.is_some())
+                        else {
                             continue;
                         };
-                        usage.add(&node, &needs.reservation, &needs.group);
+                        super::fit::apply(&mut cluster, &node, &needs.request);
                         out.actions.push(action);
                     }
                     super::fit::Choice::Wait { reason, nodes } => {

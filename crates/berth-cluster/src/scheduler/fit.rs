@@ -1,52 +1,14 @@
-//! The bridge to the pure placement: node usage from the view's assignments, and the
-//! choice for one task. (Interim: a first-fit on cpu, memory and static ports until
-//! `berth_model::placement` lands; constraints and strategies are not read yet.)
+//! The bridge to the pure placement (`berth_model::placement`): the placement's cluster
+//! view built from the scheduler's [`View`] (capacity and attributes from `nodes/<n>/info`,
+//! availability from `alive` and `drain`, usage the sum of the node's assignments), and
+//! the choice for one task, with the nodes that handed it back left out.
 
-use super::view::{TaskEntry, TaskNeeds, View};
-use berth_model::admission::{HostPort, Reservation};
+use super::view::{TaskNeeds, View};
+use crate::records::{Assignment, NodeInfo};
+use berth_model::admission::{HostCapacity, HostPort, Reservation};
+use berth_model::container::Protocol;
+use berth_model::placement::{Availability, ClusterView, Decision, NodeView, Request, place};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// What the assignments on each node use.
-#[derive(Debug, Clone, Default)]
-pub struct Usage {
-    nodes: BTreeMap<String, Used>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Used {
-    cpu: u64,
-    memory_mib: u64,
-    ports: BTreeSet<String>,
-    groups: BTreeMap<String, usize>,
-}
-
-impl Usage {
-    /// The sum of every node's assignments in `view`.
-    pub fn of(view: &View) -> Usage {
-        let mut usage = Usage::default();
-        for (node, assignments) in &view.assignments {
-            let used = usage.nodes.entry(node.clone()).or_default();
-            for (id, a) in assignments {
-                used.cpu = used.cpu.saturating_add(a.record.cpu);
-                used.memory_mib = used.memory_mib.saturating_add(a.record.memory_mib);
-                used.ports.extend(a.record.ports.iter().cloned());
-                if let Some(Ok(needs)) = view.tasks.get(id).map(|t| &t.needs) {
-                    *used.groups.entry(needs.group.clone()).or_default() += 1;
-                }
-            }
-        }
-        usage
-    }
-
-    /// Accounts a placement of `reservation` (of `group`) on `node`.
-    pub fn add(&mut self, node: &str, reservation: &Reservation, group: &str) {
-        let used = self.nodes.entry(node.to_string()).or_default();
-        used.cpu = used.cpu.saturating_add(reservation.cpu);
-        used.memory_mib = used.memory_mib.saturating_add(reservation.memory_mib);
-        used.ports.extend(reservation.ports.iter().map(HostPort::to_string));
-        *used.groups.entry(group.to_string()).or_default() += 1;
-    }
-}
 
 /// Where a task goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,64 +31,105 @@ pub enum Choice {
     },
 }
 
-/// Chooses a node for `task` (never one of `excluded`).
-pub fn choose(view: &View, usage: &Usage, task: &TaskEntry, needs: &TaskNeeds, excluded: &BTreeSet<String>) -> Choice {
-    let _ = task;
-    let r = &needs.reservation;
-    let mut reasons = BTreeMap::new();
-    let mut could_ever = false;
-    let empty = Used::default();
+/// The placement's view of the nodes in `view` that have an info record.
+pub fn cluster_view(view: &View) -> ClusterView {
+    let mut out = ClusterView::default();
     for (name, node) in &view.nodes {
-        let Some(info) = node.info.as_ref().map(|i| &i.record) else { continue };
-        let ports: Vec<String> = r.ports.iter().map(HostPort::to_string).collect();
-        let reserved = ports.iter().find(|p| info.reserved_ports.contains(p));
-        if r.cpu > info.cpu || r.memory_mib > info.memory_mib || reserved.is_some() {
-            reasons.insert(name.clone(), format!("node {name}: too small even empty"));
-            continue;
+        let Some(info) = &node.info else { continue };
+        let availability = match (&node.alive, &node.drain) {
+            (None, _) => Availability::Down,
+            (Some(_), Some(drain)) => Availability::Draining { reason: drain.record.reason.clone() },
+            (Some(_), None) => Availability::Ready,
+        };
+        let mut n = NodeView::new(capacity(&info.record), info.record.attributes.clone(), availability);
+        for (id, a) in view.assignments.get(name).into_iter().flatten() {
+            let group = view.tasks.get(id).and_then(|t| t.needs.as_ref().ok()).map(|n| n.request.group.as_str());
+            n.hold(&reservation(&a.record), group.unwrap_or(""));
         }
-        could_ever = true;
-        if excluded.contains(name) {
-            reasons.insert(name.clone(), format!("node {name}: handed the task back"));
-            continue;
-        }
-        if node.epoch().is_none() {
-            reasons.insert(name.clone(), format!("node {name}: not alive"));
-            continue;
-        }
-        if node.drain.is_some() {
-            reasons.insert(name.clone(), format!("node {name}: draining"));
-            continue;
-        }
-        let used = usage.nodes.get(name).unwrap_or(&empty);
-        if used.cpu.saturating_add(r.cpu) > info.cpu {
-            reasons.insert(
-                name.clone(),
-                format!("node {name}: cpu {} free, task needs {}", info.cpu - used.cpu.min(info.cpu), r.cpu),
-            );
-            continue;
-        }
-        if used.memory_mib.saturating_add(r.memory_mib) > info.memory_mib {
-            reasons.insert(
-                name.clone(),
-                format!(
-                    "node {name}: memory {} MiB free, task needs {}",
-                    info.memory_mib - used.memory_mib.min(info.memory_mib),
-                    r.memory_mib
-                ),
-            );
-            continue;
-        }
-        if let Some(p) = ports.iter().find(|p| used.ports.contains(*p)) {
-            reasons.insert(name.clone(), format!("node {name}: host port {p} taken"));
-            continue;
-        }
-        return Choice::Node(name.clone());
+        out.nodes.insert(name.clone(), n);
     }
-    if view.nodes.is_empty() || could_ever {
-        let reason =
-            if reasons.is_empty() { "no node is registered".to_string() } else { "no node has room now".to_string() };
-        Choice::Wait { reason, nodes: reasons }
-    } else {
-        Choice::Never { reason: "no registered node could hold it even empty".to_string(), nodes: reasons }
+    out
+}
+
+/// Chooses a node for a task with `needs` (never one of `excluded`, which are shown as
+/// having handed it back).
+pub fn choose(cluster: &mut ClusterView, needs: &TaskNeeds, excluded: &BTreeSet<String>, seed: u64) -> Choice {
+    // Left out by marking them down for this one decision: availability never makes a
+    // task "never", and their reason is rewritten below.
+    let mut saved = Vec::new();
+    for name in excluded {
+        if let Some(node) = cluster.nodes.get_mut(name) {
+            saved.push((name.clone(), std::mem::replace(&mut node.availability, Availability::Down)));
+        }
     }
+    let decision = place(cluster, &needs.request, seed);
+    for (name, availability) in saved {
+        if let Some(node) = cluster.nodes.get_mut(&name) {
+            node.availability = availability;
+        }
+    }
+    match decision {
+        Decision::Place(node) => Choice::Node(node),
+        Decision::Wait(refusals) => {
+            let reason = Decision::Wait(refusals.clone()).to_string();
+            let nodes = refusals
+                .into_iter()
+                .map(|r| {
+                    let text = if excluded.contains(&r.node) {
+                        format!("node {}: handed the task back", r.node)
+                    } else {
+                        r.to_string()
+                    };
+                    (r.node, text)
+                })
+                .collect();
+            Choice::Wait { reason, nodes }
+        }
+        Decision::Never(never) => {
+            let reason = Decision::Never(never.clone()).to_string();
+            let nodes = never.into_iter().map(|(node, e)| (node.clone(), format!("node {node}: {e}"))).collect();
+            Choice::Never { reason, nodes }
+        }
+    }
+}
+
+/// Records `request` placed on `node` in `cluster`, for the rest of the pass.
+pub fn apply(cluster: &mut ClusterView, node: &str, request: &Request) {
+    cluster.apply(node, request);
+}
+
+/// Whether `request` can never be placed on the registered nodes `nodes` (none registered:
+/// it can wait); the refusal's text when so.
+pub fn never(nodes: &BTreeMap<String, NodeInfo>, request: &Request) -> Option<String> {
+    let mut cluster = ClusterView::default();
+    for (name, info) in nodes {
+        cluster.nodes.insert(name.clone(), NodeView::new(capacity(info), info.attributes.clone(), Availability::Ready));
+    }
+    match place(&cluster, request, 0) {
+        decision @ Decision::Never(_) => Some(decision.to_string()),
+        _ => None,
+    }
+}
+
+fn capacity(info: &NodeInfo) -> HostCapacity {
+    HostCapacity {
+        cpu: info.cpu,
+        memory_mib: info.memory_mib,
+        reserved_ports: info.reserved_ports.iter().filter_map(|p| host_port(p)).collect(),
+    }
+}
+
+fn reservation(a: &Assignment) -> Reservation {
+    Reservation { cpu: a.cpu, memory_mib: a.memory_mib, ports: a.ports.iter().filter_map(|p| host_port(p)).collect() }
+}
+
+/// `8080/tcp` (or `8080`: tcp) as a host port; anything else is not one.
+pub fn host_port(text: &str) -> Option<HostPort> {
+    let (port, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return None,
+    };
+    Some(HostPort { port: port.parse().ok()?, protocol })
 }

@@ -36,9 +36,10 @@ pub mod view;
 pub mod write;
 
 use crate::keys::Keys;
+use crate::records::{NodeInfo, TaskRecord};
 use crate::store::{ClusterError, ClusterStore, EventKind, Leadership, LeaseId, Revision, WatchStream};
 use decide::{Action, Clocks, Rules};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -145,6 +146,19 @@ impl Scheduler {
         let runner = Runner { store, keys, node, epoch, stop: stop_rx, config, state: state_tx };
         let task = tokio::spawn(runner.run());
         SchedulerHandle { state, stop, task }
+    }
+}
+
+/// The scheduler's refusal of a task, decided before it is stored (the submit API may
+/// call it): `Err` with the reason when its definition or placement rules cannot be read,
+/// or when none of the registered `nodes` could hold it even empty. No node registered is
+/// not a refusal (the task waits). A task that passes may still be refused later if the
+/// nodes change before it is placed.
+pub fn check_submit(record: &TaskRecord, nodes: &BTreeMap<String, NodeInfo>) -> Result<(), String> {
+    let needs = view::needs_of(record)?;
+    match fit::never(nodes, &needs.request) {
+        Some(reason) => Err(reason),
+        None => Ok(()),
     }
 }
 

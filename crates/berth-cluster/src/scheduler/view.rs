@@ -11,6 +11,7 @@ use crate::records::{self, Assignment, Drain, NodeAlive, NodeInfo, Pending, Plac
 use crate::store::{EventKind, KeyValue, LeaseId, Revision, WatchEvent};
 use berth_model::admission::Reservation;
 use berth_model::input::{self, ParseOptions};
+use berth_model::placement::{Request, Rules};
 use std::collections::BTreeMap;
 
 /// A key as the view keeps it: the decoded record and the key's revisions and lease.
@@ -26,13 +27,13 @@ pub struct Entry<T> {
     pub lease: Option<LeaseId>,
 }
 
-/// What the scheduler reads of a task's definition.
+/// What the scheduler reads of a task record: the placement request (what it reserves by
+/// ECS's rules, its group for `distinctInstance` and spread: the definition's family, and
+/// its constraints and strategies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskNeeds {
-    /// What it reserves on a node (ECS's rules: `Reservation::of`).
-    pub reservation: Reservation,
-    /// Its group for `distinctInstance` and spread by task: the definition's family.
-    pub group: String,
+    /// The request the pure placement decides on.
+    pub request: Request,
 }
 
 /// A task as the view keeps it.
@@ -261,12 +262,19 @@ impl View {
 }
 
 /// The needs of a task record: its definition read by berth's own parser (the node that
-/// runs it reads it the same way).
+/// runs it reads it the same way), its constraints and strategies by the placement's.
 pub fn needs_of(record: &TaskRecord) -> Result<TaskNeeds, String> {
     let bytes = serde_json::to_vec(&record.definition).map_err(|e| format!("task definition: {e}"))?;
     let opts = ParseOptions { family: None, arn_random: 0 };
     let accepted = input::parse(&bytes, &opts).map_err(|rejected| rejected.to_string())?;
-    Ok(TaskNeeds { reservation: Reservation::of(&accepted.task), group: accepted.task.family })
+    let rules = Rules::from_parts(
+        record.constraints.iter().map(|c| (c.kind.as_str(), c.expression.as_deref())),
+        record.strategy.iter().map(|s| (s.kind.as_str(), s.field.as_deref())),
+    )
+    .map_err(|rejected| rejected.to_string().replacen("invalid task definition", "invalid placement", 1))?;
+    Ok(TaskNeeds {
+        request: Request { reservation: Reservation::of(&accepted.task), group: accepted.task.family, rules },
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> Option<T> {
