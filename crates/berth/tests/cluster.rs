@@ -5,13 +5,15 @@
 //! with SIGKILL: another leads and the tasks keep running; one etcd member stopped: the
 //! cluster goes on; a berth restarted within its lease restarts no container.
 //!
-//! Everything the test made is removed however it ends (a Drop guard): the daemons and
-//! etcd members are killed, and every container carrying the test's unique label removed.
+//! Everything the test made is removed however it ends (Drop guards): the daemons and the
+//! etcd members (`berth_testutils::etcd::EtcdCluster`) are killed, and every container
+//! carrying the test's unique label removed.
 
 mod support;
 
+use berth_testutils::etcd::EtcdCluster;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::{unix_request, wait_for};
@@ -22,14 +24,8 @@ const LEASE_TTL: &str = "6s";
 const NODE_MEMORY: u64 = 512;
 const TASK_MEMORY: u64 = 200;
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("addr").port()
-}
-
 /// What the test started, stopped and removed however it ends.
 struct Guard {
-    etcd: Vec<Option<Child>>,
     daemons: Vec<Option<Child>>,
     label: String,
     instances: Vec<PathBuf>,
@@ -37,7 +33,7 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        for child in self.daemons.iter_mut().chain(self.etcd.iter_mut()).flatten() {
+        for child in self.daemons.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -56,39 +52,6 @@ impl Drop for Guard {
             }
         }
     }
-}
-
-/// Three etcd members on loopback, data on /dev/shm (etcd 3.4 cannot skip fsync).
-fn start_etcd(dir: &Path, guard: &mut Guard) -> Vec<String> {
-    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let initial: Vec<String> = (0..3).map(|i| format!("m{i}=http://127.0.0.1:{}", peers[i])).collect();
-    for i in 0..3 {
-        let log = std::fs::File::create(dir.join(format!("etcd{i}.log"))).expect("etcd log");
-        let child = Command::new("etcd")
-            .args(["--name", &format!("m{i}")])
-            .arg("--data-dir")
-            .arg(dir.join(format!("etcd{i}")))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", clients[i])])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", clients[i])])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", peers[i])])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", peers[i])])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-token", &guard.label])
-            .args(["--heartbeat-interval", "100", "--election-timeout", "1000", "--pre-vote=true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("etcd (scripts/test-env.sh installs it)");
-        guard.etcd.push(Some(child));
-    }
-    let endpoints: Vec<String> = clients.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    wait_for("etcd is healthy", Duration::from_secs(30), || {
-        let out = Command::new("etcdctl").args(["--endpoints", &endpoints.join(","), "endpoint", "health"]).output();
-        out.ok().filter(|o| o.status.success()).map(|_| ())
-    });
-    endpoints
 }
 
 struct Cluster {
@@ -211,8 +174,11 @@ fn three_daemons_on_three_etcd_members_place_by_capacity_survive_the_leader_and_
     support::require_busybox();
     let dir = tempfile::Builder::new().prefix("berth-cluster-").tempdir_in("/dev/shm").expect("tempdir");
     let label = format!("it-{}-{}", std::process::id(), rand_suffix());
-    let mut guard = Guard { etcd: Vec::new(), daemons: Vec::new(), label: label.clone(), instances: Vec::new() };
-    let endpoints = start_etcd(dir.path(), &mut guard);
+    // Three members on loopback ports of their own, killed and removed on drop (after the
+    // daemons: the guard is dropped first).
+    let mut etcd = EtcdCluster::start(3);
+    let mut guard = Guard { daemons: Vec::new(), label: label.clone(), instances: Vec::new() };
+    let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| e.trim_start_matches("http://").to_string()).collect();
     let cluster = Cluster { dir: dir.path().to_path_buf(), endpoints, name: label.clone() };
     for i in 0..3 {
         std::fs::create_dir_all(cluster.data(i)).expect("data dir");
@@ -262,9 +228,7 @@ fn three_daemons_on_three_etcd_members_place_by_capacity_survive_the_leader_and_
     assert_ne!(placed[0].1, format!("n{dead}"), "placed on a live node");
 
     // One etcd member stopped: the cluster goes on.
-    let mut member = guard.etcd[0].take().expect("etcd member 0");
-    member.kill().expect("stop etcd member");
-    let _ = member.wait();
+    etcd.stop_member(0);
     let after_etcd = cluster.submit(survivor, &label, 100);
     wait_for("a task placed with two etcd members", Duration::from_secs(60), || {
         all_running(&cluster, survivor, std::slice::from_ref(&after_etcd))
