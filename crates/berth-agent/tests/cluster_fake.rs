@@ -64,9 +64,15 @@ async fn two_agents_place_by_capacity_and_report_status_through_any_api() {
     let n2 = node(&store, "n2").await;
 
     // Refused as on one host: a definition error and a placement error, each with its path.
-    let bad = n1.api.post("/v1/cluster/tasks", body("bad", 0, json!({})), None).await;
+    let no_image = json!({"family": "bad", "containerDefinitions": [{"name": "main", "memory": 64}]});
+    let bad = n1.api.post("/v1/cluster/tasks", no_image.to_string(), None).await;
     assert_eq!(bad.status, 400, "{}", bad.text);
     assert_eq!(bad.json()["Code"], "InvalidTask");
+    assert!(
+        bad.json()["Errors"][0]["Path"].as_str().is_some_and(|p| p.starts_with("containerDefinitions[0]")),
+        "{}",
+        bad.text
+    );
     let bad = n2
         .api
         .post(
@@ -92,9 +98,8 @@ async fn two_agents_place_by_capacity_and_report_status_through_any_api() {
     let mut ids = Vec::new();
     for k in 0..4 {
         let api = if k % 2 == 0 { &n1.api } else { &n2.api };
-        let answer = api
-            .post("/v1/cluster/tasks?clientToken=tok-".to_string() + &k.to_string(), body("web", 200, json!({})), None)
-            .await;
+        let answer =
+            api.post(&format!("/v1/cluster/tasks?clientToken=tok-{k}"), body("web", 200, json!({})), None).await;
         assert_eq!(answer.status, 201, "{}", answer.text);
         ids.push(answer.json()["Task"]["task"]["id"].as_str().expect("id").to_string());
     }
