@@ -1,6 +1,6 @@
 //! Cluster mode for real (issue 17): a three-member etcd on loopback ports of its own and
 //! three `berth daemon` processes (each its own data directory, node name and declared
-//! capacity, sharing the system Docker). Tasks submitted through different nodes are
+//! capacity, sharing the system Docker). Thirty tasks submitted through different nodes are
 //! placed by capacity and run; no node's capacity is exceeded; the leader agent killed
 //! with SIGKILL: another leads and the tasks keep running; one etcd member stopped: the
 //! cluster goes on; a berth restarted within its lease restarts no container.
@@ -20,9 +20,13 @@ use support::{unix_request, wait_for};
 
 /// The node lease's TTL the daemons run with (short, so the test is).
 const LEASE_TTL: &str = "6s";
-/// Each node's declared memory: two tasks of [`TASK_MEMORY`] fit, a third does not.
+/// Each node's declared memory: ten tasks of [`TASK_MEMORY`] fit, an eleventh does not.
 const NODE_MEMORY: u64 = 512;
-const TASK_MEMORY: u64 = 200;
+const TASK_MEMORY: u64 = 50;
+/// Tasks submitted first: the three nodes' memory holds exactly these.
+const TASKS: usize = 30;
+/// The tasks submitted later fit in what is left on a node (12 MiB).
+const SMALL_MEMORY: u64 = 8;
 
 /// What the test started, stopped and removed however it ends.
 struct Guard {
@@ -192,11 +196,11 @@ fn three_daemons_on_three_etcd_members_place_by_capacity_survive_the_leader_and_
         (alive == 3 && nodes["leader"].is_string()).then_some(())
     });
 
-    // Six tasks of 200 MiB through the three nodes in turn: each node (512 MiB) holds two.
-    let mut ids: Vec<String> = (0..6).map(|k| cluster.submit(k % 3, &label, TASK_MEMORY)).collect();
-    let placed = wait_for("six tasks RUNNING", Duration::from_secs(90), || all_running(&cluster, 1, &ids));
+    // Thirty tasks of 50 MiB through the three nodes in turn: each node (512 MiB) holds ten.
+    let mut ids: Vec<String> = (0..TASKS).map(|k| cluster.submit(k % 3, &label, TASK_MEMORY)).collect();
+    let placed = wait_for("thirty tasks RUNNING", Duration::from_secs(180), || all_running(&cluster, 1, &ids));
     for node in ["n0", "n1", "n2"] {
-        assert_eq!(placed.iter().filter(|(_, n)| n == node).count(), 2, "by capacity, two on {node}: {placed:?}");
+        assert_eq!(placed.iter().filter(|(_, n)| n == node).count(), 10, "by capacity, ten on {node}: {placed:?}");
     }
     let nodes = cluster.nodes(2).expect("nodes");
     for n in nodes["nodes"].as_array().expect("nodes") {
@@ -204,7 +208,7 @@ fn three_daemons_on_three_etcd_members_place_by_capacity_survive_the_leader_and_
         assert!(used <= NODE_MEMORY, "node {} over its memory: {used}", n["name"]);
     }
     let before = containers(&label);
-    assert_eq!(before.len(), 6, "one container per task: {before:?}");
+    assert_eq!(before.len(), TASKS, "one container per task: {before:?}");
 
     // The leader killed with SIGKILL: another takes over, the tasks keep running.
     let leader = nodes["leader"].as_str().expect("a leader").to_string();
@@ -220,7 +224,7 @@ fn three_daemons_on_three_etcd_members_place_by_capacity_survive_the_leader_and_
     assert_ne!(new_leader, leader);
     assert_eq!(containers(&label), before, "no container stopped or restarted when the leader died");
     // The new leader places: a small task submitted through a survivor runs on a survivor.
-    let small = cluster.submit(survivor, &label, 100);
+    let small = cluster.submit(survivor, &label, SMALL_MEMORY);
     ids.push(small.clone());
     let placed = wait_for("the new leader places a task", Duration::from_secs(60), || {
         all_running(&cluster, survivor, std::slice::from_ref(&small))
@@ -229,7 +233,7 @@ fn three_daemons_on_three_etcd_members_place_by_capacity_survive_the_leader_and_
 
     // One etcd member stopped: the cluster goes on.
     etcd.stop_member(0);
-    let after_etcd = cluster.submit(survivor, &label, 100);
+    let after_etcd = cluster.submit(survivor, &label, SMALL_MEMORY);
     wait_for("a task placed with two etcd members", Duration::from_secs(60), || {
         all_running(&cluster, survivor, std::slice::from_ref(&after_etcd))
     });
