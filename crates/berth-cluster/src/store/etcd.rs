@@ -18,11 +18,16 @@ use super::{
 };
 use async_trait::async_trait;
 use etcd_client as etcd;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Batches a watch may have in flight before it stops reading from etcd.
 const WATCH_BUFFER: usize = 16;
+/// A request that never left (its member's connection refused) is sent again this many
+/// times per endpoint: the balanced channel keeps picking members that are down now and then.
+const UNSENT_RETRIES_PER_ENDPOINT: usize = 3;
+const UNSENT_PAUSE: Duration = Duration::from_millis(20);
 /// HTTP/2 pings on idle connections: how often, and how long an answer may take.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,6 +43,10 @@ const UNAVAILABLE: i32 = 14;
 /// The cluster store on etcd. Cloning is cheap (the clients share their connections).
 #[derive(Clone)]
 pub struct EtcdStore {
+    inner: Arc<Clients>,
+}
+
+struct Clients {
     /// With the request timeout: every unary call.
     unary: etcd::Client,
     /// Without one: watches and campaigns, which last.
@@ -47,7 +56,7 @@ pub struct EtcdStore {
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdStore").field("endpoints", &self.endpoints).finish()
+        f.debug_struct("EtcdStore").field("endpoints", &self.inner.endpoints).finish()
     }
 }
 
@@ -86,6 +95,16 @@ fn map_err(e: etcd::Error, lease: Option<LeaseId>) -> ClusterError {
         }
         // Transport, I/O, a stream that broke: the outcome is unknown.
         other => ClusterError::Unavailable(format!("etcd: {other}")),
+    }
+}
+
+/// Whether the request never left: no connection to the member the channel picked (one that
+/// is down). Sending it again is safe whatever it was.
+fn not_sent(e: &etcd::Error) -> bool {
+    match e {
+        etcd::Error::GRpcStatus(status) => status.message().contains("tcp connect error"),
+        etcd::Error::TransportError(t) => t.to_string().contains("connect"),
+        _ => false,
     }
 }
 
@@ -157,12 +176,30 @@ impl EtcdStore {
             .await
             .map_err(|e| map_err(e, None))?;
         let streams = etcd::Client::connect(endpoints, Some(base())).await.map_err(|e| map_err(e, None))?;
-        Ok(EtcdStore { unary, streams, endpoints: endpoints.to_vec() })
+        Ok(EtcdStore { inner: Arc::new(Clients { unary, streams, endpoints: endpoints.to_vec() }) })
+    }
+
+    /// Runs `call` on `client`, again while it was not sent (see [`not_sent`]).
+    async fn call<T, F, Fut>(&self, client: &etcd::Client, mut call: F) -> Result<T, etcd::Error>
+    where
+        F: FnMut(etcd::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd::Error>>,
+    {
+        let mut left = UNSENT_RETRIES_PER_ENDPOINT * self.inner.endpoints.len();
+        loop {
+            match call(client.clone()).await {
+                Err(e) if left > 0 && not_sent(&e) => {
+                    left -= 1;
+                    tokio::time::sleep(UNSENT_PAUSE).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The endpoints it was given.
     pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
+        &self.inner.endpoints
     }
 
     /// Compacts etcd's history before `revision` (waiting until it is applied): lists and
@@ -170,14 +207,22 @@ impl EtcdStore {
     /// production etcd compacts itself (`--auto-compaction-retention`).
     pub async fn compact(&self, revision: Revision) -> Result<(), ClusterError> {
         let options = etcd::CompactionOptions::new().with_physical();
-        self.unary.clone().compact(revision, Some(options)).await.map_err(|e| map_err(e, None))?;
+        let compact = |mut c: etcd::Client| {
+            let options = options.clone();
+            async move { c.compact(revision, Some(options)).await }
+        };
+        self.call(&self.inner.unary, compact).await.map_err(|e| map_err(e, None))?;
         Ok(())
     }
 
     /// The current revision (one small read).
     pub async fn revision(&self) -> Result<Revision, ClusterError> {
         let options = etcd::GetOptions::new().with_keys_only().with_limit(1);
-        let resp = self.unary.clone().get("\0", Some(options)).await.map_err(|e| map_err(e, None))?;
+        let get = |mut c: etcd::Client| {
+            let options = options.clone();
+            async move { c.get("\0", Some(options)).await }
+        };
+        let resp = self.call(&self.inner.unary, get).await.map_err(|e| map_err(e, None))?;
         header_revision(resp.header())
     }
 }
@@ -186,7 +231,8 @@ impl EtcdStore {
 impl ClusterStore for EtcdStore {
     async fn grant(&self, ttl: Duration) -> Result<Lease, ClusterError> {
         let seconds = ttl.as_secs_f64().ceil().max(1.0) as i64;
-        let resp = self.unary.clone().lease_grant(seconds, None).await.map_err(|e| map_err(e, None))?;
+        let grant = |mut c: etcd::Client| async move { c.lease_grant(seconds, None).await };
+        let resp = self.call(&self.inner.unary, grant).await.map_err(|e| map_err(e, None))?;
         if !resp.error().is_empty() {
             return Err(ClusterError::Refused(format!("etcd: lease grant: {}", resp.error())));
         }
@@ -198,8 +244,9 @@ impl ClusterStore for EtcdStore {
         // of 0, a lease not found, into an error) but does not hand out the TTL: a second
         // keepalive on the same stream reads it. Both renew; the first was sent first, so a
         // caller's send time stays a lower bound of the server's.
+        let open = |mut c: etcd::Client| async move { c.lease_keep_alive(lease.0).await };
         let (mut keeper, mut answers) =
-            self.unary.clone().lease_keep_alive(lease.0).await.map_err(|e| map_err(e, Some(lease)))?;
+            self.call(&self.inner.unary, open).await.map_err(|e| map_err(e, Some(lease)))?;
         keeper.keep_alive().await.map_err(|e| map_err(e, Some(lease)))?;
         match answers.message().await.map_err(|e| map_err(e, Some(lease)))? {
             Some(answer) if answer.ttl() > 0 => Ok(Duration::from_secs(answer.ttl() as u64)),
@@ -209,14 +256,16 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), ClusterError> {
-        match self.unary.clone().lease_revoke(lease.0).await.map_err(|e| map_err(e, Some(lease))) {
+        let revoke = |mut c: etcd::Client| async move { c.lease_revoke(lease.0).await };
+        match self.call(&self.inner.unary, revoke).await.map_err(|e| map_err(e, Some(lease))) {
             Ok(_) | Err(ClusterError::LeaseNotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, ClusterError> {
-        let resp = self.unary.clone().get(key, None).await.map_err(|e| map_err(e, None))?;
+        let get = |mut c: etcd::Client| async move { c.get(key, None).await };
+        let resp = self.call(&self.inner.unary, get).await.map_err(|e| map_err(e, None))?;
         Ok(resp.kvs().first().map(key_value))
     }
 
@@ -225,7 +274,11 @@ impl ClusterStore for EtcdStore {
         if let Some(revision) = revision {
             options = options.with_revision(revision);
         }
-        let resp = self.unary.clone().get(prefix, Some(options)).await.map_err(|e| map_err(e, None))?;
+        let get = |mut c: etcd::Client| {
+            let options = options.clone();
+            async move { c.get(prefix, Some(options)).await }
+        };
+        let resp = self.call(&self.inner.unary, get).await.map_err(|e| map_err(e, None))?;
         // The header has the current revision; a read at a past one is as of that one.
         let at = match revision {
             Some(r) if r > 0 => r,
@@ -240,7 +293,11 @@ impl ClusterStore for EtcdStore {
             .when(txn.compares.iter().map(compare).collect::<Vec<_>>())
             .and_then(txn.success.iter().map(txn_op).collect::<Vec<_>>())
             .or_else(txn.failure.iter().map(txn_op).collect::<Vec<_>>());
-        let resp = self.unary.clone().txn(request).await.map_err(|e| map_err(e, lease))?;
+        let send = |mut c: etcd::Client| {
+            let request = request.clone();
+            async move { c.txn(request).await }
+        };
+        let resp = self.call(&self.inner.unary, send).await.map_err(|e| map_err(e, lease))?;
         let reads = resp
             .op_responses()
             .into_iter()
@@ -257,15 +314,22 @@ impl ClusterStore for EtcdStore {
         if start > 0 {
             options = options.with_start_revision(start);
         }
-        let stream = self.streams.clone().watch(prefix, Some(options)).await.map_err(|e| map_err(e, None))?;
+        let open = |mut c: etcd::Client| {
+            let options = options.clone();
+            async move { c.watch(prefix, Some(options)).await }
+        };
+        let stream = self.call(&self.inner.streams, open).await.map_err(|e| map_err(e, None))?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(forward_watch(stream, tx));
         Ok(WatchStream::new(rx))
     }
 
     async fn campaign(&self, election: &str, value: Vec<u8>, lease: LeaseId) -> Result<Leadership, ClusterError> {
-        let mut resp =
-            self.streams.clone().campaign(election, value, lease.0).await.map_err(|e| map_err(e, Some(lease)))?;
+        let campaign = |mut c: etcd::Client| {
+            let value = value.clone();
+            async move { c.campaign(election, value, lease.0).await }
+        };
+        let mut resp = self.call(&self.inner.streams, campaign).await.map_err(|e| map_err(e, Some(lease)))?;
         let leader = resp
             .take_leader()
             .ok_or_else(|| ClusterError::Unavailable("etcd: campaign answered without a leader key".into()))?;
@@ -293,7 +357,11 @@ impl ClusterStore for EtcdStore {
             .with_prefix()
             .with_sort(etcd::SortTarget::Create, etcd::SortOrder::Ascend)
             .with_limit(1);
-        let resp = self.unary.clone().get(format!("{election}/"), Some(options)).await.map_err(|e| map_err(e, None))?;
+        let get = |mut c: etcd::Client| {
+            let options = options.clone();
+            async move { c.get(format!("{election}/"), Some(options)).await }
+        };
+        let resp = self.call(&self.inner.unary, get).await.map_err(|e| map_err(e, None))?;
         Ok(resp.kvs().first().map(key_value))
     }
 }
