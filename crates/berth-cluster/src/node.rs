@@ -24,6 +24,12 @@
 //! the scheduler sees as the node going away. [`Node::leave`] revokes the lease at once (its
 //! `alive` key and every key under the lease go): for an operator taking the host out.
 //!
+//! An agent in cluster mode: [`Node::register`] first (it refuses a duplicate name before
+//! anything runs), then [`crate::runner::Runner::start`] and
+//! [`crate::status::StatusWriter::start`] with [`Node::liveness`]. At a clean stop:
+//! `Runner::stop`, the engine's shutdown (the status writer writes the last changes and
+//! ends by itself when the engine's change log ends), `StatusWriter::stop`, `Node::stop`.
+//!
 //! ```no_run
 //! # async fn example(store: std::sync::Arc<dyn berth_cluster::ClusterStore>) -> Result<(), Box<dyn std::error::Error>> {
 //! use berth_cluster::keys::Keys;

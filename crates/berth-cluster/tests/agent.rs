@@ -522,3 +522,30 @@ async fn status_writes_are_retried_while_the_store_is_unavailable() {
     agent.stop().await;
     engine.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_lost_lease_statuses_are_written_under_the_new_epoch() {
+    let store = Counting::new();
+    let fake = fake();
+    let engine = engine(&fake, EngineConfig::default()).await;
+    let node = register(&store, "n1", None).await;
+    let old = node.epoch().expect("registered");
+    let agent = start_agent(&store, node, &engine, RunnerConfig::new("n1"));
+    assign(&store, "n1", "t1", busybox("t1"), Desired::Running).await;
+    eventually("t1 RUNNING", async || status(&store, "t1", "n1").await.is_some_and(|s| s.status == "RUNNING")).await;
+    assert_eq!(status(&store, "t1", "n1").await.map(|s| s.epoch), Some(old));
+
+    store.inner.advance(TTL + Duration::from_secs(1));
+    eventually("a new epoch", async || agent.node.epoch().is_some_and(|e| e != old)).await;
+    let new = agent.node.epoch().expect("registered again");
+    // The unleased assignment stays: the task keeps running, nothing restarted.
+    assert!(engine.task(&task_arn(CLUSTER, "t1")).await.expect("engine").is_some());
+    assert_eq!(fake.calls(DockerOp::StartContainer), 1);
+    engine.stop_task(&task_arn(CLUSTER, "t1")).await.expect("stop");
+    eventually("t1 STOPPED under the new epoch", async || {
+        status(&store, "t1", "n1").await.is_some_and(|s| s.status == "STOPPED" && s.epoch == new)
+    })
+    .await;
+    agent.stop().await;
+    engine.shutdown().await.expect("shutdown");
+}
