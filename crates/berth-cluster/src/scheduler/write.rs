@@ -201,7 +201,7 @@ mod tests {
         let actions: Vec<Action> = (0..200).map(place).collect();
         let chunks = chunks(&actions, 100);
         assert!(
-            chunks.iter().all(|c| 1 + c.len() * 2 <= MAX_TXN_OPS),
+            chunks.iter().all(|c| c.len() * 2 < MAX_TXN_OPS),
             "{:?}",
             chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
         );
