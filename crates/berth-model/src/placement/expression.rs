@@ -29,7 +29,7 @@ pub const MAX_EXPRESSION_CHARS: usize = 2000;
 /// Deepest nesting of parentheses and `not`.
 const MAX_DEPTH: usize = 32;
 /// Longest attribute name, in characters (ECS's limit).
-const MAX_NAME_CHARS: usize = 128;
+pub(crate) const MAX_NAME_CHARS: usize = 128;
 
 /// A parsed `memberOf` expression.
 #[derive(Debug, Clone, PartialEq, Eq)]

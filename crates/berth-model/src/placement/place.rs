@@ -186,11 +186,13 @@ pub fn unfit(name: &str, node: &NodeView, request: &Request) -> Vec<Unfit> {
             _ => {}
         }
     }
+    // A node already over its capacity (it shrank under existing assignments) takes
+    // nothing, not even a task that reserves 0.
     let r = &request.reservation;
-    if r.cpu > node.free_cpu() {
+    if node.used.cpu.saturating_add(r.cpu) > node.capacity.cpu {
         why.push(Unfit::Cpu { free: node.free_cpu(), needed: r.cpu });
     }
-    if r.memory_mib > node.free_memory_mib() {
+    if node.used.memory_mib.saturating_add(r.memory_mib) > node.capacity.memory_mib {
         why.push(Unfit::Memory { free: node.free_memory_mib(), needed: r.memory_mib });
     }
     for &p in &r.ports {

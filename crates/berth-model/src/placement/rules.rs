@@ -13,7 +13,7 @@
 //! The objects are small and a misspelled key would silently change where a task runs, so
 //! an unknown key is an error here (elsewhere in berth's input it is a warning).
 
-use super::expression::{Expr, MAX_EXPRESSION_CHARS};
+use super::expression::{Expr, MAX_NAME_CHARS};
 use crate::input::Rejected;
 use crate::input::reader::{Field, Obj, Sink};
 use serde_json::Value;
@@ -198,7 +198,7 @@ fn strategy(path: &str, kind: &str, field: Option<&str>, s: &mut Sink) -> Option
         ("spread", Some(f)) if f.starts_with("attribute:") => {
             let name = &f["attribute:".len()..];
             let ok = !name.is_empty()
-                && name.len() <= MAX_EXPRESSION_CHARS
+                && name.len() <= MAX_NAME_CHARS
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '\\'));
             if ok {
                 Some(Strategy::Spread(SpreadBy::Attribute(name.to_string())))
