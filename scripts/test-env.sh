@@ -5,7 +5,11 @@
 #   3. a registry without auth on 127.0.0.1:51670 that serves `busybox:latest`;
 #   4. a registry with basic auth (htpasswd, bcrypt) on 127.0.0.1:51671 that serves
 #      `busybox:latest` to the test users listed below, which are also written, for the
-#      tests, to /var/lib/berth-test/registry-51671/users.json.
+#      tests, to /var/lib/berth-test/registry-51671/users.json;
+#   5. etcd 3.4 (Debian's etcd-server, and etcd-client for etcdctl) for the cluster tests,
+#      which start their own members on loopback ports of their own (never 2379/2380), and
+#      protoc (protobuf-compiler), which the etcd-client crate's build needs. The package's
+#      own etcd service is kept from starting.
 # Idempotent: what is ready already is left alone. Safe beside tests of another checkout
 # that use the same daemon: it removes no image or container it did not make, and never
 # restarts a daemon or a registry that answers.
@@ -126,6 +130,60 @@ flock -w 600 9 || die "another test-env.sh held $LOCK_FILE for 10 minutes"
 command -v curl >/dev/null || apt_install curl
 # scripts/otel-ecs-detector.sh makes a Python virtual environment (pip from PyPI).
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3 python3-venv
+
+# ---- 5. etcd and protoc (first: the build needs protoc) -----------------------------
+ETCD_PACKAGES=(etcd-server etcd-client protobuf-compiler)
+POLICY_RC=/usr/sbin/policy-rc.d
+
+# Stops an etcd that the package started on the default client port 2379 (tests never use
+# it); only a process whose executable is /usr/bin/etcd is stopped.
+stop_default_etcd() {
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+  local pid
+  for pid in $(ss -Hltnp 'sport = :2379' 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == /usr/bin/etcd ]]; then
+      kill "$pid" 2>/dev/null || true
+      say "stopped the default etcd (pid $pid) the package started on port 2379"
+    fi
+  done
+}
+
+install_etcd() {
+  local missing=() package
+  for package in "${ETCD_PACKAGES[@]}"; do
+    package_installed "$package" || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    say "etcd-server, etcd-client and protobuf-compiler installed"
+    return
+  fi
+  # Keep the package's service from starting while it installs (invoke-rc.d asks
+  # policy-rc.d; 101 = "action not allowed"). A policy-rc.d already there is put back after.
+  local saved=
+  if [[ -e $POLICY_RC ]]; then
+    saved=$(mktemp)
+    cp -p "$POLICY_RC" "$saved"
+  fi
+  printf '%s\n' '#!/bin/sh' '# Written by berth scripts/test-env.sh while it installs etcd.' 'exit 101' >"$POLICY_RC"
+  chmod 0755 "$POLICY_RC"
+  local status=0
+  apt_install "${missing[@]}" || status=$?
+  if [[ -n $saved ]]; then
+    mv -f "$saved" "$POLICY_RC"
+  else
+    rm -f "$POLICY_RC"
+  fi
+  ((status == 0)) || die "apt-get install ${missing[*]} failed (exit $status)"
+  stop_default_etcd
+  say "installed ${missing[*]}"
+}
+
+install_etcd
+[[ -x /usr/bin/etcd ]] || die "/usr/bin/etcd is missing after installing etcd-server"
+command -v protoc >/dev/null || die "protoc is missing after installing protobuf-compiler"
+say "$(/usr/bin/etcd --version | head -1), $(protoc --version)"
 
 # ---- 1. Docker daemon --------------------------------------------------------------
 docker_answers() { timeout 20 docker info >/dev/null 2>&1; }

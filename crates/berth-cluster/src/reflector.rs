@@ -92,7 +92,7 @@ fn lock(cache: &Mutex<Snapshot>) -> MutexGuard<'_, Snapshot> {
 
 impl Reflector {
     /// Starts reflecting `prefix` of `store`; the events come on the receiver (the reflector
-    /// waits when its consumer is [`CHANNEL`] events behind, and stops when the receiver is
+    /// waits when its consumer is 256 events behind, and stops when the receiver is
     /// dropped).
     pub fn start(
         store: Arc<dyn ClusterStore>,

@@ -19,11 +19,13 @@
 //!   [`FakeDocker::cut_event_streams`], [`FakeDocker::set_unreachable`]) and counters
 //!   per operation ([`Op`]) and target.
 //!
-//! [`real`] holds what the tests against the real daemon share.
+//! [`real`] holds what the tests against the real daemon share; [`etcd`] starts real etcd
+//! members on loopback ([`etcd::EtcdCluster`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod behaviour;
+pub mod etcd;
 mod events;
 mod fake;
 mod fault;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::store::{ClusterStore, CmpOp, Compare, EventKind, Op, Target, Txn};
+use std::collections::BTreeMap;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -400,4 +401,96 @@ async fn fail_next_after_applying_loses_the_answer_not_the_write() {
     assert!(store.get("/a").await.expect("get").is_some(), "the write happened");
     // Retrying the guarded write is safe: its compare now fails.
     assert!(!store.txn(txn).await.expect("retry").succeeded);
+}
+
+/// What a random schedule does to the store.
+#[derive(Debug, Clone)]
+enum Step {
+    Put(u8, u8),
+    PutLeased(u8, u8, u64),
+    Delete(u8),
+    /// Compact this many revisions behind the current one.
+    Compact(i64),
+    Advance(u64),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u8..5, any::<u8>()).prop_map(|(k, v)| Step::Put(k, v)),
+        2 => (0u8..5, any::<u8>(), 1u64..4).prop_map(|(k, v, ttl)| Step::PutLeased(k, v, ttl)),
+        2 => (0u8..5).prop_map(Step::Delete),
+        1 => (0i64..6).prop_map(Step::Compact),
+        1 => (0u64..3).prop_map(Step::Advance),
+    ]
+}
+
+type Values = BTreeMap<String, Vec<u8>>;
+
+fn values(kvs: &[KeyValue]) -> Values {
+    kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect()
+}
+
+/// Runs `steps`, keeping what each revision listed when it was current; then every revision
+/// since the compact revision must list the same, and a watch from the compact revision
+/// replayed on its listing must give the current one.
+async fn history_holds(steps: Vec<Step>) {
+    let store = MemoryStore::new();
+    let mut then: BTreeMap<Revision, Values> = BTreeMap::from([(1, Values::new())]);
+    for step in steps {
+        match step {
+            Step::Put(k, v) => {
+                put(&store, &format!("/h/{k}"), &v.to_string()).await;
+            }
+            Step::PutLeased(k, v, ttl) => {
+                let lease = store.grant(Duration::from_secs(ttl)).await.expect("grant").id;
+                put_leased(&store, &format!("/h/{k}"), &v.to_string(), lease).await;
+            }
+            Step::Delete(k) => {
+                delete(&store, &format!("/h/{k}")).await;
+            }
+            Step::Compact(back) => {
+                let at = store.revision() - back;
+                if at > store.compact_revision() {
+                    store.compact(at).expect("compact");
+                }
+            }
+            Step::Advance(secs) => store.advance(Duration::from_secs(secs)),
+        }
+        let now = store.list("/h/", None).await.expect("list");
+        then.insert(now.revision, values(&now.kvs));
+    }
+    let current = store.revision();
+    let from = store.compact_revision().max(1);
+    // Revisions no step ended at (a lease expiry of several leases) are skipped.
+    for (rev, expected) in then.range(from..=current) {
+        let listing = store.list("/h/", Some(*rev)).await.expect("list at a kept revision");
+        assert_eq!(&values(&listing.kvs), expected, "revision {rev}");
+    }
+    let mut replayed = values(&store.list("/h/", Some(from)).await.expect("list at the compact revision").kvs);
+    if current > from {
+        let mut watch = store.watch("/h/", from + 1).await.expect("watch");
+        let mut last = from;
+        while last < current {
+            let batch = next_batch(&mut watch).await;
+            for e in batch.events {
+                assert!(e.kv.mod_revision >= last, "events in revision order");
+                last = e.kv.mod_revision;
+                match e.kind {
+                    EventKind::Put => replayed.insert(e.kv.key, e.kv.value),
+                    EventKind::Delete => replayed.remove(&e.kv.key),
+                };
+            }
+        }
+    }
+    assert_eq!(replayed, then[&current], "the watch replayed on the compact revision's listing gives the current one");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    #[test]
+    fn past_revisions_list_what_they_listed_then_and_watches_replay_to_now(steps in proptest::collection::vec(step(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(history_holds(steps));
+    }
 }

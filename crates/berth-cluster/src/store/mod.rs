@@ -9,8 +9,10 @@
 //! end with [`ClusterError::Compacted`] when that revision was compacted away; an election
 //! whose leader key's create revision proves leadership inside a transaction.
 
+pub mod etcd;
 pub mod memory;
 
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;
