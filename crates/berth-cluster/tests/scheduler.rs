@@ -474,13 +474,25 @@ fn a_deposed_leader_hands_over_and_exclusive_tasks_follow_their_node_lease() {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Submit { cpu: u64, memory: u64, port: Option<u16>, partition: u8 },
+    Submit {
+        cpu: u64,
+        memory: u64,
+        port: Option<u16>,
+        partition: u8,
+    },
     Stop(usize),
     HandBack(usize),
     Join(usize),
-    Leave { node: usize, expire: bool },
+    Leave {
+        node: usize,
+        expire: bool,
+    },
     Depose(usize),
     Compact,
+    /// The store answers nothing for a while (watches end, writes fail).
+    Outage,
+    /// The next writes are applied but their answers lost.
+    LoseAnswers(u32),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -494,6 +506,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..4, any::<bool>()).prop_map(|(node, expire)| Step::Leave { node, expire }),
         1 => (0usize..3).prop_map(Step::Depose),
         1 => Just(Step::Compact),
+        1 => Just(Step::Outage),
+        1 => (1u32..4).prop_map(Step::LoseAnswers),
     ]
 }
 
@@ -529,6 +543,20 @@ proptest! {
                     }
                     Step::Leave { node, expire } => c.leave(&format!("n{node}"), *expire).await,
                     Step::Depose(k) => c.depose(k % c.schedulers.len()).await,
+                    Step::Outage => {
+                        // A submit the schedulers only learn of after the outage.
+                        c.submit(128, 128, None, PartitionPolicy::Replace).await;
+                        c.store.set_unavailable(true);
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        c.store.set_unavailable(false);
+                    }
+                    Step::LoseAnswers(n) => {
+                        c.submit(128, 128, None, PartitionPolicy::Keep).await;
+                        c.submit(128, 128, Some(8000), PartitionPolicy::Exclusive).await;
+                        c.store.fail_next_after_applying(*n);
+                        c.quiet().await;
+                        c.store.fail_next_after_applying(0); // the test's own writes must land
+                    }
                     Step::Compact => {
                         // A write the schedulers have not read yet, compacted away at once:
                         // the leader's watch is behind the compaction and must list again.

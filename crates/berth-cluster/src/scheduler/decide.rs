@@ -354,3 +354,212 @@ pub fn handed_back_by(view: &View, id: &str) -> BTreeSet<String> {
 fn wake(at: &mut Option<Instant>, due: Instant) {
     *at = Some(at.map_or(due, |a| a.min(due)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keys;
+    use crate::records::{NodeAlive, NodeInfo, StatusRecord, encode};
+    use crate::store::KeyValue;
+
+    const RULES: Rules = Rules { forget_after: Duration::from_secs(60), reassign_delay: Duration::from_secs(5) };
+
+    /// A view built key by key, each key written at the next revision.
+    struct Build {
+        keys: Keys,
+        kvs: Vec<KeyValue>,
+    }
+
+    impl Build {
+        fn new() -> Build {
+            Build { keys: Keys::new("c").expect("name"), kvs: Vec::new() }
+        }
+        fn put<T: serde::Serialize>(&mut self, key: String, record: &T, lease: Option<LeaseId>) -> &mut Build {
+            let revision = self.kvs.len() as i64 + 2;
+            self.kvs.push(KeyValue {
+                key,
+                value: encode(record),
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+                lease,
+            });
+            self
+        }
+        fn node(&mut self, name: &str, alive: bool) -> &mut Build {
+            let info = NodeInfo {
+                cpu: 1024,
+                memory_mib: 1024,
+                reserved_ports: vec![],
+                attributes: BTreeMap::new(),
+                version: "t".into(),
+            };
+            self.put(self.keys.node_info(name), &info, None);
+            if alive {
+                let lease = LeaseId(7);
+                let rec = NodeAlive { epoch: lease, started_at: chrono::Utc::now(), address: None };
+                self.put(self.keys.node_alive(name), &rec, Some(lease));
+            }
+            self
+        }
+        fn task(&mut self, id: &str, desired: Desired, partition: PartitionPolicy) -> &mut Build {
+            let record = TaskRecord {
+                id: id.into(),
+                definition: serde_json::json!({"family": "f", "containerDefinitions": [{"name": "c", "image": "busybox", "cpu": 256, "memory": 256}]}),
+                desired,
+                partition,
+                constraints: vec![],
+                strategy: vec![],
+                client_token: None,
+                submitted_via: "n".into(),
+                submitted_at: chrono::Utc::now(),
+            };
+            self.put(self.keys.task(id), &record, None)
+        }
+        fn placed(&mut self, id: &str, node: &str, task_revision: Revision) -> &mut Build {
+            let p = Placement { node: node.into(), epoch: LeaseId(7), generation: 1 };
+            self.put(self.keys.placement(id), &p, None);
+            let a = Assignment {
+                task: id.into(),
+                generation: 1,
+                epoch: LeaseId(7),
+                task_revision,
+                cpu: 256,
+                memory_mib: 256,
+                ports: vec![],
+            };
+            self.put(self.keys.assignment(node, id), &a, None)
+        }
+        fn status(&mut self, id: &str, node: &str, status: &str) -> &mut Build {
+            let s = StatusRecord {
+                epoch: LeaseId(7),
+                seq: 1,
+                status: status.into(),
+                reason: None,
+                containers: vec![],
+                updated_at: chrono::Utc::now(),
+            };
+            self.put(self.keys.status(id, node), &s, None)
+        }
+        fn view(&self) -> View {
+            let revision = self.kvs.len() as i64 + 1;
+            View::from_listing(self.keys.root(), &self.kvs, revision)
+        }
+    }
+
+    fn kinds(d: &Decisions) -> Vec<&'static str> {
+        d.actions
+            .iter()
+            .map(|a| match a {
+                Action::Place { .. } => "place",
+                Action::Note { .. } => "note",
+                Action::Release { .. } => "release",
+                Action::Notify { .. } => "notify",
+                Action::MarkStopped { .. } => "mark-stopped",
+                Action::Forget { .. } => "forget",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stop_reaches_the_node_through_its_assignment_then_is_released_once_reported() {
+        let now = Instant::now();
+        let mut b = Build::new();
+        b.node("a", true).task("t", Desired::Running, PartitionPolicy::Keep);
+        let task_revision = b.kvs.len() as i64 + 1;
+        b.placed("t", "a", task_revision).task("t", Desired::Stopped, PartitionPolicy::Keep);
+        let d = decide(&b.view(), &Clocks::default(), RULES, now);
+        assert_eq!(kinds(&d), ["notify"], "the assignment is rewritten with the stopped revision");
+        b.status("t", "a", "STOPPED");
+        let d = decide(&b.view(), &Clocks::default(), RULES, now);
+        assert_eq!(kinds(&d), ["release"]);
+        assert!(matches!(&d.actions[0], Action::Release { with_assignment: true, .. }));
+    }
+
+    #[test]
+    fn a_task_that_stopped_by_itself_becomes_desired_stopped() {
+        let mut b = Build::new();
+        b.node("a", true).task("t", Desired::Running, PartitionPolicy::Keep);
+        let task_revision = b.kvs.len() as i64 + 1;
+        b.placed("t", "a", task_revision).status("t", "a", "STOPPED");
+        let d = decide(&b.view(), &Clocks::default(), RULES, Instant::now());
+        assert_eq!(kinds(&d), ["mark-stopped"]);
+    }
+
+    #[test]
+    fn a_stopped_task_is_forgotten_after_the_delay_with_its_statuses() {
+        let now = Instant::now();
+        let mut b = Build::new();
+        b.node("a", true).task("t", Desired::Stopped, PartitionPolicy::Keep).status("t", "a", "STOPPED");
+        let view = b.view();
+        let mut clocks = Clocks::default();
+        clocks.observe(&view, now);
+        let d = decide(&view, &clocks, RULES, now);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.wake_at, Some(now + RULES.forget_after));
+        let d = decide(&view, &clocks, RULES, now + RULES.forget_after);
+        assert_eq!(d.actions.len(), 1);
+        assert!(matches!(&d.actions[0], Action::Forget { status_nodes, .. } if status_nodes == &["a".to_string()]));
+    }
+
+    #[test]
+    fn a_keep_task_on_a_gone_node_is_left_alone() {
+        let mut b = Build::new();
+        b.node("a", false).node("b", true).task("t", Desired::Running, PartitionPolicy::Keep);
+        let task_revision = b.kvs.len() as i64 + 1;
+        b.placed("t", "a", task_revision).task("t", Desired::Stopped, PartitionPolicy::Keep);
+        let d = decide(&b.view(), &Clocks::default(), RULES, Instant::now());
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+
+    #[test]
+    fn a_lost_placement_waits_the_reassign_delay() {
+        let now = Instant::now();
+        let mut b = Build::new();
+        b.node("a", true).task("t", Desired::Running, PartitionPolicy::Exclusive);
+        let view = b.view();
+        let mut clocks = Clocks::default();
+        clocks.lost_at.insert("t".into(), now);
+        let d = decide(&view, &clocks, RULES, now);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.wake_at, Some(now + RULES.reassign_delay));
+        let d = decide(&view, &clocks, RULES, now + RULES.reassign_delay);
+        assert_eq!(kinds(&d), ["place"]);
+        assert!(
+            matches!(&d.actions[0], Action::Place { lease: Some(LeaseId(7)), .. }),
+            "exclusive: under the node's lease"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_final_for_its_revision_and_written_once() {
+        let mut b = Build::new();
+        b.node("a", true);
+        let mut t = TaskRecord {
+            id: "big".into(),
+            definition: serde_json::json!({"family": "f", "containerDefinitions": [{"name": "c", "image": "busybox", "cpu": 4096, "memory": 256}]}),
+            desired: Desired::Running,
+            partition: PartitionPolicy::Keep,
+            constraints: vec![],
+            strategy: vec![],
+            client_token: None,
+            submitted_via: "n".into(),
+            submitted_at: chrono::Utc::now(),
+        };
+        b.put(b.keys.task("big"), &t, None);
+        let d = decide(&b.view(), &Clocks::default(), RULES, Instant::now());
+        let Some(Action::Note { pending, task_revision, .. }) = d.actions.first() else { panic!("{:?}", d.actions) };
+        assert_eq!(pending.state, PendingState::Failed);
+        assert!(pending.reason.contains("even empty"), "{}", pending.reason);
+        let pending = Pending { task_revision: *task_revision, ..pending.clone() };
+        b.put(b.keys.pending("big"), &pending, None);
+        assert!(decide(&b.view(), &Clocks::default(), RULES, Instant::now()).actions.is_empty());
+        // Unreadable placement rules are refused too, naming the path.
+        t.constraints =
+            vec![crate::records::PlacementConstraint { kind: "memberOf".into(), expression: Some("((".into()) }];
+        b.put(b.keys.task("big"), &t, None);
+        let d = decide(&b.view(), &Clocks::default(), RULES, Instant::now());
+        let Some(Action::Note { pending, .. }) = d.actions.first() else { panic!("{:?}", d.actions) };
+        assert!(pending.reason.contains("placementConstraints[0]"), "{}", pending.reason);
+    }
+}

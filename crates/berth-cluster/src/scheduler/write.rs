@@ -144,3 +144,67 @@ pub async fn write<S: ClusterStore + ?Sized>(
         _ => Ok(Outcome::NotLeader),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Pending;
+    use crate::records::PendingState;
+    use crate::store::MemoryStore;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_deposed_leaders_write_fails_and_says_so() {
+        let store = MemoryStore::new();
+        let keys = Keys::new("c").expect("name");
+        store
+            .txn(Txn { compares: vec![], success: vec![Op::put(keys.task("t"), b"{}".to_vec())], failure: vec![] })
+            .await
+            .expect("put");
+        let task_revision = store.revision();
+        let lease = store.grant(Duration::from_secs(5)).await.expect("grant").id;
+        let leadership = store.campaign(&keys.election(), b"a".to_vec(), lease).await.expect("leads");
+        let note = Action::Note {
+            task: "t".into(),
+            task_revision,
+            pending: Pending {
+                state: PendingState::Waiting,
+                reason: "r".into(),
+                nodes: Default::default(),
+                task_revision,
+            },
+        };
+        assert!(matches!(
+            write(&store, &keys, &leadership, std::slice::from_ref(&note)).await,
+            Ok(Outcome::Applied(_))
+        ));
+        // A stale view: the compare on the task fails, leadership holds.
+        let mut stale = note.clone();
+        if let Action::Note { task_revision, .. } = &mut stale {
+            *task_revision -= 1;
+        }
+        assert!(matches!(write(&store, &keys, &leadership, &[stale]).await, Ok(Outcome::Stale(_))));
+        store.revoke(lease).await.expect("revoke");
+        let before = store.revision();
+        assert_eq!(write(&store, &keys, &leadership, &[note]).await, Ok(Outcome::NotLeader));
+        assert_eq!(store.revision(), before, "nothing written");
+    }
+
+    #[test]
+    fn chunks_stay_within_etcds_limits() {
+        let place = |i: usize| Action::Release {
+            task: format!("t{i}"),
+            node: "n".into(),
+            placement_revision: 1,
+            with_assignment: true,
+        };
+        let actions: Vec<Action> = (0..200).map(place).collect();
+        let chunks = chunks(&actions, 100);
+        assert!(
+            chunks.iter().all(|c| c.len() * 2 < MAX_TXN_OPS),
+            "{:?}",
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 200);
+    }
+}
