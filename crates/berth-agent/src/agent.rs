@@ -4,6 +4,7 @@
 
 use crate::api::access::{Followers, Policy};
 use crate::api::{Access, ApiState, router};
+use crate::cluster::{ClusterMember, ClusterStartError};
 use crate::config::{AgentConfig, ConfigError};
 use crate::docker::MeteredDocker;
 use crate::images::{self, ImageLedger, LedgerError};
@@ -48,6 +49,9 @@ pub enum AgentError {
     /// The image ledger cannot be read.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Cluster mode could not start (etcd unreachable, the node name held elsewhere).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterStartError),
     /// A file of the data directory could not be set up.
     #[error("{path}: {source}")]
     File {
@@ -68,6 +72,7 @@ pub struct Agent {
     tcp: Option<SocketAddr>,
     token: Option<String>,
     metadata_endpoint: Option<MetadataEndpoint>,
+    cluster: Option<ClusterMember>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -84,6 +89,17 @@ impl Agent {
     /// Start: open the data directory and its state, resume every task, then listen. Docker
     /// need not answer yet: Docker calls wait until it does, then the state is reconciled.
     pub async fn start(config: &AgentConfig, docker: Arc<dyn DockerClient>) -> Result<Agent, AgentError> {
+        Agent::start_with_store(config, docker, None).await
+    }
+
+    /// [`Agent::start`], in cluster mode on `store` when given (tests: the in-memory
+    /// store); without one, cluster mode connects to the etcd members of
+    /// `config.cluster_store`, and without those there is no cluster.
+    pub async fn start_with_store(
+        config: &AgentConfig,
+        docker: Arc<dyn DockerClient>,
+        store: Option<Arc<dyn berth_cluster::ClusterStore>>,
+    ) -> Result<Agent, AgentError> {
         config.check_tcp()?;
         let data_dir = &config.data_dir;
         // Before anything is made in it: not a link, this user's, closed to others' writes.
@@ -115,6 +131,23 @@ impl Agent {
             .start()
             .await?;
         let instance = engine.instance_id().to_string();
+        let cluster = match cluster_store(config, store).await {
+            Ok(Some(store)) => {
+                let address = config.tcp.map(|a| a.to_string());
+                match ClusterMember::start(config, store, engine.clone(), address).await {
+                    Ok(member) => Some(member),
+                    Err(e) => {
+                        engine.shutdown().await?;
+                        return Err(e.into());
+                    }
+                }
+            }
+            Ok(None) => None,
+            Err(e) => {
+                engine.shutdown().await?;
+                return Err(e.into());
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(ApiState {
             engine: engine.clone(),
@@ -124,6 +157,7 @@ impl Agent {
             cluster: config.cluster.clone(),
             instance,
             host_policy: config.host.clone(),
+            cluster_client: cluster.as_ref().map(|c| c.client().clone()),
             shutdown: shutdown_rx.clone(),
         });
         let mut servers = Vec::new();
@@ -177,7 +211,7 @@ impl Agent {
         }
         let cleanup =
             tokio::spawn(images::cleanup_loop(docker, ledger, config.image_cleanup.clone(), metrics, shutdown_rx));
-        Ok(Agent { engine, shutdown, servers, cleanup, socket, tcp, token, metadata_endpoint })
+        Ok(Agent { engine, shutdown, servers, cleanup, socket, tcp, token, metadata_endpoint, cluster })
     }
 
     /// The unix socket the API listens on.
@@ -202,6 +236,11 @@ impl Agent {
         self.token.as_deref()
     }
 
+    /// This agent's membership of the cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&ClusterMember> {
+        self.cluster.as_ref()
+    }
+
     /// The engine.
     pub fn engine(&self) -> &EngineHandle {
         &self.engine
@@ -221,7 +260,13 @@ impl Agent {
     /// (10 s), and never keeps the engine from its shutdown. An error says the engine had
     /// stopped because of a failure before.
     pub async fn shutdown(self) -> Result<(), AgentError> {
-        let Agent { engine, shutdown, servers, cleanup, socket, .. } = self;
+        let Agent { engine, shutdown, servers, cleanup, socket, cluster, .. } = self;
+        // The cluster first: the scheduler resigns (another leads at once), the runner and
+        // the status writer stop; the lease is left to expire, so a restart within its TTL
+        // keeps every task where it is.
+        if let Some(cluster) = cluster {
+            cluster.stop().await;
+        }
         // Calls decided from now on wait for the next start; commits go on, so the API
         // calls in flight get their answers.
         engine.begin_shutdown().await;
@@ -247,3 +292,25 @@ impl Agent {
         Ok(())
     }
 }
+
+/// The store of cluster mode: the one given, else the etcd members of the settings, else
+/// none (one host).
+async fn cluster_store(
+    config: &AgentConfig,
+    given: Option<Arc<dyn berth_cluster::ClusterStore>>,
+) -> Result<Option<Arc<dyn berth_cluster::ClusterStore>>, ClusterStartError> {
+    if let Some(store) = given {
+        return Ok(Some(store));
+    }
+    if config.cluster_store.is_empty() {
+        return Ok(None);
+    }
+    let store = berth_cluster::store::etcd::EtcdStore::connect(&config.cluster_store, ETCD_REQUEST_TIMEOUT)
+        .await
+        .map_err(|source| ClusterStartError::Store { endpoints: config.cluster_store.join(","), source })?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// How long one etcd request may take before it counts as unavailable (and is retried
+/// where that is safe).
+const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -273,6 +273,7 @@ fn flags_override_env() {
         tcp: Some("0.0.0.0:8000".into()),
         log_format: Some(LogFormat::Human),
         log_level: Some("trace".into()),
+        ..Overrides::default()
     };
     let remote = env(&[
         ("BERTH_DATA_DIR", "/e"),
@@ -842,4 +843,55 @@ fn the_host_capacity_is_the_machine_or_the_settings_less_the_reserve() {
         message.ends_with("key resources.reserved_ports: expected an array of ports, found an integer"),
         "{message}"
     );
+}
+
+#[test]
+fn cluster_mode_settings_load_from_every_layer_and_need_a_node_name() {
+    let c = load_text("").expect("defaults");
+    assert!(c.cluster_store.is_empty() && c.node.is_none(), "one host by default");
+    let c = load_text(
+        "cluster = \"prod\"\ncluster_store = \"etcd://127.0.0.1:2001,127.0.0.1:2002\"\nnode = \"n1\"\n\
+         node_lease_ttl = \"6s\"\n[node_attributes]\nzone = \"a\"\n",
+    )
+    .expect("cluster settings");
+    assert_eq!(c.cluster_store, ["http://127.0.0.1:2001", "http://127.0.0.1:2002"]);
+    assert_eq!((c.cluster.as_str(), c.node.as_deref()), ("prod", Some("n1")));
+    assert_eq!(c.node_attributes.get("zone").map(String::as_str), Some("a"));
+    assert_eq!(c.node_lease_ttl, std::time::Duration::from_secs(6));
+
+    let c = load(
+        None,
+        &env(&[
+            ("BERTH_CLUSTER_STORE", "127.0.0.1:3000"),
+            ("BERTH_NODE", "n2"),
+            ("BERTH_NODE_ATTRIBUTES", "zone=b, rack=1"),
+        ]),
+    )
+    .expect("environment");
+    assert_eq!(c.cluster_store, ["http://127.0.0.1:3000"]);
+    assert_eq!(c.node_attributes.len(), 2);
+
+    let flags = Overrides {
+        cluster_store: Some("etcd://localhost:4000".into()),
+        cluster_name: Some("c2".into()),
+        node: Some("n3".into()),
+        ..Overrides::default()
+    };
+    let c = AgentConfig::load(None, &env(&[("BERTH_NODE", "n2")]), &flags).expect("flags");
+    assert_eq!(
+        (c.cluster_store[0].as_str(), c.cluster.as_str(), c.node.as_deref()),
+        ("http://localhost:4000", "c2", Some("n3"))
+    );
+
+    let no_node = load(None, &env(&[("BERTH_CLUSTER_STORE", "etcd://127.0.0.1:3000")])).expect_err("no node");
+    assert!(no_node.to_string().contains("node name"), "{no_node}");
+    let bad_node =
+        Overrides { cluster_store: Some("etcd://h:1".into()), node: Some("a/b".into()), ..Overrides::default() };
+    assert!(AgentConfig::load(None, &env(&[]), &bad_node).expect_err("bad node").to_string().starts_with("--node"));
+    for bad in ["etcd://nohost", "etcd://h:0", "http://h:1", "etcd://h:1/x"] {
+        let flags = Overrides { cluster_store: Some(bad.into()), node: Some("n".into()), ..Overrides::default() };
+        let e = AgentConfig::load(None, &env(&[]), &flags).expect_err(bad);
+        assert!(e.to_string().starts_with("--cluster"), "{bad}: {e}");
+    }
+    assert!(load_text("node_lease_ttl = \"1s\"").is_err(), "a lease under 2 s is refused");
 }

@@ -78,6 +78,15 @@ impl Keys {
     pub fn status(&self, id: &str, node: &str) -> String {
         format!("{}status/{id}/{node}", self.root)
     }
+    /// `pending/`: why tasks are not placed (the scheduler's word on each).
+    pub fn pendings(&self) -> String {
+        format!("{}pending/", self.root)
+    }
+    /// `pending/<id>`: the scheduler's [`crate::records::Pending`] on task `id`: why it
+    /// waits, or why it was refused (absent once placed).
+    pub fn pending(&self, id: &str) -> String {
+        format!("{}pending/{id}", self.root)
+    }
     /// `scheduler`: the election name agents campaign on.
     pub fn election(&self) -> String {
         format!("{}scheduler", self.root)

@@ -158,6 +158,33 @@ pub struct Assignment {
     pub ports: Vec<String>,
 }
 
+/// Whether a [`Pending`] task waits or was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PendingState {
+    /// It fits no node now; the scheduler places it once one has room.
+    Waiting,
+    /// It can never be placed as submitted (no registered node could hold it even empty,
+    /// or its definition or constraints cannot be read): final for this task revision.
+    Failed,
+}
+
+/// `pending/<id>`: the scheduler's word on a task it has not placed (no lease; written by
+/// the leader, deleted when the task is placed or forgotten).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    /// Waiting or refused.
+    pub state: PendingState,
+    /// What an operator reads: why.
+    pub reason: String,
+    /// Why each node cannot take it, by node name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, String>,
+    /// The mod revision of `tasks/<id>` this is about.
+    pub task_revision: Revision,
+}
+
 /// One container's status in a [`StatusRecord`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

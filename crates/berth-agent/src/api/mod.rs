@@ -6,11 +6,14 @@
 //! - `tasks`: `POST /v1/tasks`, `GET /v1/tasks/{arn}`, `POST /v1/tasks/{arn}/stop`,
 //!   `GET /v1/tasks/{arn}/logs`;
 //! - `events`: `GET /v1/events` (NDJSON, resumable);
+//! - `cluster`: `/v1/cluster/tasks`, `/v1/cluster/tasks/{id}(/stop)`, `/v1/cluster/nodes`,
+//!   `/v1/cluster/events` (the whole cluster, through etcd; 409 when not in cluster mode);
 //! - `misc`: `GET /v1/images`, `/metrics`, `/healthz`;
 //! - `access`: what every request goes through: over TCP the `Host` check and the bearer
 //!   token, the listener's cap on following streams, the request timeout.
 
 pub mod access;
+mod cluster;
 mod ecs;
 pub mod error;
 mod events;
@@ -47,6 +50,8 @@ pub struct ApiState {
     pub instance: String,
     /// What submitted tasks may do to the host.
     pub host_policy: HostPolicy,
+    /// The cluster, when this berth is in cluster mode.
+    pub cluster_client: Option<berth_cluster::client::ClusterClient>,
     /// Turns true when the agent shuts down: following streams end.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -71,6 +76,11 @@ pub fn router(state: Arc<ApiState>, policy: access::Policy, body_limit: usize) -
         .route("/v1/tasks/{arn}/stop", post(tasks::stop))
         .route("/v1/tasks/{arn}/logs", get(tasks::logs))
         .route("/v1/events", get(events::events))
+        .route("/v1/cluster/tasks", get(cluster::list_tasks).post(cluster::submit))
+        .route("/v1/cluster/tasks/{id}", get(cluster::get_task))
+        .route("/v1/cluster/tasks/{id}/stop", post(cluster::stop))
+        .route("/v1/cluster/nodes", get(cluster::nodes))
+        .route("/v1/cluster/events", get(cluster::events))
         .route("/v1/images", get(misc::images))
         .route("/metrics", get(misc::metrics))
         .route("/healthz", get(misc::healthz))

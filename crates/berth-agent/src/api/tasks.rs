@@ -132,7 +132,7 @@ pub struct SubmitQuery {
 const MAX_CLIENT_TOKEN: usize = 64;
 
 /// A client token: 1 to 64 printable ASCII characters, as ECS takes.
-fn check_client_token(token: &str) -> Result<(), ApiError> {
+pub(super) fn check_client_token(token: &str) -> Result<(), ApiError> {
     if token.is_empty() || token.len() > MAX_CLIENT_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(format!(
             "clientToken: expected 1 to {MAX_CLIENT_TOKEN} printable ASCII characters"

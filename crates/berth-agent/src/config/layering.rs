@@ -11,9 +11,10 @@ use toml::Value as TomlValue;
 
 use super::auth::normalize_auth_type;
 use super::values::{
-    Raw, at_least_a_second, at_least_one, auth_type, body_limit, boolean, count, duration, host_names, host_paths,
-    host_ports, log_max_file, log_size, metadata_port, names, non_empty, parse_pull_behavior, path, per_cycle,
-    pids_limit, positive, secret_text, tcp, text, tmpfs_options, type_name, ulimit_max, whole_seconds,
+    Raw, at_least_a_second, at_least_one, attributes, auth_type, body_limit, boolean, cluster_store, count, duration,
+    host_names, host_paths, host_ports, log_max_file, log_size, metadata_port, names, node_lease_ttl, non_empty,
+    parse_pull_behavior, path, per_cycle, pids_limit, positive, secret_text, tcp, text, tmpfs_options, type_name,
+    ulimit_max, whole_seconds,
 };
 use super::{AgentConfig, CLIENT_ENV, ConfigError, ENV_PREFIX, Origin, Overrides, SYSTEM_DATA_DIR};
 
@@ -30,6 +31,10 @@ pub(super) const TABLES: &[&str] = &["timeouts", "host", "image_cleanup", "resou
 pub(super) const SETTINGS: &[Setting] = &[
     Setting { key: "data_dir", set: |c, r| set(&mut c.data_dir, path(r)?) },
     Setting { key: "cluster", set: |c, r| set(&mut c.cluster, non_empty(r)?.to_owned()) },
+    Setting { key: "cluster_store", set: |c, r| set(&mut c.cluster_store, cluster_store(r)?) },
+    Setting { key: "node", set: |c, r| set(&mut c.node, Some(non_empty(r)?.trim().to_owned())) },
+    Setting { key: "node_attributes", set: |c, r| set(&mut c.node_attributes, attributes(r)?) },
+    Setting { key: "node_lease_ttl", set: |c, r| set(&mut c.node_lease_ttl, node_lease_ttl(r)?) },
     Setting { key: "tcp", set: |c, r| set(&mut c.tcp, tcp(r)?) },
     Setting { key: "body_limit", set: |c, r| set(&mut c.body_limit, body_limit(r)?) },
     Setting { key: "log_format", set: |c, r| set(&mut c.log_format, text(r, "a log format")?.parse()?) },
@@ -177,6 +182,7 @@ impl AgentConfig {
             .map_err(|reason| ConfigError::Invalid { origin: sources.origin("auth_type"), reason })?;
         config.check_auth(env, &sources)?;
         config.check_tcp_with(&sources)?;
+        config.check_cluster_with(&sources)?;
         config.token_file = Some(config.token_path());
         Ok(config)
     }
@@ -197,6 +203,18 @@ impl AgentConfig {
         if let Some(format) = flags.log_format {
             self.log_format = format;
             sources.0.insert("log_format", flag_origin("--log-format"));
+        }
+        if let Some(store) = &flags.cluster_store {
+            self.cluster_store = cluster_store(Raw::Text(store)).map_err(|reason| invalid("--cluster", reason))?;
+            sources.0.insert("cluster_store", flag_origin("--cluster"));
+        }
+        if let Some(name) = &flags.cluster_name {
+            self.cluster = non_empty(Raw::Text(name)).map_err(|reason| invalid("--cluster-name", reason))?.to_owned();
+            sources.0.insert("cluster", flag_origin("--cluster-name"));
+        }
+        if let Some(node) = &flags.node {
+            self.node = Some(non_empty(Raw::Text(node)).map_err(|reason| invalid("--node", reason))?.trim().to_owned());
+            sources.0.insert("node", flag_origin("--node"));
         }
         if let Some(level) = &flags.log_level {
             self.log_level = non_empty(Raw::Text(level)).map_err(|reason| invalid("--log-level", reason))?.to_owned();
@@ -223,6 +241,25 @@ impl AgentConfig {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// In cluster mode (`cluster_store` set): a node name is given, and it and the cluster
+    /// name can be key segments (`[A-Za-z0-9._-]`, 1 to 128).
+    fn check_cluster_with(&self, sources: &Sources) -> Result<(), ConfigError> {
+        if self.cluster_store.is_empty() {
+            return Ok(());
+        }
+        let Some(node) = &self.node else {
+            return Err(ConfigError::Invalid {
+                origin: sources.origin("cluster_store"),
+                reason: "cluster mode needs a node name: set node (BERTH_NODE, --node)".to_owned(),
+            });
+        };
+        berth_cluster::keys::check_name("node name", node)
+            .map_err(|reason| ConfigError::Invalid { origin: sources.origin("node"), reason })?;
+        berth_cluster::keys::check_name("cluster name", &self.cluster)
+            .map_err(|reason| ConfigError::Invalid { origin: sources.origin("cluster"), reason })?;
+        Ok(())
     }
 
     /// The `BERTH_*` variables of `env` that are neither settings nor the clients'

@@ -30,7 +30,7 @@ pub use settings::{
     AgentConfig, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, DEFAULT_PIDS_LIMIT, DEFAULT_RESERVED_MEMORY_MIB,
     DEFAULT_RESERVED_PORTS, HostPolicy, ImageCleanup, LogFormat, Overrides, Resources, default_ulimit_max,
 };
-pub use values::{parse_pull_behavior, parse_tcp};
+pub use values::{parse_cluster_store, parse_pull_behavior, parse_tcp};
 
 /// The TCP port of the API when TCP is switched on without a port (the ECS
 /// introspection API's).

@@ -29,8 +29,18 @@ pub struct AgentConfig {
     /// Default: `$XDG_STATE_HOME/berth/daemon`, else `$HOME/.local/state/berth/daemon`,
     /// else [`SYSTEM_DATA_DIR`].
     pub data_dir: PathBuf,
-    /// The cluster name the introspection API reports (`default`).
+    /// The cluster name the introspection API reports (`default`); in cluster mode, also
+    /// the name of the cluster in etcd (`/berth/v1/<cluster>/`).
     pub cluster: String,
+    /// The etcd members of cluster mode (`etcd://host:port[,host:port...]`, each kept as
+    /// `http://host:port`); empty (the default): one host, no cluster.
+    pub cluster_store: Vec<String>,
+    /// This node's name in the cluster (required in cluster mode).
+    pub node: Option<String>,
+    /// This node's attributes, which placement constraints and spread read (none).
+    pub node_attributes: BTreeMap<String, String>,
+    /// The TTL of the node's etcd lease (30 s): a node silent this long is gone.
+    pub node_lease_ttl: Duration,
     /// Where the API also listens on TCP; `None` (the default): the unix socket only.
     pub tcp: Option<SocketAddr>,
     /// The largest request body the API accepts, in bytes (1 MiB).
@@ -108,6 +118,10 @@ impl Default for AgentConfig {
         AgentConfig {
             data_dir: PathBuf::from(SYSTEM_DATA_DIR),
             cluster: "default".to_owned(),
+            cluster_store: Vec::new(),
+            node: None,
+            node_attributes: BTreeMap::new(),
+            node_lease_ttl: Duration::from_secs(30),
             tcp: None,
             body_limit: DEFAULT_BODY_LIMIT,
             log_format: LogFormat::default(),
@@ -151,6 +165,12 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--log-level`.
     pub log_level: Option<String>,
+    /// `--cluster`: the etcd members (as the `cluster_store` setting).
+    pub cluster_store: Option<String>,
+    /// `--cluster-name` (the `cluster` setting).
+    pub cluster_name: Option<String>,
+    /// `--node` (the `node` setting).
+    pub node: Option<String>,
 }
 
 /// How the daemon writes its log.

@@ -424,3 +424,76 @@ pub(super) fn tcp(raw: Raw<'_>) -> Result<Option<SocketAddr>, String> {
 pub(super) fn auth_type(raw: Raw<'_>) -> Result<String, String> {
     normalize_auth_type(text(raw, "an auth type")?)
 }
+
+/// The cluster store's address: `etcd://host:port[,host:port...]` (the scheme may be left
+/// out); each member as `http://host:port` for the etcd client. Empty text: no cluster.
+pub fn parse_cluster_store(s: &str) -> Result<Vec<String>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    let members = s.strip_prefix("etcd://").unwrap_or(s);
+    if members.contains("://") {
+        return Err(format!("invalid cluster store {s:?}: expected etcd://host:port[,host:port...]"));
+    }
+    members
+        .split(',')
+        .map(|member| {
+            let member = member.trim();
+            let (host, port) = member
+                .rsplit_once(':')
+                .ok_or_else(|| format!("invalid etcd member {member:?} in {s:?}: expected host:port"))?;
+            let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+            if host.is_empty() || !port_ok || member.contains('/') {
+                return Err(format!("invalid etcd member {member:?} in {s:?}: expected host:port"));
+            }
+            Ok(format!("http://{member}"))
+        })
+        .collect()
+}
+
+pub(super) fn cluster_store(raw: Raw<'_>) -> Result<Vec<String>, String> {
+    parse_cluster_store(text(raw, "an etcd:// address")?)
+}
+
+/// Node attributes: a table of strings in the file (`[node_attributes]`), `key=value`
+/// pairs separated by `,` in the environment.
+pub(super) fn attributes(raw: Raw<'_>) -> Result<BTreeMap<String, String>, String> {
+    let pairs: Vec<(String, String)> = match raw {
+        Raw::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| format!("attribute {p:?}: expected key=value"))
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(TomlValue::Table(table)) => table
+            .iter()
+            .map(|(k, v)| match v {
+                TomlValue::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(format!("attribute {k}: expected a string, found {}", type_name(other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => return Err(format!("expected a table of strings, found {}", type_name(other))),
+    };
+    let mut map = BTreeMap::new();
+    for (key, value) in pairs {
+        if key.is_empty() {
+            return Err("an attribute with an empty name".to_owned());
+        }
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+/// The node lease's TTL: at least 2 s (etcd's keepalives go every third of it).
+pub(super) fn node_lease_ttl(raw: Raw<'_>) -> Result<Duration, String> {
+    let d = duration(raw)?;
+    if d < Duration::from_secs(2) {
+        return Err(format!("must be at least 2s, not {}", humantime::format_duration(d)));
+    }
+    Ok(d)
+}

@@ -38,6 +38,15 @@ pub struct Daemon {
     /// Log filter: a level (`info`, `debug`) or tracing filter directives.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Cluster mode: the etcd members, `etcd://host:port[,host:port...]` (docs/cluster.md).
+    #[arg(long, value_name = "ETCD")]
+    cluster: Option<String>,
+    /// The cluster's name (the `cluster` setting; `default`).
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// This node's name in the cluster (required in cluster mode).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
     /// Start empty: first move the state files aside (`state.redb` becomes
     /// `state.redb.reset-<UTC time>`, the same for `state.json`; nothing is deleted, the
     /// instance id is kept). For a state file berth refuses to read.
@@ -50,7 +59,15 @@ impl Daemon {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let log_format =
             self.log_format.as_deref().map(str::parse::<LogFormat>).transpose().map_err(anyhow::Error::msg)?;
-        let flags = Overrides { data_dir: self.data_dir, tcp: self.tcp, log_format, log_level: self.log_level };
+        let flags = Overrides {
+            data_dir: self.data_dir,
+            tcp: self.tcp,
+            log_format,
+            log_level: self.log_level,
+            cluster_store: self.cluster,
+            cluster_name: self.cluster_name,
+            node: self.node,
+        };
         let env: BTreeMap<String, String> = std::env::vars().collect();
         let config = AgentConfig::load(self.config.as_deref(), &env, &flags)?;
         berth_agent::logging::init(&config).map_err(anyhow::Error::msg)?;

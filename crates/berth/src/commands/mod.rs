@@ -1,6 +1,7 @@
 //! berth's subcommands, one file each. To add one: a module here with a `clap::Args`
 //! struct and a `run` method, a variant in [`Command`], and its arm in [`Command::run`].
 
+pub mod cluster;
 pub mod daemon;
 pub mod events;
 pub mod images;
@@ -60,6 +61,9 @@ pub enum Command {
     Logs(logs::Logs),
     /// List the images on the daemon's host, and which berth pulled.
     Images(images::Images),
+    /// The whole cluster through the local daemon (cluster mode, docs/cluster.md):
+    /// submit, ps, nodes, events, stop.
+    Cluster(cluster::Cluster),
 }
 
 impl Command {
@@ -77,6 +81,7 @@ impl Command {
             Command::Events(cmd) => cmd.run(),
             Command::Logs(cmd) => cmd.run(),
             Command::Images(cmd) => cmd.run(),
+            Command::Cluster(cmd) => cmd.run(),
         }
     }
 }

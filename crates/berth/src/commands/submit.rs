@@ -1,7 +1,8 @@
 //! `berth submit FILE [--client-token TOKEN] [--env NAME=VALUE]... [--container NAME]
 //! [--command ARG...]`: send a task definition to the daemon, the flags as RunTask's
 //! overrides of one container. Prints the task's arn; warnings go to standard error. A
-//! refused task: each error `path: message`, exit 1.
+//! refused task: each error `path: message`, exit 1. `--cluster`: store it in the cluster
+//! instead (`berth cluster submit`), any node may run it; prints the cluster task's id.
 
 use crate::client::{self, HostArgs};
 use crate::overrides::{OverrideArgs, add_to_body};
@@ -21,6 +22,10 @@ pub struct Submit {
     /// again with it gives that task, never a second one.
     #[arg(long, value_name = "TOKEN")]
     client_token: Option<String>,
+    /// Store the task in the cluster (etcd) instead of on this daemon: any node may run
+    /// it (the daemon must be in cluster mode; the same as `berth cluster submit`).
+    #[arg(long)]
+    cluster: bool,
     #[command(flatten)]
     host: HostArgs,
     #[command(flatten)]
@@ -49,6 +54,9 @@ impl Submit {
             Err(_) => body,
         };
         let client = self.host.connect()?;
+        if self.cluster {
+            return crate::commands::cluster::submit_body(&client, &self.file, body, self.client_token.as_deref());
+        }
         let query: Vec<(&str, &str)> = self.client_token.iter().map(|t| ("clientToken", t.as_str())).collect();
         let task = client.block_on(async { client::json(client.post(&["v1", "tasks"], &query, body).await?).await })?;
         for warning in client::issues(&task["Warnings"]) {
