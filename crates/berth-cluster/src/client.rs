@@ -51,6 +51,9 @@ pub enum ClientError {
         /// The task it made.
         task: String,
     },
+    /// No registered node could hold the task even empty (`scheduler::check_submit`).
+    #[error("no node of the cluster could ever run this task: {0}")]
+    NeverFits(String),
     /// Too many concurrent writers changed the task between read and write.
     #[error("cluster task {0} kept changing under this write; try again")]
     Contended(String),
@@ -253,6 +256,7 @@ impl ClusterClient {
     /// the first's task (`created: false`), or fails with [`ClientError::TokenConflict`]
     /// when its definition or placement differ.
     pub async fn submit(&self, new: NewTask) -> Result<Submitted, ClientError> {
+        let mut refused_checked = false;
         for _ in 0..CONFLICT_RETRIES {
             let id = new_task_id();
             let record = TaskRecord {
@@ -266,6 +270,20 @@ impl ClusterClient {
                 submitted_via: self.node.clone(),
                 submitted_at: chrono::Utc::now(),
             };
+            // A task no registered node could hold even empty is refused before it is
+            // stored; a retry whose token was used already gets the stored task instead.
+            if !refused_checked {
+                refused_checked = true;
+                if let Err(refused) = self.refuse_if_never_fits(&record).await {
+                    let token_used = match &new.client_token {
+                        Some(token) => self.store.get(&self.keys.token(&token_key_segment(token))).await?.is_some(),
+                        None => false,
+                    };
+                    if !token_used {
+                        return Err(refused);
+                    }
+                }
+            }
             let task_key = self.keys.task(&id);
             let mut txn = Txn {
                 compares: vec![Compare::absent(&task_key)],
@@ -301,6 +319,19 @@ impl ClusterClient {
             return Ok(Submitted { created: false, task, revision });
         }
         Err(ClientError::Contended("(new task)".into()))
+    }
+
+    /// `NeverFits` when none of the registered nodes could hold `record` even empty.
+    async fn refuse_if_never_fits(&self, record: &TaskRecord) -> Result<(), ClientError> {
+        let listing = self.store.list(&self.keys.nodes(), None).await?;
+        let mut nodes = BTreeMap::new();
+        for kv in &listing.kvs {
+            let Some(name) = kv.key.strip_prefix(&self.keys.nodes()).and_then(|rest| rest.strip_suffix("/info")) else {
+                continue;
+            };
+            nodes.insert(name.to_string(), records::decode::<NodeInfo>(&kv.key, &kv.value)?);
+        }
+        crate::scheduler::check_submit(record, &nodes).map_err(ClientError::NeverFits)
     }
 
     /// Sets the task's desired status to STOPPED (nothing if it is already); the node

@@ -204,6 +204,10 @@ pub struct ContainerStatusRecord {
     pub ports: Vec<String>,
 }
 
+/// The status a node writes to `status/<id>/<node>` when it hands a task back (the reason
+/// beside it): the scheduler then places the task elsewhere, leaving that node out.
+pub const HANDED_BACK: &str = "HANDED_BACK";
+
 /// `status/<id>/<n>`: node `n`'s latest report on task `id`, guarded by its epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

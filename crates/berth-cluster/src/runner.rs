@@ -56,8 +56,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The status a node writes to `status/<id>/<node>` when it hands a task back.
-pub const HANDED_BACK: &str = "HANDED_BACK";
+pub use crate::records::HANDED_BACK;
 
 /// The node's own check of a parsed task (the daemon's host policy): `Err(why)` refuses it
 /// on this node, and the task is handed back with the reason.

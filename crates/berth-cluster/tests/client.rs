@@ -158,3 +158,35 @@ async fn events_resume_from_a_revision_and_list_again_after_a_compaction() {
     let next = rx.recv().await.expect("event").expect("ok");
     assert_eq!((next.revision, next.task.as_str()), (c.revision, c.task.id.as_str()));
 }
+
+#[tokio::test]
+async fn a_task_no_registered_node_could_ever_hold_is_refused_before_it_is_stored() {
+    let (store, client) = setup();
+    let keys = Keys::new("c1").expect("name");
+    let big = |token: Option<&str>| NewTask {
+        definition: json!({"family": "big", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 4096}]}),
+        placing: Placing::default(),
+        client_token: token.map(str::to_string),
+    };
+    // No node registered yet: the task waits for one, it is not refused.
+    let accepted = client.submit(big(Some("early"))).await.expect("no node: accepted");
+    assert!(accepted.created);
+
+    let small = NodeInfo {
+        cpu: 1024,
+        memory_mib: 1024,
+        reserved_ports: vec![],
+        attributes: Default::default(),
+        version: "t".into(),
+    };
+    put(&store, keys.node_info("n1"), records::encode(&small)).await;
+    let before = store.list(&keys.tasks(), None).await.expect("list").kvs.len();
+    let refused = client.submit(big(None)).await.expect_err("4096 MiB on a 1024 MiB cluster");
+    assert!(matches!(refused, ClientError::NeverFits(ref why) if why.contains("memory")), "{refused}");
+    assert_eq!(store.list(&keys.tasks(), None).await.expect("list").kvs.len(), before, "nothing stored");
+    // A retry of the task accepted earlier still gets it back: the token was used.
+    let again = client.submit(big(Some("early"))).await.expect("retry of a stored task");
+    assert_eq!((again.created, again.task.id), (false, accepted.task.id));
+    // A task that fits is taken.
+    assert!(client.submit(new_task("busybox", None)).await.expect("fits").created);
+}

@@ -37,6 +37,7 @@ impl From<ClientError> for ApiError {
             ClientError::TokenConflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "ClientTokenConflict", e.to_string())
             }
+            ClientError::NeverFits(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "NeverFits", e.to_string()),
             ClientError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "Contended", e.to_string()),
             ClientError::Store(_) => ApiError::unavailable(e.to_string()),
             ClientError::Record(_) => ApiError::internal(e.to_string()),

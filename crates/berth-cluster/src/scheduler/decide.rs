@@ -32,8 +32,7 @@ use berth_model::admission::Reservation;
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::{Duration, Instant};
 
-/// The status a node's agent writes when it hands a task back (its reason beside it).
-pub const HANDED_BACK: &str = "HANDED_BACK";
+use crate::records::HANDED_BACK;
 /// The task status of a stopped task.
 const STOPPED: &str = "STOPPED";
 
