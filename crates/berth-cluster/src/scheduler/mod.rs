@@ -4,7 +4,7 @@
 //! ([`Keys::election`]) under its node's lease; the winner keeps a [`view::View`] of the
 //! cluster (one list, then one watch of the cluster's root: tasks, nodes, placements,
 //! assignments, statuses, pending notes and the election itself), decides what to write
-//! with the pure [`decide::decide`], and writes it in transactions ([`write`]) that each
+//! with the pure [`decide::decide`], and writes it in transactions ([`write`](mod@write)) that each
 //! compare the leader key's create revision and the revisions the decision was made on.
 //! After writing it waits for its watch to bring the store's revision back before deciding
 //! again, so every decision is made on a view that includes its own writes.

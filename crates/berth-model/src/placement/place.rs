@@ -99,7 +99,7 @@ impl fmt::Display for Refusal {
 }
 
 /// The line an operator reads: the node, or why it waits or is refused (at most
-/// [`REASONS_SHOWN`] nodes named, the others counted).
+/// 10 nodes named, the others counted).
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn list<T>(f: &mut fmt::Formatter<'_>, items: &[T], one: impl Fn(&T) -> String) -> fmt::Result {
