@@ -36,7 +36,7 @@ use berth_cluster::runner::{Runner, RunnerConfig};
 use berth_cluster::scheduler::{Config as SchedulerConfig, Scheduler, SchedulerHandle};
 use berth_cluster::status::{StatusConfig, StatusWriter};
 use berth_cluster::store::{
-    EtcdStore, KeyValue, Lease, Leadership, LeaseId, Listing, Revision, Txn, TxnResult, WatchStream,
+    EtcdStore, KeyValue, Leadership, Lease, LeaseId, Listing, Revision, Txn, TxnResult, WatchStream,
 };
 use berth_cluster::{ClusterError, ClusterStore};
 use berth_engine::{Engine, EngineConfig, EngineHandle, LogItem};
@@ -59,7 +59,8 @@ const SUBMITS_IN_FLIGHT: usize = 32;
 const IMAGE: &str = "busybox:latest";
 /// No progress for this long: the run has stalled.
 const STALL: Duration = Duration::from_secs(120);
-const DEFINITION: &str = r#"{"family": "bench", "containerDefinitions": [{"name": "web", "image": "busybox", "memory": 16}]}"#;
+const DEFINITION: &str =
+    r#"{"family": "bench", "containerDefinitions": [{"name": "web", "image": "busybox", "memory": 16}]}"#;
 
 fn ok<T, E: Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -74,10 +75,11 @@ fn main() {
     let etcd = EtcdCluster::start(3);
     let runtime = ok(tokio::runtime::Builder::new_multi_thread().enable_all().build(), "runtime");
     let cluster = runtime.block_on(cluster(&etcd, tasks));
+    let backlog = runtime.block_on(backlog(&etcd, tasks));
     let host = runtime.block_on(one_host(tasks));
     drop(runtime);
     drop(etcd);
-    report(tasks, &cluster, &host);
+    report(tasks, &cluster, backlog, &host);
 }
 
 /// Transactions made through [`TimedStore`]s, and the time spent inside them.
@@ -138,11 +140,51 @@ struct Agent {
     node: Node,
     runner: Runner,
     status: StatusWriter,
-    scheduler: SchedulerHandle,
+    scheduler: Option<SchedulerHandle>,
     epochs: JoinHandle<()>,
     engine: EngineHandle,
     changes: Arc<Changes>,
     client: ClusterClient,
+    /// What the scheduler needs, for [`Agent::start_scheduler`].
+    store: Arc<dyn ClusterStore>,
+    keys: Keys,
+    name: String,
+    epoch: watch::Receiver<LeaseId>,
+    counters: Arc<TxnCounters>,
+}
+
+impl Agent {
+    /// Starts the node's scheduler, its transactions timed into the shared counters.
+    fn start_scheduler(&mut self) {
+        let timed = TimedStore { inner: Arc::clone(&self.store), counters: Arc::clone(&self.counters) };
+        self.scheduler = Some(Scheduler::start(
+            Arc::new(timed),
+            self.keys.clone(),
+            self.name.clone(),
+            self.epoch.clone(),
+            SchedulerConfig::default(),
+        ));
+    }
+
+    fn leading(&self) -> bool {
+        self.scheduler.as_ref().is_some_and(|s| s.state().leading)
+    }
+
+    async fn stop(self) {
+        let Agent { node, runner, status, scheduler, epochs, engine, .. } = self;
+        if let Some(scheduler) = scheduler {
+            scheduler.stop().await;
+        }
+        runner.stop().await;
+        status.stop().await;
+        epochs.abort();
+        if let Err(e) = node.leave().await {
+            eprintln!("leave: {e}");
+        }
+        if let Err(e) = engine.shutdown().await {
+            eprintln!("engine shutdown: {e}");
+        }
+    }
 }
 
 /// State changes an engine logged (containers), and the task-level ones among them.
@@ -153,7 +195,8 @@ struct Changes {
 }
 
 async fn start_agent(endpoints: &[String], keys: &Keys, name: &str, counters: &Arc<TxnCounters>) -> Agent {
-    let store: Arc<dyn ClusterStore> = Arc::new(ok(EtcdStore::connect(endpoints, Duration::from_secs(5)).await, "connect"));
+    let store: Arc<dyn ClusterStore> =
+        Arc::new(ok(EtcdStore::connect(endpoints, Duration::from_secs(5)).await, "connect"));
     let info = NodeInfo {
         cpu: 1 << 20,
         memory_mib: 1 << 20,
@@ -170,7 +213,8 @@ async fn start_agent(endpoints: &[String], keys: &Keys, name: &str, counters: &A
     let engine = ok(Engine::builder(EngineConfig::default(), Arc::new(fake)).start().await, "engine");
     let changes = Arc::new(Changes::default());
     count_changes(&engine, &changes);
-    let runner = Runner::start(Arc::clone(&store), keys.clone(), node.liveness(), engine.clone(), RunnerConfig::new(name));
+    let runner =
+        Runner::start(Arc::clone(&store), keys.clone(), node.liveness(), engine.clone(), RunnerConfig::new(name));
     let status =
         StatusWriter::start(Arc::clone(&store), keys.clone(), node.liveness(), engine.clone(), StatusConfig::new(name));
     // The scheduler follows the node's epoch, as in berth-agent's cluster.rs.
@@ -185,16 +229,22 @@ async fn start_agent(endpoints: &[String], keys: &Keys, name: &str, counters: &A
             }
         }
     });
-    let timed = TimedStore { inner: Arc::clone(&store), counters: Arc::clone(counters) };
-    let scheduler = Scheduler::start(
-        Arc::new(timed),
-        keys.clone(),
-        name.to_string(),
-        epoch_rx,
-        SchedulerConfig::default(),
-    );
-    let client = ClusterClient::new(store, keys.clone(), name);
-    Agent { node, runner, status, scheduler, epochs, engine, changes, client }
+    let client = ClusterClient::new(Arc::clone(&store), keys.clone(), name);
+    Agent {
+        node,
+        runner,
+        status,
+        scheduler: None,
+        epochs,
+        engine,
+        changes,
+        client,
+        store,
+        keys: keys.clone(),
+        name: name.to_string(),
+        epoch: epoch_rx,
+        counters: Arc::clone(counters),
+    }
 }
 
 fn count_changes(engine: &EngineHandle, changes: &Arc<Changes>) {
@@ -255,10 +305,12 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
     let counters = Arc::new(TxnCounters::default());
     let mut agents = Vec::new();
     for i in 0..NODES {
-        agents.push(start_agent(&endpoints, &keys, &format!("n{i}"), &counters).await);
+        let mut agent = start_agent(&endpoints, &keys, &format!("n{i}"), &counters).await;
+        agent.start_scheduler();
+        agents.push(agent);
     }
     let leading = Instant::now();
-    while !agents.iter().any(|a| a.scheduler.state().leading) {
+    while !agents.iter().any(Agent::leading) {
         assert!(leading.elapsed() < STALL, "no scheduler leads");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -266,7 +318,15 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
     let start_revision = ok(monitor.revision().await, "revision");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (progress_tx, mut progress) = watch::channel(0usize);
-    let watcher = tokio::spawn(watch_cluster(Arc::clone(&monitor), keys.clone(), start_revision + 1, Arc::clone(&seen), progress_tx));
+    let (placed_tx, _placed) = watch::channel(0usize);
+    let watcher = tokio::spawn(watch_cluster(
+        Arc::clone(&monitor),
+        keys.clone(),
+        start_revision + 1,
+        Arc::clone(&seen),
+        progress_tx,
+        placed_tx,
+    ));
     let txns_before = counters.txns.load(Ordering::Relaxed);
     let nanos_before = counters.nanos.load(Ordering::Relaxed);
     let changes_before: (u64, u64) = agents.iter().fold((0, 0), |(c, t), a| {
@@ -275,22 +335,7 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
 
     let clients: Vec<ClusterClient> = agents.iter().map(|a| a.client.clone()).collect();
     let first = Instant::now();
-    let answered: Vec<(String, Instant)> = stream::iter(0..tasks)
-        .map(|i| {
-            let client = clients[i % NODES].clone();
-            async move {
-                let definition = ok(serde_json::from_str(DEFINITION), "definition");
-                let t0 = Instant::now();
-                let submitted = ok(
-                    client.submit(NewTask { definition, placing: Default::default(), client_token: None }).await,
-                    "submit",
-                );
-                (submitted.task.id, t0)
-            }
-        })
-        .buffer_unordered(SUBMITS_IN_FLIGHT)
-        .collect()
-        .await;
+    let answered = submit_all(&clients, tasks).await;
     let submitted = first.elapsed();
     loop {
         if *progress.borrow_and_update() >= tasks {
@@ -311,7 +356,8 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
     });
     let txns = counters.txns.load(Ordering::Relaxed) - txns_before;
     let txn_time = Duration::from_nanos(counters.nanos.load(Ordering::Relaxed) - nanos_before);
-    let leader = agents.iter().map(|a| a.scheduler.state()).find(|s| s.leading).unwrap_or_default();
+    let leader =
+        agents.iter().filter_map(|a| a.scheduler.as_ref()).map(|s| s.state()).find(|s| s.leading).unwrap_or_default();
     watcher.abort();
 
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
@@ -323,17 +369,7 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
         .collect();
 
     for agent in agents {
-        let Agent { node, runner, status, scheduler, epochs, engine, client: _, changes: _ } = agent;
-        scheduler.stop().await;
-        runner.stop().await;
-        status.stop().await;
-        epochs.abort();
-        if let Err(e) = node.leave().await {
-            eprintln!("leave: {e}");
-        }
-        if let Err(e) = engine.shutdown().await {
-            eprintln!("engine shutdown: {e}");
-        }
+        agent.stop().await;
     }
     ClusterResults {
         placed: last_placed - first,
@@ -354,6 +390,85 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
     }
 }
 
+/// Submits `tasks` tasks through the clients in turn, `SUBMITS_IN_FLIGHT` at once; each
+/// task's id and when its submit began.
+async fn submit_all(clients: &[ClusterClient], tasks: usize) -> Vec<(String, Instant)> {
+    stream::iter(0..tasks)
+        .map(|i| {
+            let client = clients[i % clients.len()].clone();
+            async move {
+                let definition = ok(serde_json::from_str(DEFINITION), "definition");
+                let t0 = Instant::now();
+                let submitted = ok(
+                    client.submit(NewTask { definition, placing: Default::default(), client_token: None }).await,
+                    "submit",
+                );
+                (submitted.task.id, t0)
+            }
+        })
+        .buffer_unordered(SUBMITS_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// The scheduler alone: `tasks` tasks submitted while no scheduler runs (nodes registered,
+/// runners up), then the three schedulers started: from the start to the last placement
+/// seen, and the transactions made. What the scheduler can do when submits are not the
+/// limit.
+async fn backlog(etcd: &EtcdCluster, tasks: usize) -> Backlog {
+    let endpoints = etcd.endpoints();
+    let keys = ok(Keys::new("backlog"), "keys");
+    let monitor = Arc::new(ok(EtcdStore::connect(&endpoints, Duration::from_secs(5)).await, "connect"));
+    let counters = Arc::new(TxnCounters::default());
+    let mut agents = Vec::new();
+    for i in 0..NODES {
+        agents.push(start_agent(&endpoints, &keys, &format!("b{i}"), &counters).await);
+    }
+    let clients: Vec<ClusterClient> = agents.iter().map(|a| a.client.clone()).collect();
+    submit_all(&clients, tasks).await;
+    let from = ok(monitor.revision().await, "revision") + 1;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (placed_tx, mut placed) = watch::channel(0usize);
+    let (running_tx, _running) = watch::channel(0usize);
+    let watcher =
+        tokio::spawn(watch_cluster(Arc::clone(&monitor), keys.clone(), from, Arc::clone(&seen), running_tx, placed_tx));
+    let start = Instant::now();
+    for agent in &mut agents {
+        agent.start_scheduler();
+    }
+    loop {
+        if *placed.borrow_and_update() >= tasks {
+            break;
+        }
+        match tokio::time::timeout(STALL, placed.changed()).await {
+            Ok(Ok(())) => {}
+            _ => panic!("stalled: {} of {tasks} tasks placed", *placed.borrow()),
+        }
+    }
+    watcher.abort();
+    let (first, last) = {
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        (seen.placed.values().min().copied().unwrap_or(start), seen.placed.values().max().copied().unwrap_or(start))
+    };
+    let txns = counters.txns.load(Ordering::Relaxed);
+    let txn_time = Duration::from_nanos(counters.nanos.load(Ordering::Relaxed));
+    for agent in agents {
+        agent.stop().await;
+    }
+    Backlog { window: last - start, placing: last - first, txns, txn_time }
+}
+
+/// What the backlog run measured.
+struct Backlog {
+    /// The schedulers' start (election included) to the last placement seen.
+    window: Duration,
+    /// The first placement seen to the last.
+    placing: Duration,
+    /// The schedulers' transactions and the time inside them.
+    txns: u64,
+    txn_time: Duration,
+}
+
 /// Watches the cluster's keys from `from`, noting when each placement and each first RUNNING
 /// status appears; `progress` is the count of tasks RUNNING.
 async fn watch_cluster(
@@ -362,6 +477,7 @@ async fn watch_cluster(
     from: Revision,
     seen: Arc<Mutex<Seen>>,
     progress: watch::Sender<usize>,
+    placed: watch::Sender<usize>,
 ) {
     let placements = keys.placements();
     let statuses = keys.statuses();
@@ -384,6 +500,7 @@ async fn watch_cluster(
             }
         }
         progress.send_replace(seen.running.len());
+        placed.send_replace(seen.placed.len());
     }
 }
 
@@ -451,12 +568,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn report(tasks: usize, c: &ClusterResults, host: &[Duration]) {
+fn report(tasks: usize, c: &ClusterResults, backlog: Backlog, host: &[Duration]) {
     let mut cluster = c.latencies.clone();
     cluster.sort();
     let mut host = host.to_vec();
     host.sort();
-    println!("the cluster: {NODES} nodes (one process, fake Docker each), 3-member etcd on loopback, {tasks} one-container tasks, {SUBMITS_IN_FLIGHT} submits in flight");
+    println!(
+        "the cluster: {NODES} nodes (one process, fake Docker each), 3-member etcd on loopback, {tasks} one-container tasks, {SUBMITS_IN_FLIGHT} submits in flight"
+    );
     println!(
         "submits answered: {:.2} s ({:.0}/s)",
         c.submitted.as_secs_f64(),
@@ -477,6 +596,17 @@ fn report(tasks: usize, c: &ClusterResults, host: &[Duration]) {
         if c.txns > 0 { ms(c.txn_time) / c.txns as f64 } else { 0.0 },
         100.0 * c.txn_time.as_secs_f64() / c.placed.as_secs_f64()
     );
+    let Backlog { window, placing, txns, txn_time } = backlog;
+    println!(
+        "backlog ({tasks} tasks stored before any scheduler starts): placed {:.2} s after the schedulers start (election included): {:.0} placements/s; first to last placement {:.2} s: {:.0}/s; {txns} transactions, {:.2} s inside them ({:.1} ms each, {:.0}% of the window)",
+        window.as_secs_f64(),
+        tasks as f64 / window.as_secs_f64(),
+        placing.as_secs_f64(),
+        tasks as f64 / placing.as_secs_f64(),
+        txn_time.as_secs_f64(),
+        if txns > 0 { ms(txn_time) / txns as f64 } else { 0.0 },
+        100.0 * txn_time.as_secs_f64() / window.as_secs_f64()
+    );
     println!("all RUNNING (status in etcd): {:.2} s after the first submit", c.running.as_secs_f64());
     println!(
         "submit → RUNNING  cluster: p50 {:.1} ms  p99 {:.1} ms  ({} tasks)   one host: p50 {:.1} ms  p99 {:.1} ms  ({} tasks)",
@@ -495,6 +625,12 @@ fn report(tasks: usize, c: &ClusterResults, host: &[Duration]) {
         c.revisions as f64 / c.task_changes.max(1) as f64,
         c.task_changes,
         c.revisions as f64 / tasks as f64
+    );
+    let by_status = c.revisions - tasks as i64 - c.txns as i64;
+    println!(
+        "  of which: {tasks} submits, {} scheduler transactions, {by_status} by the status writers and runners ({:.2} per container state change)",
+        c.txns,
+        by_status as f64 / c.container_changes.max(1) as f64
     );
     println!(
         "memory: peak RSS {:.1} MB (the whole process: {NODES} agents, their fake Dockers, the driver); RSS {:.1} MB before the nodes, {:.1} MB with every task running: ≈ {:.1} MB per agent tracking {:.0} tasks",
