@@ -3,9 +3,12 @@
 //! (containers that keep running), wired as berth-agent's `cluster.rs` wires a daemon:
 //! `Node` (lease, epoch), `Runner`, `StatusWriter` and `Scheduler`, each node with its own
 //! etcd connection. 1,000 one-container tasks are submitted through `ClusterClient`
-//! (`SUBMITS_IN_FLIGHT` at once, as fast as it takes them). Printed:
+//! (32 at once, as fast as it takes them). Printed:
 //!
 //! - placements per second: first submit to the last `placement/<id>` seen by a watcher;
+//! - the scheduler alone ("backlog"): in a second cluster (its own key root, same etcd),
+//!   1,000 tasks stored before any scheduler starts, then the schedulers started: their
+//!   start to the last placement, so submits are not the limit;
 //! - what bounds it: the leader's transactions (count, and time spent inside them, timed by
 //!   a store wrapper given to the schedulers only) against the rest of the window;
 //! - submit → RUNNING: from the start of each `submit` call to the first `status/<id>/<node>`
@@ -19,9 +22,10 @@
 //! - beside it, in the same run: submit → RUNNING on one host, one engine on the fake,
 //!   `add_task` to its RUNNING change, the same 1,000 tasks with the same concurrency.
 //!
-//! `cargo bench -p berth-cluster --bench cluster` (needs `/usr/bin/etcd`). `BERTH_CLUSTER_TASKS`
-//! changes the count. The etcd members run in a temporary directory and are stopped at the
-//! end, also after a panic (the `EtcdCluster` guard).
+//! `cargo bench -p berth-cluster --bench cluster` (needs `/usr/bin/etcd`; about 10 s).
+//! `BERTH_CLUSTER_TASKS` changes the count, `BERTH_CLUSTER_IN_FLIGHT` the submits in flight.
+//! The etcd members run in a temporary directory and are stopped at the end, also after a
+//! panic (the `EtcdCluster` guard).
 
 /// The allocator the `berth` binary uses, so the memory printed is the daemon's kind.
 #[global_allocator]
@@ -55,6 +59,7 @@ use tokio::task::JoinHandle;
 
 const DEFAULT_TASKS: usize = 1_000;
 const NODES: usize = 3;
+/// Submits (and one-host `add_task`s) in flight at once; `BERTH_CLUSTER_IN_FLIGHT` changes it.
 const SUBMITS_IN_FLIGHT: usize = 32;
 const IMAGE: &str = "busybox:latest";
 /// No progress for this long: the run has stalled.
@@ -66,12 +71,16 @@ fn ok<T, E: Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
+
+fn in_flight() -> usize {
+    env_count("BERTH_CLUSTER_IN_FLIGHT", SUBMITS_IN_FLIGHT)
+}
+
 fn main() {
-    let tasks = std::env::var("BERTH_CLUSTER_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n: &usize| *n > 0)
-        .unwrap_or(DEFAULT_TASKS);
+    let tasks = env_count("BERTH_CLUSTER_TASKS", DEFAULT_TASKS);
     let etcd = EtcdCluster::start(3);
     let runtime = ok(tokio::runtime::Builder::new_multi_thread().enable_all().build(), "runtime");
     let cluster = runtime.block_on(cluster(&etcd, tasks));
@@ -390,7 +399,7 @@ async fn cluster(etcd: &EtcdCluster, tasks: usize) -> ClusterResults {
     }
 }
 
-/// Submits `tasks` tasks through the clients in turn, `SUBMITS_IN_FLIGHT` at once; each
+/// Submits `tasks` tasks through the clients in turn, [`in_flight`] at once; each
 /// task's id and when its submit began.
 async fn submit_all(clients: &[ClusterClient], tasks: usize) -> Vec<(String, Instant)> {
     stream::iter(0..tasks)
@@ -406,7 +415,7 @@ async fn submit_all(clients: &[ClusterClient], tasks: usize) -> Vec<(String, Ins
                 (submitted.task.id, t0)
             }
         })
-        .buffer_unordered(SUBMITS_IN_FLIGHT)
+        .buffer_unordered(in_flight())
         .collect()
         .await
 }
@@ -537,7 +546,7 @@ async fn one_host(tasks: usize) -> Vec<Duration> {
                 (arn, t0)
             }
         })
-        .buffer_unordered(SUBMITS_IN_FLIGHT)
+        .buffer_unordered(in_flight())
         .collect()
         .await;
     loop {
@@ -574,7 +583,8 @@ fn report(tasks: usize, c: &ClusterResults, backlog: Backlog, host: &[Duration])
     let mut host = host.to_vec();
     host.sort();
     println!(
-        "the cluster: {NODES} nodes (one process, fake Docker each), 3-member etcd on loopback, {tasks} one-container tasks, {SUBMITS_IN_FLIGHT} submits in flight"
+        "the cluster: {NODES} nodes (one process, fake Docker each), 3-member etcd on loopback, {tasks} one-container tasks, {} submits in flight",
+        in_flight()
     );
     println!(
         "submits answered: {:.2} s ({:.0}/s)",
