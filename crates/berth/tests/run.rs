@@ -810,26 +810,11 @@ fn a_cleanup_whose_docker_never_answers_ends_naming_the_call() {
     let dir = tmp.path().join("data");
     std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("instance-id"), "0123456789abcdef0123456789abcdef\n").unwrap_or_else(|e| panic!("{e}"));
-    let socket = tmp.path().join("docker.sock");
-    // Connections queue in its backlog: they are made, and never answered.
-    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = support::berth()
-        .args(["run", "--cleanup", "--data-dir"])
-        .arg(&dir)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    // A hang guard, not a speed limit: unbounded, the connect waited bollard's 3 hours.
-    let ended = support::poll(Duration::from_secs(120), || child.try_wait().ok().flatten());
-    if ended.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(ended.is_some(), "berth run --cleanup never ended on a Docker that never answers");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let mut cmd = support::berth();
+    cmd.args(["run", "--cleanup", "--data-dir"]).arg(&dir);
+    let (ended, code, said) = against_a_docker_that_never_answers(tmp.path(), cmd);
+    assert!(ended, "berth run --cleanup never ended on a Docker that never answers");
+    assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("connect to Docker: Docker did not answer in 30s"), "the hung call is named:\n{said}");
     assert!(dir.join("instance-id").is_file(), "the data directory is kept:\n{said}");
 }
@@ -837,29 +822,38 @@ fn a_cleanup_whose_docker_never_answers_ends_naming_the_call() {
 #[test]
 fn a_run_whose_docker_never_answers_ends_naming_the_call() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let socket = tmp.path().join("docker.sock");
-    // Connections queue in its backlog: they are made, and never answered.
-    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
     let task = tmp.path().join("task.json");
     std::fs::write(&task, r#"{"family":"hang","containerDefinitions":[{"name":"a","image":"busybox:latest"}]}"#)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut child = support::berth()
-        .args(["run", "--data-dir"])
-        .arg(tmp.path().join("data"))
-        .arg(&task)
+    let mut cmd = support::berth();
+    cmd.args(["run", "--data-dir"]).arg(tmp.path().join("data")).arg(&task);
+    let (ended, code, said) = against_a_docker_that_never_answers(tmp.path(), cmd);
+    assert!(ended, "berth run never ended on a Docker that never answers");
+    assert_eq!(code, Some(125), "{said}");
+    assert!(said.contains("connect to Docker: Docker did not answer in 30s"), "the hung call is named:\n{said}");
+}
+
+/// Runs `cmd` with `DOCKER_HOST` on a unix listener in `dir` that accepts connections into
+/// its backlog and never answers them: whether it ended (within a 120 s hang guard, not a
+/// speed limit: unbounded, the connect waited bollard's 3 hours), its exit code, and what it
+/// printed.
+fn against_a_docker_that_never_answers(
+    dir: &std::path::Path,
+    mut cmd: std::process::Command,
+) -> (bool, Option<i32>, String) {
+    let socket = dir.join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = cmd
         .env("DOCKER_HOST", format!("unix://{}", socket.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    // A hang guard, not a speed limit: unbounded, the connect waited bollard's 3 hours.
     let ended = support::poll(Duration::from_secs(120), || child.try_wait().ok().flatten());
     if ended.is_none() {
         let _ = child.kill();
     }
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(ended.is_some(), "berth run never ended on a Docker that never answers");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(125), "{said}");
-    assert!(said.contains("connect to Docker: Docker did not answer in 30s"), "the hung call is named:\n{said}");
+    (ended.is_some(), out.status.code(), said)
 }

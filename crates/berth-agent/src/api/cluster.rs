@@ -16,7 +16,7 @@
 //! A berth not in cluster mode answers each with 409 `NotInCluster`.
 
 use super::access::Followers;
-use super::error::IssueView;
+use super::error::{IssueView, is_zero};
 use super::{ApiError, ApiState, decode_submission};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -75,10 +75,6 @@ struct Submitted {
     warnings: Vec<IssueView>,
     #[serde(skip_serializing_if = "is_zero")]
     warnings_omitted: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// `POST /v1/cluster/tasks`.

@@ -49,7 +49,7 @@ pub struct ApiError {
 }
 
 /// For `skip_serializing_if`: the counts of omitted issues are left out when nothing was.
-fn is_zero(n: &usize) -> bool {
+pub(super) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 

@@ -1,7 +1,7 @@
 //! berth's own task endpoints: submit, look at one, stop, read a container's output.
 
 use super::access::Followers;
-use super::error::IssueView;
+use super::error::{IssueView, is_zero};
 use super::views::TaskView;
 use super::{ApiError, ApiState};
 use crate::config::HostPolicy;
@@ -30,11 +30,6 @@ struct Submitted {
     /// Warnings beyond the first 100, which `Warnings` leaves out.
     #[serde(rename = "WarningsOmitted", skip_serializing_if = "is_zero")]
     warnings_omitted: usize,
-}
-
-/// For `skip_serializing_if`.
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// `POST /v1/tasks`: any accepted shape (`?family=` names the family of a bare
